@@ -1,0 +1,46 @@
+/**
+ * Subject and stream names. Everything hangs off a namespace ("mikrom" in production), so two
+ * systems, or two tests, share one NATS server without seeing each other's messages.
+ */
+export interface Names {
+  readonly namespace: string;
+  readonly streams: { readonly commands: string; readonly events: string; readonly deadLetters: string };
+  /** `<ns>.cmd.<service>.<verb>`; the provisioner's carry the host: `<ns>.cmd.provisioner.<hostId>.<verb>` */
+  command(service: string, ...rest: string[]): string;
+  /** `<ns>.evt.<context>.<entityId>.<EventType>` */
+  event(context: string, entityId: string, type: string): string;
+  /** `<ns>.qry.<service>.<name>` (core NATS request-reply) */
+  query(service: string, name: string): string;
+  /** `<ns>.dlq.<original subject>` */
+  deadLetter(subject: string): string;
+  readonly allCommands: string;
+  readonly allEvents: string;
+  readonly allDeadLetters: string;
+}
+
+const TOKEN = /^[A-Za-z0-9_-]+$/;
+
+function token(value: string, what: string): string {
+  if (!TOKEN.test(value)) throw new Error(`${what} "${value}" is not a valid subject token`);
+  return value;
+}
+
+export function names(namespace = "mikrom"): Names {
+  const ns = token(namespace, "namespace");
+  const prefix = ns.toUpperCase();
+  return {
+    namespace: ns,
+    streams: { commands: `${prefix}_COMMANDS`, events: `${prefix}_EVENTS`, deadLetters: `${prefix}_DLQ` },
+    command: (service, ...rest) =>
+      [ns, "cmd", token(service, "service"), ...rest.map((r) => token(r, "command"))].join("."),
+    event: (context, entityId, type) =>
+      [ns, "evt", token(context, "context"), token(entityId, "entity id"), token(type, "event type")].join(
+        ".",
+      ),
+    query: (service, name) => [ns, "qry", token(service, "service"), token(name, "query")].join("."),
+    deadLetter: (subject) => `${ns}.dlq.${subject}`,
+    allCommands: `${ns}.cmd.>`,
+    allEvents: `${ns}.evt.>`,
+    allDeadLetters: `${ns}.dlq.>`,
+  };
+}

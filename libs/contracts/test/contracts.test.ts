@@ -1,0 +1,59 @@
+import { describe, expect, it } from "vitest";
+import { names, parse, Registry, ValidationFailed, VmCreated } from "../src/index.ts";
+
+const valid = {
+  vmId: "srv-0a1b2c3d",
+  userId: 7,
+  name: "web-1",
+  description: null,
+  vcpuCount: 2,
+  memoryMb: 512,
+};
+
+describe("message contracts", () => {
+  it("parse returns valid data unchanged", () => {
+    expect(parse(VmCreated, valid)).toEqual(valid);
+  });
+
+  it("parse names every invalid field", () => {
+    const error = (() => {
+      try {
+        parse(VmCreated, { ...valid, vmId: "vm-1", vcpuCount: 0 });
+      } catch (e) {
+        return e;
+      }
+    })() as ValidationFailed;
+    expect(error).toBeInstanceOf(ValidationFailed);
+    expect(error.issues.map((i) => i.path)).toEqual(["vmId", "vcpuCount"]);
+    expect(error.message).toMatch(/^VmCreated is invalid: vmId: .*; vcpuCount: /);
+  });
+
+  it("a registry refuses an unknown type and a duplicate definition", () => {
+    const registry = new Registry([VmCreated]);
+    expect(registry.parse("VmCreated", valid)).toEqual({ type: "VmCreated", data: valid });
+    expect(() => registry.parse("VmExploded", {})).toThrow(/unknown message type VmExploded/);
+    expect(() => new Registry([VmCreated, VmCreated])).toThrow(/duplicate message type VmCreated/);
+  });
+});
+
+describe("subjects and streams", () => {
+  it("follow the documented layout under a namespace", () => {
+    const n = names();
+    expect(n.command("vm", "create")).toBe("mikrom.cmd.vm.create");
+    expect(n.command("provisioner", "host-1", "boot")).toBe("mikrom.cmd.provisioner.host-1.boot");
+    expect(n.event("vm", "srv-1a2b3c4d", "VmRunning")).toBe("mikrom.evt.vm.srv-1a2b3c4d.VmRunning");
+    expect(n.query("vm", "get")).toBe("mikrom.qry.vm.get");
+    expect(n.streams).toEqual({
+      commands: "MIKROM_COMMANDS",
+      events: "MIKROM_EVENTS",
+      deadLetters: "MIKROM_DLQ",
+    });
+    expect(names("t1").allEvents).toBe("t1.evt.>");
+  });
+
+  it("refuse tokens that would change a subject's shape", () => {
+    expect(() => names().event("vm", "a.b", "VmRunning")).toThrow(/entity id "a.b"/);
+    expect(() => names().command("vm", ">")).toThrow(/not a valid subject token/);
+    expect(() => names("a b")).toThrow(/namespace/);
+  });
+});
