@@ -1,5 +1,6 @@
 export { Header, type HeaderName } from "./headers.ts";
-export { Ipv4, UserId, VmId, VmName } from "./ids.ts";
+export { Actor, HostId, Ipv4, Timestamp, UserId, VmId, VmName } from "./ids.ts";
+export * from "./ippool.ts";
 export {
   command,
   type DataOf,
@@ -9,9 +10,15 @@ export {
   type MessageKind,
   type MessageOf,
   parse,
+  type QueryDef,
+  QueryErrorCode,
+  type QueryReply,
   query,
   Registry,
+  type RequestOf,
+  type ResponseOf,
   ValidationFailed,
 } from "./message.ts";
+export * from "./provisioner.ts";
 export { type Names, names } from "./subjects.ts";
-export { VmCreated } from "./vm.ts";
+export * from "./vm.ts";

@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import { z } from "zod";
 
 export type MessageKind = "command" | "event" | "query";
 
@@ -26,7 +26,32 @@ const define =
 
 export const command = define("command");
 export const event = define("event");
-export const query = define("query");
+
+/** A request-reply query (`<ns>.qry.<service>.<name>`): request and response schemas, defined once. */
+export interface QueryDef<
+  T extends string = string,
+  Req extends z.ZodType = z.ZodType,
+  Res extends z.ZodType = z.ZodType,
+> extends MessageDef<"query", T, Req> {
+  readonly response: Res;
+}
+export type RequestOf<Q extends QueryDef> = z.infer<Q["schema"]>;
+export type ResponseOf<Q extends QueryDef> = z.infer<Q["response"]>;
+
+export function query<T extends string, Req extends z.ZodType, Res extends z.ZodType>(
+  type: T,
+  request: Req,
+  response: Res,
+): QueryDef<T, Req, Res> {
+  return Object.freeze({ kind: "query" as const, type, version: 1, schema: request, response });
+}
+
+/** The reply to a query: data, or an error the caller maps (not_found → 404, forbidden → 403/404, …). */
+export const QueryErrorCode = z.enum(["not_found", "forbidden", "invalid", "unavailable", "internal"]);
+export type QueryErrorCode = z.infer<typeof QueryErrorCode>;
+export type QueryReply<T> =
+  | { ok: true; data: T }
+  | { ok: false; error: { code: QueryErrorCode; message: string } };
 
 /** A payload that does not match its schema; carries every issue with its path, so a dead letter says why. */
 export class ValidationFailed extends Error {

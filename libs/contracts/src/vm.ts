@@ -1,7 +1,52 @@
 import { z } from "zod";
-import { UserId, VmId, VmName } from "./ids.ts";
-import { event } from "./message.ts";
+import { Actor, HostId, Ipv4, Timestamp, UserId, VmId, VmName } from "./ids.ts";
+import { command, event, query } from "./message.ts";
 
+/** The service that owns VMs; commands go to `<ns>.cmd.vm.<verb>`, events to `<ns>.evt.vm.<vmId>.<Type>`. */
+export const VM_SERVICE = "vm";
+
+export const VmStatus = z.enum([
+  "pending",
+  "provisioning",
+  "starting",
+  "running",
+  "stopping",
+  "stopped",
+  "restarting",
+  "error",
+  "deleting",
+]);
+export type VmStatus = z.infer<typeof VmStatus>;
+
+export const VcpuCount = z.int().min(1).max(32);
+export const MemoryMb = z.int().min(128).max(32768);
+export const VmDescription = z.string().max(500).nullable();
+
+// Commands: the gateway mints vmId; every command carries its actor.
+export const CreateVm = command(
+  "CreateVm",
+  1,
+  z.object({
+    vmId: VmId,
+    actor: Actor,
+    name: VmName,
+    description: VmDescription.default(null),
+    vcpuCount: VcpuCount.default(1),
+    memoryMb: MemoryMb.default(512),
+    pool: z.string().min(1).max(64).optional(),
+  }),
+);
+export const UpdateVm = command(
+  "UpdateVm",
+  1,
+  z.object({ vmId: VmId, actor: Actor, name: VmName.optional(), description: VmDescription.optional() }),
+);
+export const StartVm = command("StartVm", 1, z.object({ vmId: VmId, actor: Actor }));
+export const StopVm = command("StopVm", 1, z.object({ vmId: VmId, actor: Actor }));
+export const RestartVm = command("RestartVm", 1, z.object({ vmId: VmId, actor: Actor }));
+export const DeleteVm = command("DeleteVm", 1, z.object({ vmId: VmId, actor: Actor }));
+
+// Events of the VM aggregate.
 export const VmCreated = event(
   "VmCreated",
   1,
@@ -9,8 +54,110 @@ export const VmCreated = event(
     vmId: VmId,
     userId: UserId,
     name: VmName,
-    description: z.string().max(500).nullable(),
-    vcpuCount: z.int().min(1).max(32),
-    memoryMb: z.int().min(128).max(32768),
+    description: VmDescription,
+    vcpuCount: VcpuCount,
+    memoryMb: MemoryMb,
+    pool: z.string().optional(),
   }),
 );
+export const VmUpdated = event(
+  "VmUpdated",
+  1,
+  z.object({ vmId: VmId, name: VmName.optional(), description: VmDescription.optional() }),
+);
+/** An address is held and a host chosen: the boot command goes out. */
+export const VmProvisioning = event(
+  "VmProvisioning",
+  1,
+  z.object({ vmId: VmId, ipAddress: Ipv4, hostId: HostId }),
+);
+export const VmRunning = event("VmRunning", 1, z.object({ vmId: VmId, hostId: HostId, ipAddress: Ipv4 }));
+export const VmStartRequested = event("VmStartRequested", 1, z.object({ vmId: VmId }));
+export const VmStopRequested = event("VmStopRequested", 1, z.object({ vmId: VmId }));
+export const VmStopped = event("VmStopped", 1, z.object({ vmId: VmId }));
+export const VmRestartRequested = event("VmRestartRequested", 1, z.object({ vmId: VmId }));
+export const VmDeleteRequested = event("VmDeleteRequested", 1, z.object({ vmId: VmId }));
+export const VmDeleted = event("VmDeleted", 1, z.object({ vmId: VmId }));
+/** The operation failed (or a deadline passed): status `error`; what it took is given back. */
+export const VmFailed = event(
+  "VmFailed",
+  1,
+  z.object({ vmId: VmId, step: z.string(), errorMessage: z.string().min(1) }),
+);
+
+/** A command refused by the decider; the gateway turns `reason` into a 409 (or 404/422 by `code`). */
+export const CommandRejected = event(
+  "CommandRejected",
+  1,
+  z.object({
+    entityId: z.string(),
+    command: z.string(),
+    code: z.enum(["conflict", "not_found", "forbidden", "invalid", "limit"]),
+    reason: z.string(),
+  }),
+);
+
+export const VmView = z.object({
+  vmId: VmId,
+  name: VmName,
+  description: VmDescription,
+  vcpuCount: VcpuCount,
+  memoryMb: MemoryMb,
+  ipAddress: Ipv4.nullable(),
+  status: VmStatus,
+  errorMessage: z.string().nullable(),
+  host: HostId.nullable(),
+  userId: UserId,
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+});
+export type VmView = z.infer<typeof VmView>;
+
+export const vmCommands = [CreateVm, UpdateVm, StartVm, StopVm, RestartVm, DeleteVm] as const;
+export const vmEvents = [
+  VmCreated,
+  VmUpdated,
+  VmProvisioning,
+  VmRunning,
+  VmStartRequested,
+  VmStopRequested,
+  VmStopped,
+  VmRestartRequested,
+  VmDeleteRequested,
+  VmDeleted,
+  VmFailed,
+  CommandRejected,
+] as const;
+
+// Queries, `<ns>.qry.vm.<name>`; the actor decides what is visible (owner, or superuser for all).
+export const Page = z.object({
+  page: z.int().min(1).default(1),
+  pageSize: z.int().min(1).max(100).default(10),
+});
+export const GetVm = query("get", z.object({ vmId: VmId, actor: Actor }), VmView);
+export const ListVms = query(
+  "list",
+  Page.extend({ actor: Actor, status: VmStatus.optional() }),
+  z.object({ items: z.array(VmView), total: z.int().nonnegative() }),
+);
+export const VmHistoryEntry = z.object({
+  eventId: z.string(),
+  type: z.string(),
+  version: z.int(),
+  data: z.record(z.string(), z.unknown()),
+  recordedAt: Timestamp,
+  actor: z.object({ userId: UserId.optional(), userName: z.string().optional() }).nullable(),
+  traceId: z.string().nullable(),
+});
+export const VmHistory = query(
+  "history",
+  z.object({ vmId: VmId, actor: Actor }),
+  z.object({ events: z.array(VmHistoryEntry) }),
+);
+/** Answers when the VM reaches `status` (or is already there) or when the timeout passes. */
+export const WaitVm = query(
+  "wait",
+  z.object({ vmId: VmId, actor: Actor, status: VmStatus, timeoutMs: z.int().min(0).max(300_000) }),
+  z.object({ reached: z.boolean(), vm: VmView }),
+);
+export const vmQueries = [GetVm, ListVms, VmHistory, WaitVm] as const;
