@@ -1,0 +1,78 @@
+import { z } from "zod";
+import { DriverName } from "./driver.ts";
+import { defaultGuestDir } from "./qemu/guest.ts";
+import { defaultRunDir } from "./run-dir.ts";
+
+/** Everything the drivers can be told, parsed from the environment by the agent's config.ts. */
+export const DriverConfig = z.object({
+  /** Unset: the best driver that works here (see choose.ts). */
+  driver: DriverName.optional(),
+  runDir: z.string().min(1),
+  guestDir: z.string().min(1),
+  /** qemu acceleration; `auto` probes KVM once (cached) and falls back to TCG. */
+  qemuAccel: z.enum(["auto", "kvm", "tcg"]).default("auto"),
+  qemuBinary: z.string().default("qemu-system-x86_64"),
+  bootTimeoutMs: z.coerce.number().int().positive().optional(),
+  /** Create each VM's tap on this bridge (needs root). */
+  bridge: z.string().optional(),
+  firecrackerBinary: z.string().default("firecracker"),
+  /** Default: the guest's kernel and initramfs. */
+  firecrackerKernel: z.string().optional(),
+  firecrackerInitrd: z.string().optional(),
+  firecrackerRootfs: z.string().optional(),
+  /** Fake driver: boot latency in ms, `50` or a range `20-200`. */
+  fakeLatencyMs: z
+    .string()
+    .regex(/^\d+(-\d+)?$/, "a number of ms or a range like 20-200")
+    .default("0")
+    .transform((text): number | [number, number] => {
+      const [min, max] = text.split("-").map(Number);
+      return max === undefined ? min! : [min!, max];
+    }),
+  fakeFailureRate: z.coerce.number().min(0).max(1).default(0),
+});
+export type DriverConfig = z.infer<typeof DriverConfig>;
+
+/** The variables the drivers read, by name (MIKROM_DRIVER, MIKROM_RUN_DIR, ...). */
+export function driverConfigFromEnv(env: Readonly<Record<string, string | undefined>>): DriverConfig {
+  const pick = (name: string): string | undefined => (env[name] === "" ? undefined : env[name]);
+  const raw = {
+    driver: pick("MIKROM_DRIVER"),
+    runDir: pick("MIKROM_RUN_DIR") ?? defaultRunDir(env),
+    guestDir: defaultGuestDir(env),
+    qemuAccel: pick("MIKROM_QEMU_ACCEL"),
+    qemuBinary: pick("MIKROM_QEMU_BINARY"),
+    bootTimeoutMs: pick("MIKROM_BOOT_TIMEOUT_MS"),
+    bridge: pick("MIKROM_BRIDGE"),
+    firecrackerBinary: pick("MIKROM_FIRECRACKER_BINARY"),
+    firecrackerKernel: pick("MIKROM_FIRECRACKER_KERNEL"),
+    firecrackerInitrd: pick("MIKROM_FIRECRACKER_INITRD"),
+    firecrackerRootfs: pick("MIKROM_FIRECRACKER_ROOTFS"),
+    fakeLatencyMs: pick("MIKROM_FAKE_LATENCY_MS"),
+    fakeFailureRate: pick("MIKROM_FAKE_FAILURE_RATE"),
+  };
+  const names: Record<string, string> = {
+    driver: "MIKROM_DRIVER",
+    runDir: "MIKROM_RUN_DIR",
+    guestDir: "MIKROM_GUEST_DIR",
+    qemuAccel: "MIKROM_QEMU_ACCEL",
+    qemuBinary: "MIKROM_QEMU_BINARY",
+    bootTimeoutMs: "MIKROM_BOOT_TIMEOUT_MS",
+    bridge: "MIKROM_BRIDGE",
+    firecrackerBinary: "MIKROM_FIRECRACKER_BINARY",
+    firecrackerKernel: "MIKROM_FIRECRACKER_KERNEL",
+    firecrackerInitrd: "MIKROM_FIRECRACKER_INITRD",
+    firecrackerRootfs: "MIKROM_FIRECRACKER_ROOTFS",
+    fakeLatencyMs: "MIKROM_FAKE_LATENCY_MS",
+    fakeFailureRate: "MIKROM_FAKE_FAILURE_RATE",
+  };
+  const parsed = DriverConfig.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const key = String(issue.path[0] ?? "");
+      return `${names[key] ?? key}: ${issue.message}`;
+    });
+    throw new Error(`invalid driver configuration: ${problems.join("; ")}`);
+  }
+  return parsed.data;
+}

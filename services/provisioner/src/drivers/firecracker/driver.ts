@@ -1,0 +1,314 @@
+import { readFile, rm, writeFile } from "node:fs/promises";
+import { setTimeout as delay } from "node:timers/promises";
+import { createLogger, errorFields } from "@mikrom/telemetry";
+import { ConsoleKeeper, readTail } from "../console-log.ts";
+import {
+  type AdoptResult,
+  BootSpec,
+  DEFAULT_CONSOLE_BYTES,
+  type Driver,
+  Instance,
+  type InstanceStatus,
+} from "../driver.ts";
+import { BootFailed, type BootStep, BootTimeout, InvalidInstance } from "../errors.ts";
+import { awaitGuestReady, consoleTails } from "../guest-ready.ts";
+import { KeyedLock } from "../keyed-lock.ts";
+import { createTap, macFor, netnsCommand, removeTap } from "../network.ts";
+import { isAlive, isOurProcess, spawnOrFail, terminate, waitForExit } from "../process.ts";
+import { guestArgs } from "../readiness.ts";
+import { ensureDir, type VmPaths, vmPaths } from "../run-dir.ts";
+import { FirecrackerApiError, firecrackerCall } from "./api.ts";
+
+const log = createLogger("mikrom.provisioner.driver.firecracker");
+
+export interface FirecrackerDriverOptions {
+  runDir: string;
+  /** Uncompressed ELF kernel (guest/build.sh's vmlinux). */
+  kernel: string;
+  initrd?: string;
+  /** Root filesystem image, attached read-only as drive `rootfs`. */
+  rootfs?: string;
+  /**
+   * The command that starts Firecracker; the driver appends `--api-sock <path>`. Default
+   * ["firecracker"]. This is the test seam: tests pass [node, fake-cli.ts] to run the fake
+   * Firecracker (spec-validating API server) as the process.
+   */
+  command?: readonly string[];
+  /** Spawn to readiness line. Default 20 s. */
+  bootTimeoutMs?: number;
+  /** How long the API socket may take to answer after spawn. Default 5 s. */
+  apiTimeoutMs?: number;
+  /** How long `stop` waits for the process to end after SendCtrlAltDel. Default 5 s. */
+  shutdownTimeoutMs?: number;
+  consoleMaxBytes?: number;
+  bridge?: string;
+  netns?: string;
+}
+
+const API_SOCKET = "firecracker.sock";
+const RECORD = "instance.json";
+
+/**
+ * Firecracker through its REST API on a unix socket (ARCHITECTURE §5): machine-config,
+ * boot-source, drives, network-interfaces, then InstanceStart (once). Firecracker has no stop
+ * action and no event stream: stop is SendCtrlAltDel (the guest reboots, which ends Firecracker)
+ * and then the process is ended; the driver supervises the process itself. The guest's address
+ * goes on the kernel command line (`ip=` and mikrom.ip=).
+ */
+export class FirecrackerDriver implements Driver {
+  readonly name = "firecracker" as const;
+  readonly #options: FirecrackerDriverOptions;
+  readonly #keeper: ConsoleKeeper;
+  readonly #lock = new KeyedLock();
+
+  constructor(options: FirecrackerDriverOptions) {
+    this.#options = options;
+    this.#keeper = new ConsoleKeeper(options.consoleMaxBytes ?? 256 * 1024);
+  }
+
+  async boot(input: BootSpec, options: { signal?: AbortSignal } = {}): Promise<Instance> {
+    const parsed = BootSpec.safeParse(input);
+    if (!parsed.success) throw new BootFailed("prepare", `invalid boot spec: ${parsed.error.message}`);
+    const spec = parsed.data;
+    return this.#lock.run(spec.vmId, () => this.#boot(spec, options.signal));
+  }
+
+  async #boot(spec: BootSpec, signal: AbortSignal | undefined): Promise<Instance> {
+    let paths: VmPaths;
+    try {
+      paths = vmPaths(this.#options.runDir, spec.vmId, API_SOCKET);
+    } catch (error) {
+      throw new BootFailed("prepare", (error as Error).message);
+    }
+    const previous = await readRecord(`${paths.dir}/${RECORD}`);
+    if (previous?.pid && (await isOurProcess(previous.pid, paths.socket))) {
+      throw new BootFailed("prepare", `VM ${spec.vmId} already runs (pid ${previous.pid})`);
+    }
+    await ensureDir(paths.dir);
+    // Firecracker refuses to start when its socket path exists.
+    await Promise.all(
+      [paths.console, paths.output, paths.socket, paths.stoppedMarker].map((p) => rm(p, { force: true })),
+    );
+    const netns = this.#options.netns;
+    const tapOwned = Boolean(spec.tap && this.#options.bridge);
+    if (spec.tap && this.#options.bridge) {
+      try {
+        await createTap({ name: spec.tap, bridge: this.#options.bridge, ...(netns ? { netns } : {}) });
+      } catch (error) {
+        await rm(paths.dir, { recursive: true, force: true });
+        throw new BootFailed("network", (error as Error).message);
+      }
+    }
+    const spawnedAt = Date.now();
+    let instance: Instance = {
+      vmId: spec.vmId,
+      driver: "firecracker",
+      apiSocket: paths.socket,
+      consoleLog: paths.console,
+      runDir: paths.dir,
+      ipAddress: spec.ipAddress,
+      prefixLength: spec.prefixLength,
+      ...(spec.tap ? { tap: spec.tap, tapOwned } : {}),
+      ...(netns ? { netns } : {}),
+      startedAt: new Date(spawnedAt).toISOString(),
+    };
+    try {
+      const command = [...(this.#options.command ?? ["firecracker"]), "--api-sock", paths.socket];
+      // Firecracker writes the guest's serial console to stdout and its own log to stderr.
+      const pid = spawnOrFail(netnsCommand(netns, command), { stdout: paths.console, stderr: paths.output });
+      instance = { ...instance, pid };
+      await writeFile(`${paths.dir}/${RECORD}`, JSON.stringify(instance));
+      await this.#awaitApi(pid, paths);
+      await this.#configure(spec, paths);
+      await this.#call(paths, "start", "PUT", "/actions", { action_type: "InstanceStart" });
+      log.info({ vm_id: spec.vmId, pid }, "firecracker started the VM, waiting for the guest");
+      await awaitGuestReady({
+        spec,
+        pid,
+        paths,
+        timeoutMs: this.#options.bootTimeoutMs ?? 20_000,
+        hypervisor: "firecracker",
+        signal,
+      });
+      instance = { ...instance, bootMs: Date.now() - spawnedAt };
+      await writeFile(`${paths.dir}/${RECORD}`, JSON.stringify(instance));
+      this.#keeper.watch(paths.console);
+      log.info({ vm_id: spec.vmId, pid, boot_ms: instance.bootMs, ip: spec.ipAddress }, "guest ready");
+      return instance;
+    } catch (error) {
+      await this.#teardown(instance).catch((cleanup) =>
+        log.warn({ vm_id: spec.vmId, ...errorFields(cleanup) }, "cleanup after a failed boot failed"),
+      );
+      throw error;
+    }
+  }
+
+  /** The socket appears some milliseconds after spawn: poll `GET /` until it answers. */
+  async #awaitApi(pid: number, paths: VmPaths): Promise<void> {
+    const timeoutMs = this.#options.apiTimeoutMs ?? 5000;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        await firecrackerCall(paths.socket, "GET", "/", undefined, 1000);
+        return;
+      } catch {
+        if (!(await isAlive(pid))) {
+          throw new BootFailed("spawn", "firecracker exited", await consoleTails(paths, "firecracker"));
+        }
+        if (Date.now() >= deadline) {
+          throw new BootTimeout("spawn", timeoutMs, await consoleTails(paths, "firecracker"));
+        }
+        await delay(20);
+      }
+    }
+  }
+
+  /** In the order ARCHITECTURE §5 gives: machine-config, boot-source, drives, network-interfaces. */
+  async #configure(spec: BootSpec, paths: VmPaths): Promise<void> {
+    await this.#call(paths, "configure", "PUT", "/machine-config", {
+      vcpu_count: spec.vcpuCount,
+      mem_size_mib: spec.memoryMb,
+    });
+    await this.#call(paths, "configure", "PUT", "/boot-source", {
+      kernel_image_path: this.#options.kernel,
+      ...(this.#options.initrd ? { initrd_path: this.#options.initrd } : {}),
+      boot_args: firecrackerBootArgs(spec),
+    });
+    if (this.#options.rootfs) {
+      await this.#call(paths, "configure", "PUT", "/drives/rootfs", {
+        drive_id: "rootfs",
+        path_on_host: this.#options.rootfs,
+        is_root_device: true,
+        is_read_only: true,
+      });
+    }
+    if (spec.tap) {
+      await this.#call(paths, "configure", "PUT", "/network-interfaces/eth0", {
+        iface_id: "eth0",
+        host_dev_name: spec.tap,
+        guest_mac: macFor(spec.vmId),
+      });
+    }
+  }
+
+  async #call(
+    paths: VmPaths,
+    step: BootStep,
+    method: "PUT" | "PATCH",
+    path: string,
+    body: unknown,
+  ): Promise<void> {
+    try {
+      await firecrackerCall(paths.socket, method, path, body);
+    } catch (error) {
+      const reason =
+        error instanceof FirecrackerApiError
+          ? error.message
+          : `${method} ${path}: ${(error as Error).message}`;
+      throw new BootFailed(step, reason, await consoleTails(paths, "firecracker"));
+    }
+  }
+
+  async stop(instance: Instance): Promise<void> {
+    const vm = this.#own(instance);
+    await this.#lock.run(vm.vmId, async () => {
+      this.#keeper.unwatch(vm.consoleLog);
+      if (vm.pid && (await isOurProcess(vm.pid, vm.apiSocket!))) await this.#end(vm.pid, vm.apiSocket!, true);
+      await writeFile(`${vm.runDir}/stopped`, new Date().toISOString()).catch(() => {});
+    });
+  }
+
+  /** SendCtrlAltDel (the guest reboots and Firecracker exits), then signals. */
+  async #end(pid: number, socket: string, graceful: boolean): Promise<void> {
+    if (graceful) {
+      const sent = await firecrackerCall(socket, "PUT", "/actions", { action_type: "SendCtrlAltDel" }).then(
+        () => true,
+        () => false,
+      );
+      if (sent && (await waitForExit(pid, this.#options.shutdownTimeoutMs ?? 5000))) return;
+    }
+    await terminate(pid);
+  }
+
+  async destroy(instance: Instance): Promise<void> {
+    const vm = this.#own(instance);
+    await this.#lock.run(vm.vmId, () => this.#teardown(vm));
+  }
+
+  async #teardown(vm: Instance): Promise<void> {
+    this.#keeper.unwatch(vm.consoleLog);
+    if (vm.pid && vm.apiSocket && (await isOurProcess(vm.pid, vm.apiSocket)))
+      await this.#end(vm.pid, vm.apiSocket, false);
+    if (vm.tap && vm.tapOwned) await removeTap({ name: vm.tap, ...(vm.netns ? { netns: vm.netns } : {}) });
+    await rm(vm.runDir, { recursive: true, force: true });
+  }
+
+  async status(instance: Instance): Promise<InstanceStatus> {
+    const vm = this.#own(instance);
+    if (vm.pid && vm.apiSocket && (await isOurProcess(vm.pid, vm.apiSocket))) {
+      try {
+        const info = (await firecrackerCall(vm.apiSocket, "GET", "/", undefined, 2000)) as { state?: string };
+        return info.state === "Running" ? "running" : "stopped";
+      } catch (error) {
+        log.warn({ vm_id: vm.vmId, pid: vm.pid, ...errorFields(error) }, "Firecracker API does not answer");
+        return "running";
+      }
+    }
+    const stopped = await readFile(`${vm.runDir}/stopped`).then(
+      () => true,
+      () => false,
+    );
+    return stopped ? "stopped" : "gone";
+  }
+
+  async adopt(record: unknown): Promise<AdoptResult> {
+    const parsed = Instance.safeParse(record);
+    if (!parsed.success) throw new InvalidInstance(`not an instance record: ${parsed.error.message}`);
+    const vm = this.#own(parsed.data);
+    const status = await this.status(vm);
+    if (vm.pid && (await isAlive(vm.pid)) && status !== "gone") this.#keeper.watch(vm.consoleLog);
+    log.info({ vm_id: vm.vmId, pid: vm.pid, status }, "adopted");
+    return { status, instance: vm };
+  }
+
+  async console(instance: Instance, maxBytes = DEFAULT_CONSOLE_BYTES): Promise<string> {
+    return readTail(this.#own(instance).consoleLog, maxBytes);
+  }
+
+  async close(): Promise<void> {
+    this.#keeper.close();
+  }
+
+  #own(instance: Instance): Instance {
+    if (instance.driver !== "firecracker" || !instance.apiSocket) {
+      throw new InvalidInstance(`instance ${instance.vmId} belongs to the ${instance.driver} driver`);
+    }
+    return instance;
+  }
+}
+
+/**
+ * The kernel command line for a Firecracker guest: the kernel's own `ip=` (for kernels with
+ * CONFIG_IP_PNP; Debian's cloud kernel has it off) and the mikrom.* arguments the Mikrom guest's
+ * /init reads.
+ */
+export function firecrackerBootArgs(
+  spec: Pick<BootSpec, "vmId" | "ipAddress" | "prefixLength" | "gateway">,
+): string {
+  const ip = `ip=${spec.ipAddress}::${spec.gateway ?? ""}:${prefixToNetmask(spec.prefixLength)}::eth0:off`;
+  return ["console=ttyS0", "reboot=k", "panic=1", "pci=off", ip, ...guestArgs(spec)].join(" ");
+}
+
+export function prefixToNetmask(prefix: number): string {
+  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  return [24, 16, 8, 0].map((shift) => (mask >>> shift) & 0xff).join(".");
+}
+
+async function readRecord(path: string): Promise<Instance | undefined> {
+  try {
+    const parsed = Instance.safeParse(JSON.parse(await readFile(path, "utf8")));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}

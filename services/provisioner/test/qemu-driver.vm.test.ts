@@ -1,0 +1,198 @@
+import { execFile, spawn } from "node:child_process";
+import { access, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { afterAll, describe, expect, it } from "vitest";
+import { BootFailed, type BootSpec, BootTimeout, type Instance, QemuDriver } from "../src/drivers/index.ts";
+import { addNetns, canManageNetwork, deleteNetns, ensureBridge, linkExists } from "../src/drivers/network.ts";
+import { isAlive } from "../src/drivers/process.ts";
+import { processesMentioning, qemuTestEnv } from "./support/qemu-env.ts";
+
+/**
+ * Real microVMs: qemu-system-x86_64 -M microvm with the guest from guest/build.sh, under KVM when
+ * the probe says it works here and under TCG otherwise. One guest per test (TCG is CPU-bound on
+ * a shared two-core machine); ten at once is bench/provisioner-burst.bench.ts.
+ */
+const env = await qemuTestEnv();
+const skip = "skip" in env ? env.skip : undefined;
+const BOOT_AGENT = join(dirname(fileURLToPath(import.meta.url)), "support/boot-agent.ts");
+const run = promisify(execFile);
+const VM_TEST_TIMEOUT = 120_000;
+
+const runDirs: string[] = [];
+async function runDir(): Promise<string> {
+  // Short: the QMP socket path must fit a unix socket address.
+  const dir = await mkdtemp(join(tmpdir(), "mkq-"));
+  runDirs.push(dir);
+  return dir;
+}
+afterAll(async () => {
+  for (const dir of runDirs) {
+    for (const pid of await processesMentioning(dir)) process.kill(pid, "SIGKILL");
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+function options(
+  dir: string,
+  extra: Record<string, unknown> = {},
+): ConstructorParameters<typeof QemuDriver>[0] {
+  if ("skip" in env) throw new Error(env.skip);
+  return { guest: env.guest, accel: env.accel, runDir: dir, tscKhz: env.tscKhz, ...extra };
+}
+
+/** Runs the boot-agent in its own process group and returns the record it printed. */
+async function bootInAgent(dir: string, spec: BootSpec): Promise<{ agentPid: number; record: Instance }> {
+  const agent = spawn(process.execPath, [BOOT_AGENT, JSON.stringify(options(dir)), JSON.stringify(spec)], {
+    detached: true,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let output = "";
+  const record = await new Promise<Instance>((resolve, reject) => {
+    agent.stdout.on("data", (chunk: Buffer) => {
+      output += chunk.toString("utf8");
+      const line = output.split("\n").find((l) => l.startsWith("RECORD ") || l.startsWith("FAILED "));
+      if (line?.startsWith("RECORD ")) resolve(JSON.parse(line.slice(7)) as Instance);
+      if (line?.startsWith("FAILED ")) reject(new Error(`agent: ${line}`));
+    });
+    agent.on("exit", (code) => reject(new Error(`agent exited with ${code} before booting: ${output}`)));
+  });
+  return { agentPid: agent.pid!, record };
+}
+
+/** One ping from inside the namespace; busybox's ping where iputils is not installed. */
+async function pingOnce(netns: string, address: string): Promise<boolean> {
+  for (const ping of [["ping"], ["busybox", "ping"]]) {
+    try {
+      await run("ip", ["netns", "exec", netns, ...ping, "-c", "1", "-W", "1", address]);
+      return true;
+    } catch (error) {
+      // ip netns exec reports a missing command with status 255 and "exec of ... failed".
+      if (!/exec of/.test(String((error as { stderr?: unknown }).stderr))) return false;
+    }
+  }
+  return false;
+}
+
+describe(`the qemu driver with real guests (${"skip" in env ? `skipped: ${env.skip}` : env.accel})`, () => {
+  it(
+    "boots a guest that reports its address, survives its agent's SIGKILL, is adopted, stopped and destroyed without a trace",
+    async (ctx) => {
+      if (skip) ctx.skip(skip);
+      const dir = await runDir();
+      const spec: BootSpec = {
+        vmId: "srv-0000e001",
+        vcpuCount: 1,
+        memoryMb: 128,
+        ipAddress: "10.88.4.21",
+        prefixLength: 24,
+        gateway: "10.88.4.1",
+      };
+      const { agentPid, record } = await bootInAgent(dir, spec);
+      expect(record).toMatchObject({ driver: "qemu", vmId: spec.vmId, ipAddress: "10.88.4.21" });
+      expect(record.accel).toBe(options(dir).accel);
+
+      // The agent dies with its whole process group; the VM must not.
+      process.kill(-agentPid, "SIGKILL");
+      await expect.poll(() => isAlive(agentPid), { timeout: 5000 }).toBe(false);
+      expect(await isAlive(record.pid!)).toBe(true);
+
+      const driver = new QemuDriver(options(dir));
+      const adopted = await driver.adopt(JSON.parse(JSON.stringify(record)));
+      expect(adopted.status).toBe("running");
+      // The guest printed the address it was given, as eth0 holds it; the driver read that line.
+      expect(await driver.console(adopted.instance)).toContain(
+        "MIKROM-READY vm=srv-0000e001 ip=10.88.4.21/24",
+      );
+
+      await driver.stop(adopted.instance);
+      expect(await isAlive(record.pid!)).toBe(false);
+      expect(await driver.status(adopted.instance)).toBe("stopped");
+      expect(await driver.console(adopted.instance)).toContain("MIKROM-POWEROFF");
+
+      await driver.destroy(adopted.instance);
+      expect(await driver.status(adopted.instance)).toBe("gone");
+      await expect(access(record.qmpSocket!)).rejects.toThrow();
+      await expect(access(record.runDir)).rejects.toThrow();
+      expect(await processesMentioning(dir)).toEqual([]);
+      await driver.close();
+    },
+    VM_TEST_TIMEOUT,
+  );
+
+  it(
+    "gives the guest a tap on a bridge in a private network namespace, where it answers ping, and removes the tap",
+    async (ctx) => {
+      if (skip) ctx.skip(skip);
+      if (!(await canManageNetwork())) ctx.skip("needs root and /dev/net/tun to create taps");
+      const netns = `mt-${process.pid}-${Date.now() % 100_000}`;
+      await addNetns(netns);
+      try {
+        await ensureBridge({ name: "br0", address: "10.77.0.1/24", netns });
+        const driver = new QemuDriver(options(await runDir(), { bridge: "br0", netns }));
+        const vm = await driver.boot({
+          vmId: "srv-0000e002",
+          vcpuCount: 1,
+          memoryMb: 128,
+          ipAddress: "10.77.0.2",
+          prefixLength: 24,
+          gateway: "10.77.0.1",
+          tap: "mk-0000e002",
+        });
+        expect(await linkExists("mk-0000e002", netns)).toBe(true);
+        // The tap lives in the namespace only, never on the host.
+        expect(await linkExists("mk-0000e002")).toBe(false);
+        await expect.poll(() => pingOnce(netns, "10.77.0.2"), { timeout: 20_000, interval: 200 }).toBe(true);
+        await driver.destroy(vm);
+        expect(await linkExists("mk-0000e002", netns)).toBe(false);
+        expect(await isAlive(vm.pid!)).toBe(false);
+        await driver.close();
+      } finally {
+        await deleteNetns(netns);
+      }
+    },
+    VM_TEST_TIMEOUT,
+  );
+
+  it("fails a boot that misses its deadline with BootTimeout at the readiness step, and kills it", async (ctx) => {
+    if (skip) ctx.skip(skip);
+    const dir = await runDir();
+    const driver = new QemuDriver(options(dir, { bootTimeoutMs: 300 }));
+    const error = await driver
+      .boot({ vmId: "srv-0000e003", vcpuCount: 1, memoryMb: 128, ipAddress: "10.0.9.2", prefixLength: 24 })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(BootTimeout);
+    expect(error).toMatchObject({ step: "readiness" });
+    expect(await processesMentioning(dir)).toEqual([]);
+    await expect(access(join(dir, "srv-0000e003"))).rejects.toThrow();
+    await driver.close();
+  });
+
+  it("fails at the spawn step with qemu's own error when qemu cannot start the VM", async (ctx) => {
+    if (skip) ctx.skip(skip);
+    const dir = await runDir();
+    const badKernel = new QemuDriver({
+      ...options(dir),
+      guest: { kernel: join(dir, "no-such-vmlinux"), initramfs: join(dir, "no-such-initramfs") },
+    });
+    const error = await badKernel
+      .boot({ vmId: "srv-0000e004", vcpuCount: 1, memoryMb: 128, ipAddress: "10.0.9.2", prefixLength: 24 })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(BootFailed);
+    expect(error).toMatchObject({ step: "spawn" });
+    expect((error as BootFailed).consoleTail).toMatch(/no-such-vmlinux/);
+
+    const noBinary = new QemuDriver(options(dir, { binary: join(dir, "no-such-qemu") }));
+    await expect(
+      noBinary.boot({
+        vmId: "srv-0000e005",
+        vcpuCount: 1,
+        memoryMb: 128,
+        ipAddress: "10.0.9.2",
+        prefixLength: 24,
+      }),
+    ).rejects.toMatchObject({ step: "spawn" });
+  });
+});
