@@ -1,0 +1,135 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+
+/** A span as an OTLP/JSON receiver sees it, flattened. */
+export interface ReceivedSpan {
+  service: string;
+  traceId: string;
+  spanId: string;
+  parentSpanId: string;
+  name: string;
+  /** OTLP SpanKind: 1 internal, 2 server, 3 client, 4 producer, 5 consumer. */
+  kind: number;
+  attributes: Record<string, string | number | boolean>;
+  status: { code?: number; message?: string };
+}
+
+export const SpanKindOtlp = { INTERNAL: 1, SERVER: 2, CLIENT: 3, PRODUCER: 4, CONSUMER: 5 } as const;
+
+interface OtlpValue {
+  stringValue?: string;
+  intValue?: string | number;
+  doubleValue?: number;
+  boolValue?: boolean;
+}
+interface OtlpAttribute {
+  key: string;
+  value: OtlpValue;
+}
+interface OtlpSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  kind: number;
+  attributes?: OtlpAttribute[];
+  status?: { code?: number; message?: string };
+}
+interface OtlpExport {
+  resourceSpans?: { resource?: { attributes?: OtlpAttribute[] }; scopeSpans?: { spans?: OtlpSpan[] }[] }[];
+}
+
+function attributeValue(v: OtlpValue): string | number | boolean {
+  if (v.stringValue !== undefined) return v.stringValue;
+  if (v.intValue !== undefined) return Number(v.intValue);
+  if (v.doubleValue !== undefined) return v.doubleValue;
+  if (v.boolValue !== undefined) return v.boolValue;
+  return "";
+}
+
+function attributesOf(list: OtlpAttribute[] | undefined): Record<string, string | number | boolean> {
+  const out: Record<string, string | number | boolean> = {};
+  for (const a of list ?? []) out[a.key] = attributeValue(a.value);
+  return out;
+}
+
+export interface OtlpReceiver {
+  /** Base URL for OTEL_EXPORTER_OTLP_ENDPOINT. */
+  readonly endpoint: string;
+  readonly spans: ReceivedSpan[];
+  /** Resource attributes of every export, per service. */
+  readonly resources: Record<string, string | number | boolean>[];
+  /** Resolves when `predicate(spans)` holds, rejects after `timeoutMs`. */
+  waitFor(predicate: (spans: ReceivedSpan[]) => boolean, timeoutMs?: number): Promise<ReceivedSpan[]>;
+  close(): Promise<void>;
+}
+
+/**
+ * A real OTLP/HTTP receiver (JSON encoding) on a free loopback port: spans reach it through the SDK's
+ * real exporter, over HTTP, exactly as they would reach a collector in front of Tempo.
+ */
+export async function startOtlpReceiver(): Promise<OtlpReceiver> {
+  const spans: ReceivedSpan[] = [];
+  const resources: Record<string, string | number | boolean>[] = [];
+  const waiters = new Set<() => void>();
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      if (req.method === "POST" && req.url === "/v1/traces") {
+        const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as OtlpExport;
+        for (const rs of body.resourceSpans ?? []) {
+          const resource = attributesOf(rs.resource?.attributes);
+          resources.push(resource);
+          for (const ss of rs.scopeSpans ?? []) {
+            for (const s of ss.spans ?? []) {
+              spans.push({
+                service: String(resource["service.name"]),
+                traceId: s.traceId,
+                spanId: s.spanId,
+                parentSpanId: s.parentSpanId ?? "",
+                name: s.name,
+                kind: s.kind,
+                attributes: attributesOf(s.attributes),
+                status: s.status ?? {},
+              });
+            }
+          }
+        }
+        for (const wake of waiters) wake();
+      }
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end("{}");
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    spans,
+    resources,
+    waitFor(predicate, timeoutMs = 10_000) {
+      if (predicate(spans)) return Promise.resolve(spans);
+      return new Promise((resolve, reject) => {
+        const check = (): void => {
+          if (!predicate(spans)) return;
+          clearTimeout(timer);
+          waiters.delete(check);
+          resolve(spans);
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(
+            new Error(`OTLP receiver: condition not met within ${timeoutMs} ms (${spans.length} spans)`),
+          );
+        }, timeoutMs);
+        waiters.add(check);
+      });
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,73 @@
+// pg and kysely are imported here, as in a service, before startTelemetry runs: ES imports are hoisted,
+// so this is the case the instrumentation must handle (see src/pg.ts).
+import { expect, test } from "@mikrom/testkit";
+import { Kysely, PostgresDialect, sql } from "kysely";
+import pg from "pg";
+import { afterAll, beforeAll } from "vitest";
+import { startTelemetry, type Telemetry, withSpan } from "../src/index.ts";
+import { type OtlpReceiver, SpanKindOtlp, startOtlpReceiver } from "./otlp-receiver.ts";
+
+let receiver: OtlpReceiver;
+let telemetry: Telemetry;
+
+beforeAll(async () => {
+  receiver = await startOtlpReceiver();
+  process.env.OTEL_EXPORTER_OTLP_ENDPOINT = receiver.endpoint;
+  process.env.OTEL_EXPORTER_OTLP_PROTOCOL = "http/json";
+  process.env.OTEL_TRACES_EXPORTER = "otlp";
+  process.env.OTEL_METRICS_EXPORTER = "none";
+  telemetry = await startTelemetry({ serviceName: "pg-test" });
+});
+afterAll(async () => {
+  await telemetry.shutdown();
+  await receiver.close();
+});
+
+test("a query through kysely over an ESM-imported pg pool is a client span under the operation's span", async ({
+  db,
+}) => {
+  const kysely = new Kysely<Record<string, never>>({
+    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: db.url, max: 2 }) }),
+  });
+  try {
+    await withSpan("service.test.query", {}, async () => {
+      await sql`select 42 as answer`.execute(kysely);
+    });
+    // Outside any operation: no span (requireParentSpan), so polling loops do not flood Tempo.
+    await sql`select 'unparented' as orphan`.execute(kysely);
+  } finally {
+    await kysely.destroy();
+  }
+  await telemetry.flush();
+  const spans = await receiver.waitFor((all) => all.some((s) => s.name === "service.test.query"));
+  const parent = spans.find((s) => s.name === "service.test.query")!;
+  const queries = spans.filter(
+    (s) => s.attributes["db.system.name"] === "postgresql" && s.kind === SpanKindOtlp.CLIENT,
+  );
+  const answer = queries.find((s) => String(s.attributes["db.query.text"]).includes("select 42"));
+  expect(answer, JSON.stringify(queries.map((q) => q.name))).toBeDefined();
+  expect(answer).toMatchObject({ traceId: parent.traceId, parentSpanId: parent.spanId });
+  expect(answer!.attributes["db.namespace"]).toBe(db.name);
+  expect(queries.some((s) => String(s.attributes["db.query.text"]).includes("unparented"))).toBe(false);
+});
+
+test("a query through a plain pg client is a span too", async ({ db }) => {
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  try {
+    await withSpan("service.test.client", {}, async () => {
+      await client.query("select $1::int as n", [7]);
+    });
+  } finally {
+    await client.end();
+  }
+  await telemetry.flush();
+  const spans = await receiver.waitFor((all) => all.some((s) => s.name === "service.test.client"));
+  const parent = spans.find((s) => s.name === "service.test.client")!;
+  const query = spans.find(
+    (s) => s.parentSpanId === parent.spanId && s.attributes["db.system.name"] === "postgresql",
+  );
+  expect(query?.attributes["db.query.text"]).toBe("select $1::int as n");
+  // Parameters stay out of spans: they may hold secrets.
+  expect(JSON.stringify(query?.attributes)).not.toContain('"7"');
+});
