@@ -1,3 +1,4 @@
+export * from "./audit.ts";
 export { Header, type HeaderName } from "./headers.ts";
 export { Actor, HostId, Ipv4, Timestamp, UserId, VmId, VmName } from "./ids.ts";
 export * from "./ippool.ts";

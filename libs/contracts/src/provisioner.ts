@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { HostId, Ipv4, Timestamp, VmId } from "./ids.ts";
-import { command, event } from "./message.ts";
+import { command, event, query } from "./message.ts";
+import type { Names } from "./subjects.ts";
 import { MemoryMb, VcpuCount } from "./vm.ts";
 
 /**
@@ -82,3 +83,49 @@ export const provisionerEvents = [
   HostHeartbeat,
   HostStopped,
 ] as const;
+
+/** The verb each command is sent under, `<ns>.cmd.provisioner.<hostId>.<verb>` (the agent dispatches on `Mikrom-Type`). */
+export const ProvisionerVerb = {
+  BootVm: "boot",
+  ShutDownVm: "shutdown",
+  ResumeVm: "resume",
+  RebootVm: "reboot",
+  DestroyVm: "destroy",
+} as const;
+
+/**
+ * The last bytes of a VM's serial console, kept by the host that runs it (bounded: the host trims
+ * the file). Asked on the host's own subject, `provisionerQuerySubject(names, hostId, "console")`.
+ */
+export const GetConsole = query(
+  "console",
+  z.object({
+    hostId: HostId,
+    vmId: VmId,
+    /** Default 16 KiB. */
+    maxBytes: z
+      .int()
+      .min(1)
+      .max(1024 * 1024)
+      .optional(),
+  }),
+  z.object({
+    vmId: VmId,
+    hostId: HostId,
+    /** Where the VM is on the host (`lost`: its process ended without a stop). */
+    status: z.enum(["booting", "running", "stopped", "failed", "lost"]),
+    output: z.string(),
+  }),
+);
+
+/**
+ * A provisioner's queries go to the host that holds the data: `<ns>.qry.provisioner.<hostId>.<name>`
+ * (the same shape as its commands), answered by that host's agent alone.
+ */
+export function provisionerQuerySubject(names: Names, hostId: string, name: string): string {
+  if (!/^[A-Za-z0-9_-]+$/.test(name)) throw new Error(`query "${name}" is not a valid subject token`);
+  // names.query checks the host id as a subject token.
+  return `${names.query(PROVISIONER_SERVICE, hostId)}.${name}`;
+}
+
+export const provisionerQueries = [GetConsole] as const;

@@ -65,11 +65,20 @@ export const VmUpdated = event(
   1,
   z.object({ vmId: VmId, name: VmName.optional(), description: VmDescription.optional() }),
 );
-/** An address is held and a host chosen: the boot command goes out. */
+/**
+ * An address is held and a host chosen: the boot command goes out. `prefixLength` and `gateway` (of
+ * the lease) make the event carry everything the boot command needs.
+ */
 export const VmProvisioning = event(
   "VmProvisioning",
   1,
-  z.object({ vmId: VmId, ipAddress: Ipv4, hostId: HostId }),
+  z.object({
+    vmId: VmId,
+    ipAddress: Ipv4,
+    hostId: HostId,
+    prefixLength: z.int().min(16).max(30).optional(),
+    gateway: Ipv4.optional(),
+  }),
 );
 export const VmRunning = event("VmRunning", 1, z.object({ vmId: VmId, hostId: HostId, ipAddress: Ipv4 }));
 export const VmStartRequested = event("VmStartRequested", 1, z.object({ vmId: VmId }));

@@ -1,0 +1,35 @@
+import pg from "pg";
+
+/** `postgres://…/mikrom` + `vm` → `postgres://…/mikrom_vm`: two systems with other base names never meet. */
+export function serviceDatabaseUrl(base: string, suffix: string): string {
+  const url = new URL(base);
+  const name = decodeURIComponent(url.pathname.replace(/^\//, "")) || "mikrom";
+  url.pathname = `/${name}_${suffix}`;
+  return url.toString();
+}
+
+/**
+ * Creates the database a URL names when it is missing, through the server's `postgres` database.
+ * Replicas starting together may race: "already exists" is success.
+ */
+export async function ensureDatabase(url: string): Promise<"created" | "existed"> {
+  const target = new URL(url);
+  const name = decodeURIComponent(target.pathname.replace(/^\//, ""));
+  const admin = new URL(url);
+  admin.pathname = "/postgres";
+  const client = new pg.Client({ connectionString: admin.toString() });
+  await client.connect();
+  try {
+    const { rows } = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]);
+    if (rows.length > 0) return "existed";
+    await client.query(`CREATE DATABASE "${name.replaceAll('"', '""')}"`);
+    return "created";
+  } catch (error) {
+    // 42P04 duplicate_database; 23505 when two CREATE DATABASE commit at once.
+    const code = (error as { code?: string }).code;
+    if (code === "42P04" || code === "23505") return "existed";
+    throw error;
+  } finally {
+    await client.end();
+  }
+}

@@ -1,0 +1,26 @@
+import { z } from "zod";
+
+/** The variables every service reads, named the same everywhere (compose, manifests, docs). */
+export const BaseEnv = z.object({
+  NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222"),
+  /** A server and a base database name; each service keeps its own database derived from it. */
+  DATABASE_URL: z.url().default("postgres://postgres@127.0.0.1:5432/mikrom"),
+  MIKROM_NAMESPACE: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/, "letters, digits, '-' and '_' only")
+    .default("mikrom"),
+  LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+  LOG_FORMAT: z.enum(["json", "text"]).default("json"),
+});
+
+/** Parses the environment once at start; a bad environment fails naming every variable at fault. */
+export function parseEnv<S extends z.ZodType>(
+  service: string,
+  schema: S,
+  env: Record<string, string | undefined> = process.env,
+): z.infer<S> {
+  const parsed = schema.safeParse(env);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "(env)"}: ${i.message}`);
+  throw new Error(`${service} configuration is invalid:\n  ${problems.join("\n  ")}`);
+}

@@ -1,0 +1,3 @@
+export { ensureDatabase, serviceDatabaseUrl } from "./database.ts";
+export { BaseEnv, parseEnv } from "./env.ts";
+export { type Running, runService } from "./main.ts";

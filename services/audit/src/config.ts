@@ -1,0 +1,24 @@
+import { BaseEnv, parseEnv, serviceDatabaseUrl } from "@mikrom/runtime";
+import { z } from "zod";
+
+const Env = BaseEnv.extend({
+  /** Events recorded at once by one replica. */
+  AUDIT_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(8),
+});
+
+export interface Config {
+  natsUrl: string;
+  databaseUrl: string;
+  namespace: string;
+  concurrency: number;
+}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const e = parseEnv("audit", Env, env);
+  return {
+    natsUrl: e.NATS_URL,
+    databaseUrl: serviceDatabaseUrl(e.DATABASE_URL, "audit"),
+    namespace: e.MIKROM_NAMESPACE,
+    concurrency: e.AUDIT_CONCURRENCY,
+  };
+}

@@ -1,0 +1,85 @@
+import { z } from "zod";
+import type { Step } from "./domain/vm.ts";
+
+/** Everything the VM service reads from its environment, parsed once at start. */
+export interface Config {
+  readonly natsUrl: string;
+  /** The service's own database, `<base>_vm` on the DATABASE_URL server; created when missing. */
+  readonly databaseUrl: string;
+  readonly namespace: string;
+  readonly maxVmsPerUser: number;
+  /** How long each lifecycle step may wait for its answer before the VM goes to `error`. */
+  readonly deadlines: Readonly<Record<Step, number>>;
+  /** How often due deadlines and silent hosts are looked for. */
+  readonly sweepIntervalMs: number;
+  readonly hostHeartbeatTimeoutMs: number;
+  /** Messages handled at once per consumer; the database pool is sized from it so handlers never wait on each other. */
+  readonly handlerConcurrency: number;
+  readonly logLevel: string;
+  readonly logFormat: "json" | "text";
+}
+
+const ms = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+
+const Env = z.object({
+  NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222"),
+  DATABASE_URL: z.url().default("postgres://postgres@127.0.0.1:5432/mikrom"),
+  VM_DATABASE_URL: z.url().optional(),
+  MIKROM_NAMESPACE: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/)
+    .default("mikrom"),
+  MAX_VMS_PER_USER: z.coerce.number().int().min(0).default(10),
+  ALLOCATE_TIMEOUT_MS: ms(30_000),
+  BOOT_TIMEOUT_MS: ms(120_000),
+  START_TIMEOUT_MS: ms(120_000),
+  STOP_TIMEOUT_MS: ms(60_000),
+  RESTART_TIMEOUT_MS: ms(120_000),
+  DELETE_TIMEOUT_MS: ms(60_000),
+  SWEEP_INTERVAL_MS: ms(1_000),
+  HOST_HEARTBEAT_TIMEOUT_MS: ms(30_000),
+  HANDLER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(8),
+  LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+  LOG_FORMAT: z.enum(["json", "text"]).default("json"),
+});
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+/** `<base>_vm` on the same server as DATABASE_URL: the service owns its own database. */
+export function vmDatabaseUrl(baseUrl: string): string {
+  const url = new URL(baseUrl);
+  const base = url.pathname.replace(/^\//, "") || "mikrom";
+  url.pathname = `/${base.endsWith("_vm") ? base : `${base}_vm`}`;
+  return url.toString();
+}
+
+/** Parses the environment, naming every missing or malformed variable at once. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const parsed = Env.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n  ${lines.join("\n  ")}`);
+  }
+  const e = parsed.data;
+  return {
+    natsUrl: e.NATS_URL,
+    databaseUrl: e.VM_DATABASE_URL ?? vmDatabaseUrl(e.DATABASE_URL),
+    namespace: e.MIKROM_NAMESPACE,
+    maxVmsPerUser: e.MAX_VMS_PER_USER,
+    deadlines: {
+      allocate: e.ALLOCATE_TIMEOUT_MS,
+      boot: e.BOOT_TIMEOUT_MS,
+      start: e.START_TIMEOUT_MS,
+      stop: e.STOP_TIMEOUT_MS,
+      restart: e.RESTART_TIMEOUT_MS,
+      delete: e.DELETE_TIMEOUT_MS,
+    },
+    sweepIntervalMs: e.SWEEP_INTERVAL_MS,
+    hostHeartbeatTimeoutMs: e.HOST_HEARTBEAT_TIMEOUT_MS,
+    handlerConcurrency: e.HANDLER_CONCURRENCY,
+    logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT,
+  };
+}

@@ -1,0 +1,140 @@
+import type {
+  Actor,
+  CommandRejected,
+  CreateVm,
+  DataOf,
+  DeleteVm,
+  MessageOf,
+  RestartVm,
+  StartVm,
+  StopVm,
+  UpdateVm,
+  VmStatus,
+} from "@mikrom/contracts";
+import type { Vm, VmEvent } from "./vm.ts";
+
+export type VmCommand =
+  | MessageOf<typeof CreateVm>
+  | MessageOf<typeof UpdateVm>
+  | MessageOf<typeof StartVm>
+  | MessageOf<typeof StopVm>
+  | MessageOf<typeof RestartVm>
+  | MessageOf<typeof DeleteVm>;
+export type VmCommandType = VmCommand["type"];
+
+export type RefusalCode = DataOf<typeof CommandRejected>["code"];
+
+/** A command the VM does not accept in its state; `reason` is what the user reads (the gateway's 409). */
+export interface Refusal {
+  readonly refused: true;
+  readonly code: RefusalCode;
+  readonly reason: string;
+}
+
+export function refuse(code: RefusalCode, reason: string): Refusal {
+  return { refused: true, code, reason };
+}
+
+export function isRefusal(x: unknown): x is Refusal {
+  return typeof x === "object" && x !== null && (x as Refusal).refused === true;
+}
+
+/** What the decider needs beyond the VM itself, read by the shell before deciding. */
+export interface DecideContext {
+  /** VMs this user holds now (every status but deleted). */
+  readonly userVmCount: number;
+  readonly maxVmsPerUser: number;
+}
+
+/**
+ * From which statuses each command on an existing VM is accepted. Create is accepted only where no
+ * VM exists; every command but create on an absent or deleted VM is `not_found`.
+ */
+export const allowedFrom: Readonly<Record<Exclude<VmCommandType, "CreateVm">, readonly VmStatus[]>> = {
+  UpdateVm: ["pending", "provisioning", "starting", "running", "stopping", "stopped", "restarting", "error"],
+  StartVm: ["stopped", "error"],
+  StopVm: ["running"],
+  RestartVm: ["running"],
+  DeleteVm: ["pending", "provisioning", "starting", "running", "stopping", "stopped", "restarting", "error"],
+};
+
+function notAllowed(type: Exclude<VmCommandType, "CreateVm">, status: VmStatus): string {
+  switch (type) {
+    case "StopVm":
+    case "RestartVm":
+      return `VM is not running (current status: ${status})`;
+    case "StartVm":
+      return status === "running"
+        ? "VM is already running"
+        : `VM cannot be started (current status: ${status})`;
+    case "DeleteVm":
+      return "VM is already being deleted";
+    case "UpdateVm":
+      return `VM cannot be updated (current status: ${status})`;
+  }
+}
+
+/** Another user's VM does not exist for this actor (the gateway's 404), unless the actor is a superuser. */
+function visibleTo(vm: Vm, actor: Actor): boolean {
+  return actor.superuser || vm.userId === actor.userId;
+}
+
+/** decide(command, state) → the events it causes, or why not. Pure: everything it needs comes in. */
+export function decide(cmd: VmCommand, vm: Vm, ctx: DecideContext): VmEvent[] | Refusal {
+  if (cmd.type === "CreateVm") {
+    if (vm.status !== "absent") return refuse("conflict", `VM ${cmd.data.vmId} already exists`);
+    if (ctx.userVmCount >= ctx.maxVmsPerUser)
+      return refuse("limit", `VM limit reached: at most ${ctx.maxVmsPerUser} VMs per user`);
+    const d = cmd.data;
+    return [
+      {
+        type: "VmCreated",
+        data: {
+          vmId: d.vmId,
+          userId: d.actor.userId,
+          name: d.name,
+          description: d.description,
+          vcpuCount: d.vcpuCount,
+          memoryMb: d.memoryMb,
+          ...(d.pool !== undefined ? { pool: d.pool } : {}),
+        },
+      },
+    ];
+  }
+
+  const vmId = cmd.data.vmId;
+  if (vm.status === "absent" || vm.status === "deleted" || !visibleTo(vm, cmd.data.actor))
+    return refuse("not_found", `VM ${vmId} not found`);
+  if (!allowedFrom[cmd.type].includes(vm.status)) return refuse("conflict", notAllowed(cmd.type, vm.status));
+
+  switch (cmd.type) {
+    case "UpdateVm": {
+      // An update that changes nothing still emits its event: the caller waits for one.
+      const { name, description } = cmd.data;
+      return [
+        {
+          type: "VmUpdated",
+          data: {
+            vmId,
+            ...(name !== undefined ? { name } : {}),
+            ...(description !== undefined ? { description } : {}),
+          },
+        },
+      ];
+    }
+    case "StartVm":
+      return [{ type: "VmStartRequested", data: { vmId } }];
+    case "StopVm":
+      return [{ type: "VmStopRequested", data: { vmId } }];
+    case "RestartVm":
+      return [{ type: "VmRestartRequested", data: { vmId } }];
+    case "DeleteVm":
+      // Nothing placed on a host: nothing to destroy, the delete completes at once.
+      return vm.hostId === null
+        ? [
+            { type: "VmDeleteRequested", data: { vmId } },
+            { type: "VmDeleted", data: { vmId } },
+          ]
+        : [{ type: "VmDeleteRequested", data: { vmId } }];
+  }
+}

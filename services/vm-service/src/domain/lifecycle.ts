@@ -1,0 +1,299 @@
+import type {
+  AllocateIp,
+  BootVm,
+  DestroyVm,
+  IpAllocated,
+  IpAllocationFailed,
+  IpReleased,
+  MessageOf,
+  RebootVm,
+  ReleaseIp,
+  ResumeVm,
+  ShutDownVm,
+  VmBooted,
+  VmBootFailed,
+  VmDestroyed,
+  VmLost,
+  VmShutDown,
+  VmShutdownFailed,
+} from "@mikrom/contracts";
+import { type DecideContext, decide, isRefusal, type Refusal, type VmCommand } from "./decide.ts";
+import { type HostLoad, noRoomMessage, pickHost } from "./hosts.ts";
+import { evolve, type Step, stepOf, type Vm, type VmEvent } from "./vm.ts";
+
+/**
+ * The process that drives every VM operation to a final state: which command follows each VM event,
+ * which VM event follows each answer from the IP pool or a provisioner, the deadline of every step,
+ * and the compensation that gives back what a failed operation took.
+ */
+
+export type ProvisionerCommand =
+  | MessageOf<typeof BootVm>
+  | MessageOf<typeof ShutDownVm>
+  | MessageOf<typeof ResumeVm>
+  | MessageOf<typeof RebootVm>
+  | MessageOf<typeof DestroyVm>;
+export type IppoolCommand = MessageOf<typeof AllocateIp> | MessageOf<typeof ReleaseIp>;
+
+/** A command this service sends, with where it goes. */
+export type Outgoing =
+  | { readonly service: "ippool"; readonly command: IppoolCommand }
+  | { readonly service: "provisioner"; readonly hostId: string; readonly command: ProvisionerCommand };
+
+/** What the process heard: another service's event, a lost host, or a step's deadline. */
+export type ProcessInput =
+  | MessageOf<typeof IpAllocated>
+  | MessageOf<typeof IpAllocationFailed>
+  | MessageOf<typeof IpReleased>
+  | MessageOf<typeof VmBooted>
+  | MessageOf<typeof VmBootFailed>
+  | MessageOf<typeof VmShutDown>
+  | MessageOf<typeof VmShutdownFailed>
+  | MessageOf<typeof VmDestroyed>
+  | MessageOf<typeof VmLost>
+  | { readonly type: "HostLost"; readonly data: { readonly hostId: string; readonly reason: string } }
+  | { readonly type: "DeadlineReached"; readonly data: { readonly step: Step; readonly timeoutMs: number } };
+
+/**
+ * The outcome of one input: events to append, commands to send with them (same transaction), and the
+ * VM's deadline afterwards: a step (replacing any other), `null` (none), or `undefined` (unchanged).
+ */
+export interface Decision {
+  readonly events: VmEvent[];
+  readonly commands: Outgoing[];
+  readonly deadline: Step | null | undefined;
+}
+
+export interface ReactContext {
+  readonly hosts: readonly HostLoad[];
+  readonly nowMs: number;
+  readonly heartbeatTimeoutMs: number;
+}
+
+const NOTHING: Decision = Object.freeze({ events: [], commands: [], deadline: undefined });
+
+function ippool(command: IppoolCommand): Outgoing {
+  return { service: "ippool", command };
+}
+function provisioner(hostId: string, command: ProvisionerCommand): Outgoing {
+  return { service: "provisioner", hostId, command };
+}
+
+/** Everything the VM holds, given back: the address (or the one an allocation may still bring) and the host. */
+function giveBack(vm: Vm, vmId: string): Outgoing[] {
+  const out: Outgoing[] = [];
+  if (vm.ipAddress !== null || vm.allocating) out.push(ippool({ type: "ReleaseIp", data: { vmId } }));
+  if (vm.hostId !== null) out.push(provisioner(vm.hostId, { type: "DestroyVm", data: { vmId } }));
+  return out;
+}
+
+/** Which commands follow one of our events, given the state just before it, and the deadline after it. */
+export function follow(
+  event: VmEvent,
+  before: Vm,
+): { commands: Outgoing[]; deadline: Step | null | undefined } {
+  const vmId = event.data.vmId;
+  switch (event.type) {
+    case "VmCreated":
+      return {
+        commands: [
+          ippool({
+            type: "AllocateIp",
+            data: { vmId, ...(event.data.pool !== undefined ? { pool: event.data.pool } : {}) },
+          }),
+        ],
+        deadline: "allocate",
+      };
+    case "VmUpdated":
+      return { commands: [], deadline: undefined };
+    case "VmProvisioning": {
+      const d = event.data;
+      return {
+        commands: [
+          provisioner(d.hostId, {
+            type: "BootVm",
+            data: {
+              vmId,
+              vcpuCount: before.vcpuCount,
+              memoryMb: before.memoryMb,
+              ipAddress: d.ipAddress,
+              // Always set when the lifecycle emits the event; the fallbacks only cover hand-made history.
+              prefixLength: d.prefixLength ?? 24,
+              gateway: d.gateway ?? d.ipAddress.replace(/\.\d+$/, ".1"),
+            },
+          }),
+        ],
+        deadline: "boot",
+      };
+    }
+    case "VmStartRequested":
+      if (before.status === "error" || before.hostId === null)
+        return {
+          commands: [
+            ippool({
+              type: "AllocateIp",
+              data: { vmId, ...(before.pool !== null ? { pool: before.pool } : {}) },
+            }),
+          ],
+          deadline: "allocate",
+        };
+      return {
+        commands: [provisioner(before.hostId, { type: "ResumeVm", data: { vmId } })],
+        deadline: "start",
+      };
+    case "VmStopRequested":
+      return {
+        commands: before.hostId ? [provisioner(before.hostId, { type: "ShutDownVm", data: { vmId } })] : [],
+        deadline: "stop",
+      };
+    case "VmRestartRequested":
+      return {
+        commands: before.hostId ? [provisioner(before.hostId, { type: "RebootVm", data: { vmId } })] : [],
+        deadline: "restart",
+      };
+    case "VmDeleteRequested":
+      return before.hostId !== null
+        ? {
+            commands: [provisioner(before.hostId, { type: "DestroyVm", data: { vmId } })],
+            deadline: "delete",
+          }
+        : { commands: [], deadline: undefined };
+    case "VmDeleted":
+      // The host already destroyed the VM (or never had it): only the address is left to give back.
+      return { commands: giveBack({ ...before, hostId: null }, vmId), deadline: null };
+    case "VmFailed":
+      return { commands: giveBack(before, vmId), deadline: null };
+    case "VmRunning":
+    case "VmStopped":
+      return { commands: [], deadline: null };
+  }
+}
+
+/** Our events with everything that follows them, threading the state through. */
+export function withFollowUps(events: VmEvent[], vm: Vm, extra: Outgoing[] = []): Decision {
+  const commands: Outgoing[] = [...extra];
+  let deadline: Step | null | undefined;
+  let state = vm;
+  for (const event of events) {
+    const f = follow(event, state);
+    commands.push(...f.commands);
+    if (f.deadline !== undefined) deadline = f.deadline;
+    state = evolve(state, event);
+  }
+  return { events, commands, deadline };
+}
+
+/** A user's command: decided, then followed by the commands it sends out. */
+export function plan(cmd: VmCommand, vm: Vm, ctx: DecideContext): Decision | Refusal {
+  const events = decide(cmd, vm, ctx);
+  return isRefusal(events) ? events : withFollowUps(events, vm);
+}
+
+function failed(vm: Vm, step: string, errorMessage: string): Decision {
+  const vmId = vm.vmId!;
+  return withFollowUps([{ type: "VmFailed", data: { vmId, step, errorMessage } }], vm);
+}
+
+function timeoutMessage(vm: Vm, step: Step, timeoutMs: number): string {
+  const who = step === "allocate" ? "the IP pool service" : `provisioner host ${vm.hostId ?? "(none)"}`;
+  return `${step} timed out: no answer from ${who} within ${timeoutMs} ms`;
+}
+
+/** True when the VM waits on a boot (first boot, resume or reboot) from this host. */
+function awaitingBootFrom(vm: Vm, hostId: string): boolean {
+  return (
+    vm.hostId === hostId &&
+    (vm.status === "provisioning" ||
+      vm.status === "restarting" ||
+      (vm.status === "starting" && !vm.allocating))
+  );
+}
+
+/** The process's reaction to what it heard, given the VM it concerns. Late and duplicate news is handled here too. */
+export function react(input: ProcessInput, vm: Vm, ctx: ReactContext): Decision {
+  // Nothing to drive for a VM this service never created.
+  if (vm.status === "absent" || vm.vmId === null) return NOTHING;
+  const vmId = vm.vmId;
+  switch (input.type) {
+    case "IpAllocated": {
+      const lease = input.data;
+      if (vm.allocating) {
+        const need = { vcpuCount: vm.vcpuCount, memoryMb: vm.memoryMb };
+        const hostId = pickHost(ctx.hosts, need, ctx.nowMs, ctx.heartbeatTimeoutMs);
+        if (hostId === null)
+          return failed(
+            vm,
+            "schedule",
+            `no host for the VM: ${noRoomMessage(ctx.hosts, need, ctx.nowMs, ctx.heartbeatTimeoutMs)}`,
+          );
+        return withFollowUps(
+          [
+            {
+              type: "VmProvisioning",
+              data: {
+                vmId,
+                ipAddress: lease.address,
+                hostId,
+                prefixLength: lease.prefixLength,
+                gateway: lease.gateway,
+              },
+            },
+          ],
+          vm,
+        );
+      }
+      // A late answer for a VM that holds nothing any more (failed or deleted meanwhile): give it back.
+      // Release is by VM id, so it is only safe while the VM holds no other address.
+      if (vm.ipAddress === null)
+        return { ...NOTHING, commands: [ippool({ type: "ReleaseIp", data: { vmId } })] };
+      return NOTHING;
+    }
+    case "IpAllocationFailed":
+      if (!vm.allocating) return NOTHING;
+      return failed(vm, "allocate", `IP allocation failed: ${input.data.reason} (pool ${input.data.pool})`);
+    case "IpReleased":
+      return NOTHING;
+    case "VmBooted": {
+      const { hostId } = input.data;
+      if (awaitingBootFrom(vm, hostId))
+        return withFollowUps([{ type: "VmRunning", data: { vmId, hostId, ipAddress: vm.ipAddress! } }], vm);
+      // A duplicate, or the destroy is already on its way to that host.
+      if (vm.hostId === hostId) return NOTHING;
+      // A boot on a host the VM no longer holds (it failed, was deleted or moved): destroy it there.
+      return { ...NOTHING, commands: [provisioner(hostId, { type: "DestroyVm", data: { vmId } })] };
+    }
+    case "VmBootFailed": {
+      const { hostId, step, reason } = input.data;
+      if (!awaitingBootFrom(vm, hostId)) return NOTHING;
+      const op = vm.status === "provisioning" ? "boot" : vm.status === "restarting" ? "restart" : "start";
+      return failed(vm, op, `${op} failed on host ${hostId} at ${step}: ${reason}`);
+    }
+    case "VmShutDown":
+      if (vm.status !== "stopping" || vm.hostId !== input.data.hostId) return NOTHING;
+      return withFollowUps([{ type: "VmStopped", data: { vmId } }], vm);
+    case "VmShutdownFailed":
+      if (vm.status !== "stopping" || vm.hostId !== input.data.hostId) return NOTHING;
+      return failed(vm, "stop", `stop failed on host ${input.data.hostId}: ${input.data.reason}`);
+    case "VmDestroyed":
+      if (vm.status !== "deleting" || vm.hostId !== input.data.hostId) return NOTHING;
+      return withFollowUps([{ type: "VmDeleted", data: { vmId } }], vm);
+    case "VmLost":
+    case "HostLost": {
+      const { hostId, reason } = input.data;
+      if (vm.hostId !== hostId || vm.status === "error") return NOTHING;
+      // A stopped VM has no process to lose; only the host going away matters to it.
+      if (input.type === "VmLost" && vm.status === "stopped") return NOTHING;
+      // A VM being deleted whose host is gone is deleted: there is nothing left to destroy.
+      if (vm.status === "deleting") return withFollowUps([{ type: "VmDeleted", data: { vmId } }], vm);
+      return input.type === "HostLost"
+        ? failed(vm, "host", `host lost: ${reason}`)
+        : failed(vm, "run", `VM lost on host ${hostId}: ${reason}`);
+    }
+    case "DeadlineReached": {
+      const { step, timeoutMs } = input.data;
+      // A deadline of a step already answered is stale: the table row raced the answer.
+      if (stepOf(vm) !== step) return { ...NOTHING, deadline: undefined };
+      return failed(vm, step, timeoutMessage(vm, step, timeoutMs));
+    }
+  }
+}

@@ -1,0 +1,196 @@
+import type {
+  MessageOf,
+  VmCreated,
+  VmDeleted,
+  VmDeleteRequested,
+  VmFailed,
+  VmProvisioning,
+  VmRestartRequested,
+  VmRunning,
+  VmStartRequested,
+  VmStatus,
+  VmStopped,
+  VmStopRequested,
+  VmUpdated,
+} from "@mikrom/contracts";
+
+/** The events of the VM aggregate as the domain sees them: type tag and validated data. */
+export type VmEvent =
+  | MessageOf<typeof VmCreated>
+  | MessageOf<typeof VmUpdated>
+  | MessageOf<typeof VmProvisioning>
+  | MessageOf<typeof VmRunning>
+  | MessageOf<typeof VmStartRequested>
+  | MessageOf<typeof VmStopRequested>
+  | MessageOf<typeof VmStopped>
+  | MessageOf<typeof VmRestartRequested>
+  | MessageOf<typeof VmDeleteRequested>
+  | MessageOf<typeof VmDeleted>
+  | MessageOf<typeof VmFailed>;
+export type VmEventType = VmEvent["type"];
+
+/**
+ * A VM's place in its life. The public statuses plus the two the reads never show: `absent` (no such
+ * stream yet) and `deleted` (gone from reads, history kept).
+ */
+export type Lifecycle = "absent" | VmStatus | "deleted";
+
+export interface Vm {
+  readonly status: Lifecycle;
+  readonly vmId: string | null;
+  readonly userId: number | null;
+  readonly name: string;
+  readonly description: string | null;
+  readonly vcpuCount: number;
+  readonly memoryMb: number;
+  readonly pool: string | null;
+  /** The address held for this VM; null once given back. */
+  readonly ipAddress: string | null;
+  /** The host the VM is placed on (holding its capacity); null once given back. */
+  readonly hostId: string | null;
+  /** An AllocateIp is out and not yet answered: a failure now must release whatever it may get. */
+  readonly allocating: boolean;
+  readonly errorMessage: string | null;
+}
+
+export const initialVm: Vm = Object.freeze({
+  status: "absent",
+  vmId: null,
+  userId: null,
+  name: "",
+  description: null,
+  vcpuCount: 1,
+  memoryMb: 512,
+  pool: null,
+  ipAddress: null,
+  hostId: null,
+  allocating: false,
+  errorMessage: null,
+});
+
+const ALL_LIVE: readonly VmStatus[] = [
+  "pending",
+  "provisioning",
+  "starting",
+  "running",
+  "stopping",
+  "stopped",
+  "restarting",
+  "error",
+  "deleting",
+];
+const BUT_DELETING: readonly VmStatus[] = ALL_LIVE.filter((s) => s !== "deleting");
+
+/**
+ * The transition table: for every event, the statuses it may follow and the status it leads to
+ * (`null`: status unchanged). The decider and the lifecycle only ever emit an event from one of its
+ * `from` statuses; a test holds them to it.
+ */
+export const transitions: Readonly<
+  Record<VmEventType, { from: readonly Lifecycle[]; to: Lifecycle | null }>
+> = {
+  VmCreated: { from: ["absent"], to: "pending" },
+  VmUpdated: { from: BUT_DELETING, to: null },
+  VmProvisioning: { from: ["pending", "starting"], to: "provisioning" },
+  VmRunning: { from: ["provisioning", "starting", "restarting"], to: "running" },
+  VmStartRequested: { from: ["stopped", "error"], to: "starting" },
+  VmStopRequested: { from: ["running"], to: "stopping" },
+  VmStopped: { from: ["stopping"], to: "stopped" },
+  VmRestartRequested: { from: ["running"], to: "restarting" },
+  VmDeleteRequested: { from: BUT_DELETING, to: "deleting" },
+  VmDeleted: { from: ["deleting"], to: "deleted" },
+  VmFailed: { from: ALL_LIVE.filter((s) => s !== "error"), to: "error" },
+};
+
+/** Statuses where nothing is in flight: no deadline runs, the VM waits for its user. */
+export const SETTLED: readonly Lifecycle[] = ["absent", "running", "stopped", "error", "deleted"];
+
+/** Folds one event into the state. Never throws: history is a fact, even when it breaks today's table. */
+export function evolve(vm: Vm, event: VmEvent): Vm {
+  const to = transitions[event.type].to;
+  const status = to ?? vm.status;
+  switch (event.type) {
+    case "VmCreated": {
+      const d = event.data;
+      return {
+        ...initialVm,
+        status,
+        vmId: d.vmId,
+        userId: d.userId,
+        name: d.name,
+        description: d.description,
+        vcpuCount: d.vcpuCount,
+        memoryMb: d.memoryMb,
+        pool: d.pool ?? null,
+        allocating: true,
+      };
+    }
+    case "VmUpdated":
+      return {
+        ...vm,
+        name: event.data.name ?? vm.name,
+        description: event.data.description !== undefined ? event.data.description : vm.description,
+      };
+    case "VmProvisioning":
+      return {
+        ...vm,
+        status,
+        ipAddress: event.data.ipAddress,
+        hostId: event.data.hostId,
+        allocating: false,
+      };
+    case "VmRunning":
+      return {
+        ...vm,
+        status,
+        hostId: event.data.hostId,
+        ipAddress: event.data.ipAddress,
+        errorMessage: null,
+      };
+    case "VmStartRequested":
+      // From `error` nothing is held: the start provisions again from the address up.
+      return { ...vm, status, allocating: vm.status === "error" };
+    case "VmFailed":
+      // Compensation goes out with this event: address and host are given back.
+      return {
+        ...vm,
+        status,
+        errorMessage: event.data.errorMessage,
+        ipAddress: null,
+        hostId: null,
+        allocating: false,
+      };
+    case "VmDeleted":
+      return { ...vm, status, ipAddress: null, hostId: null, allocating: false };
+    default:
+      return { ...vm, status };
+  }
+}
+
+export function replay(events: Iterable<VmEvent>, from: Vm = initialVm): Vm {
+  let vm = from;
+  for (const e of events) vm = evolve(vm, e);
+  return vm;
+}
+
+/** The step a VM in flight is waiting on; each has its own deadline. */
+export type Step = "allocate" | "boot" | "start" | "stop" | "restart" | "delete";
+
+export function stepOf(vm: Vm): Step | null {
+  switch (vm.status) {
+    case "pending":
+      return "allocate";
+    case "provisioning":
+      return "boot";
+    case "starting":
+      return vm.allocating ? "allocate" : "start";
+    case "stopping":
+      return "stop";
+    case "restarting":
+      return "restart";
+    case "deleting":
+      return "delete";
+    default:
+      return null;
+  }
+}

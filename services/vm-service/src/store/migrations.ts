@@ -1,0 +1,52 @@
+import { type Kysely, sql } from "kysely";
+import type { Migration, MigrationProvider } from "kysely/migration";
+
+/**
+ * The service's own tables (read model, host registry, deadlines), numbered; never edit one that has
+ * run, add the next. The event store's tables (events, outbox, inbox) are @mikrom/eventstore's.
+ */
+const migrations: Record<string, Migration> = {
+  "0001_vm_reads": {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await sql`
+        CREATE TABLE vms (
+          vm_id text PRIMARY KEY,
+          user_id int NOT NULL,
+          name text NOT NULL,
+          description text,
+          vcpu_count int NOT NULL,
+          memory_mb int NOT NULL,
+          ip_address text,
+          status text NOT NULL,
+          error_message text,
+          host text,
+          created_at timestamptz NOT NULL,
+          updated_at timestamptz NOT NULL,
+          deleted boolean NOT NULL DEFAULT false
+        );
+        CREATE INDEX vms_by_user ON vms (user_id, created_at DESC) WHERE NOT deleted;
+        CREATE INDEX vms_by_time ON vms (created_at DESC) WHERE NOT deleted;
+        CREATE INDEX vms_by_host ON vms (host) WHERE NOT deleted AND host IS NOT NULL;
+        CREATE TABLE hosts (
+          host_id text PRIMARY KEY,
+          driver text NOT NULL,
+          vcpus int NOT NULL,
+          memory_mb int NOT NULL,
+          last_seen timestamptz NOT NULL,
+          live boolean NOT NULL,
+          used_vcpus int NOT NULL DEFAULT 0,
+          used_memory_mb int NOT NULL DEFAULT 0
+        );
+        CREATE TABLE deadlines (
+          vm_id text PRIMARY KEY,
+          step text NOT NULL,
+          timeout_ms int NOT NULL,
+          due_at timestamptz NOT NULL
+        );
+        CREATE INDEX deadlines_due ON deadlines (due_at);
+      `.execute(db);
+    },
+  },
+};
+
+export const vmMigrations: MigrationProvider = { getMigrations: async () => migrations };

@@ -1,0 +1,167 @@
+import type { VmStatus, VmView } from "@mikrom/contracts";
+import { type Kysely, type Selectable, sql, type Updateable } from "kysely";
+import type { HostLoad } from "../domain/hosts.ts";
+import { transitions, type Vm, type VmEvent } from "../domain/vm.ts";
+import type { Tables, VmsTable } from "./tables.ts";
+
+type Tx = Kysely<Tables>;
+
+/** Folds one VM event into the `vms` read table, in the transaction that appends it. */
+export async function project(tx: Tx, event: VmEvent, at: Date): Promise<void> {
+  const vmId = event.data.vmId;
+  if (event.type === "VmCreated") {
+    const d = event.data;
+    await tx
+      .insertInto("vms")
+      .values({
+        vm_id: vmId,
+        user_id: d.userId,
+        name: d.name,
+        description: d.description,
+        vcpu_count: d.vcpuCount,
+        memory_mb: d.memoryMb,
+        ip_address: null,
+        status: "pending",
+        error_message: null,
+        host: null,
+        created_at: at,
+        updated_at: at,
+        deleted: false,
+      })
+      .execute();
+    return;
+  }
+  const to = transitions[event.type].to;
+  const set: Updateable<VmsTable> = { updated_at: at };
+  if (to === "deleted") set.deleted = true;
+  else if (to !== null && to !== "absent") set.status = to;
+  switch (event.type) {
+    case "VmUpdated":
+      if (event.data.name !== undefined) set.name = event.data.name;
+      if (event.data.description !== undefined) set.description = event.data.description;
+      break;
+    case "VmProvisioning":
+      set.ip_address = event.data.ipAddress;
+      set.host = event.data.hostId;
+      break;
+    case "VmRunning":
+      set.ip_address = event.data.ipAddress;
+      set.host = event.data.hostId;
+      set.error_message = null;
+      break;
+    case "VmFailed":
+      set.error_message = event.data.errorMessage;
+      set.ip_address = null;
+      set.host = null;
+      break;
+    case "VmDeleted":
+      set.ip_address = null;
+      set.host = null;
+      break;
+  }
+  await tx.updateTable("vms").set(set).where("vm_id", "=", vmId).execute();
+}
+
+export function toView(row: Selectable<VmsTable>): VmView {
+  return {
+    vmId: row.vm_id,
+    name: row.name,
+    description: row.description,
+    vcpuCount: row.vcpu_count,
+    memoryMb: row.memory_mb,
+    ipAddress: row.ip_address,
+    status: row.status as VmStatus,
+    errorMessage: row.error_message,
+    host: row.host,
+    userId: row.user_id,
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+  };
+}
+
+/** The VM row, deleted ones included (history stays readable to its owner). */
+export async function findVm(db: Tx, vmId: string): Promise<Selectable<VmsTable> | undefined> {
+  return db.selectFrom("vms").selectAll().where("vm_id", "=", vmId).executeTakeFirst();
+}
+
+export async function listVms(
+  db: Tx,
+  opts: { userId: number | null; status?: VmStatus; page: number; pageSize: number },
+): Promise<{ items: VmView[]; total: number }> {
+  let q = db.selectFrom("vms").where("deleted", "=", false);
+  if (opts.userId !== null) q = q.where("user_id", "=", opts.userId);
+  if (opts.status) q = q.where("status", "=", opts.status);
+  const [rows, count] = await Promise.all([
+    q
+      .selectAll()
+      .orderBy("created_at", "desc")
+      .orderBy("vm_id", "desc")
+      .limit(opts.pageSize)
+      .offset((opts.page - 1) * opts.pageSize)
+      .execute(),
+    q.select(sql<string>`count(*)`.as("n")).executeTakeFirstOrThrow(),
+  ]);
+  return { items: rows.map(toView), total: Number(count.n) };
+}
+
+/** VMs the user holds now, for the per-user limit. */
+export async function countUserVms(tx: Tx, userId: number): Promise<number> {
+  const r = await tx
+    .selectFrom("vms")
+    .select(sql<string>`count(*)`.as("n"))
+    .where("user_id", "=", userId)
+    .where("deleted", "=", false)
+    .executeTakeFirstOrThrow();
+  return Number(r.n);
+}
+
+/** Every known host with the capacity its placed VMs use. */
+export async function hostLoads(tx: Tx): Promise<HostLoad[]> {
+  const rows = await tx.selectFrom("hosts").selectAll().execute();
+  return rows.map((r) => ({
+    hostId: r.host_id,
+    driver: r.driver,
+    vcpus: r.vcpus,
+    memoryMb: r.memory_mb,
+    lastSeenMs: r.last_seen.getTime(),
+    live: r.live,
+    usedVcpus: r.used_vcpus,
+    usedMemoryMb: r.used_memory_mb,
+  }));
+}
+
+/**
+ * Keeps the hosts' used capacity in step with placements: a VM holds its size on its host from
+ * VmProvisioning until it fails or is deleted (the state's hostId says which, before and after).
+ */
+export async function trackPlacement(tx: Tx, before: Vm, after: Vm): Promise<void> {
+  if (before.hostId === after.hostId) return;
+  if (before.hostId !== null)
+    await tx
+      .updateTable("hosts")
+      .set((eb) => ({
+        used_vcpus: eb("used_vcpus", "-", before.vcpuCount),
+        used_memory_mb: eb("used_memory_mb", "-", before.memoryMb),
+      }))
+      .where("host_id", "=", before.hostId)
+      .execute();
+  if (after.hostId !== null)
+    await tx
+      .updateTable("hosts")
+      .set((eb) => ({
+        used_vcpus: eb("used_vcpus", "+", after.vcpuCount),
+        used_memory_mb: eb("used_memory_mb", "+", after.memoryMb),
+      }))
+      .where("host_id", "=", after.hostId)
+      .execute();
+}
+
+export async function vmsOnHost(db: Tx, hostId: string): Promise<string[]> {
+  const rows = await db
+    .selectFrom("vms")
+    .select("vm_id")
+    .where("host", "=", hostId)
+    .where("deleted", "=", false)
+    .execute();
+  return rows.map((r) => r.vm_id);
+}

@@ -1,0 +1,46 @@
+import type { ColumnType, Generated } from "kysely";
+
+/**
+ * The service's own tables, so that kysely rejects wrong SQL at compile time; the event store's
+ * (events, outbox, inbox) belong to @mikrom/eventstore.
+ */
+export interface Tables {
+  vms: VmsTable;
+  hosts: HostsTable;
+  deadlines: DeadlinesTable;
+}
+
+export interface VmsTable {
+  vm_id: string;
+  user_id: number;
+  name: string;
+  description: string | null;
+  vcpu_count: number;
+  memory_mb: number;
+  ip_address: string | null;
+  status: string;
+  error_message: string | null;
+  host: string | null;
+  created_at: ColumnType<Date, Date, never>;
+  updated_at: Date;
+  deleted: boolean;
+}
+
+export interface HostsTable {
+  host_id: string;
+  driver: string;
+  vcpus: number;
+  memory_mb: number;
+  last_seen: Date;
+  live: boolean;
+  /** What the VMs placed on the host hold, kept by the projection (a failed VM gives its share back). */
+  used_vcpus: Generated<number>;
+  used_memory_mb: Generated<number>;
+}
+
+export interface DeadlinesTable {
+  vm_id: string;
+  step: string;
+  timeout_ms: number;
+  due_at: Date;
+}

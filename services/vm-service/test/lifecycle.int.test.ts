@@ -1,0 +1,221 @@
+import {
+  CreateVm,
+  GetVm,
+  Header,
+  HostHeartbeat,
+  HostRegistered,
+  IpAllocated,
+  IpAllocationFailed,
+  ListVms,
+  StopVm,
+  VmBooted,
+  VmBootFailed,
+  VmHistory,
+  VmShutDown,
+} from "@mikrom/contracts";
+import { describe, expect, test } from "@mikrom/testkit";
+import { onVmCommand } from "../src/handlers/commands.ts";
+import { OWNER, testConfig, vmIdOf, World, withService } from "./harness.ts";
+
+const HOST = "host-a";
+
+async function registerHost(w: World, hostId = HOST): Promise<void> {
+  await w.publish(w.names.event("host", hostId, "HostRegistered"), HostRegistered, {
+    hostId,
+    driver: "fake",
+    vcpus: 16,
+    memoryMb: 16384,
+    startedAt: new Date().toISOString(),
+  });
+}
+
+async function create(w: World, vmId: string): Promise<void> {
+  const outcome = await w.command("create", CreateVm, {
+    vmId,
+    actor: OWNER,
+    name: "web-1",
+    description: null,
+    vcpuCount: 2,
+    memoryMb: 1024,
+  });
+  expect(outcome.headers?.get(Header.Type)).toBe("VmCreated");
+}
+
+async function allocate(w: World, vmId: string, address = "10.0.0.5"): Promise<void> {
+  await w.commands.ofType("AllocateIp", vmId);
+  await w.publish(w.names.event("ippool", vmId, "IpAllocated"), IpAllocated, {
+    vmId,
+    poolId: "pool-0000aaaa",
+    pool: "default",
+    address,
+    prefixLength: 24,
+    gateway: "10.0.0.1",
+  });
+}
+
+async function boot(w: World, vmId: string, hostId = HOST): Promise<void> {
+  const cmd = await w.commands.ofType("BootVm", vmId);
+  expect(cmd.subject).toBe(w.names.command("provisioner", hostId, "boot"));
+  await w.publish(w.names.event("provisioner", vmId, "VmBooted"), VmBooted, {
+    vmId,
+    hostId,
+    driver: "fake",
+    bootMs: 5,
+  });
+}
+
+describe("the VM lifecycle over NATS and PostgreSQL", () => {
+  test("a create goes pending, provisioning, running as the IP and boot events arrive", async ({
+    db,
+    nats,
+  }) => {
+    const w = new World(nats);
+    await withService(testConfig(db, nats), async () => {
+      await registerHost(w);
+      const vmId = vmIdOf(1);
+      await create(w, vmId);
+      // Read your writes: the VM is readable as soon as the command is answered.
+      expect(await w.query(GetVm, { vmId, actor: OWNER })).toMatchObject({
+        status: "pending",
+        name: "web-1",
+      });
+      await allocate(w, vmId);
+      const provisioning = await w.vmEvents.ofType("VmProvisioning", vmId);
+      expect(provisioning.json()).toMatchObject({ ipAddress: "10.0.0.5", hostId: HOST });
+      await boot(w, vmId);
+      const vm = await w.until(vmId, "running");
+      expect(vm).toMatchObject({ ipAddress: "10.0.0.5", host: HOST, errorMessage: null, vcpuCount: 2 });
+
+      const history = await w.query(VmHistory, { vmId, actor: OWNER });
+      expect(history.events.map((e) => e.type)).toEqual(["VmCreated", "VmProvisioning", "VmRunning"]);
+      expect(history.events[0]!.actor).toEqual({ userId: OWNER.userId, userName: OWNER.userName });
+      const list = await w.query(ListVms, { actor: OWNER, page: 1, pageSize: 10 });
+      expect(list).toMatchObject({ total: 1, items: [{ vmId, status: "running" }] });
+      await expect(
+        w.query(GetVm, { vmId, actor: { userId: 99, userName: "eve", superuser: false } }),
+      ).rejects.toThrow(/not_found/);
+    });
+  });
+
+  test("a failed allocation puts the VM in error and releases the IP", async ({ db, nats }) => {
+    const w = new World(nats);
+    await withService(testConfig(db, nats), async () => {
+      await registerHost(w);
+      const vmId = vmIdOf(2);
+      await create(w, vmId);
+      await w.commands.ofType("AllocateIp", vmId);
+      await w.publish(w.names.event("ippool", vmId, "IpAllocationFailed"), IpAllocationFailed, {
+        vmId,
+        pool: "default",
+        reason: "exhausted",
+      });
+      const vm = await w.until(vmId, "error");
+      expect(vm.errorMessage).toBe("IP allocation failed: exhausted (pool default)");
+      expect(vm.ipAddress).toBeNull();
+      await w.commands.ofType("ReleaseIp", vmId);
+    });
+  });
+
+  test("a failed boot puts the VM in error and gives back the IP and the host", async ({ db, nats }) => {
+    const w = new World(nats);
+    await withService(testConfig(db, nats), async () => {
+      await registerHost(w);
+      const vmId = vmIdOf(3);
+      await create(w, vmId);
+      await allocate(w, vmId);
+      await w.commands.ofType("BootVm", vmId);
+      await w.publish(w.names.event("provisioner", vmId, "VmBootFailed"), VmBootFailed, {
+        vmId,
+        hostId: HOST,
+        step: "kernel",
+        reason: "kernel image missing",
+      });
+      const vm = await w.until(vmId, "error");
+      expect(vm).toMatchObject({ ipAddress: null, host: null });
+      expect(vm.errorMessage).toContain("kernel image missing");
+      await w.commands.ofType("ReleaseIp", vmId);
+      await w.commands.ofType("DestroyVm", vmId);
+    });
+  });
+
+  test("a provisioner that stays silent past the boot deadline leaves the VM in error, IP released", async ({
+    db,
+    nats,
+  }) => {
+    const w = new World(nats);
+    await withService(testConfig(db, nats, { BOOT_TIMEOUT_MS: "300" }), async () => {
+      await registerHost(w);
+      const vmId = vmIdOf(4);
+      await create(w, vmId);
+      await allocate(w, vmId);
+      await w.commands.ofType("BootVm", vmId);
+      const vm = await w.until(vmId, "error");
+      expect(vm.errorMessage).toBe(`boot timed out: no answer from provisioner host ${HOST} within 300 ms`);
+      await w.commands.ofType("ReleaseIp", vmId);
+    });
+  });
+
+  test("two stops at once: one is accepted, one refused; a redelivered command changes nothing", async ({
+    db,
+    nats,
+  }) => {
+    const w = new World(nats);
+    await withService(testConfig(db, nats), async (service) => {
+      await registerHost(w);
+      const vmId = vmIdOf(5);
+      await create(w, vmId);
+      await allocate(w, vmId);
+      await boot(w, vmId);
+      await w.until(vmId, "running");
+
+      const outcomes = await Promise.all([
+        w.command("stop", StopVm, { vmId, actor: OWNER }),
+        w.command("stop", StopVm, { vmId, actor: OWNER }),
+      ]);
+      const types = outcomes.map((m) => m.headers?.get(Header.Type)).sort();
+      expect(types).toEqual(["CommandRejected", "VmStopRequested"]);
+      const rejected = outcomes.find((m) => m.headers?.get(Header.Type) === "CommandRejected")!;
+      expect(rejected.json()).toMatchObject({
+        code: "conflict",
+        reason: "VM is not running (current status: stopping)",
+      });
+
+      // The accepted stop arrives again (as after a lost ack): the inbox knows it.
+      const accepted = outcomes.find((m) => m.headers?.get(Header.Type) === "VmStopRequested")!;
+      const before = await w.query(VmHistory, { vmId, actor: OWNER });
+      const again = await onVmCommand(service.deps, {
+        message: { type: "StopVm", data: { vmId, actor: OWNER } },
+        messageId: accepted.headers!.get(Header.CausationId),
+        correlationId: null,
+      });
+      expect(again.kind).toBe("duplicate");
+      expect((await w.query(VmHistory, { vmId, actor: OWNER })).events).toHaveLength(before.events.length);
+
+      await w.commands.ofType("ShutDownVm", vmId);
+      await w.publish(w.names.event("provisioner", vmId, "VmShutDown"), VmShutDown, { vmId, hostId: HOST });
+      await w.until(vmId, "stopped");
+    });
+  });
+
+  test("a host that stops heartbeating takes its VMs to error with host lost", async ({ db, nats }) => {
+    const w = new World(nats);
+    await withService(testConfig(db, nats, { HOST_HEARTBEAT_TIMEOUT_MS: "1500" }), async () => {
+      await registerHost(w);
+      const vmId = vmIdOf(6);
+      await create(w, vmId);
+      await allocate(w, vmId);
+      await boot(w, vmId);
+      await w.until(vmId, "running");
+      await w.publish(w.names.event("host", HOST, "HostHeartbeat"), HostHeartbeat, {
+        hostId: HOST,
+        at: new Date().toISOString(),
+        runningVms: 1,
+      });
+      // No more heartbeats: the host goes silent.
+      const vm = await w.until(vmId, "error");
+      expect(vm.errorMessage).toMatch(/^host lost: no heartbeat from host host-a/);
+      expect(vm).toMatchObject({ host: null, ipAddress: null });
+      await w.commands.ofType("ReleaseIp", vmId);
+    });
+  });
+});

@@ -1,0 +1,322 @@
+import { describe, expect, it } from "vitest";
+import type { HostLoad } from "../src/domain/hosts.ts";
+import { type Decision, type ProcessInput, plan, type ReactContext, react } from "../src/domain/lifecycle.ts";
+import { evolve, type Lifecycle, replay, stepOf, transitions, type Vm } from "../src/domain/vm.ts";
+import { commands, HOST, histories, IP, VM_ID, vmIn } from "./fixtures.ts";
+
+const NOW = 1_000_000;
+const liveHost = (hostId: string, used = 0): HostLoad => ({
+  hostId,
+  driver: "fake",
+  vcpus: 8,
+  memoryMb: 8192,
+  lastSeenMs: NOW - 1000,
+  live: true,
+  usedVcpus: used,
+  usedMemoryMb: used * 512,
+});
+const ctx: ReactContext = { hosts: [liveHost(HOST)], nowMs: NOW, heartbeatTimeoutMs: 15_000 };
+const noHosts: ReactContext = { ...ctx, hosts: [] };
+
+const ipAllocated: ProcessInput = {
+  type: "IpAllocated",
+  data: {
+    vmId: VM_ID,
+    poolId: "pool-0000aaaa",
+    pool: "default",
+    address: IP,
+    prefixLength: 24,
+    gateway: "10.0.0.1",
+  },
+};
+const allocationFailed: ProcessInput = {
+  type: "IpAllocationFailed",
+  data: { vmId: VM_ID, pool: "default", reason: "exhausted" },
+};
+const booted = (hostId = HOST): ProcessInput => ({
+  type: "VmBooted",
+  data: { vmId: VM_ID, hostId, driver: "fake", bootMs: 12 },
+});
+const bootFailed: ProcessInput = {
+  type: "VmBootFailed",
+  data: { vmId: VM_ID, hostId: HOST, step: "kernel", reason: "no kernel" },
+};
+const shutDown: ProcessInput = { type: "VmShutDown", data: { vmId: VM_ID, hostId: HOST } };
+const shutdownFailed: ProcessInput = {
+  type: "VmShutdownFailed",
+  data: { vmId: VM_ID, hostId: HOST, reason: "stuck" },
+};
+const destroyed: ProcessInput = { type: "VmDestroyed", data: { vmId: VM_ID, hostId: HOST } };
+const lost: ProcessInput = { type: "VmLost", data: { vmId: VM_ID, hostId: HOST, reason: "process exited" } };
+const hostLost: ProcessInput = {
+  type: "HostLost",
+  data: { hostId: HOST, reason: "no heartbeat from host-a for 15000 ms" },
+};
+const deadline = (step: "allocate" | "boot" | "start" | "stop" | "restart" | "delete"): ProcessInput => ({
+  type: "DeadlineReached",
+  data: { step, timeoutMs: 500 },
+});
+
+function summary(d: Decision): { events: string[]; sends: string[]; deadline: string | null | undefined } {
+  return {
+    events: d.events.map((e) => (e.type === "VmFailed" ? `VmFailed(${e.data.errorMessage})` : e.type)),
+    sends: d.commands.map((o) => `${o.service === "ippool" ? "ippool" : o.hostId}:${o.command.type}`),
+    deadline: d.deadline,
+  };
+}
+
+const release = "ippool:ReleaseIp";
+const destroy = "host-a:DestroyVm";
+const nothing = { events: [], sends: [], deadline: undefined };
+
+const cases: Array<[string, Lifecycle | Vm, ProcessInput, ReactContext, ReturnType<typeof summary>]> = [
+  [
+    "an address for a pending VM places it on a live host and boots it",
+    "pending",
+    ipAllocated,
+    ctx,
+    { events: ["VmProvisioning"], sends: ["host-a:BootVm"], deadline: "boot" },
+  ],
+  [
+    "an address with no live host fails the VM and gives the address back",
+    "pending",
+    ipAllocated,
+    noHosts,
+    { events: ["VmFailed(no host for the VM: no live provisioner host)"], sends: [release], deadline: null },
+  ],
+  [
+    "a failed allocation fails the VM",
+    "pending",
+    allocationFailed,
+    ctx,
+    {
+      events: ["VmFailed(IP allocation failed: exhausted (pool default))"],
+      sends: [release],
+      deadline: null,
+    },
+  ],
+  [
+    "a boot makes a provisioning VM running",
+    "provisioning",
+    booted(),
+    ctx,
+    { events: ["VmRunning"], sends: [], deadline: null },
+  ],
+  [
+    "a failed boot fails the VM and gives back address and host",
+    "provisioning",
+    bootFailed,
+    ctx,
+    {
+      events: ["VmFailed(boot failed on host host-a at kernel: no kernel)"],
+      sends: [release, destroy],
+      deadline: null,
+    },
+  ],
+  [
+    "a silent provisioner past the boot deadline fails the VM naming the step",
+    "provisioning",
+    deadline("boot"),
+    ctx,
+    {
+      events: ["VmFailed(boot timed out: no answer from provisioner host host-a within 500 ms)"],
+      sends: [release, destroy],
+      deadline: null,
+    },
+  ],
+  [
+    "a silent IP pool past the allocation deadline fails the VM and releases what may still come",
+    "pending",
+    deadline("allocate"),
+    ctx,
+    {
+      events: ["VmFailed(allocate timed out: no answer from the IP pool service within 500 ms)"],
+      sends: [release],
+      deadline: null,
+    },
+  ],
+  ["a deadline of a step already answered changes nothing", "running", deadline("boot"), ctx, nothing],
+  ["a late address for a failed VM is released", "error", ipAllocated, ctx, { ...nothing, sends: [release] }],
+  [
+    "a late address for a deleted VM is released",
+    "deleted",
+    ipAllocated,
+    ctx,
+    { ...nothing, sends: [release] },
+  ],
+  ["a duplicate address for a provisioning VM changes nothing", "provisioning", ipAllocated, ctx, nothing],
+  ["a late boot of a deleted VM is destroyed", "deleted", booted(), ctx, { ...nothing, sends: [destroy] }],
+  ["a duplicate boot of a running VM changes nothing", "running", booted(), ctx, nothing],
+  [
+    "a boot on a host the VM is not placed on is destroyed there",
+    "running",
+    booted("host-b"),
+    ctx,
+    { ...nothing, sends: ["host-b:DestroyVm"] },
+  ],
+  [
+    "a resumed VM is running",
+    "starting",
+    booted(),
+    ctx,
+    { events: ["VmRunning"], sends: [], deadline: null },
+  ],
+  [
+    "a rebooted VM is running",
+    "restarting",
+    booted(),
+    ctx,
+    { events: ["VmRunning"], sends: [], deadline: null },
+  ],
+  [
+    "a shut down VM is stopped",
+    "stopping",
+    shutDown,
+    ctx,
+    { events: ["VmStopped"], sends: [], deadline: null },
+  ],
+  [
+    "a failed shutdown fails the VM and gives everything back",
+    "stopping",
+    shutdownFailed,
+    ctx,
+    { events: ["VmFailed(stop failed on host host-a: stuck)"], sends: [release, destroy], deadline: null },
+  ],
+  [
+    "a destroyed VM is deleted and its address released",
+    "deleting",
+    destroyed,
+    ctx,
+    { events: ["VmDeleted"], sends: [release], deadline: null },
+  ],
+  [
+    "a VM on a lost host fails with host lost",
+    "running",
+    hostLost,
+    ctx,
+    {
+      events: ["VmFailed(host lost: no heartbeat from host-a for 15000 ms)"],
+      sends: [release, destroy],
+      deadline: null,
+    },
+  ],
+  [
+    "a stopped VM on a lost host fails with host lost",
+    "stopped",
+    hostLost,
+    ctx,
+    {
+      events: ["VmFailed(host lost: no heartbeat from host-a for 15000 ms)"],
+      sends: [release, destroy],
+      deadline: null,
+    },
+  ],
+  [
+    "a VM being deleted on a lost host is deleted",
+    "deleting",
+    hostLost,
+    ctx,
+    { events: ["VmDeleted"], sends: [release], deadline: null },
+  ],
+  [
+    "a VM whose process is lost fails",
+    "running",
+    lost,
+    ctx,
+    {
+      events: ["VmFailed(VM lost on host host-a: process exited)"],
+      sends: [release, destroy],
+      deadline: null,
+    },
+  ],
+  ["a stopped VM has no process to lose", "stopped", lost, ctx, nothing],
+  ["a failed VM is not failed again by its host", "error", hostLost, ctx, nothing],
+  ["news of a VM this service never created changes nothing", "absent", booted(), ctx, nothing],
+];
+
+describe("the lifecycle process", () => {
+  it.each(cases)("%s", (_name, status, input, c, expected) => {
+    const vm = typeof status === "string" ? vmIn(status) : status;
+    const d = react(input, vm, c);
+    expect(summary(d)).toEqual(expected);
+    let state = vm;
+    for (const e of d.events) {
+      expect(transitions[e.type].from).toContain(state.status);
+      state = evolve(state, e);
+    }
+  });
+
+  it("boots with the VM's size and the lease from the IP pool", () => {
+    const d = react(ipAllocated, vmIn("pending"), ctx);
+    expect(d.commands).toEqual([
+      {
+        service: "provisioner",
+        hostId: HOST,
+        command: {
+          type: "BootVm",
+          data: {
+            vmId: VM_ID,
+            vcpuCount: 2,
+            memoryMb: 1024,
+            ipAddress: IP,
+            prefixLength: 24,
+            gateway: "10.0.0.1",
+          },
+        },
+      },
+    ]);
+  });
+
+  it("drives a create to running and a failed VM back to running through a fresh provisioning", () => {
+    let vm = vmIn("absent");
+    const apply = (d: Decision | { refused: true }): void => {
+      if ("refused" in d) throw new Error("refused");
+      for (const e of d.events) vm = evolve(vm, e);
+    };
+    apply(plan(commands.CreateVm(), vm, { userVmCount: 0, maxVmsPerUser: 10 }));
+    apply(react(ipAllocated, vm, ctx));
+    apply(react(booted(), vm, ctx));
+    expect(vm).toMatchObject({ status: "running", ipAddress: IP, hostId: HOST, errorMessage: null });
+    apply(react(lost, vm, ctx));
+    expect(vm).toMatchObject({ status: "error", ipAddress: null, hostId: null });
+    apply(plan(commands.StartVm(), vm, { userVmCount: 1, maxVmsPerUser: 10 }));
+    expect(stepOf(vm)).toBe("allocate");
+    apply(react(ipAllocated, vm, ctx));
+    expect(vm.status).toBe("provisioning");
+    apply(react(booted(), vm, ctx));
+    expect(vm).toMatchObject({ status: "running", errorMessage: null });
+  });
+
+  it("names the step each in-flight status waits on", () => {
+    const steps = Object.fromEntries(Object.keys(histories).map((s) => [s, stepOf(vmIn(s as Lifecycle))]));
+    expect(steps).toEqual({
+      absent: null,
+      pending: "allocate",
+      provisioning: "boot",
+      starting: "start",
+      running: null,
+      stopping: "stop",
+      stopped: null,
+      restarting: "restart",
+      error: null,
+      deleting: "delete",
+      deleted: null,
+    });
+  });
+
+  it("every step it starts has a deadline that fails the VM when it passes", () => {
+    for (const status of [
+      "pending",
+      "provisioning",
+      "starting",
+      "stopping",
+      "restarting",
+      "deleting",
+    ] as const) {
+      const vm = vmIn(status);
+      const d = react(deadline(stepOf(vm)!), vm, ctx);
+      expect(d.events.map((e) => e.type)).toEqual(["VmFailed"]);
+      expect(replay(d.events, vm).status).toBe("error");
+    }
+  });
+});

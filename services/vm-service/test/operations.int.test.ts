@@ -1,0 +1,283 @@
+import {
+  CreateVm,
+  DeleteVm,
+  GetVm,
+  Header,
+  HostRegistered,
+  HostStopped,
+  IpAllocated,
+  ListVms,
+  RestartVm,
+  StartVm,
+  StopVm,
+  UpdateVm,
+  VmBooted,
+  VmDestroyed,
+  VmHistory,
+  VmShutDown,
+  WaitVm,
+} from "@mikrom/contracts";
+import { describe, expect, test } from "@mikrom/testkit";
+import { OWNER, testConfig, vmIdOf, World, withService } from "./harness.ts";
+
+const HOST = "host-a";
+const ADMIN = { userId: 1, userName: "root", superuser: true };
+
+async function runningVm(w: World, vmId: string, n: number): Promise<void> {
+  const created = await w.command("create", CreateVm, {
+    vmId,
+    actor: OWNER,
+    name: `vm-${n}`,
+    description: null,
+    vcpuCount: 1,
+    memoryMb: 512,
+  });
+  expect(created.headers?.get(Header.Type)).toBe("VmCreated");
+  await w.commands.ofType("AllocateIp", vmId);
+  await w.publish(w.names.event("ippool", vmId, "IpAllocated"), IpAllocated, {
+    vmId,
+    poolId: "pool-0000aaaa",
+    pool: "default",
+    address: `10.0.0.${10 + n}`,
+    prefixLength: 24,
+    gateway: "10.0.0.1",
+  });
+  await w.commands.ofType("BootVm", vmId);
+  await w.publish(w.names.event("provisioner", vmId, "VmBooted"), VmBooted, {
+    vmId,
+    hostId: HOST,
+    driver: "fake",
+    bootMs: 1,
+  });
+  await w.until(vmId, "running");
+}
+
+async function host(w: World): Promise<void> {
+  await w.publish(w.names.event("host", HOST, "HostRegistered"), HostRegistered, {
+    hostId: HOST,
+    driver: "fake",
+    vcpus: 32,
+    memoryMb: 32768,
+    startedAt: new Date().toISOString(),
+  });
+}
+
+describe("VM operations after create", () => {
+  test("stop, start, restart and delete go through the provisioner and end where they should", async ({
+    db,
+    nats,
+  }) => {
+    const w = new World(nats);
+    await withService(testConfig(db, nats), async () => {
+      await host(w);
+      const vmId = vmIdOf(0x10);
+      await runningVm(w, vmId, 1);
+
+      expect((await w.command("stop", StopVm, { vmId, actor: OWNER })).headers?.get(Header.Type)).toBe(
+        "VmStopRequested",
+      );
+      await w.commands.ofType("ShutDownVm", vmId);
+      await w.publish(w.names.event("provisioner", vmId, "VmShutDown"), VmShutDown, { vmId, hostId: HOST });
+      await w.until(vmId, "stopped");
+
+      const refused = await w.command("restart", RestartVm, { vmId, actor: OWNER });
+      expect(refused.json()).toMatchObject({
+        command: "RestartVm",
+        code: "conflict",
+        reason: "VM is not running (current status: stopped)",
+      });
+
+      await w.command("start", StartVm, { vmId, actor: OWNER });
+      const resume = await w.commands.ofType("ResumeVm", vmId);
+      expect(resume.subject).toBe(w.names.command("provisioner", HOST, "resume"));
+      await w.publish(w.names.event("provisioner", vmId, "VmBooted"), VmBooted, {
+        vmId,
+        hostId: HOST,
+        driver: "fake",
+        bootMs: 1,
+      });
+      await w.until(vmId, "running");
+
+      await w.command("restart", RestartVm, { vmId, actor: OWNER });
+      await w.commands.ofType("RebootVm", vmId);
+      expect((await w.query(GetVm, { vmId, actor: OWNER })).status).toBe("restarting");
+      await w.publish(w.names.event("provisioner", vmId, "VmBooted"), VmBooted, {
+        vmId,
+        hostId: HOST,
+        driver: "fake",
+        bootMs: 1,
+      });
+      await w.until(vmId, "running");
+
+      await w.command("delete", DeleteVm, { vmId, actor: OWNER });
+      await w.commands.ofType("DestroyVm", vmId);
+      await w.publish(w.names.event("provisioner", vmId, "VmDestroyed"), VmDestroyed, { vmId, hostId: HOST });
+      await w.vmEvents.ofType("VmDeleted", vmId);
+      await w.commands.ofType("ReleaseIp", vmId);
+      await expect(w.query(GetVm, { vmId, actor: OWNER })).rejects.toThrow(/not_found/);
+      // Gone from reads, its history stays.
+      const history = await w.query(VmHistory, { vmId, actor: OWNER });
+      expect(history.events.map((e) => e.type)).toEqual([
+        "VmCreated",
+        "VmProvisioning",
+        "VmRunning",
+        "VmStopRequested",
+        "VmStopped",
+        "VmStartRequested",
+        "VmRunning",
+        "VmRestartRequested",
+        "VmRunning",
+        "VmDeleteRequested",
+        "VmDeleted",
+      ]);
+    });
+  });
+
+  test("update renames, the per-user limit refuses, and lists page newest first with a status filter", async ({
+    db,
+    nats,
+  }) => {
+    const w = new World(nats);
+    await withService(testConfig(db, nats, { MAX_VMS_PER_USER: "3" }), async () => {
+      await host(w);
+      await runningVm(w, vmIdOf(0x21), 1);
+      for (const n of [0x22, 0x23]) {
+        await w.command("create", CreateVm, {
+          vmId: vmIdOf(n),
+          actor: OWNER,
+          name: `vm-${n}`,
+          description: null,
+          vcpuCount: 1,
+          memoryMb: 512,
+        });
+      }
+      const limited = await w.command("create", CreateVm, {
+        vmId: vmIdOf(0x24),
+        actor: OWNER,
+        name: "one-too-many",
+        description: null,
+        vcpuCount: 1,
+        memoryMb: 512,
+      });
+      expect(limited.json()).toMatchObject({
+        code: "limit",
+        reason: "VM limit reached: at most 3 VMs per user",
+      });
+
+      const updated = await w.command("update", UpdateVm, {
+        vmId: vmIdOf(0x21),
+        actor: OWNER,
+        name: "renamed",
+        description: "the web server",
+      });
+      expect(updated.headers?.get(Header.Type)).toBe("VmUpdated");
+      expect(await w.query(GetVm, { vmId: vmIdOf(0x21), actor: OWNER })).toMatchObject({
+        name: "renamed",
+        description: "the web server",
+        status: "running",
+      });
+
+      const page1 = await w.query(ListVms, { actor: OWNER, page: 1, pageSize: 2 });
+      expect(page1.total).toBe(3);
+      expect(page1.items.map((v) => v.vmId)).toEqual([vmIdOf(0x23), vmIdOf(0x22)]);
+      const page2 = await w.query(ListVms, { actor: OWNER, page: 2, pageSize: 2 });
+      expect(page2.items.map((v) => v.vmId)).toEqual([vmIdOf(0x21)]);
+      const running = await w.query(ListVms, { actor: OWNER, page: 1, pageSize: 10, status: "running" });
+      expect(running.items.map((v) => v.vmId)).toEqual([vmIdOf(0x21)]);
+      const stranger = { userId: 99, userName: "eve", superuser: false };
+      expect((await w.query(ListVms, { actor: stranger, page: 1, pageSize: 10 })).total).toBe(0);
+      expect((await w.query(ListVms, { actor: ADMIN, page: 1, pageSize: 10 })).total).toBe(3);
+      expect((await w.query(GetVm, { vmId: vmIdOf(0x21), actor: ADMIN })).userId).toBe(OWNER.userId);
+
+      // Another user's VM does not exist for them, for commands as for reads.
+      const foreign = await w.command("stop", StopVm, { vmId: vmIdOf(0x21), actor: stranger });
+      expect(foreign.json()).toMatchObject({ code: "not_found" });
+    });
+  });
+
+  test("a wait answers at once when the status is there, and says not reached when the timeout passes", async ({
+    db,
+    nats,
+  }) => {
+    const w = new World(nats);
+    await withService(testConfig(db, nats), async () => {
+      const vmId = vmIdOf(0x30);
+      await w.command("create", CreateVm, {
+        vmId,
+        actor: OWNER,
+        name: "waiter",
+        description: null,
+        vcpuCount: 1,
+        memoryMb: 512,
+      });
+      expect(await w.query(WaitVm, { vmId, actor: OWNER, status: "pending", timeoutMs: 0 })).toMatchObject({
+        reached: true,
+      });
+      expect(await w.query(WaitVm, { vmId, actor: OWNER, status: "running", timeoutMs: 200 })).toMatchObject({
+        reached: false,
+        vm: { status: "pending" },
+      });
+    });
+  });
+
+  test("a VM goes to the live host with room, and to error when no host has room", async ({ db, nats }) => {
+    const w = new World(nats);
+    await withService(testConfig(db, nats), async () => {
+      const register = (hostId: string, vcpus: number) =>
+        w.publish(w.names.event("host", hostId, "HostRegistered"), HostRegistered, {
+          hostId,
+          driver: "fake",
+          vcpus,
+          memoryMb: 4096,
+          startedAt: new Date().toISOString(),
+        });
+      await register("small", 1);
+      await register("large", 4);
+      const place = async (n: number, vcpuCount: number) => {
+        const vmId = vmIdOf(0x40 + n);
+        await w.command("create", CreateVm, {
+          vmId,
+          actor: OWNER,
+          name: `p-${n}`,
+          description: null,
+          vcpuCount,
+          memoryMb: 512,
+        });
+        await w.commands.ofType("AllocateIp", vmId);
+        await w.publish(w.names.event("ippool", vmId, "IpAllocated"), IpAllocated, {
+          vmId,
+          poolId: "pool-0000aaaa",
+          pool: "default",
+          address: `10.0.1.${n}`,
+          prefixLength: 24,
+          gateway: "10.0.1.254",
+        });
+        return vmId;
+      };
+      const first = await place(1, 3);
+      expect((await w.commands.ofType("BootVm", first)).subject).toBe(
+        w.names.command("provisioner", "large", "boot"),
+      );
+      const second = await place(2, 2);
+      const vm = await w.until(second, "error");
+      expect(vm.errorMessage).toBe(
+        "no host for the VM: no live host with room for 2 vCPU and 512 MB (2 live)",
+      );
+      await w.commands.ofType("ReleaseIp", second);
+    });
+  });
+
+  test("a host that says it stopped takes its VMs to error with host lost", async ({ db, nats }) => {
+    const w = new World(nats);
+    await withService(testConfig(db, nats), async () => {
+      await host(w);
+      const vmId = vmIdOf(0x50);
+      await runningVm(w, vmId, 5);
+      await w.publish(w.names.event("host", HOST, "HostStopped"), HostStopped, {
+        hostId: HOST,
+        at: new Date().toISOString(),
+      });
+      expect((await w.until(vmId, "error")).errorMessage).toBe(`host lost: host ${HOST} stopped`);
+    });
+  });
+});
