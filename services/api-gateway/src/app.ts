@@ -1,0 +1,135 @@
+import { createLogger, errorFields, httpTelemetry, type Logger } from "@mikrom/telemetry";
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import type { Kysely } from "kysely";
+import { Accounts } from "./auth/accounts.ts";
+import { authenticate } from "./auth/middleware.ts";
+import { Tokens } from "./auth/tokens.ts";
+import { type Backend, BackendUnavailable } from "./backend.ts";
+import type { Config } from "./config.ts";
+import type { AppEnv } from "./http/env.ts";
+import { idempotency } from "./http/idempotency.ts";
+import { OpenApi } from "./http/openapi.ts";
+import { Problem, problemResponse } from "./http/problem.ts";
+import { limitPerIp, RateLimiter } from "./http/rate-limit.ts";
+import { clientIp, corsPolicy, securityHeaders } from "./http/security.ts";
+import { authRoutes } from "./routes/auth.ts";
+import { docsRoutes } from "./routes/docs.ts";
+import { eventRoutes } from "./routes/events.ts";
+import { healthRoutes } from "./routes/health.ts";
+import { ippoolRoutes } from "./routes/ippools.ts";
+import { userRoutes } from "./routes/users.ts";
+import { vmRoutes } from "./routes/vms.ts";
+import type { GatewayDb } from "./store/db.ts";
+import { RefreshTokenStore } from "./store/refresh-tokens.ts";
+import { UserStore } from "./store/users.ts";
+
+export const VERSION = "0.1.0";
+
+/** What the gateway needs from outside; tests pass their own (a test database, a test namespace). */
+export interface GatewayDeps {
+  readonly config: Pick<
+    Config,
+    | "jwtSecret"
+    | "rateLimit"
+    | "corsOrigins"
+    | "commandTimeoutMs"
+    | "queryTimeoutMs"
+    | "bodyLimitBytes"
+    | "sseHeartbeatMs"
+    | "trustProxy"
+  >;
+  readonly db: Kysely<GatewayDb>;
+  readonly backend: Backend;
+  readonly logger?: Logger;
+  /** The clock for tokens (tests move it to expire them). */
+  readonly now?: () => number;
+}
+
+export interface Gateway {
+  readonly app: Hono<AppEnv>;
+  readonly accounts: Accounts;
+}
+
+export function createApp(deps: GatewayDeps): Gateway {
+  const { config, db, backend } = deps;
+  const log = deps.logger ?? createLogger("mikrom.api-gateway");
+  const users = new UserStore(db);
+  const tokens = new Tokens(config.jwtSecret, deps.now);
+  const refreshTokens = new RefreshTokenStore(db);
+  const accounts = new Accounts(users, refreshTokens, tokens);
+  const docs = new OpenApi();
+  const app = new Hono<AppEnv>();
+
+  app.use(httpTelemetry({ logger: createLogger("mikrom.api-gateway.http") }));
+  app.use(securityHeaders());
+  app.use(corsPolicy(config.corsOrigins));
+  app.use(clientIp(config.trustProxy));
+  app.use(limitPerIp(new RateLimiter(config.rateLimit.perIp, config.rateLimit.windowMs)));
+  const credentials = limitPerIp(new RateLimiter(config.rateLimit.authPerIp, config.rateLimit.windowMs));
+  for (const path of [
+    "/api/v1/auth/login",
+    "/api/v1/auth/login/json",
+    "/api/v1/auth/register",
+    "/api/v1/auth/refresh",
+  ]) {
+    app.post(path, credentials);
+  }
+  app.use(
+    bodyLimit({
+      maxSize: config.bodyLimitBytes,
+      onError: () => {
+        throw new Problem(413, `Request body is larger than ${config.bodyLimitBytes} bytes`);
+      },
+    }),
+  );
+  app.use(
+    authenticate({
+      tokens,
+      users,
+      perUser: new RateLimiter(config.rateLimit.perUser, config.rateLimit.windowMs),
+    }),
+  );
+  app.use("/api/*", idempotency(db));
+
+  healthRoutes(app, { db, backend }, docs);
+  authRoutes(app, accounts, docs);
+  userRoutes(app, { users, refreshTokens }, docs);
+  vmRoutes(
+    app,
+    { backend, commandTimeoutMs: config.commandTimeoutMs, queryTimeoutMs: config.queryTimeoutMs },
+    docs,
+  );
+  eventRoutes(
+    app,
+    { backend, heartbeatMs: config.sseHeartbeatMs, queryTimeoutMs: config.queryTimeoutMs },
+    docs,
+  );
+  ippoolRoutes(
+    app,
+    { backend, commandTimeoutMs: config.commandTimeoutMs, queryTimeoutMs: config.queryTimeoutMs },
+    docs,
+  );
+  docsRoutes(app, docs, VERSION);
+
+  app.notFound((c) => problemResponse(c, new Problem(404, `No route for ${c.req.method} ${c.req.path}`)));
+  app.onError((error, c) => {
+    if (error instanceof Problem) return problemResponse(c, error);
+    if (error instanceof BackendUnavailable) {
+      log.warn(errorFields(error), "Backend unavailable");
+      return problemResponse(
+        c,
+        new Problem(503, "The service is unavailable; retry later", { headers: { "Retry-After": "1" } }),
+      );
+    }
+    if (error instanceof HTTPException) {
+      const status = error.status >= 400 && error.status < 600 ? error.status : 500;
+      return problemResponse(c, new Problem(status as Problem["status"], error.message || "Request failed"));
+    }
+    log.error(errorFields(error), "Unhandled error");
+    return problemResponse(c, new Problem(500, "Internal server error"));
+  });
+
+  return { app, accounts };
+}

@@ -1,0 +1,168 @@
+import { randomBytes } from "node:crypto";
+import { z } from "zod";
+import { Problem } from "../http/problem.ts";
+import type { RefreshTokenStore } from "../store/refresh-tokens.ts";
+import { DuplicateUser, type UserRow, type UserStore } from "../store/users.ts";
+import { unauthorized } from "./middleware.ts";
+import { hashPassword, verifyPassword } from "./passwords.ts";
+import { ACCESS_TTL_SECONDS, InvalidToken, type Tokens } from "./tokens.ts";
+
+export const Password = z.string().min(8).max(100);
+export const Username = z
+  .string()
+  .min(3)
+  .max(50)
+  .regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, '.', '_' and '-' only");
+export const Email = z.email().max(255);
+
+/** A user as the API shows it: the earlier system's fields, plus `name` for the Go client. */
+export const UserOut = z
+  .object({
+    id: z.int(),
+    email: z.string(),
+    username: z.string(),
+    full_name: z.string().nullable(),
+    name: z.string().describe("full_name, or the username when there is none (read by the Go client)"),
+    is_active: z.boolean(),
+    is_superuser: z.boolean(),
+    created_at: z.string(),
+    updated_at: z.string(),
+  })
+  .meta({ id: "User" });
+export type UserOut = z.infer<typeof UserOut>;
+
+export const TokenOut = z
+  .object({
+    access_token: z.string(),
+    refresh_token: z.string(),
+    token_type: z.literal("bearer"),
+    expires_in: z.int().describe("seconds until the access token expires"),
+    token: z.string().describe("the access token again (read by the Go client)"),
+    user: UserOut,
+  })
+  .meta({ id: "Tokens" });
+export type TokenOut = z.infer<typeof TokenOut>;
+
+export function userOut(row: UserRow): UserOut {
+  return {
+    id: row.id,
+    email: row.email,
+    username: row.username,
+    full_name: row.full_name,
+    name: row.full_name ?? row.username,
+    is_active: row.is_active,
+    is_superuser: row.is_superuser,
+    created_at: row.created_at.toISOString(),
+    updated_at: row.updated_at.toISOString(),
+  };
+}
+
+export interface Registration {
+  email: string;
+  password: string;
+  username?: string | undefined;
+  fullName?: string | null | undefined;
+}
+
+/** Registration, login and token refresh: the rules, apart from HTTP. */
+export class Accounts {
+  readonly #users: UserStore;
+  readonly #refresh: RefreshTokenStore;
+  readonly #tokens: Tokens;
+
+  constructor(users: UserStore, refresh: RefreshTokenStore, tokens: Tokens) {
+    this.#users = users;
+    this.#refresh = refresh;
+    this.#tokens = tokens;
+  }
+
+  async register(input: Registration, superuser = false): Promise<UserRow> {
+    const username = input.username ?? (await this.#deriveUsername(input.email));
+    try {
+      return await this.#users.create({
+        email: input.email,
+        username,
+        fullName: input.fullName ?? null,
+        hashedPassword: await hashPassword(input.password),
+        isSuperuser: superuser,
+      });
+    } catch (error) {
+      if (error instanceof DuplicateUser)
+        throw new Problem(409, `A user with this ${error.field} already exists`);
+      throw error;
+    }
+  }
+
+  /** `login` is an email or a username; both failures read the same so accounts cannot be probed. */
+  async login(login: string, password: string): Promise<TokenOut> {
+    const user = await this.#users.byLogin(login);
+    const ok = await verifyPassword(user?.hashed_password, password);
+    if (!user || !ok) throw unauthorized("Incorrect username or password");
+    if (!user.is_active) throw new Problem(403, "Inactive user");
+    return this.issue(user);
+  }
+
+  /** Single use: the presented token is consumed; presenting it again revokes the user's every token. */
+  async refresh(refreshToken: string): Promise<TokenOut> {
+    let claims: Awaited<ReturnType<Tokens["verify"]>>;
+    try {
+      claims = await this.#tokens.verify(refreshToken, "refresh");
+    } catch (error) {
+      if (error instanceof InvalidToken) throw unauthorized(error.message);
+      throw error;
+    }
+    if (!(await this.#refresh.consume(claims.jti, claims.userId))) {
+      await this.#refresh.revokeAll(claims.userId);
+      throw unauthorized("Refresh token has already been used or revoked");
+    }
+    const user = await this.#users.byId(claims.userId);
+    if (!user) throw unauthorized("Could not validate credentials");
+    if (!user.is_active) throw new Problem(403, "Inactive user");
+    return this.issue(user);
+  }
+
+  async issue(user: UserRow): Promise<TokenOut> {
+    const [access, refresh] = await Promise.all([
+      this.#tokens.issue(user.id, "access"),
+      this.#tokens.issue(user.id, "refresh"),
+    ]);
+    await this.#refresh.record(refresh.jti, user.id, refresh.expiresAt);
+    return {
+      access_token: access.token,
+      refresh_token: refresh.token,
+      token_type: "bearer",
+      expires_in: ACCESS_TTL_SECONDS,
+      token: access.token,
+      user: userOut(user),
+    };
+  }
+
+  /** The first superuser from the environment; an existing account of that email is left as it is. */
+  async ensureAdmin(email: string, password: string): Promise<"created" | "exists"> {
+    if (await this.#users.byEmail(email)) return "exists";
+    try {
+      await this.register({ email, password, username: "admin" }, true);
+    } catch (error) {
+      if (!(error instanceof Problem) || error.status !== 409) throw error;
+      // "admin" is taken by someone else: derive one from the email instead.
+      await this.register({ email, password }, true);
+    }
+    return "created";
+  }
+
+  /** From the email's local part; a short random suffix when taken. */
+  async #deriveUsername(email: string): Promise<string> {
+    const base =
+      (email.split("@")[0] ?? "")
+        .toLowerCase()
+        .replace(/[^a-z0-9_.-]/g, "-")
+        .slice(0, 40)
+        .padEnd(3, "0") || "user";
+    if (!(await this.#users.usernameTaken(base))) return base;
+    for (let i = 0; i < 5; i++) {
+      const candidate = `${base}-${randomBytes(3).toString("hex")}`;
+      if (!(await this.#users.usernameTaken(candidate))) return candidate;
+    }
+    return `${base}-${randomBytes(6).toString("hex")}`;
+  }
+}

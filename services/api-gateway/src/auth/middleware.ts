@@ -1,0 +1,70 @@
+import { setContext } from "@mikrom/telemetry";
+import type { Context, MiddlewareHandler } from "hono";
+import type { AppEnv } from "../http/env.ts";
+import { Problem } from "../http/problem.ts";
+import { type RateLimiter, tooManyRequests } from "../http/rate-limit.ts";
+import type { UserRow, UserStore } from "../store/users.ts";
+import { InvalidToken, type Tokens } from "./tokens.ts";
+
+const BEARER = /^Bearer\s+(\S+)\s*$/i;
+const CHALLENGE = { "WWW-Authenticate": "Bearer" };
+
+export const unauthorized = (detail = "Not authenticated"): Problem =>
+  new Problem(401, detail, { headers: CHALLENGE });
+
+/** Paths where a token may come as `?token=` (EventSource cannot send headers). */
+const QUERY_TOKEN_PATHS = new Set(["/api/v1/events/vms"]);
+
+function tokenOf(c: Context): string | undefined {
+  const header = c.req.header("authorization");
+  if (header) return BEARER.exec(header)?.[1] ?? "";
+  if (QUERY_TOKEN_PATHS.has(c.req.path)) return c.req.query("token");
+  return undefined;
+}
+
+/**
+ * Authenticates when a token is present, without refusing anything: public routes ignore the
+ * outcome, protected ones call `requireUser`. Knowing the user this early lets the per-user rate
+ * limit and the idempotency scope apply to every route.
+ */
+export function authenticate(deps: {
+  tokens: Tokens;
+  users: UserStore;
+  perUser: RateLimiter;
+}): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const token = tokenOf(c);
+    if (token === undefined) return next();
+    try {
+      const claims = await deps.tokens.verify(token, "access");
+      const user = await deps.users.byId(claims.userId);
+      if (!user) throw new InvalidToken("Could not validate credentials");
+      if (!user.is_active) {
+        c.set("authProblem", new Problem(403, "Inactive user"));
+        return next();
+      }
+      c.set("user", user);
+      setContext({ user_id: String(user.id), user_name: user.username });
+    } catch (error) {
+      if (!(error instanceof InvalidToken)) throw error;
+      c.set("authProblem", unauthorized(error.message));
+      return next();
+    }
+    const decision = deps.perUser.hit(`user:${c.get("user")!.id}`);
+    if (!decision.allowed) throw tooManyRequests(decision);
+    return next();
+  };
+}
+
+/** The caller, or the 401/403 that explains why there is none. */
+export function requireUser(c: Context<AppEnv>): UserRow {
+  const user = c.get("user");
+  if (user) return user;
+  throw c.get("authProblem") ?? unauthorized();
+}
+
+export function requireSuperuser(c: Context<AppEnv>): UserRow {
+  const user = requireUser(c);
+  if (!user.is_superuser) throw new Problem(403, "The user doesn't have enough privileges");
+  return user;
+}

@@ -1,0 +1,72 @@
+import { randomUUID } from "node:crypto";
+import { errors, jwtVerify, SignJWT } from "jose";
+
+export type TokenType = "access" | "refresh";
+
+export const ACCESS_TTL_SECONDS = 30 * 60;
+export const REFRESH_TTL_SECONDS = 7 * 24 * 60 * 60;
+
+export interface TokenClaims {
+  readonly userId: number;
+  readonly type: TokenType;
+  readonly jti: string;
+  readonly expiresAt: Date;
+}
+
+export interface IssuedToken {
+  readonly token: string;
+  readonly jti: string;
+  readonly expiresAt: Date;
+}
+
+/** Why a token was refused; all of them are a 401 to the client. */
+export class InvalidToken extends Error {
+  override readonly name = "InvalidToken";
+}
+
+/**
+ * HS256 access and refresh tokens. `type` keeps them apart: a refresh token is never accepted as
+ * an access token and the other way round, even though both are signed with the same key.
+ */
+export class Tokens {
+  readonly #key: Uint8Array;
+  readonly #now: () => number;
+
+  constructor(secret: string, now: () => number = Date.now) {
+    this.#key = new TextEncoder().encode(secret);
+    this.#now = now;
+  }
+
+  issue(userId: number, type: TokenType, ttlSeconds?: number): Promise<IssuedToken> {
+    const ttl = ttlSeconds ?? (type === "access" ? ACCESS_TTL_SECONDS : REFRESH_TTL_SECONDS);
+    const iat = Math.floor(this.#now() / 1000);
+    const jti = randomUUID();
+    return new SignJWT({ type })
+      .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+      .setSubject(String(userId))
+      .setIssuedAt(iat)
+      .setExpirationTime(iat + ttl)
+      .setJti(jti)
+      .sign(this.#key)
+      .then((token) => ({ token, jti, expiresAt: new Date((iat + ttl) * 1000) }));
+  }
+
+  async verify(token: string, expected: TokenType): Promise<TokenClaims> {
+    let payload: Awaited<ReturnType<typeof jwtVerify>>["payload"];
+    try {
+      ({ payload } = await jwtVerify(token, this.#key, {
+        algorithms: ["HS256"],
+        currentDate: new Date(this.#now()),
+      }));
+    } catch (error) {
+      if (error instanceof errors.JWTExpired) throw new InvalidToken("Token has expired");
+      throw new InvalidToken("Could not validate credentials");
+    }
+    if (payload.type !== expected) throw new InvalidToken(`Invalid token type (expected "${expected}")`);
+    const userId = Number(payload.sub);
+    if (!Number.isSafeInteger(userId) || userId <= 0 || typeof payload.jti !== "string" || !payload.exp) {
+      throw new InvalidToken("Could not validate credentials");
+    }
+    return { userId, type: expected, jti: payload.jti, expiresAt: new Date(payload.exp * 1000) };
+  }
+}

@@ -1,0 +1,119 @@
+import { randomBytes } from "node:crypto";
+import { z } from "zod";
+
+/** Everything the gateway reads from its environment, parsed once at start. */
+export interface Config {
+  readonly port: number;
+  readonly natsUrl: string;
+  /** The gateway's own database (users, refresh tokens, idempotency keys). */
+  readonly databaseUrl: string;
+  readonly namespace: string;
+  readonly environment: "development" | "production" | "test";
+  readonly jwtSecret: string;
+  /** True when no JWT_SECRET was given and one was generated for this process. */
+  readonly jwtSecretGenerated: boolean;
+  readonly admin: { readonly email: string; readonly password: string } | null;
+  readonly rateLimit: {
+    readonly windowMs: number;
+    readonly perIp: number;
+    readonly perUser: number;
+    /** Per IP on the credential routes (login, register, refresh): guessing passwords stays slow. */
+    readonly authPerIp: number;
+  };
+  /** Allowed CORS origins; `["*"]` allows any. */
+  readonly corsOrigins: readonly string[];
+  readonly commandTimeoutMs: number;
+  readonly queryTimeoutMs: number;
+  readonly bodyLimitBytes: number;
+  readonly sseHeartbeatMs: number;
+  /** Take the client IP from X-Forwarded-For (only behind a proxy that sets it). */
+  readonly trustProxy: boolean;
+}
+
+const int = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+const bool = z
+  .enum(["true", "false", "1", "0", "yes", "no"])
+  .default("false")
+  .transform((v) => v === "true" || v === "1" || v === "yes");
+
+const Env = z.object({
+  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222"),
+  DATABASE_URL: z.url().default("postgres://postgres@127.0.0.1:5432/mikrom"),
+  GATEWAY_DATABASE_URL: z.url().optional(),
+  MIKROM_NAMESPACE: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/)
+    .default("mikrom"),
+  NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
+  JWT_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
+  MIKROM_ADMIN_EMAIL: z.email().optional(),
+  MIKROM_ADMIN_PASSWORD: z.string().min(8).max(100).optional(),
+  RATE_LIMIT_WINDOW_MS: int(60_000),
+  RATE_LIMIT_PER_IP: int(1200),
+  RATE_LIMIT_PER_USER: int(600),
+  RATE_LIMIT_AUTH_PER_IP: int(30),
+  CORS_ORIGINS: z.string().default("*"),
+  COMMAND_TIMEOUT_MS: int(5_000),
+  QUERY_TIMEOUT_MS: int(5_000),
+  BODY_LIMIT_BYTES: int(1024 * 1024),
+  SSE_HEARTBEAT_MS: int(15_000),
+  TRUST_PROXY: bool,
+});
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+/** `<base>_gateway` on the same server as DATABASE_URL: the gateway owns its own database. */
+export function gatewayDatabaseUrl(baseUrl: string): string {
+  const url = new URL(baseUrl);
+  const base = url.pathname.replace(/^\//, "") || "mikrom";
+  url.pathname = `/${base.endsWith("_gateway") ? base : `${base}_gateway`}`;
+  return url.toString();
+}
+
+/** Parses the environment, naming every missing or malformed variable at once. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const parsed = Env.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n  ${lines.join("\n  ")}`);
+  }
+  const e = parsed.data;
+  if (e.NODE_ENV === "production" && !e.JWT_SECRET) {
+    throw new ConfigError("invalid configuration:\n  JWT_SECRET: required in production");
+  }
+  if (Boolean(e.MIKROM_ADMIN_EMAIL) !== Boolean(e.MIKROM_ADMIN_PASSWORD)) {
+    throw new ConfigError(
+      "invalid configuration:\n  MIKROM_ADMIN_EMAIL and MIKROM_ADMIN_PASSWORD go together: set both or neither",
+    );
+  }
+  return {
+    port: e.PORT,
+    natsUrl: e.NATS_URL,
+    databaseUrl: e.GATEWAY_DATABASE_URL ?? gatewayDatabaseUrl(e.DATABASE_URL),
+    namespace: e.MIKROM_NAMESPACE,
+    environment: e.NODE_ENV,
+    jwtSecret: e.JWT_SECRET ?? randomBytes(32).toString("base64url"),
+    jwtSecretGenerated: !e.JWT_SECRET,
+    admin:
+      e.MIKROM_ADMIN_EMAIL && e.MIKROM_ADMIN_PASSWORD
+        ? { email: e.MIKROM_ADMIN_EMAIL, password: e.MIKROM_ADMIN_PASSWORD }
+        : null,
+    rateLimit: {
+      windowMs: e.RATE_LIMIT_WINDOW_MS,
+      perIp: e.RATE_LIMIT_PER_IP,
+      perUser: e.RATE_LIMIT_PER_USER,
+      authPerIp: e.RATE_LIMIT_AUTH_PER_IP,
+    },
+    corsOrigins: e.CORS_ORIGINS.split(",")
+      .map((o) => o.trim())
+      .filter(Boolean),
+    commandTimeoutMs: e.COMMAND_TIMEOUT_MS,
+    queryTimeoutMs: e.QUERY_TIMEOUT_MS,
+    bodyLimitBytes: e.BODY_LIMIT_BYTES,
+    sseHeartbeatMs: e.SSE_HEARTBEAT_MS,
+    trustProxy: e.TRUST_PROXY,
+  };
+}

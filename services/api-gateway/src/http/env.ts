@@ -1,0 +1,13 @@
+import type { UserRow } from "../store/users.ts";
+import type { Problem } from "./problem.ts";
+
+/** What middleware hands to the routes of one request. */
+export interface AppEnv {
+  Variables: {
+    /** The authenticated caller, when a valid token came with the request. */
+    user: UserRow | undefined;
+    /** Why authentication failed, kept until a route that needs a user asks. */
+    authProblem: Problem | undefined;
+    clientIp: string;
+  };
+}

@@ -1,0 +1,192 @@
+import { createPublisher, type Publisher } from "@mikrom/bus";
+import {
+  Header,
+  type Names,
+  names,
+  type QueryDef,
+  type QueryReply,
+  type RequestOf,
+  type ResponseOf,
+} from "@mikrom/contracts";
+import { getContext, injectHeaders } from "@mikrom/telemetry";
+import {
+  DeliverPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstream,
+  jetstreamManager,
+} from "@nats-io/jetstream";
+import { type NatsConnection, headers as natsHeaders, type Subscription } from "@nats-io/transport-node";
+import {
+  type Backend,
+  BackendUnavailable,
+  type CommandOutcome,
+  type CommandRequest,
+  type EventFeed,
+  type FeedEvent,
+} from "./backend.ts";
+
+const encoder = new TextEncoder();
+
+/** The first event on the subscription caused by the command, or "pending" when the bound passes first. */
+function firstCaused(sub: Subscription, commandId: string, timeoutMs: number): Promise<CommandOutcome> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      sub.unsubscribe();
+      resolve({ status: "pending" });
+    }, timeoutMs);
+    (async () => {
+      for await (const m of sub) {
+        if (m.headers?.get(Header.CausationId) !== commandId) continue;
+        clearTimeout(timer);
+        sub.unsubscribe();
+        const type = m.headers?.get(Header.Type) || (m.subject.split(".").pop() ?? "");
+        const data = m.json<Record<string, unknown>>();
+        if (type === "CommandRejected") {
+          resolve({ status: "rejected", code: data.code as never, reason: String(data.reason ?? "refused") });
+        } else {
+          resolve({ status: "accepted", eventType: type, data });
+        }
+        return;
+      }
+    })().catch(() => {
+      clearTimeout(timer);
+      resolve({ status: "pending" });
+    });
+  });
+}
+
+/**
+ * The Backend over NATS: commands go through the bus publisher (validated, traced, Mikrom headers,
+ * retried while transient) as JetStream publishes with `Nats-Msg-Id` (a retried publish is
+ * dropped by the duplicate window); the outcome is the first event on the entity's subjects whose
+ * `Mikrom-Causation-Id` is the command id, listened for before publishing so it cannot be missed.
+ */
+export class NatsBackend implements Backend {
+  readonly #nc: NatsConnection;
+  readonly #js: JetStreamClient;
+  readonly #jsm: JetStreamManager;
+  readonly #names: Names;
+  readonly #publisher: Publisher;
+
+  private constructor(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager, namespace: string) {
+    this.#nc = nc;
+    this.#js = js;
+    this.#jsm = jsm;
+    this.#names = names(namespace);
+    this.#publisher = createPublisher(nc);
+  }
+
+  static async create(nc: NatsConnection, namespace: string): Promise<NatsBackend> {
+    return new NatsBackend(nc, jetstream(nc), await jetstreamManager(nc), namespace);
+  }
+
+  async send(command: CommandRequest): Promise<CommandOutcome> {
+    const subject = this.#names.command(command.service, command.verb);
+    const sub = this.#nc.subscribe(`${this.#names.namespace}.evt.${command.context}.${command.entityId}.*`);
+    const outcome = firstCaused(sub, command.commandId, command.timeoutMs);
+    // The HTTP request started the work and caused the command (the request id is the correlation id).
+    const requestId = getContext().request_id ?? command.commandId;
+    try {
+      await this.#publisher.send(command.def, subject, command.data, {
+        messageId: command.commandId,
+        correlationId: requestId,
+        causationId: requestId,
+        timeoutMs: command.timeoutMs,
+        // Within the request's own bound: a retry after it would answer a client that has gone.
+        retryForMs: command.timeoutMs,
+      });
+    } catch (error) {
+      sub.unsubscribe();
+      throw new BackendUnavailable(`could not publish ${command.def.type}: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+    return outcome;
+  }
+
+  async query<Q extends QueryDef>(
+    service: string,
+    def: Q,
+    request: RequestOf<Q>,
+    timeoutMs = 5_000,
+  ): Promise<QueryReply<ResponseOf<Q>>> {
+    const h = natsHeaders();
+    injectHeaders(h);
+    h.set(Header.Type, def.type);
+    h.set(Header.ContentType, "application/json");
+    let reply: QueryReply<unknown>;
+    try {
+      const m = await this.#nc.request(
+        this.#names.query(service, def.type),
+        encoder.encode(JSON.stringify(request)),
+        {
+          timeout: timeoutMs,
+          headers: h,
+        },
+      );
+      reply = m.json<QueryReply<unknown>>();
+    } catch (error) {
+      // No responder, or none in time: the owning service is down or overloaded.
+      return { ok: false, error: { code: "unavailable", message: (error as Error).message } };
+    }
+    if (!reply.ok) return reply;
+    const parsed = def.response.safeParse(reply.data);
+    if (!parsed.success) {
+      return {
+        ok: false,
+        error: { code: "internal", message: `malformed ${def.type} reply: ${parsed.error.message}` },
+      };
+    }
+    return { ok: true, data: parsed.data as ResponseOf<Q> };
+  }
+
+  async events(options: { context: string; afterSequence?: number }): Promise<EventFeed> {
+    const consumer = await this.#js.consumers
+      .get(this.#names.streams.events, {
+        filter_subjects: `${this.#names.namespace}.evt.${options.context}.>`,
+        ...(options.afterSequence === undefined
+          ? { deliver_policy: DeliverPolicy.New }
+          : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: options.afterSequence + 1 }),
+      })
+      .catch((error: unknown) => {
+        throw new BackendUnavailable(`events stream unavailable: ${(error as Error).message}`, {
+          cause: error,
+        });
+      });
+    const messages = await consumer.consume({ max_messages: 256 });
+    let stopped = false;
+    const stop = async (): Promise<void> => {
+      if (stopped) return;
+      stopped = true;
+      await messages.close().catch(() => undefined);
+    };
+    async function* iterate(): AsyncGenerator<FeedEvent> {
+      for await (const m of messages) {
+        const parts = m.subject.split(".");
+        let data: Record<string, unknown>;
+        try {
+          data = m.json<Record<string, unknown>>();
+        } catch {
+          continue;
+        }
+        yield {
+          seq: m.seq,
+          subject: m.subject,
+          type: m.headers?.get(Header.Type) || (parts[4] ?? ""),
+          entityId: parts[3] ?? "",
+          data,
+          time: m.timestamp,
+        };
+      }
+    }
+    const iterator = iterate();
+    return { stop, [Symbol.asyncIterator]: () => iterator };
+  }
+
+  async ready(): Promise<boolean> {
+    if (this.#nc.isClosed()) return false;
+    await this.#jsm.streams.info(this.#names.streams.commands);
+    return true;
+  }
+}

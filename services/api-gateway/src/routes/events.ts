@@ -1,0 +1,131 @@
+import { GetVm, VM_SERVICE, type VmStatus } from "@mikrom/contracts";
+import type { Hono } from "hono";
+import { streamSSE } from "hono/streaming";
+import { z } from "zod";
+import { requireUser } from "../auth/middleware.ts";
+import type { Backend, FeedEvent } from "../backend.ts";
+import type { AppEnv } from "../http/env.ts";
+import type { OpenApi } from "../http/openapi.ts";
+import { validationProblem } from "../http/problem.ts";
+import type { UserRow } from "../store/users.ts";
+import { actorOf } from "./vm-schemas.ts";
+
+export interface EventRouteDeps {
+  readonly backend: Backend;
+  readonly heartbeatMs: number;
+  readonly queryTimeoutMs: number;
+}
+
+/** The status an event leaves the VM in, when it says (clients that only want status read this). */
+const STATUS_AFTER: Readonly<Record<string, VmStatus>> = {
+  VmCreated: "pending",
+  VmProvisioning: "provisioning",
+  VmRunning: "running",
+  VmStartRequested: "starting",
+  VmStopRequested: "stopping",
+  VmStopped: "stopped",
+  VmRestartRequested: "restarting",
+  VmDeleteRequested: "deleting",
+  VmFailed: "error",
+};
+
+const LastEventId = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional();
+const EventsQuery = z.object({
+  token: z.string().optional().describe("access token, for EventSource clients that cannot send headers"),
+});
+
+/**
+ * Which VMs a caller may see events of. A VmCreated says the owner; a VM first met mid-life is
+ * asked about once (GetVm as the caller answers not_found for another user's VM).
+ */
+function visibility(
+  backend: Backend,
+  user: UserRow,
+  timeoutMs: number,
+): (event: FeedEvent) => Promise<boolean> {
+  if (user.is_superuser) return async () => true;
+  const owned = new Map<string, boolean>();
+  return async (event) => {
+    if (event.type === "VmCreated") owned.set(event.entityId, event.data.userId === user.id);
+    const known = owned.get(event.entityId);
+    if (known !== undefined) return known;
+    const reply = await backend.query(
+      VM_SERVICE,
+      GetVm,
+      { vmId: event.entityId, actor: actorOf(user) },
+      timeoutMs,
+    );
+    const mine = reply.ok && reply.data.userId === user.id;
+    // "unavailable" is not an answer about ownership: ask again on the VM's next event.
+    if (reply.ok || reply.error.code === "not_found" || reply.error.code === "forbidden")
+      owned.set(event.entityId, mine);
+    return mine;
+  };
+}
+
+function lastEventId(raw: string | undefined): number | undefined {
+  const parsed = LastEventId.safeParse(raw);
+  if (parsed.success) return parsed.data;
+  const message = "must be a stream sequence (a non-negative integer)";
+  throw validationProblem([
+    { field: "header.Last-Event-ID", message, loc: ["header", "Last-Event-ID"], type: "int_parsing" },
+  ]);
+}
+
+export function eventRoutes(app: Hono<AppEnv>, deps: EventRouteDeps, docs: OpenApi): void {
+  docs.add({
+    method: "get",
+    path: "/api/v1/events/vms",
+    summary:
+      "Server-Sent Events of your VMs (a superuser: all). Each event's id is its stream sequence: send it back as Last-Event-ID to resume without a gap",
+    tags: ["events"],
+    query: EventsQuery,
+    responses: {
+      200: { description: "text/event-stream", contentType: "text/event-stream", schema: z.string() },
+    },
+  });
+  app.get("/api/v1/events/vms", async (c) => {
+    const user = requireUser(c);
+    const lastId = lastEventId(c.req.header("last-event-id") ?? c.req.query("last_event_id"));
+    const feed = await deps.backend.events({
+      context: "vm",
+      ...(lastId !== undefined && { afterSequence: lastId }),
+    });
+    const visible = visibility(deps.backend, user, deps.queryTimeoutMs);
+    c.header("Cache-Control", "no-cache");
+    c.header("X-Accel-Buffering", "no");
+    return streamSSE(
+      c,
+      async (stream) => {
+        stream.onAbort(() => {
+          void feed.stop();
+        });
+        const heartbeat = setInterval(() => {
+          void stream.write(": heartbeat\n\n").catch(() => feed.stop());
+        }, deps.heartbeatMs);
+        try {
+          await stream.write(": connected\n\n");
+          for await (const event of feed) {
+            if (!(await visible(event))) continue;
+            const status = STATUS_AFTER[event.type];
+            const data = {
+              vm_id: event.entityId,
+              type: event.type,
+              ...(status && { status }),
+              data: event.data,
+              timestamp: event.time,
+            };
+            await stream.writeSSE({ id: String(event.seq), data: JSON.stringify(data) });
+          }
+        } finally {
+          clearInterval(heartbeat);
+          await feed.stop();
+        }
+      },
+      async (_error, stream) => {
+        await feed.stop();
+        await stream.close();
+      },
+    );
+  });
+}

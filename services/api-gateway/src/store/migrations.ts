@@ -1,0 +1,64 @@
+import { type Kysely, sql } from "kysely";
+import { type Migration, type MigrationProvider, Migrator } from "kysely/migration";
+import type { GatewayDb } from "./db.ts";
+
+/** Numbered, append-only: never edit a migration that has run somewhere; add the next one. */
+const migrations: Record<string, Migration> = {
+  "001_users": {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema
+        .createTable("users")
+        .addColumn("id", "serial", (c) => c.primaryKey())
+        .addColumn("email", "text", (c) => c.notNull())
+        .addColumn("username", "text", (c) => c.notNull())
+        .addColumn("full_name", "text")
+        .addColumn("hashed_password", "text", (c) => c.notNull())
+        .addColumn("is_active", "boolean", (c) => c.notNull().defaultTo(true))
+        .addColumn("is_superuser", "boolean", (c) => c.notNull().defaultTo(false))
+        .addColumn("created_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn("updated_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+      // Case-insensitive uniqueness: "Ana@x.io" and "ana@x.io" are one account.
+      await sql`CREATE UNIQUE INDEX users_email_key ON users (lower(email))`.execute(db);
+      await sql`CREATE UNIQUE INDEX users_username_key ON users (lower(username))`.execute(db);
+
+      await db.schema
+        .createTable("refresh_tokens")
+        .addColumn("jti", "text", (c) => c.primaryKey())
+        .addColumn("user_id", "integer", (c) => c.notNull().references("users.id").onDelete("cascade"))
+        .addColumn("expires_at", "timestamptz", (c) => c.notNull())
+        .addColumn("used_at", "timestamptz")
+        .addColumn("revoked_at", "timestamptz")
+        .addColumn("created_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+      await db.schema.createIndex("refresh_tokens_user").on("refresh_tokens").column("user_id").execute();
+
+      await db.schema
+        .createTable("idempotency_keys")
+        .addColumn("scope", "text", (c) => c.notNull())
+        .addColumn("key", "text", (c) => c.notNull())
+        .addColumn("request_hash", "text", (c) => c.notNull())
+        .addColumn("status", "integer")
+        .addColumn("headers", "jsonb")
+        .addColumn("body", "text")
+        .addColumn("created_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
+        .addPrimaryKeyConstraint("idempotency_keys_pk", ["scope", "key"])
+        .execute();
+      await db.schema
+        .createIndex("idempotency_keys_created")
+        .on("idempotency_keys")
+        .column("created_at")
+        .execute();
+    },
+  },
+};
+
+const provider: MigrationProvider = { getMigrations: async () => migrations };
+
+export async function migrate(db: Kysely<GatewayDb>): Promise<void> {
+  const { error, results } = await new Migrator({ db, provider }).migrateToLatest();
+  if (error) {
+    const failed = results?.find((r) => r.status === "Error")?.migrationName ?? "unknown";
+    throw new Error(`gateway migration ${failed} failed: ${(error as Error).message}`, { cause: error });
+  }
+}

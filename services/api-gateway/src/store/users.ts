@@ -1,0 +1,137 @@
+import { type Kysely, type Selectable, sql } from "kysely";
+import type { GatewayDb, UsersTable } from "./db.ts";
+
+export type UserRow = Selectable<UsersTable>;
+
+export interface NewUser {
+  email: string;
+  username: string;
+  fullName: string | null;
+  hashedPassword: string;
+  isSuperuser?: boolean;
+}
+
+export interface UserChanges {
+  email?: string;
+  username?: string;
+  fullName?: string | null;
+  hashedPassword?: string;
+  isActive?: boolean;
+  isSuperuser?: boolean;
+}
+
+/** A unique index said no: which one, so the caller can say "email taken" or "username taken". */
+export class DuplicateUser extends Error {
+  override readonly name = "DuplicateUser";
+  readonly field: "email" | "username";
+  constructor(field: "email" | "username") {
+    super(`a user with this ${field} already exists`);
+    this.field = field;
+  }
+}
+
+function duplicateOf(error: unknown): DuplicateUser | undefined {
+  const e = error as { code?: string; constraint?: string };
+  if (e.code !== "23505") return undefined;
+  return new DuplicateUser(e.constraint === "users_username_key" ? "username" : "email");
+}
+
+export class UserStore {
+  readonly #db: Kysely<GatewayDb>;
+  constructor(db: Kysely<GatewayDb>) {
+    this.#db = db;
+  }
+
+  async create(user: NewUser): Promise<UserRow> {
+    try {
+      return await this.#db
+        .insertInto("users")
+        .values({
+          email: user.email,
+          username: user.username,
+          full_name: user.fullName,
+          hashed_password: user.hashedPassword,
+          is_superuser: user.isSuperuser ?? false,
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+    } catch (error) {
+      throw duplicateOf(error) ?? error;
+    }
+  }
+
+  byId(id: number): Promise<UserRow | undefined> {
+    return this.#db.selectFrom("users").selectAll().where("id", "=", id).executeTakeFirst();
+  }
+
+  byEmail(email: string): Promise<UserRow | undefined> {
+    return this.#db
+      .selectFrom("users")
+      .selectAll()
+      .where(sql<string>`lower(email)`, "=", email.toLowerCase())
+      .executeTakeFirst();
+  }
+
+  /** Login accepts either: the form field is called `username` but old clients sent emails in it. */
+  byLogin(login: string): Promise<UserRow | undefined> {
+    const value = login.toLowerCase();
+    return this.#db
+      .selectFrom("users")
+      .selectAll()
+      .where((eb) => eb.or([eb(sql`lower(email)`, "=", value), eb(sql`lower(username)`, "=", value)]))
+      .orderBy(sql`lower(email) = ${value}`, "desc")
+      .executeTakeFirst();
+  }
+
+  async usernameTaken(username: string): Promise<boolean> {
+    const row = await this.#db
+      .selectFrom("users")
+      .select("id")
+      .where(sql<string>`lower(username)`, "=", username.toLowerCase())
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  async page(page: number, pageSize: number): Promise<{ items: UserRow[]; total: number }> {
+    const [items, count] = await Promise.all([
+      this.#db
+        .selectFrom("users")
+        .selectAll()
+        .orderBy("id")
+        .limit(pageSize)
+        .offset((page - 1) * pageSize)
+        .execute(),
+      this.#db
+        .selectFrom("users")
+        .select((eb) => eb.fn.countAll<string>().as("n"))
+        .executeTakeFirstOrThrow(),
+    ]);
+    return { items, total: Number(count.n) };
+  }
+
+  async update(id: number, changes: UserChanges): Promise<UserRow | undefined> {
+    try {
+      return await this.#db
+        .updateTable("users")
+        .set({
+          ...(changes.email !== undefined && { email: changes.email }),
+          ...(changes.username !== undefined && { username: changes.username }),
+          ...(changes.fullName !== undefined && { full_name: changes.fullName }),
+          ...(changes.hashedPassword !== undefined && { hashed_password: changes.hashedPassword }),
+          ...(changes.isActive !== undefined && { is_active: changes.isActive }),
+          ...(changes.isSuperuser !== undefined && { is_superuser: changes.isSuperuser }),
+          updated_at: sql`now()`,
+        })
+        .where("id", "=", id)
+        .returningAll()
+        .executeTakeFirst();
+    } catch (error) {
+      throw duplicateOf(error) ?? error;
+    }
+  }
+
+  async delete(id: number): Promise<boolean> {
+    const result = await this.#db.deleteFrom("users").where("id", "=", id).executeTakeFirst();
+    return result.numDeletedRows > 0n;
+  }
+}

@@ -1,0 +1,199 @@
+import { describe, expect, test } from "@mikrom/testkit";
+import { problemOf, startGateway } from "./support/gateway.ts";
+
+describe("rate limiting", () => {
+  test("past the per-IP limit requests are 429 with Retry-After, and another IP is still served", async ({
+    db,
+  }) => {
+    const gw = await startGateway(db.url, {
+      config: { rateLimit: { windowMs: 60_000, perIp: 5, perUser: 1000, authPerIp: 1000 } },
+    });
+    try {
+      const from = (ip: string) => gw.fetch("/health", { headers: { "X-Forwarded-For": ip } });
+      const statuses = [];
+      for (let i = 0; i < 7; i++) statuses.push((await from("10.0.0.1")).status);
+      expect(statuses).toEqual([200, 200, 200, 200, 200, 429, 429]);
+      const limited = await from("10.0.0.1");
+      expect(Number(limited.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+      const p = await problemOf(limited);
+      expect(p.type).toContain("application/problem+json");
+      expect(p.body.error).toBe(p.body.detail);
+      expect((await from("10.0.0.2")).status).toBe(200);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  test("past the per-user limit a user is 429 from any IP while another user is served", async ({ db }) => {
+    const gw = await startGateway(db.url, {
+      config: { rateLimit: { windowMs: 60_000, perIp: 1000, perUser: 3, authPerIp: 1000 } },
+    });
+    try {
+      const [a, b] = await Promise.all([gw.user("a"), gw.user("b")]);
+      const me = (auth: Record<string, string>, ip: string) =>
+        gw.fetch("/api/v1/auth/me", { headers: { ...auth, "X-Forwarded-For": ip } });
+      const statuses = [];
+      for (let i = 0; i < 4; i++) statuses.push((await me(a.auth, `10.0.1.${i}`)).status);
+      expect(statuses).toEqual([200, 200, 200, 429]);
+      expect((await me(a.auth, "10.0.1.99")).headers.get("retry-after")).toBeTruthy();
+      expect((await me(b.auth, "10.0.1.0")).status).toBe(200);
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
+test("credential routes have their own, tighter per-IP limit", async ({ db }) => {
+  const gw = await startGateway(db.url, {
+    config: { rateLimit: { windowMs: 60_000, perIp: 1000, perUser: 1000, authPerIp: 3 } },
+  });
+  try {
+    const login = () => gw.post("/api/v1/auth/login", { email: "nobody@example.com", password: "guessing" });
+    const statuses = [];
+    for (let i = 0; i < 4; i++) statuses.push((await login()).status);
+    expect(statuses).toEqual([401, 401, 401, 429]);
+    expect((await gw.fetch("/health")).status).toBe(200);
+  } finally {
+    await gw.close();
+  }
+});
+
+describe("idempotency keys", () => {
+  test("the same key and body replays the first answer; another body with the key is a 422", async ({
+    db,
+  }) => {
+    const gw = await startGateway(db.url);
+    try {
+      const body = { email: "idem@example.com", password: "correct horse battery" };
+      const key = { "Idempotency-Key": "register-once" };
+      const first = await gw.post("/api/v1/auth/register", body, key);
+      expect(first.status).toBe(201);
+      const replay = await gw.post("/api/v1/auth/register", body, key);
+      expect(replay.status).toBe(201);
+      expect(replay.headers.get("idempotent-replayed")).toBe("true");
+      expect(await replay.json()).toEqual(await first.json());
+      const other = await problemOf(
+        await gw.post("/api/v1/auth/register", { ...body, email: "x@example.com" }, key),
+      );
+      expect(other.status).toBe(422);
+      // Without the key the same body is a real second attempt: the email is taken.
+      expect((await gw.post("/api/v1/auth/register", body)).status).toBe(409);
+      expect((await gw.post("/api/v1/auth/register", body, { "Idempotency-Key": "" })).status).toBe(422);
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
+describe("edges of HTTP", () => {
+  test("a body over the limit is 413 problem+json", async ({ db }) => {
+    const gw = await startGateway(db.url, { config: { bodyLimitBytes: 1024 } });
+    try {
+      const p = await problemOf(
+        await gw.post("/api/v1/auth/register", { email: "a@b.io", password: "x".repeat(5000) }),
+      );
+      expect(p.status).toBe(413);
+      expect(p.type).toContain("application/problem+json");
+    } finally {
+      await gw.close();
+    }
+  });
+
+  test("CORS answers preflights for configured origins only", async ({ db }) => {
+    const gw = await startGateway(db.url);
+    try {
+      const preflight = (origin: string) =>
+        gw.fetch("/api/v1/vms", {
+          method: "OPTIONS",
+          headers: {
+            Origin: origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+          },
+        });
+      const ok = await preflight("https://app.example");
+      expect(ok.status).toBe(204);
+      expect(ok.headers.get("access-control-allow-origin")).toBe("https://app.example");
+      expect(ok.headers.get("access-control-allow-headers")?.toLowerCase()).toContain("idempotency-key");
+      const other = await preflight("https://evil.example");
+      expect(other.headers.get("access-control-allow-origin")).toBeNull();
+    } finally {
+      await gw.close();
+    }
+  });
+
+  test("responses carry security headers; unknown routes are 404 problem+json", async ({ db }) => {
+    const gw = await startGateway(db.url);
+    try {
+      const res = await gw.fetch("/nowhere");
+      expect(res.headers.get("x-content-type-options")).toBe("nosniff");
+      expect(res.headers.get("x-frame-options")).toBe("SAMEORIGIN");
+      expect(res.headers.get("strict-transport-security")).toContain("max-age=");
+      expect(res.headers.get("content-security-policy")).toContain("default-src 'none'");
+      const p = await problemOf(res);
+      expect(p.status).toBe(404);
+      expect(p.type).toContain("application/problem+json");
+      expect(p.body.error).toBe(p.body.detail);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  test("the OpenAPI 3.1 document lists every route of the contract and /docs serves a page for it", async ({
+    db,
+  }) => {
+    const gw = await startGateway(db.url);
+    try {
+      const doc = await (await gw.fetch("/openapi.json")).json();
+      expect(doc.openapi).toBe("3.1.0");
+      const ops = Object.entries(doc.paths as Record<string, Record<string, unknown>>).flatMap(
+        ([path, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`),
+      );
+      for (const op of [
+        "POST /api/v1/auth/register",
+        "POST /api/v1/auth/login",
+        "POST /api/v1/auth/login/json",
+        "POST /api/v1/auth/refresh",
+        "GET /api/v1/auth/me",
+        "GET /api/v1/users",
+        "GET /api/v1/users/{user_id}",
+        "PUT /api/v1/users/{user_id}",
+        "DELETE /api/v1/users/{user_id}",
+        "POST /api/v1/vms",
+        "GET /api/v1/vms",
+        "GET /api/v1/vms/{vm_id}",
+        "PATCH /api/v1/vms/{vm_id}",
+        "DELETE /api/v1/vms/{vm_id}",
+        "POST /api/v1/vms/{vm_id}/start",
+        "POST /api/v1/vms/{vm_id}/stop",
+        "POST /api/v1/vms/{vm_id}/restart",
+        "GET /api/v1/vms/{vm_id}/events",
+        "GET /api/v1/vms/{vm_id}/wait",
+        "POST /api/v1/ippools",
+        "GET /api/v1/ippools",
+        "GET /api/v1/ippools/{pool_id}",
+        "PATCH /api/v1/ippools/{pool_id}",
+        "DELETE /api/v1/ippools/{pool_id}",
+        "GET /api/v1/ippools/stats",
+        "GET /api/v1/ippools/{pool_id}/stats",
+        "POST /api/v1/ippools/suggest-range",
+        "GET /api/v1/events/vms",
+        "GET /health",
+        "GET /api/v1/health",
+      ]) {
+        expect(ops).toContain(op);
+      }
+      const create = doc.paths["/api/v1/vms"].post;
+      const schema = create.requestBody.content["application/json"].schema;
+      expect(schema.properties.vcpu_count).toMatchObject({ minimum: 1, maximum: 32, default: 1 });
+      expect(schema.properties.name.pattern).toBe("^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$");
+      expect(schema.required).toEqual(["name"]);
+      const page = await gw.fetch("/docs");
+      expect(page.headers.get("content-type")).toContain("text/html");
+      expect(await page.text()).toContain("swagger-ui");
+      expect(await (await gw.fetch("/docs/init.js")).text()).toContain("/openapi.json");
+    } finally {
+      await gw.close();
+    }
+  });
+});

@@ -1,0 +1,71 @@
+import { describe, expect, it } from "vitest";
+import { InvalidToken, Tokens } from "../src/auth/tokens.ts";
+import { ConfigError, gatewayDatabaseUrl, loadConfig } from "../src/config.ts";
+import { RateLimiter } from "../src/http/rate-limit.ts";
+
+describe("config", () => {
+  it("defaults everything in development and derives the gateway's own database", () => {
+    const config = loadConfig({ DATABASE_URL: "postgres://u@db:5432/mikrom" });
+    expect(config.port).toBe(8080);
+    expect(config.namespace).toBe("mikrom");
+    expect(config.databaseUrl).toBe("postgres://u@db:5432/mikrom_gateway");
+    expect(config.jwtSecretGenerated).toBe(true);
+    expect(config.jwtSecret.length).toBeGreaterThanOrEqual(32);
+    expect(gatewayDatabaseUrl("postgres://u@db/mikrom_gateway")).toBe("postgres://u@db/mikrom_gateway");
+  });
+
+  it("names every malformed variable at once", () => {
+    expect(() => loadConfig({ PORT: "x", JWT_SECRET: "short", CORS_ORIGINS: "*" })).toThrow(
+      /PORT[\s\S]*JWT_SECRET/,
+    );
+  });
+
+  it("refuses production without a JWT secret, and an admin email without a password", () => {
+    expect(() => loadConfig({ NODE_ENV: "production" })).toThrow(ConfigError);
+    expect(() => loadConfig({ MIKROM_ADMIN_EMAIL: "root@example.com" })).toThrow(/go together/);
+  });
+
+  it("splits CORS origins", () => {
+    expect(loadConfig({ CORS_ORIGINS: "https://a.example, https://b.example" }).corsOrigins).toEqual([
+      "https://a.example",
+      "https://b.example",
+    ]);
+  });
+});
+
+describe("rate limiter", () => {
+  it("allows the limit per window, then refuses with the seconds left, then allows again", () => {
+    let now = 0;
+    const limiter = new RateLimiter(2, 10_000, () => now);
+    expect(limiter.hit("k").allowed).toBe(true);
+    expect(limiter.hit("k").allowed).toBe(true);
+    now = 2_500;
+    const refused = limiter.hit("k");
+    expect(refused).toMatchObject({ allowed: false, remaining: 0, retryAfterSeconds: 8 });
+    expect(limiter.hit("other").allowed).toBe(true);
+    now = 10_000;
+    expect(limiter.hit("k").allowed).toBe(true);
+  });
+});
+
+describe("tokens", () => {
+  const tokens = new Tokens("a-secret-that-is-long-enough-for-hs256!");
+
+  it("round-trips an access token and keeps the two types apart", async () => {
+    const access = await tokens.issue(7, "access");
+    expect(await tokens.verify(access.token, "access")).toMatchObject({
+      userId: 7,
+      type: "access",
+      jti: access.jti,
+    });
+    await expect(tokens.verify(access.token, "refresh")).rejects.toBeInstanceOf(InvalidToken);
+  });
+
+  it("refuses a token signed with another key or with alg none", async () => {
+    const other = await new Tokens("another-secret-that-is-long-enough!!!").issue(7, "access");
+    await expect(tokens.verify(other.token, "access")).rejects.toBeInstanceOf(InvalidToken);
+    const [, payload] = (await tokens.issue(7, "access")).token.split(".");
+    const none = `${Buffer.from('{"alg":"none","typ":"JWT"}').toString("base64url")}.${payload}.`;
+    await expect(tokens.verify(none, "access")).rejects.toBeInstanceOf(InvalidToken);
+  });
+});
