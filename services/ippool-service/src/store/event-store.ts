@@ -1,0 +1,36 @@
+import { IPPOOL_SERVICE, ippoolEvents, type Names } from "@mikrom/contracts";
+import { createEventStore, type EventStore, type EventsOf } from "@mikrom/eventstore";
+import { ippoolMigrations } from "./migrate.ts";
+import { type IppoolEvent, ippoolProjection } from "./projection.ts";
+
+export type IppoolStore = EventStore<EventsOf<typeof ippoolEvents>, unknown>;
+
+/** Pool events are about the pool, allocation events about the VM: the subject carries that entity. */
+export function entityOf(event: IppoolEvent): string {
+  return "poolId" in event.data && !("vmId" in event.data)
+    ? event.data.poolId
+    : (event.data as { vmId: string }).vmId;
+}
+
+/**
+ * The service's PostgreSQL store: events, outbox and inbox (@mikrom/eventstore), and the read model
+ * projected inline in the same transaction. Every event is published to
+ * `<ns>.evt.ippool.<poolId|vmId>.<Type>` by the outbox relay.
+ */
+export function openIppoolStore(options: {
+  databaseUrl: string;
+  names: Names;
+  /** Connections; bound the handlers' concurrency by it. */
+  poolSize: number;
+  migrate?: boolean;
+}): Promise<IppoolStore> {
+  return createEventStore({
+    connectionString: options.databaseUrl,
+    events: ippoolEvents,
+    route: (event) => ({ subject: options.names.event(IPPOOL_SERVICE, entityOf(event), event.type) }),
+    projections: [ippoolProjection],
+    migrations: ippoolMigrations,
+    migrate: options.migrate ?? true,
+    pool: { max: options.poolSize, applicationName: "mikrom-ippool" },
+  });
+}

@@ -1,0 +1,100 @@
+import type { AllocateIp, MessageOf } from "@mikrom/contracts";
+import { describe, expect, it } from "vitest";
+import {
+  type AllocationEvent,
+  decideAllocate,
+  decideRelease,
+  decideTaken,
+  evolveAllocation,
+  initialVmAllocation,
+  type PoolSnapshot,
+} from "../src/domain/allocation.ts";
+
+const vmId = "srv-0000abcd";
+const pool: PoolSnapshot = {
+  poolId: "pool-00000001",
+  name: "default",
+  active: true,
+  prefixLength: 24,
+  gateway: "172.16.0.1",
+};
+const allocate = (poolName?: string): MessageOf<typeof AllocateIp> => ({
+  type: "AllocateIp",
+  data: poolName ? { vmId, pool: poolName } : { vmId },
+});
+const allocated: AllocationEvent = {
+  type: "IpAllocated",
+  data: {
+    vmId,
+    poolId: pool.poolId,
+    pool: "default",
+    address: "172.16.0.2",
+    prefixLength: 24,
+    gateway: "172.16.0.1",
+  },
+};
+const holding = evolveAllocation(initialVmAllocation, allocated);
+
+describe("allocating an address", () => {
+  it("a VM without an address asks the shell to take one from the pool", () => {
+    expect(decideAllocate(allocate(), initialVmAllocation, pool)).toEqual({ next: "take-address", pool });
+  });
+
+  it("the address taken becomes IpAllocated with the pool's prefix and gateway", () => {
+    expect(decideTaken(allocate(), pool, "172.16.0.2")).toEqual([allocated]);
+  });
+
+  it("no free address is an exhausted outcome, not an error", () => {
+    expect(decideTaken(allocate(), pool, null)).toEqual([
+      { type: "IpAllocationFailed", data: { vmId, pool: "default", reason: "exhausted" } },
+    ]);
+  });
+
+  it("a pool that does not exist is pool_not_found", () => {
+    expect(decideAllocate(allocate("nope"), initialVmAllocation, null)).toEqual({
+      next: "answer",
+      events: [{ type: "IpAllocationFailed", data: { vmId, pool: "nope", reason: "pool_not_found" } }],
+    });
+  });
+
+  it("an inactive pool is pool_inactive", () => {
+    const step = decideAllocate(allocate(), initialVmAllocation, { ...pool, active: false });
+    expect(
+      step.next === "answer" && step.events[0]?.type === "IpAllocationFailed" && step.events[0].data.reason,
+    ).toBe("pool_inactive");
+  });
+
+  it("asking again for a VM that holds an address answers the same address, whatever pool it names", () => {
+    expect(decideAllocate(allocate("other"), holding, null)).toEqual({ next: "answer", events: [allocated] });
+  });
+
+  it("a failed allocation leaves the VM free to ask again", () => {
+    const failed = evolveAllocation(initialVmAllocation, {
+      type: "IpAllocationFailed",
+      data: { vmId, pool: "default", reason: "exhausted" },
+    });
+    expect(decideAllocate(allocate(), failed, pool).next).toBe("take-address");
+  });
+});
+
+describe("releasing an address", () => {
+  const release = { type: "ReleaseIp" as const, data: { vmId } };
+
+  it("a held address is released", () => {
+    expect(decideRelease(release, holding)).toEqual([
+      { type: "IpReleased", data: { vmId, poolId: pool.poolId, address: "172.16.0.2" } },
+    ]);
+  });
+
+  it("releasing twice is harmless: the second finds nothing to release", () => {
+    const [released] = decideRelease(release, holding);
+    const after = evolveAllocation(holding, released!);
+    expect(after).toEqual(initialVmAllocation);
+    expect(decideRelease(release, after)).toEqual([]);
+  });
+
+  it("after a release the VM may be given an address again", () => {
+    const [released] = decideRelease(release, holding);
+    expect(decideAllocate(allocate(), evolveAllocation(holding, released!), pool).next).toBe("take-address");
+  });
+});
