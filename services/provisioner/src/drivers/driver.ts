@@ -69,6 +69,12 @@ export interface AdoptResult {
 export interface BootOptions {
   /** Aborting kills the half-booted VM and rejects with the abort reason. */
   signal?: AbortSignal;
+  /**
+   * Called once the hypervisor process exists, before the guest is ready, with the record as it
+   * stands (pid, sockets): the agent stores it so that a boot cut short by its own crash can be
+   * cleaned up. A throw fails the boot (the half-booted VM is torn down, the error passed on).
+   */
+  onSpawned?: (instance: Instance) => Promise<void> | void;
 }
 
 /** What the agent calls. Implementations: qemu, firecracker, fake. */

@@ -4,6 +4,7 @@ import { createLogger, errorFields } from "@mikrom/telemetry";
 import { ConsoleKeeper, readTail } from "../console-log.ts";
 import {
   type AdoptResult,
+  type BootOptions,
   BootSpec,
   DEFAULT_CONSOLE_BYTES,
   type Driver,
@@ -66,14 +67,18 @@ export class FirecrackerDriver implements Driver {
     this.#keeper = new ConsoleKeeper(options.consoleMaxBytes ?? 256 * 1024);
   }
 
-  async boot(input: BootSpec, options: { signal?: AbortSignal } = {}): Promise<Instance> {
+  async boot(input: BootSpec, options: BootOptions = {}): Promise<Instance> {
     const parsed = BootSpec.safeParse(input);
     if (!parsed.success) throw new BootFailed("prepare", `invalid boot spec: ${parsed.error.message}`);
     const spec = parsed.data;
-    return this.#lock.run(spec.vmId, () => this.#boot(spec, options.signal));
+    return this.#lock.run(spec.vmId, () => this.#boot(spec, options.signal, options.onSpawned));
   }
 
-  async #boot(spec: BootSpec, signal: AbortSignal | undefined): Promise<Instance> {
+  async #boot(
+    spec: BootSpec,
+    signal: AbortSignal | undefined,
+    onSpawned: BootOptions["onSpawned"],
+  ): Promise<Instance> {
     let paths: VmPaths;
     try {
       paths = vmPaths(this.#options.runDir, spec.vmId, API_SOCKET);
@@ -118,6 +123,7 @@ export class FirecrackerDriver implements Driver {
       const pid = spawnOrFail(netnsCommand(netns, command), { stdout: paths.console, stderr: paths.output });
       instance = { ...instance, pid };
       await writeFile(`${paths.dir}/${RECORD}`, JSON.stringify(instance));
+      await onSpawned?.(instance);
       await this.#awaitApi(pid, paths);
       await this.#configure(spec, paths);
       await this.#call(paths, "start", "PUT", "/actions", { action_type: "InstanceStart" });

@@ -3,6 +3,7 @@ import { createLogger, errorFields } from "@mikrom/telemetry";
 import { ConsoleKeeper, readTail } from "../console-log.ts";
 import {
   type AdoptResult,
+  type BootOptions,
   BootSpec,
   DEFAULT_CONSOLE_BYTES,
   type Driver,
@@ -61,14 +62,18 @@ export class QemuDriver implements Driver {
     this.#keeper = new ConsoleKeeper(options.consoleMaxBytes ?? 256 * 1024);
   }
 
-  async boot(input: BootSpec, options: { signal?: AbortSignal } = {}): Promise<Instance> {
+  async boot(input: BootSpec, options: BootOptions = {}): Promise<Instance> {
     const parsed = BootSpec.safeParse(input);
     if (!parsed.success) throw new BootFailed("prepare", `invalid boot spec: ${parsed.error.message}`);
     const spec = parsed.data;
-    return this.#lock.run(spec.vmId, () => this.#boot(spec, options.signal));
+    return this.#lock.run(spec.vmId, () => this.#boot(spec, options.signal, options.onSpawned));
   }
 
-  async #boot(spec: BootSpec, signal: AbortSignal | undefined): Promise<Instance> {
+  async #boot(
+    spec: BootSpec,
+    signal: AbortSignal | undefined,
+    onSpawned: BootOptions["onSpawned"],
+  ): Promise<Instance> {
     let paths: VmPaths;
     try {
       paths = vmPaths(this.#options.runDir, spec.vmId, QMP_SOCKET);
@@ -122,6 +127,7 @@ export class QemuDriver implements Driver {
       const pid = spawnOrFail(netnsCommand(netns, argv), { stdout: paths.output });
       instance = { ...instance, pid };
       await writeFile(`${paths.dir}/${RECORD}`, JSON.stringify(instance));
+      await onSpawned?.(instance);
       log.info({ vm_id: spec.vmId, pid, accel: this.accel }, "qemu started, waiting for the guest");
       await awaitGuestReady({
         spec,

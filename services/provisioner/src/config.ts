@@ -1,0 +1,112 @@
+import { createHash } from "node:crypto";
+import { availableParallelism, hostname, totalmem } from "node:os";
+import { HostId } from "@mikrom/contracts";
+import { z } from "zod";
+import { type DriverConfig, driverConfigFromEnv } from "./drivers/index.ts";
+
+/**
+ * The agent's environment, parsed once at start; every missing or malformed variable is named in
+ * one error. The database is the host's own: `<base database>_provisioner_<hostId>` on the server
+ * DATABASE_URL names (created when missing), unless PROVISIONER_DATABASE_URL names one outright.
+ */
+const flag = z
+  .enum(["true", "false", "1", "0", "yes", "no"])
+  .default("false")
+  .transform((v) => v === "true" || v === "1" || v === "yes");
+const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+
+const Env = z.object({
+  NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222"),
+  DATABASE_URL: z.url().default("postgres://postgres@127.0.0.1:5432/mikrom"),
+  PROVISIONER_DATABASE_URL: z.url().optional(),
+  MIKROM_NAMESPACE: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/, "letters, digits, '-' and '_' only")
+    .default("mikrom"),
+  MIKROM_HOST_ID: HostId.optional(),
+  MIKROM_HOST_VCPUS: positiveInt(availableParallelism()),
+  MIKROM_HOST_MEMORY_MB: positiveInt(Math.floor(totalmem() / 2 ** 20)),
+  HEARTBEAT_INTERVAL_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
+  /** Commands handled at once (boots of different VMs run in parallel; one VM's are serialized). */
+  PROVISIONER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
+  /** How long a command may go without an ack; `working` acks extend it while a boot runs. */
+  PROVISIONER_ACK_WAIT_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000),
+  /** Stop every VM when the agent stops gracefully (default: VMs outlive the agent). */
+  PROVISIONER_STOP_VMS_ON_EXIT: flag,
+  LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+  LOG_FORMAT: z.enum(["json", "text"]).default("json"),
+});
+
+export interface Config {
+  natsUrl: string;
+  databaseUrl: string;
+  namespace: string;
+  hostId: string;
+  vcpus: number;
+  memoryMb: number;
+  heartbeatIntervalMs: number;
+  concurrency: number;
+  ackWaitMs: number;
+  stopVmsOnExit: boolean;
+  logLevel: string;
+  logFormat: "json" | "text";
+  driver: DriverConfig;
+}
+
+/** The hostname as a host id: subject-safe characters only, at most 64. */
+export function hostIdFromHostname(name: string = hostname()): string {
+  const cleaned = name
+    .replace(/[^A-Za-z0-9_-]+/g, "-")
+    .replace(/^-+|-+$/g, "")
+    .slice(0, 64);
+  return cleaned || "host";
+}
+
+/** PostgreSQL keeps 63 bytes of a name and silently cuts the rest: long names get a hash instead. */
+const MAX_DATABASE_NAME = 63;
+
+/** `<base>_provisioner_<hostId>`: one database per host, so hosts sharing a server share nothing. */
+export function hostDatabaseUrl(base: string, hostId: string): string {
+  const url = new URL(base);
+  const baseName = decodeURIComponent(url.pathname.replace(/^\//, "")) || "mikrom";
+  let name = `${baseName}_provisioner_${hostId}`;
+  if (Buffer.byteLength(name) > MAX_DATABASE_NAME) {
+    const hash = createHash("sha1").update(name).digest("hex").slice(0, 8);
+    name = `${name.slice(0, MAX_DATABASE_NAME - 9)}_${hash}`;
+  }
+  url.pathname = `/${encodeURIComponent(name)}`;
+  return url.toString();
+}
+
+export function loadConfig(env: Readonly<Record<string, string | undefined>> = process.env): Config {
+  // An empty variable means "not set" (a compose file's `FOO=`).
+  const given = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== ""));
+  const parsed = Env.safeParse(given);
+  const problems = parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
+  let driver: DriverConfig | undefined;
+  try {
+    driver = driverConfigFromEnv(env);
+  } catch (error) {
+    problems.push((error as Error).message);
+  }
+  if (!parsed.success || !driver) {
+    throw new Error(`provisioner configuration is invalid:\n  ${problems.join("\n  ")}`);
+  }
+  const e = parsed.data;
+  const hostId = e.MIKROM_HOST_ID ?? hostIdFromHostname();
+  return {
+    natsUrl: e.NATS_URL,
+    databaseUrl: e.PROVISIONER_DATABASE_URL ?? hostDatabaseUrl(e.DATABASE_URL, hostId),
+    namespace: e.MIKROM_NAMESPACE,
+    hostId,
+    vcpus: e.MIKROM_HOST_VCPUS,
+    memoryMb: e.MIKROM_HOST_MEMORY_MB,
+    heartbeatIntervalMs: e.HEARTBEAT_INTERVAL_MS,
+    concurrency: e.PROVISIONER_CONCURRENCY,
+    ackWaitMs: e.PROVISIONER_ACK_WAIT_MS,
+    stopVmsOnExit: e.PROVISIONER_STOP_VMS_ON_EXIT,
+    logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT,
+    driver,
+  };
+}

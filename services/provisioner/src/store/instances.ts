@@ -1,0 +1,126 @@
+import type { MetadataInput, Session } from "@mikrom/eventstore";
+import type { Kysely } from "kysely";
+import type { HeldStatus, HeldVm } from "../agent/plan.ts";
+import { BootSpec, type DriverName, Instance } from "../drivers/driver.ts";
+import { type ProvisionerEvent, vmStream } from "./event-store.ts";
+import type { ProvisionerTables } from "./tables.ts";
+
+type Db = Kysely<ProvisionerTables>;
+
+function toHeld(row: {
+  vm_id: string;
+  status: string;
+  spec: unknown;
+  instance: unknown;
+  stream_version: number;
+}): HeldVm {
+  const instance = row.instance === null ? undefined : Instance.parse(row.instance);
+  return {
+    vmId: row.vm_id,
+    status: row.status as HeldStatus,
+    spec: BootSpec.parse(row.spec),
+    instance,
+    version: row.stream_version,
+  };
+}
+
+/** The VM as this host holds it; `forUpdate` locks the row until the transaction ends. */
+export async function loadVm(db: Db, vmId: string, forUpdate = false): Promise<HeldVm | undefined> {
+  let query = db
+    .selectFrom("instances")
+    .select(["vm_id", "status", "spec", "instance", "stream_version"])
+    .where("vm_id", "=", vmId);
+  if (forUpdate) query = query.forUpdate();
+  const row = await query.executeTakeFirst();
+  return row ? toHeld(row) : undefined;
+}
+
+/** Every VM still on this host (not destroyed). */
+export async function listHeld(db: Db): Promise<HeldVm[]> {
+  const rows = await db
+    .selectFrom("instances")
+    .select(["vm_id", "status", "spec", "instance", "stream_version"])
+    .where("status", "<>", "destroyed")
+    .orderBy("vm_id")
+    .execute();
+  return rows.map(toHeld);
+}
+
+export interface VmChange {
+  readonly vmId: string;
+  readonly status: HeldStatus;
+  readonly spec: BootSpec;
+  /** `null` forgets the record (the driver removed everything). */
+  readonly instance: Instance | null;
+}
+
+/**
+ * Writes the VM's new state and appends its events in one transaction: the events reach the outbox
+ * with the state that explains them, so a crash never leaves one without the other. The row lock
+ * taken here orders writers of the same VM; the stream version guards against a lost update.
+ */
+export async function recordVm(
+  session: Session<ProvisionerEvent, ProvisionerTables>,
+  driver: DriverName,
+  change: VmChange,
+  events: readonly ProvisionerEvent[],
+  metadata?: MetadataInput,
+): Promise<HeldVm> {
+  const before = await loadVm(session.db, change.vmId, true);
+  // Without a row the stream may still hold answers about the VM (a DestroyVm for a VM never here).
+  let version = before?.version ?? (await session.readStream(vmStream(change.vmId))).version;
+  if (events.length > 0) {
+    const appended = await session.append(vmStream(change.vmId), events, {
+      expectedVersion: version,
+      ...(metadata ? { metadata } : {}),
+    });
+    version = appended.nextVersion;
+  }
+  const instance = change.instance;
+  const values = {
+    status: change.status,
+    driver,
+    spec: JSON.stringify(change.spec),
+    instance: instance === null ? null : JSON.stringify(instance),
+    pid: instance?.pid ?? null,
+    socket: instance?.qmpSocket ?? instance?.apiSocket ?? null,
+    console_log: instance?.consoleLog ?? null,
+    stream_version: version,
+    updated_at: new Date(),
+  };
+  await session.db
+    .insertInto("instances")
+    .values({ vm_id: change.vmId, ...values })
+    .onConflict((oc) => oc.column("vm_id").doUpdateSet(values))
+    .execute();
+  return {
+    vmId: change.vmId,
+    status: change.status,
+    spec: change.spec,
+    instance: instance ?? undefined,
+    version,
+  };
+}
+
+/** VMs running here, for the heartbeat. */
+export async function countRunning(db: Db): Promise<number> {
+  const row = await db
+    .selectFrom("instances")
+    .select((eb) => eb.fn.countAll<string>().as("n"))
+    .where("status", "=", "running")
+    .executeTakeFirst();
+  return Number(row?.n ?? 0);
+}
+
+/** Whether this consumer already handled the message (the event store's inbox; see README). */
+export async function alreadyHandled(db: Db, consumer: string, messageId: string): Promise<boolean> {
+  // The inbox table belongs to @mikrom/eventstore, which offers no read of it: typed loosely here.
+  const inbox = db as unknown as Kysely<{ inbox: { consumer: string; message_id: string } }>;
+  const row = await inbox
+    .selectFrom("inbox")
+    .select("message_id")
+    .where("consumer", "=", consumer)
+    .where("message_id", "=", messageId)
+    .executeTakeFirst();
+  return row !== undefined;
+}
