@@ -1,51 +1,53 @@
 /**
- * `npm start`: runs every Mikrom service on this machine, each as its own process, against NATS
- * and PostgreSQL at NATS_URL / DATABASE_URL (local defaults), with their JSON log lines on this
- * process's output. Ctrl-C stops them all.
+ * `npm start`: the whole of Mikrom on this machine, each service its own process, against NATS and
+ * PostgreSQL at NATS_URL / DATABASE_URL (local defaults). Every service's JSON log lines go to this
+ * output; Ctrl-C stops everything cleanly.
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, readdirSync } from "node:fs";
-import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { startSystem } from "./system.ts";
 
-const root = join(import.meta.dirname, "..");
-const services = readdirSync(join(root, "services"), { withFileTypes: true })
-  .filter((d) => d.isDirectory() && existsSync(join(root, "services", d.name, "src", "main.ts")))
-  .map((d) => d.name);
+const env: Record<string, string | undefined> = { ...process.env };
+env.PORT ??= "8080";
+env.MIKROM_HOST_ID ??= "local";
+// A first superuser, so there is someone to log in as; the password is printed once below.
+const adminGiven = env.MIKROM_ADMIN_EMAIL !== undefined;
+env.MIKROM_ADMIN_EMAIL ??= "admin@mikrom.local";
+env.MIKROM_ADMIN_PASSWORD ??= adminGiven ? undefined : randomBytes(9).toString("base64url");
 
-if (services.length === 0) {
-  process.stderr.write("No service has a src/main.ts yet: nothing to start.\n");
-  process.exit(1);
-}
-
-const children = new Map<string, ChildProcess>();
 let stopping = false;
+const system = startSystem({
+  env,
+  onExit(service, code, signal) {
+    if (stopping) return;
+    process.stderr.write(`${service} exited (${signal ?? code}); stopping the rest\n`);
+    void shutdown(1);
+  },
+});
 
-function stopAll(code: number): void {
+async function shutdown(code: number): Promise<void> {
   if (stopping) return;
   stopping = true;
-  for (const child of children.values()) child.kill("SIGTERM");
-  const deadline = setTimeout(() => {
-    for (const child of children.values()) child.kill("SIGKILL");
-  }, 15_000);
-  deadline.unref();
-  const wait = () => (children.size === 0 ? process.exit(code) : setTimeout(wait, 50));
-  wait();
+  await system.stop();
+  process.exit(code);
 }
+process.on("SIGINT", () => void shutdown(0));
+process.on("SIGTERM", () => void shutdown(0));
 
-for (const name of services) {
-  const child = spawn(process.execPath, [join(root, "services", name, "src", "main.ts")], {
-    stdio: ["ignore", "inherit", "inherit"],
-    env: process.env,
-  });
-  children.set(name, child);
-  child.on("exit", (code, signal) => {
-    children.delete(name);
-    if (!stopping) {
-      process.stderr.write(`${name} exited (${signal ?? code}); stopping the rest\n`);
-      stopAll(1);
-    }
-  });
+try {
+  await system.ready();
+  const password = adminGiven ? "(MIKROM_ADMIN_PASSWORD)" : env.MIKROM_ADMIN_PASSWORD;
+  process.stderr.write(
+    [
+      "",
+      `Mikrom is up. API: ${system.apiUrl}/api/v1   docs: ${system.apiUrl}/docs`,
+      `Log in as ${env.MIKROM_ADMIN_EMAIL} / ${password}:`,
+      `  curl -s ${system.apiUrl}/api/v1/auth/login/json -H 'content-type: application/json' \\`,
+      `    -d '{"username":"${env.MIKROM_ADMIN_EMAIL}","password":"${password}"}'`,
+      "Ctrl-C stops every service.",
+      "",
+    ].join("\n"),
+  );
+} catch (error) {
+  process.stderr.write(`${(error as Error).message}\n`);
+  await shutdown(1);
 }
-
-process.on("SIGINT", () => stopAll(0));
-process.on("SIGTERM", () => stopAll(0));

@@ -17,6 +17,7 @@ import { replaceContext } from "./context.ts";
 import { createLogger, errorFields, type Logger } from "./logger.ts";
 import { httpServerDurationHistogram } from "./metrics.ts";
 import { propagator } from "./propagation.ts";
+import { isSecretKey, REDACTED } from "./redact.ts";
 import { recordError, tracer } from "./spans.ts";
 
 export interface HttpTelemetryOptions {
@@ -49,6 +50,31 @@ function clientIp(c: HonoContext): string | undefined {
   // @hono/node-server puts the Node request in c.env.incoming.
   const env = c.env as { incoming?: IncomingMessage } | undefined;
   return env?.incoming?.socket?.remoteAddress;
+}
+
+function decodedKey(key: string): string {
+  try {
+    return decodeURIComponent(key.replaceAll("+", " "));
+  } catch {
+    return key;
+  }
+}
+
+/**
+ * The query string as the span records it: values of secret-looking parameters are redacted (an
+ * EventSource cannot send headers, so the SSE route takes its bearer token as `?token=`); the rest
+ * stays exactly as sent.
+ */
+function redactQuery(query: string): string {
+  return query
+    .split("&")
+    .map((pair) => {
+      const eq = pair.indexOf("=");
+      if (eq === -1) return pair;
+      const key = pair.slice(0, eq);
+      return isSecretKey(decodedKey(key)) ? `${key}=${REDACTED}` : pair;
+    })
+    .join("&");
 }
 
 /** The route template that answered (`/api/v1/vms/:vm_id`), not a middleware's `*` nor a raw path. */
@@ -87,7 +113,7 @@ export function httpTelemetry(opts: HttpTelemetryOptions = {}): MiddlewareHandle
       "http.request.header.x-request-id": requestId,
     };
     if (url.port) attributes["server.port"] = Number(url.port);
-    if (url.search) attributes["url.query"] = url.search.slice(1);
+    if (url.search) attributes["url.query"] = redactQuery(url.search.slice(1));
     if (ip) attributes["client.address"] = ip;
     if (userAgent) attributes["user_agent.original"] = userAgent;
 

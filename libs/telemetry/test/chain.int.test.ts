@@ -1,10 +1,16 @@
 import { randomBytes } from "node:crypto";
 import { names } from "@mikrom/contracts";
-import { createTestNats, type TestNats } from "@mikrom/testkit";
+import type { LogLine } from "@mikrom/testkit";
+import {
+  createTestNats,
+  type OtlpReceiver,
+  type ReceivedSpan,
+  SpanKindOtlp,
+  startOtlpReceiver,
+  type TestNats,
+} from "@mikrom/testkit";
 import { AckPolicy } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import type { LogLine } from "./log-lines.ts";
-import { type OtlpReceiver, type ReceivedSpan, SpanKindOtlp, startOtlpReceiver } from "./otlp-receiver.ts";
 import { type Hop, startHop } from "./processes.ts";
 
 /**

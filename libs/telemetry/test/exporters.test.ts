@@ -1,8 +1,8 @@
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { parseLogLine } from "@mikrom/testkit";
 import { describe, expect, it } from "vitest";
 import { traceExporterNames } from "../src/exporters.ts";
-import { parseLogLine } from "./log-lines.ts";
 
 describe("trace exporters from the environment", () => {
   it("exports nothing when neither an exporter nor an OTLP endpoint is configured", () => {

@@ -1,5 +1,13 @@
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
+import {
+  captureLogs,
+  type LogLine,
+  type OtlpReceiver,
+  type ReceivedSpan,
+  SpanKindOtlp,
+  startOtlpReceiver,
+} from "@mikrom/testkit";
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -13,8 +21,6 @@ import {
   startTelemetry,
   type Telemetry,
 } from "../src/index.ts";
-import { captureLogs, type LogLine } from "./log-lines.ts";
-import { type OtlpReceiver, type ReceivedSpan, SpanKindOtlp, startOtlpReceiver } from "./otlp-receiver.ts";
 
 const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
 const SPAN_ID = "00f067aa0ba902b7";
@@ -84,6 +90,19 @@ describe("the HTTP middleware", () => {
       "url.query": "verbose=1",
     });
     expect(((await res.json()) as { trace_id: string }).trace_id).toBe(TRACE_ID);
+  });
+
+  it("records the query string with the values of secret-looking parameters redacted", async () => {
+    const res = await app.request(
+      "/api/v1/vms/srv-8?token=eyJhbGciOi.secret-jwt&verbose=1&api_key=k-123&access%5Ftoken=t-456&flag",
+      { headers: { "x-request-id": "req-query-secret" } },
+    );
+    expect(res.status).toBe(200);
+    const span = await serverSpan("req-query-secret");
+    expect(span.attributes["url.query"]).toBe(
+      "token=[REDACTED]&verbose=1&api_key=[REDACTED]&access%5Ftoken=[REDACTED]&flag",
+    );
+    expect(JSON.stringify(span)).not.toMatch(/secret-jwt|k-123|t-456/);
   });
 
   it("continues a trace given as a single B3 header or as B3 multi-headers", async () => {

@@ -1,10 +1,10 @@
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { captureLogs, type LogLine } from "@mikrom/testkit";
 import { context, trace } from "@opentelemetry/api";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createLogger, errorFields, REDACTED, setLogDestination, withContext } from "../src/index.ts";
 import { formatText } from "../src/text-format.ts";
-import { captureLogs, type LogLine } from "./log-lines.ts";
 
 let captured: { lines: LogLine[]; write(line: string): void };
 beforeEach(() => {

@@ -1,3 +1,4 @@
+import { type OtlpReceiver, SpanKindOtlp, startOtlpReceiver } from "@mikrom/testkit";
 import { headers } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -10,7 +11,6 @@ import {
   withContext,
   withSpan,
 } from "../src/index.ts";
-import { type OtlpReceiver, SpanKindOtlp, startOtlpReceiver } from "./otlp-receiver.ts";
 
 let receiver: OtlpReceiver;
 let telemetry: Telemetry;

@@ -1,11 +1,10 @@
 // pg and kysely are imported here, as in a service, before startTelemetry runs: ES imports are hoisted,
 // so this is the case the instrumentation must handle (see src/pg.ts).
-import { expect, test } from "@mikrom/testkit";
+import { expect, type OtlpReceiver, SpanKindOtlp, startOtlpReceiver, test } from "@mikrom/testkit";
 import { Kysely, PostgresDialect, sql } from "kysely";
 import pg from "pg";
 import { afterAll, beforeAll } from "vitest";
 import { startTelemetry, type Telemetry, withSpan } from "../src/index.ts";
-import { type OtlpReceiver, SpanKindOtlp, startOtlpReceiver } from "./otlp-receiver.ts";
 
 let receiver: OtlpReceiver;
 let telemetry: Telemetry;

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { type LogLine, parseLogLine } from "./log-lines.ts";
+import { type LogLine, parseLogLine } from "@mikrom/testkit";
 
 const HOP = fileURLToPath(new URL("./fixtures/hop.ts", import.meta.url));
 

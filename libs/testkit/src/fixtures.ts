@@ -1,4 +1,5 @@
 import { test as base, inject } from "vitest";
+import "./provided.ts";
 import { createTestNats, type TestNats } from "./nats.ts";
 import { createTestDatabase, type TestDatabase } from "./postgres.ts";
 

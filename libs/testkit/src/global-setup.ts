@@ -3,12 +3,7 @@ import { resolveInfrastructure } from "./infra.ts";
 import { sweepStaleStreams } from "./nats.ts";
 import { sweepStaleDatabases } from "./postgres.ts";
 
-declare module "vitest" {
-  export interface ProvidedContext {
-    natsUrl: string;
-    databaseUrl: string;
-  }
-}
+import "./provided.ts";
 
 /** Runs once per test run: finds the infrastructure (or fails fast saying what to start) and sweeps leftovers. */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {

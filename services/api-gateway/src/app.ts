@@ -14,6 +14,7 @@ import { OpenApi } from "./http/openapi.ts";
 import { Problem, problemResponse } from "./http/problem.ts";
 import { limitPerIp, RateLimiter } from "./http/rate-limit.ts";
 import { clientIp, corsPolicy, securityHeaders } from "./http/security.ts";
+import { auditRoutes } from "./routes/audit.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { docsRoutes } from "./routes/docs.ts";
 import { eventRoutes } from "./routes/events.ts";
@@ -111,6 +112,7 @@ export function createApp(deps: GatewayDeps): Gateway {
     { backend, commandTimeoutMs: config.commandTimeoutMs, queryTimeoutMs: config.queryTimeoutMs },
     docs,
   );
+  auditRoutes(app, { backend, queryTimeoutMs: config.queryTimeoutMs }, docs);
   docsRoutes(app, docs, VERSION);
 
   app.notFound((c) => problemResponse(c, new Problem(404, `No route for ${c.req.method} ${c.req.path}`)));

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { BaseEnv, parseEnv, serviceDatabaseUrl } from "@mikrom/runtime";
 import { z } from "zod";
 
 /** Everything the gateway reads from its environment, parsed once at start. */
@@ -36,15 +37,9 @@ const bool = z
   .default("false")
   .transform((v) => v === "true" || v === "1" || v === "yes");
 
-const Env = z.object({
+const Env = BaseEnv.extend({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
-  NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222"),
-  DATABASE_URL: z.url().default("postgres://postgres@127.0.0.1:5432/mikrom"),
   GATEWAY_DATABASE_URL: z.url().optional(),
-  MIKROM_NAMESPACE: z
-    .string()
-    .regex(/^[A-Za-z0-9_-]+$/)
-    .default("mikrom"),
   NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
   JWT_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
   MIKROM_ADMIN_EMAIL: z.email().optional(),
@@ -65,28 +60,27 @@ export class ConfigError extends Error {
   override readonly name = "ConfigError";
 }
 
-/** `<base>_gateway` on the same server as DATABASE_URL: the gateway owns its own database. */
+/** `<base>_gateway` on the same server as DATABASE_URL: the gateway owns its own database. A base already naming it is kept. */
 export function gatewayDatabaseUrl(baseUrl: string): string {
   const url = new URL(baseUrl);
-  const base = url.pathname.replace(/^\//, "") || "mikrom";
-  url.pathname = `/${base.endsWith("_gateway") ? base : `${base}_gateway`}`;
-  return url.toString();
+  return url.pathname.endsWith("_gateway") ? url.toString() : serviceDatabaseUrl(baseUrl, "gateway");
 }
 
 /** Parses the environment, naming every missing or malformed variable at once. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
-  const parsed = Env.safeParse(env);
-  if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
-    throw new ConfigError(`invalid configuration:\n  ${lines.join("\n  ")}`);
+  let e: z.infer<typeof Env>;
+  try {
+    e = parseEnv("api-gateway", Env, env);
+  } catch (error) {
+    // Callers and tests tell a bad environment from other start failures by this type.
+    throw new ConfigError((error as Error).message, { cause: error });
   }
-  const e = parsed.data;
   if (e.NODE_ENV === "production" && !e.JWT_SECRET) {
-    throw new ConfigError("invalid configuration:\n  JWT_SECRET: required in production");
+    throw new ConfigError("api-gateway configuration is invalid:\n  JWT_SECRET: required in production");
   }
   if (Boolean(e.MIKROM_ADMIN_EMAIL) !== Boolean(e.MIKROM_ADMIN_PASSWORD)) {
     throw new ConfigError(
-      "invalid configuration:\n  MIKROM_ADMIN_EMAIL and MIKROM_ADMIN_PASSWORD go together: set both or neither",
+      "api-gateway configuration is invalid:\n  MIKROM_ADMIN_EMAIL and MIKROM_ADMIN_PASSWORD go together: set both or neither",
     );
   }
   return {

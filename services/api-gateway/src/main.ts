@@ -1,20 +1,20 @@
 import { serve } from "@hono/node-server";
 import { connectNats, declareTopology } from "@mikrom/bus";
 import { names } from "@mikrom/contracts";
-import { createLogger, errorFields, startTelemetry } from "@mikrom/telemetry";
+import { ensureDatabase, runService } from "@mikrom/runtime";
+import { createLogger, errorFields } from "@mikrom/telemetry";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { createApp, VERSION } from "./app.ts";
+import { createApp } from "./app.ts";
 import { loadConfig } from "./config.ts";
 import { expireIdempotencyKeys } from "./http/idempotency.ts";
 import { NatsBackend } from "./nats-backend.ts";
-import { ensureDatabase, openDatabase } from "./store/db.ts";
+import { openDatabase } from "./store/db.ts";
 import { migrate } from "./store/migrations.ts";
 
 const log = createLogger("mikrom.api-gateway");
 
-async function main(): Promise<void> {
+await runService("api-gateway", async () => {
   const config = loadConfig();
-  const telemetry = await startTelemetry({ serviceName: "api-gateway", serviceVersion: VERSION });
   if (config.jwtSecretGenerated) {
     log.warn("JWT_SECRET is not set: using a random secret; tokens will not survive a restart");
   }
@@ -46,23 +46,12 @@ async function main(): Promise<void> {
     log.info({ port: info.port }, `API gateway listening on http://127.0.0.1:${info.port} (docs at /docs)`);
   });
 
-  let stopping = false;
-  const stop = async (signal: string): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, "Stopping");
-    clearInterval(sweeper);
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    await nc.drain().catch(() => undefined);
-    await db.destroy();
-    await telemetry.shutdown();
-    process.exit(0);
+  return {
+    async stop() {
+      clearInterval(sweeper);
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await nc.drain().catch(() => undefined);
+      await db.destroy();
+    },
   };
-  process.on("SIGINT", () => void stop("SIGINT"));
-  process.on("SIGTERM", () => void stop("SIGTERM"));
-}
-
-main().catch((error: unknown) => {
-  log.fatal(errorFields(error), "API gateway failed to start");
-  process.exit(1);
 });

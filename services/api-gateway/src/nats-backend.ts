@@ -1,4 +1,4 @@
-import { createPublisher, type Publisher } from "@mikrom/bus";
+import { callQuery, createPublisher, type Publisher, QueryFailed, querySpec } from "@mikrom/bus";
 import {
   Header,
   type Names,
@@ -8,7 +8,7 @@ import {
   type RequestOf,
   type ResponseOf,
 } from "@mikrom/contracts";
-import { getContext, injectHeaders } from "@mikrom/telemetry";
+import { getContext } from "@mikrom/telemetry";
 import {
   DeliverPolicy,
   type JetStreamClient,
@@ -16,7 +16,7 @@ import {
   jetstream,
   jetstreamManager,
 } from "@nats-io/jetstream";
-import { type NatsConnection, headers as natsHeaders, type Subscription } from "@nats-io/transport-node";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import {
   type Backend,
   BackendUnavailable,
@@ -25,8 +25,6 @@ import {
   type EventFeed,
   type FeedEvent,
 } from "./backend.ts";
-
-const encoder = new TextEncoder();
 
 /** The first event on the subscription caused by the command, or "pending" when the bound passes first. */
 function firstCaused(sub: Subscription, commandId: string, timeoutMs: number): Promise<CommandOutcome> {
@@ -61,6 +59,8 @@ function firstCaused(sub: Subscription, commandId: string, timeoutMs: number): P
  * retried while transient) as JetStream publishes with `Nats-Msg-Id` (a retried publish is
  * dropped by the duplicate window); the outcome is the first event on the entity's subjects whose
  * `Mikrom-Causation-Id` is the command id, listened for before publishing so it cannot be missed.
+ * Queries go through the bus's `callQuery`; its QueryFailed comes back as the QueryReply error the
+ * routes map to HTTP statuses.
  */
 export class NatsBackend implements Backend {
   readonly #nc: NatsConnection;
@@ -111,34 +111,15 @@ export class NatsBackend implements Backend {
     request: RequestOf<Q>,
     timeoutMs = 5_000,
   ): Promise<QueryReply<ResponseOf<Q>>> {
-    const h = natsHeaders();
-    injectHeaders(h);
-    h.set(Header.Type, def.type);
-    h.set(Header.ContentType, "application/json");
-    let reply: QueryReply<unknown>;
     try {
-      const m = await this.#nc.request(
-        this.#names.query(service, def.type),
-        encoder.encode(JSON.stringify(request)),
-        {
-          timeout: timeoutMs,
-          headers: h,
-        },
-      );
-      reply = m.json<QueryReply<unknown>>();
+      const spec = querySpec(this.#names, service, def);
+      return { ok: true, data: await callQuery(this.#nc, spec, request, { timeoutMs }) };
     } catch (error) {
-      // No responder, or none in time: the owning service is down or overloaded.
+      if (error instanceof QueryFailed)
+        return { ok: false, error: { code: error.code, message: error.message } };
+      // The connection is closed or draining: the owning service is out of reach as far as we can tell.
       return { ok: false, error: { code: "unavailable", message: (error as Error).message } };
     }
-    if (!reply.ok) return reply;
-    const parsed = def.response.safeParse(reply.data);
-    if (!parsed.success) {
-      return {
-        ok: false,
-        error: { code: "internal", message: `malformed ${def.type} reply: ${parsed.error.message}` },
-      };
-    }
-    return { ok: true, data: parsed.data as ResponseOf<Q> };
   }
 
   async events(options: { context: string; afterSequence?: number }): Promise<EventFeed> {

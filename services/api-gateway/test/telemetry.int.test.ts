@@ -1,8 +1,6 @@
 import { setLogDestination, startTelemetry } from "@mikrom/telemetry";
-import { expect, test } from "@mikrom/testkit";
 // The telemetry library's own test receiver: spans arrive through the real OTLP exporter.
-import { captureLogs } from "../../../libs/telemetry/test/log-lines.ts";
-import { SpanKindOtlp, startOtlpReceiver } from "../../../libs/telemetry/test/otlp-receiver.ts";
+import { captureLogs, expect, SpanKindOtlp, startOtlpReceiver, test } from "@mikrom/testkit";
 import { world } from "./support/world.ts";
 
 test("a create is an api.vm.create span under the HTTP server span, publishing the command inside it; request logs name the user", async ({

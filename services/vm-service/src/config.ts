@@ -1,3 +1,4 @@
+import { BaseEnv, parseEnv, serviceDatabaseUrl } from "@mikrom/runtime";
 import { z } from "zod";
 import type { Step } from "./domain/vm.ts";
 
@@ -21,14 +22,8 @@ export interface Config {
 
 const ms = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 
-const Env = z.object({
-  NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222"),
-  DATABASE_URL: z.url().default("postgres://postgres@127.0.0.1:5432/mikrom"),
+const Env = BaseEnv.extend({
   VM_DATABASE_URL: z.url().optional(),
-  MIKROM_NAMESPACE: z
-    .string()
-    .regex(/^[A-Za-z0-9_-]+$/)
-    .default("mikrom"),
   MAX_VMS_PER_USER: z.coerce.number().int().min(0).default(10),
   ALLOCATE_TIMEOUT_MS: ms(30_000),
   BOOT_TIMEOUT_MS: ms(120_000),
@@ -39,30 +34,27 @@ const Env = z.object({
   SWEEP_INTERVAL_MS: ms(1_000),
   HOST_HEARTBEAT_TIMEOUT_MS: ms(30_000),
   HANDLER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(8),
-  LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
-  LOG_FORMAT: z.enum(["json", "text"]).default("json"),
 });
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
 }
 
-/** `<base>_vm` on the same server as DATABASE_URL: the service owns its own database. */
-export function vmDatabaseUrl(baseUrl: string): string {
+/** `<base>_vm` on the same server as DATABASE_URL; a base already naming the service's database is kept. */
+function vmDatabaseUrl(baseUrl: string): string {
   const url = new URL(baseUrl);
-  const base = url.pathname.replace(/^\//, "") || "mikrom";
-  url.pathname = `/${base.endsWith("_vm") ? base : `${base}_vm`}`;
-  return url.toString();
+  return url.pathname.endsWith("_vm") ? url.toString() : serviceDatabaseUrl(baseUrl, "vm");
 }
 
 /** Parses the environment, naming every missing or malformed variable at once. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
-  const parsed = Env.safeParse(env);
-  if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
-    throw new ConfigError(`invalid configuration:\n  ${lines.join("\n  ")}`);
+  let e: z.infer<typeof Env>;
+  try {
+    e = parseEnv("vm-service", Env, env);
+  } catch (error) {
+    // Callers and tests tell a bad environment from other start failures by this type.
+    throw new ConfigError((error as Error).message, { cause: error });
   }
-  const e = parsed.data;
   return {
     natsUrl: e.NATS_URL,
     databaseUrl: e.VM_DATABASE_URL ?? vmDatabaseUrl(e.DATABASE_URL),

@@ -24,6 +24,7 @@ import {
   vmCommands,
 } from "@mikrom/contracts";
 import { createRelay, type Relay } from "@mikrom/eventstore";
+import { ensureDatabase } from "@mikrom/runtime";
 import { runInCarrier } from "@mikrom/telemetry";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -35,7 +36,6 @@ import type { Delivery, HandlerDeps } from "./handlers/context.ts";
 import { type HostEvent, onHostEvent, onProcessEvent } from "./handlers/events.ts";
 import { serveQueries } from "./handlers/queries.ts";
 import { startSweeper, sweepOnce } from "./handlers/sweeper.ts";
-import { ensureDatabase } from "./store/database.ts";
 import { openVmStore } from "./store/vm-store.ts";
 
 export interface VmService {

@@ -50,26 +50,3 @@ export function openDatabase(url: string, max = 10): Kysely<GatewayDb> {
   pool.on("error", (error) => log.warn(errorFields(error), "Idle PostgreSQL connection lost"));
   return new Kysely<GatewayDb>({ dialect: new PostgresDialect({ pool }) });
 }
-
-/** Creates the database named in `url` when it does not exist (first start of the gateway). */
-export async function ensureDatabase(url: string): Promise<void> {
-  const target = new URL(url);
-  const name = decodeURIComponent(target.pathname.replace(/^\//, ""));
-  const admin = new URL(url);
-  admin.pathname = "/postgres";
-  const client = new pg.Client({ connectionString: admin.toString() });
-  await client.connect();
-  try {
-    const { rowCount } = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]);
-    if (rowCount === 0) {
-      await client
-        .query(`CREATE DATABASE "${name.replaceAll('"', '""')}"`)
-        .catch((error: { code?: string }) => {
-          // Two replicas starting together: the loser sees duplicate_database, which is fine.
-          if (error.code !== "42P04") throw error;
-        });
-    }
-  } finally {
-    await client.end();
-  }
-}
