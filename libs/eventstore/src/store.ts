@@ -1,0 +1,199 @@
+import { setTimeout as delay } from "node:timers/promises";
+import { Kysely, PostgresDialect, sql } from "kysely";
+import type { MigrationProvider } from "kysely/migration";
+import { EventCatalog, type EventDef, type EventsOf, type Upcaster } from "./catalog.ts";
+import { AppendCombiner } from "./combiner.ts";
+import type { Decision, DomainEvent, Stream } from "./decider.ts";
+import { ConcurrencyConflict } from "./errors.ts";
+import { type Checkpoint, checkpointOf, type NewEvent, type RecordedEvent, START } from "./event.ts";
+import { migrate } from "./migrations.ts";
+import type { OutgoingMessage, Router } from "./outbox.ts";
+import { createPool, type PoolOptions, PREPARED } from "./pool.ts";
+import { type Projection, replayAll } from "./projections.ts";
+import { selectAfter, toRecorded } from "./read.ts";
+import type { EventStoreTables } from "./schema.ts";
+import {
+  type AppendOptions,
+  type AppendResult,
+  type HandleOptions,
+  type HandleResult,
+  Operations,
+  type Session,
+  type StoreParts,
+  type StreamEvents,
+} from "./session.ts";
+
+export interface EventStoreOptions<Defs extends readonly EventDef[], DB> {
+  readonly connectionString: string;
+  /** The zod definitions (@mikrom/contracts `event(...)`) of every event this store holds, at their current version. */
+  readonly events: Defs;
+  readonly upcasters?: readonly Upcaster[];
+  /** Subject (and headers) of each event to publish through the outbox; events it maps to undefined stay private. */
+  readonly route?: Router<EventsOf<Defs>>;
+  /** Read models written in the append transaction. */
+  readonly projections?: readonly Projection<EventsOf<Defs>, DB>[];
+  /** The service's own migrations, run after the store's (with their own history table). */
+  readonly migrations?: MigrationProvider;
+  /** Run migrations when the store is created (default true). */
+  readonly migrate?: boolean;
+  readonly pool?: PoolOptions;
+}
+
+export interface TransactionOptions {
+  /** Runs the unit of work again this many times after a ConcurrencyConflict (default 3). */
+  readonly maxRetries?: number;
+}
+
+export type Once<T> = { readonly duplicate: true } | { readonly duplicate: false; readonly result: T };
+
+export interface ReadAllResult<E extends DomainEvent> {
+  readonly events: RecordedEvent<E>[];
+  /** Where the next read starts; unchanged when nothing was read. */
+  readonly checkpoint: Checkpoint;
+}
+
+export interface EventStore<E extends DomainEvent, DB> {
+  readonly connectionString: string;
+  /** The pool as kysely, for the service's queries on its read models. */
+  readonly db: Kysely<DB>;
+  readonly poolSize: number;
+  append(streamId: string, events: readonly NewEvent<E>[], options: AppendOptions): Promise<AppendResult<E>>;
+  readStream(streamId: string, options?: { afterVersion?: number }): Promise<StreamEvents<E>>;
+  /** Every event after a checkpoint, in commit-safe order (see Checkpoint). */
+  readAll(options?: { after?: Checkpoint; limit?: number }): Promise<ReadAllResult<E>>;
+  /** Load the stream, fold, decide, append with the expected version; on conflict reload and retry. */
+  handle<S>(
+    stream: Stream<S, E>,
+    decide: (state: S) => Decision<E>,
+    options?: HandleOptions,
+  ): Promise<HandleResult<S, E>>;
+  send(messages: readonly OutgoingMessage[]): Promise<void>;
+  /** Runs a unit of work in one transaction; retried whole after a ConcurrencyConflict. */
+  transaction<T>(work: (session: Session<E, DB>) => Promise<T>, options?: TransactionOptions): Promise<T>;
+  /**
+   * Inbox: runs `work` and records `messageId` for `consumer` in one transaction. A message already
+   * recorded (redelivered, or published twice) does nothing and reports `duplicate`; ack it either way.
+   * Events appended inside carry the message id as their causation id.
+   */
+  handleOnce<T>(
+    consumer: string,
+    messageId: string,
+    work: (session: Session<E, DB>) => Promise<T>,
+    options?: TransactionOptions,
+  ): Promise<Once<T>>;
+  /** Rebuilds an inline projection from all events (appends wait meanwhile). Returns the events replayed. */
+  rebuild(projection: Projection<E, DB>): Promise<number>;
+  /** Outbox rows not yet acknowledged by JetStream. */
+  outboxBacklog(): Promise<number>;
+  /** Forgets inbox records older than this (keep them longer than JetStream's redelivery and duplicate window). */
+  pruneInbox(olderThanMs: number): Promise<number>;
+  /** The store's catalog, routing and projections, for the package's own runners (createProjector). */
+  readonly parts: StoreParts<E, DB>;
+  close(): Promise<void>;
+}
+
+async function backoff(attempt: number): Promise<void> {
+  // Writers that collided would collide again in lockstep; spread them out.
+  await delay(Math.random() * 5 * 2 ** attempt);
+}
+
+export async function createEventStore<const Defs extends readonly EventDef[], DB = Record<string, never>>(
+  options: EventStoreOptions<Defs, DB>,
+): Promise<EventStore<EventsOf<Defs>, DB>> {
+  type E = EventsOf<Defs>;
+  const pool = createPool(options.connectionString, options.pool);
+  const db = new Kysely<EventStoreTables>({ dialect: new PostgresDialect({ pool }) });
+  try {
+    if (options.migrate ?? true) {
+      await migrate(db, options.migrations ? { service: options.migrations } : {});
+    }
+  } catch (error) {
+    await db.destroy();
+    throw error;
+  }
+
+  const poolSize = options.pool?.max ?? 10;
+  const parts: StoreParts<E, DB> = {
+    catalog: new EventCatalog<E>(options.events, options.upcasters),
+    route: options.route,
+    projections: options.projections ?? [],
+    combiner: new AppendCombiner(db, poolSize),
+  };
+  const root = new Operations<E, DB>(parts, db, false);
+
+  async function inTransaction<T>(
+    work: (session: Session<E, DB>) => Promise<T>,
+    maxRetries: number,
+    causationId?: string,
+  ): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await db
+          .transaction()
+          .execute((trx) => work(new Operations<E, DB>(parts, trx, true, causationId)));
+      } catch (error) {
+        if (!(error instanceof ConcurrencyConflict) || attempt >= maxRetries) throw error;
+        await backoff(attempt);
+      }
+    }
+  }
+
+  return {
+    connectionString: options.connectionString,
+    db: db as unknown as Kysely<DB>,
+    poolSize,
+    parts,
+    append: (streamId, events, appendOptions) => root.append(streamId, events, appendOptions),
+    readStream: (streamId, readOptions) => root.readStream(streamId, readOptions),
+    async readAll({ after = START, limit = 500 } = {}) {
+      const rows = await selectAfter(db, after, limit);
+      const events = rows.map((row) => toRecorded(parts.catalog, row));
+      const last = events.at(-1);
+      return { events, checkpoint: last ? checkpointOf(last) : after };
+    },
+    async handle(stream, decide, handleOptions = {}) {
+      const maxRetries = handleOptions.maxRetries ?? 3;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await root.handle(stream, decide, handleOptions);
+        } catch (error) {
+          if (!(error instanceof ConcurrencyConflict) || attempt >= maxRetries) throw error;
+          await backoff(attempt);
+        }
+      }
+    },
+    send: (messages) => root.send(messages),
+    transaction: (work, txOptions = {}) => inTransaction(work, txOptions.maxRetries ?? 3),
+    async handleOnce(consumer, messageId, work, txOptions = {}) {
+      return inTransaction<Once<Awaited<ReturnType<typeof work>>>>(
+        async (session) => {
+          const { rows } = await sql<{ recorded: boolean }>`${sql.raw(PREPARED)}
+            INSERT INTO inbox (consumer, message_id) VALUES (${consumer}, ${messageId})
+            ON CONFLICT DO NOTHING RETURNING true AS recorded`.execute(
+            session.db as unknown as Kysely<unknown>,
+          );
+          if (rows.length === 0) return { duplicate: true };
+          return { duplicate: false, result: await work(session) };
+        },
+        txOptions.maxRetries ?? 3,
+        messageId,
+      );
+    },
+    async rebuild(projection) {
+      const { count } = await db.transaction().execute((trx) => replayAll(trx, parts.catalog, projection));
+      return count;
+    },
+    async outboxBacklog() {
+      const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM outbox`.execute(db);
+      return Number(rows[0]?.n ?? 0);
+    },
+    async pruneInbox(olderThanMs) {
+      const result = await sql`
+        DELETE FROM inbox WHERE received_at < now() - make_interval(secs => ${olderThanMs / 1000})`.execute(
+        db,
+      );
+      return Number(result.numAffectedRows ?? 0);
+    },
+    close: () => db.destroy(),
+  };
+}

@@ -1,0 +1,73 @@
+import { describe, expect, it } from "vitest";
+import { fold, isRefusal, refuse } from "../src/decider.ts";
+import { type Tally, type TallyCommand, tally } from "./fixtures/tally.ts";
+
+describe("refusals", () => {
+  it("are plain values with a reason and an optional code", () => {
+    expect(refuse("VM is not running")).toEqual({ kind: "refusal", reason: "VM is not running" });
+    expect(refuse("VM is not running", "not-running")).toEqual({
+      kind: "refusal",
+      reason: "VM is not running",
+      code: "not-running",
+    });
+  });
+
+  it("are told apart from a list of events", () => {
+    expect(isRefusal(refuse("no"))).toBe(true);
+    expect(isRefusal([])).toBe(false);
+    expect(isRefusal([{ type: "X", data: {} }])).toBe(false);
+    expect(isRefusal(null)).toBe(false);
+    expect(isRefusal({ reason: "no" })).toBe(false);
+  });
+});
+
+describe("a decider (the tests' tally)", () => {
+  const open: Tally = { status: "open", total: 3 };
+  const closed: Tally = { status: "closed", total: 3 };
+  const none = tally.initialState;
+  const cases: [string, Tally, TallyCommand, unknown][] = [
+    [
+      "opens a new tally",
+      none,
+      { type: "Open", tallyId: "t", name: "n" },
+      [{ type: "TallyOpened", data: { tallyId: "t", name: "n" } }],
+    ],
+    [
+      "refuses to open it twice",
+      open,
+      { type: "Open", tallyId: "t", name: "n" },
+      refuse("tally t already exists", "exists"),
+    ],
+    [
+      "adds to an open tally",
+      open,
+      { type: "Add", tallyId: "t", by: 2 },
+      [{ type: "TallyIncremented", data: { tallyId: "t", by: 2, note: null } }],
+    ],
+    [
+      "refuses to add to a closed tally",
+      closed,
+      { type: "Add", tallyId: "t", by: 2 },
+      refuse("tally t is closed", "not-open"),
+    ],
+    [
+      "refuses to close a tally that does not exist",
+      none,
+      { type: "Close", tallyId: "t" },
+      refuse("tally t is none", "not-open"),
+    ],
+  ];
+  it.each(cases)("%s", (_, state, command, expected) => {
+    expect(tally.decide(command, state)).toEqual(expected);
+  });
+
+  it("folds its events into state", () => {
+    const state = fold(tally, [
+      { type: "TallyOpened", data: { tallyId: "t", name: "n" } },
+      { type: "TallyIncremented", data: { tallyId: "t", by: 2, note: null } },
+      { type: "TallyIncremented", data: { tallyId: "t", by: 5, note: "x" } },
+      { type: "TallyClosed", data: { tallyId: "t" } },
+    ]);
+    expect(state).toEqual({ status: "closed", total: 7 });
+  });
+});
