@@ -2,7 +2,12 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
-    include: ["libs/*/test/**/*.test.ts", "services/*/test/**/*.test.ts", "e2e/**/*.test.ts"],
+    include: [
+      "libs/*/test/**/*.test.ts",
+      "services/*/test/**/*.test.ts",
+      "e2e/**/*.test.ts",
+      "deploy/test/**/*.test.ts",
+    ],
     globalSetup: ["libs/testkit/src/global-setup.ts"],
     reporters: ["default", "./libs/testkit/src/summary-reporter.ts"],
     pool: "forks",
