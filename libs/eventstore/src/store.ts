@@ -85,6 +85,8 @@ export interface EventStore<E extends DomainEvent, DB> {
   rebuild(projection: Projection<E, DB>): Promise<number>;
   /** Outbox rows not yet acknowledged by JetStream. */
   outboxBacklog(): Promise<number>;
+  /** Whether `consumer` already handled `messageId`: for work that must not even start twice (a boot). */
+  inboxHas(consumer: string, messageId: string): Promise<boolean>;
   /** Forgets inbox records older than this (keep them longer than JetStream's redelivery and duplicate window). */
   pruneInbox(olderThanMs: number): Promise<number>;
   /** The store's catalog, routing and projections, for the package's own runners (createProjector). */
@@ -186,6 +188,11 @@ export async function createEventStore<const Defs extends readonly EventDef[], D
     async outboxBacklog() {
       const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM outbox`.execute(db);
       return Number(rows[0]?.n ?? 0);
+    },
+    async inboxHas(consumer, messageId) {
+      const { rows } = await sql`
+        SELECT 1 FROM inbox WHERE consumer = ${consumer} AND message_id = ${messageId}`.execute(db);
+      return rows.length > 0;
     },
     async pruneInbox(olderThanMs) {
       const result = await sql`

@@ -6,14 +6,7 @@ import { BootFailed, BootTimeout } from "../drivers/errors.ts";
 import { tapNameFor } from "../drivers/network.ts";
 import type { AgentStore, ProvisionerEvent } from "../store/event-store.ts";
 import { vmStream } from "../store/event-store.ts";
-import {
-  alreadyHandled,
-  countRunning,
-  listHeld,
-  loadVm,
-  recordVm,
-  type VmChange,
-} from "../store/instances.ts";
+import { countRunning, listHeld, loadVm, recordVm, type VmChange } from "../store/instances.ts";
 import { type AgentCommand, type Answer, afterRestart, type HeldVm, plan, type Step } from "./plan.ts";
 
 export type { AgentCommand };
@@ -104,7 +97,7 @@ export class Agent {
   async #handle(command: AgentCommand, meta: CommandMeta): Promise<void> {
     const vmId = command.data.vmId;
     const started = performance.now();
-    if (await alreadyHandled(this.#store.db, this.#consumer, meta.messageId)) {
+    if (await this.#store.inboxHas(this.#consumer, meta.messageId)) {
       // Redelivered after its answer was recorded (the ack was lost): acting again could undo a later command.
       log.info({ message_id: meta.messageId }, `${command.type} already handled, skipped`);
       return;

@@ -111,16 +111,3 @@ export async function countRunning(db: Db): Promise<number> {
     .executeTakeFirst();
   return Number(row?.n ?? 0);
 }
-
-/** Whether this consumer already handled the message (the event store's inbox; see README). */
-export async function alreadyHandled(db: Db, consumer: string, messageId: string): Promise<boolean> {
-  // The inbox table belongs to @mikrom/eventstore, which offers no read of it: typed loosely here.
-  const inbox = db as unknown as Kysely<{ inbox: { consumer: string; message_id: string } }>;
-  const row = await inbox
-    .selectFrom("inbox")
-    .select("message_id")
-    .where("consumer", "=", consumer)
-    .where("message_id", "=", messageId)
-    .executeTakeFirst();
-  return row !== undefined;
-}
