@@ -19,8 +19,10 @@ export interface ConnectOptions {
  */
 export async function connectNats(options: ConnectOptions): Promise<NatsConnection> {
   const log = options.logger ?? createLogger("mikrom.bus.connection");
+  const { servers, user, pass } = credentialsFromUrls(options.servers);
   const nc = await connect({
-    servers: options.servers,
+    servers,
+    ...(user !== undefined && { user, pass }),
     name: options.name,
     // Without it every request builds an Error for an async stack trace: half the publish throughput here.
     noAsyncTraces: true,
@@ -36,6 +38,38 @@ export async function connectNats(options: ConnectOptions): Promise<NatsConnecti
     else log.info({ client_name: options.name }, "NATS connection closed");
   });
   return nc;
+}
+
+/**
+ * `nats://user:password@host:4222`: nats.js ignores credentials written in a server URL (it keeps only
+ * host and port), so they are taken out here and sent as user and password. That keeps NATS_URL the
+ * one variable a deployment sets, and each service's URL names its own NATS user (deploy/src/nats-permissions.ts).
+ */
+export function credentialsFromUrls(servers: string | string[]): {
+  servers: string[];
+  user?: string;
+  pass?: string;
+} {
+  let user: string | undefined;
+  let pass: string | undefined;
+  const plain = (Array.isArray(servers) ? servers : servers.split(","))
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((server) => {
+      const match = /^([a-z]+:\/\/)([^@/]*)@(.*)$/i.exec(server);
+      if (!match) return server;
+      const [, scheme, userinfo, rest] = match as unknown as [string, string, string, string];
+      const colon = userinfo.indexOf(":");
+      const u = decodeURIComponent(colon < 0 ? userinfo : userinfo.slice(0, colon));
+      const p = colon < 0 ? undefined : decodeURIComponent(userinfo.slice(colon + 1));
+      if (user !== undefined && (user !== u || pass !== p)) {
+        throw new Error("NATS server URLs name different credentials; give one user for all of them");
+      }
+      user = u;
+      pass = p;
+      return `${scheme}${rest}`;
+    });
+  return { servers: plain, ...(user !== undefined && { user, pass }) };
 }
 
 type StatusLog = Pick<Logger, "debug" | "info" | "warn" | "error">;

@@ -1,5 +1,11 @@
-import { type MessageDef, type Names, type Registry, ValidationFailed } from "@mikrom/contracts";
-import { createLogger, errorFields, type Logger, traceHandle } from "@mikrom/telemetry";
+import { Header, type MessageDef, type Names, type Registry, ValidationFailed } from "@mikrom/contracts";
+import {
+  createLogger,
+  errorFields,
+  type GaugeRegistration,
+  type Logger,
+  traceHandle,
+} from "@mikrom/telemetry";
 import {
   type Consumer,
   type ConsumerMessages,
@@ -13,7 +19,9 @@ import { publishDeadLetter } from "./dead-letter.ts";
 import { settlesWithin } from "./deadline.ts";
 import { decode, type Envelope, messageIdOf, type Received } from "./envelope.ts";
 import { describeError, PermanentFailure } from "./errors.ts";
+import { headerValue } from "./headers.ts";
 import { type MaxDeliveriesWatch, watchMaxDeliveries } from "./max-deliveries.ts";
+import { errorTypeOf, OTHER_TYPE, type Outcome, observeConsumer, recordProcess } from "./metrics.ts";
 import { createPublisher, type Publisher } from "./publisher.ts";
 import { DEFAULT_RETRY_DELAYS_MS, nakDelayMs, pause } from "./retry.ts";
 
@@ -99,6 +107,7 @@ class Runner<D extends MessageDef> implements ConsumerRunner {
   readonly #fetches = new Set<ConsumerMessages>();
   readonly #stopSignal = new AbortController();
   readonly #watch: MaxDeliveriesWatch;
+  readonly #gauges: GaugeRegistration;
   #workers: Array<Promise<void>> = [];
   #inFlight = 0;
   #stopped: Promise<void> | undefined;
@@ -127,6 +136,7 @@ class Runner<D extends MessageDef> implements ConsumerRunner {
       publisher: this.#publisher,
       log: this.#log,
     });
+    this.#gauges = observeConsumer(consumer, this.stream, this.durable);
   }
 
   start(): void {
@@ -197,7 +207,9 @@ class Runner<D extends MessageDef> implements ConsumerRunner {
 
   async #process(msg: JsMsg): Promise<void> {
     this.#inFlight++;
+    const started = performance.now();
     const received = receivedOf(msg);
+    const settled: Settled = { outcome: "ack" };
     // A long step keeps its delivery: in-progress acks reset the ack wait while the handler runs.
     const working = setInterval(() => reply(msg, "working"), this.#workingEveryMs);
     try {
@@ -209,35 +221,54 @@ class Runner<D extends MessageDef> implements ConsumerRunner {
           headers: msg.headers,
           deliveryCount: received.deliveryCount,
         },
-        () => this.#settle(msg, received),
+        () => this.#settle(msg, received, settled),
       );
     } catch {
       // Settled and logged in #settle; the error was rethrown only to mark the span as failed.
     } finally {
       clearInterval(working);
       this.#inFlight--;
+      recordProcess({
+        durable: this.durable,
+        type: this.#typeOf(received),
+        outcome: settled.outcome,
+        ...(settled.errorType ? { errorType: settled.errorType } : {}),
+        seconds: (performance.now() - started) / 1000,
+      });
     }
   }
 
-  /** Decides the message's fate: ack, retry later (nak with a delay), or dead-letter and terminate. */
-  async #settle(msg: JsMsg, received: Received): Promise<void> {
+  /** The type header when the registry knows it; anything else is one bounded value. */
+  #typeOf(received: Received): string {
+    const type = headerValue(received.headers, Header.Type);
+    return type && this.#options.registry.get(type) ? type : OTHER_TYPE;
+  }
+
+  /**
+   * Decides the message's fate: ack, retry later (nak with a delay), or dead-letter and terminate;
+   * `settled` says which (for the handling-duration histogram).
+   */
+  async #settle(msg: JsMsg, received: Received, settled: Settled): Promise<void> {
     let envelope: Envelope<D>;
     try {
       envelope = decode(received, this.#options.registry);
     } catch (error) {
-      await this.#giveUp(msg, received, `invalid message: ${describeError(error)}`);
+      settled.errorType = errorTypeOf(error);
+      settled.outcome = await this.#giveUp(msg, received, `invalid message: ${describeError(error)}`);
       throw error;
     }
     try {
       await this.#options.handle(envelope);
     } catch (error) {
+      settled.errorType = errorTypeOf(error);
       if (error instanceof PermanentFailure || error instanceof ValidationFailed) {
-        await this.#giveUp(msg, received, describeError(error));
+        settled.outcome = await this.#giveUp(msg, received, describeError(error));
       } else if (received.deliveryCount >= this.#maxDeliver) {
         const reason = `failed on all ${this.#maxDeliver} deliveries; last error: ${describeError(error)}`;
-        await this.#giveUp(msg, received, reason);
+        settled.outcome = await this.#giveUp(msg, received, reason);
       } else {
         const delayMs = this.#retryDelayMs(received);
+        settled.outcome = "retry";
         reply(msg, "nak", delayMs);
         this.#log.warn(
           { ...this.#fields(received), retry_in_ms: delayMs, ...errorFields(error) },
@@ -251,7 +282,7 @@ class Runner<D extends MessageDef> implements ConsumerRunner {
   }
 
   /** Dead-letters the message, then terminates it; if the dead letter cannot be written, retries later. */
-  async #giveUp(msg: JsMsg, received: Received, reason: string): Promise<void> {
+  async #giveUp(msg: JsMsg, received: Received, reason: string): Promise<Outcome> {
     try {
       await publishDeadLetter(this.#publisher, this.#options.names, {
         ...received,
@@ -265,11 +296,12 @@ class Runner<D extends MessageDef> implements ConsumerRunner {
         { ...this.#fields(received), reason, ...errorFields(error) },
         "could not dead-letter, will retry",
       );
-      return;
+      return "retry";
     }
     // No reason passed: nats-server 2.9 does not know `+TERM <reason>` and would redeliver the message.
     reply(msg, "term");
     this.#log.error({ ...this.#fields(received), reason }, "message dead-lettered");
+    return "dead_letter";
   }
 
   #retryDelayMs(received: Received): number {
@@ -294,6 +326,7 @@ class Runner<D extends MessageDef> implements ConsumerRunner {
 
   async #stop(timeoutMs: number): Promise<void> {
     this.#stopSignal.abort();
+    this.#gauges.remove();
     // Closing a fetch unsubscribes its inbox, and once the server has read that (the flush) it drops the
     // pending pull and sends nothing more. A message it dispatched before then reaches a closed inbox and
     // is redelivered after its ack wait: late, never lost.
@@ -316,6 +349,12 @@ class Runner<D extends MessageDef> implements ConsumerRunner {
  * redelivered after its ack wait, which is the right outcome, so the throw must not escape (from a
  * timer it would end the process).
  */
+/** How #settle left a delivery. */
+interface Settled {
+  outcome: Outcome;
+  errorType?: string;
+}
+
 function reply(msg: JsMsg, kind: "ack" | "nak" | "term" | "working", delayMs?: number): void {
   try {
     if (kind === "nak") msg.nak(delayMs);

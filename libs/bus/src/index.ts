@@ -1,4 +1,4 @@
-export { type ConnectOptions, connectNats } from "./connection.ts";
+export { type ConnectOptions, connectNats, credentialsFromUrls } from "./connection.ts";
 export { type ConsumerOptions, type ConsumerRunner, startConsumer } from "./consumer.ts";
 export { type DeadLetter, deadLetterId, publishDeadLetter } from "./dead-letter.ts";
 export { decode, type Envelope, type Received } from "./envelope.ts";

@@ -60,6 +60,30 @@ describe("queries", () => {
     });
   });
 
+  test("answer unavailable, not internal, when the handler's database cannot be reached", async ({
+    nats,
+  }) => {
+    const spec = querySpec(names(nats.namespace), "things", GetThing);
+    const refused = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5999"), { code: "ECONNREFUSED" });
+    const shuttingDown = Object.assign(new Error("terminating connection due to administrator command"), {
+      code: "57P01",
+    });
+    const server = serveQuery(
+      nats.nc,
+      spec,
+      async ({ id }) => {
+        if (id === "t-1") throw refused;
+        if (id === "t-2") throw new Error("load failed", { cause: shuttingDown });
+        throw new Error("Connection terminated unexpectedly");
+      },
+      { queue: "things" },
+    );
+    onTestFinished(() => server.stop());
+
+    for (const id of ["t-1", "t-2", "t-3"])
+      expect((await failure(callQuery(nats.nc, spec, { id }))).code, id).toBe("unavailable");
+  });
+
   test("replies in the contract's QueryReply shape, and refuses an invalid request before and after sending", async ({
     nats,
   }) => {

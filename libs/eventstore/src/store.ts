@@ -6,6 +6,7 @@ import { AppendCombiner } from "./combiner.ts";
 import type { Decision, DomainEvent, Stream } from "./decider.ts";
 import { ConcurrencyConflict } from "./errors.ts";
 import { type Checkpoint, checkpointOf, type NewEvent, type RecordedEvent, START } from "./event.ts";
+import { databaseName, observeOutboxBacklog } from "./metrics.ts";
 import { migrate } from "./migrations.ts";
 import type { OutgoingMessage, Router } from "./outbox.ts";
 import { createPool, type PoolOptions, PREPARED } from "./pool.ts";
@@ -140,6 +141,12 @@ export async function createEventStore<const Defs extends readonly EventDef[], D
     }
   }
 
+  async function outboxBacklog(): Promise<number> {
+    const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM outbox`.execute(db);
+    return Number(rows[0]?.n ?? 0);
+  }
+  const backlogGauge = observeOutboxBacklog(databaseName(options.connectionString), outboxBacklog);
+
   return {
     connectionString: options.connectionString,
     db: db as unknown as Kysely<DB>,
@@ -185,10 +192,7 @@ export async function createEventStore<const Defs extends readonly EventDef[], D
       const { count } = await db.transaction().execute((trx) => replayAll(trx, parts.catalog, projection));
       return count;
     },
-    async outboxBacklog() {
-      const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM outbox`.execute(db);
-      return Number(rows[0]?.n ?? 0);
-    },
+    outboxBacklog,
     async inboxHas(consumer, messageId) {
       const { rows } = await sql`
         SELECT 1 FROM inbox WHERE consumer = ${consumer} AND message_id = ${messageId}`.execute(db);
@@ -201,6 +205,9 @@ export async function createEventStore<const Defs extends readonly EventDef[], D
       );
       return Number(result.numAffectedRows ?? 0);
     },
-    close: () => db.destroy(),
+    close() {
+      backlogGauge.remove();
+      return db.destroy();
+    },
   };
 }

@@ -34,26 +34,59 @@ function decodeValue(raw: string): string {
   }
 }
 
+/** The LogContext part of a header, with the values it was built from (LogContext objects are mutable). */
+interface CachedFields {
+  values: (string | undefined)[];
+  header: string;
+}
+
+/**
+ * Serialized LogContext per LogContext object: every message published in one operation carries the
+ * same fields, so they are encoded once. The values are compared on each use because setContext
+ * changes a scope's object in place.
+ */
+const fieldsCache = new WeakMap<LogContext, CachedFields>();
+
+function fieldsHeader(fields: LogContext): string {
+  const cached = fieldsCache.get(fields);
+  if (cached) {
+    let same = true;
+    for (let i = 0; i < BAGGAGE_ENTRIES.length; i++) {
+      if (cached.values[i] !== fields[BAGGAGE_ENTRIES[i]![0]]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return cached.header;
+  }
+  const values: (string | undefined)[] = [];
+  let header = "";
+  for (const [field, key] of BAGGAGE_ENTRIES) {
+    const value = fields[field];
+    values.push(value);
+    if (value) header = header ? `${header},${encodeEntry(key, value)}` : encodeEntry(key, value);
+  }
+  fieldsCache.set(fields, { values, header });
+  return header;
+}
+
 /**
  * The `baggage` header: the LogContext fields of the context, then any other baggage entries (set by
  * other code through the OpenTelemetry API) that do not name one of those fields.
  */
 export function baggageHeader(ctx: Context): string {
   const fields = logContextOf(ctx);
-  const parts: string[] = [];
-  for (const [field, key] of BAGGAGE_ENTRIES) {
-    const value = fields[field];
-    if (value) parts.push(encodeEntry(key, value));
-  }
+  let header = fieldsHeader(fields);
   const other = propagation.getBaggage(ctx);
   if (other) {
     for (const [key, entry] of other.getAllEntries()) {
       const field = FIELD_BY_KEY.get(key);
       if (field && fields[field]) continue;
-      parts.push(encodeEntry(key, entry.value));
+      const part = encodeEntry(key, entry.value);
+      header = header ? `${header},${part}` : part;
     }
   }
-  return parts.join(",");
+  return header;
 }
 
 /**
@@ -64,20 +97,27 @@ export function withBaggageHeader(ctx: Context, header: string): Context {
   const fields: LogContext = {};
   let hasFields = false;
   let other: Baggage | undefined;
-  for (const pair of header.split(",")) {
-    const eq = pair.indexOf("=");
-    if (eq <= 0) continue;
-    const key = pair.slice(0, eq).trim();
-    const semi = pair.indexOf(";", eq);
-    const value = decodeValue(pair.slice(eq + 1, semi === -1 ? undefined : semi).trim());
-    if (value === "") continue;
-    const field = FIELD_BY_KEY.get(key);
-    if (field) {
-      fields[field] = value;
-      hasFields = true;
-    } else {
-      other = (other ?? propagation.createBaggage()).setEntry(key, { value });
+  // Walked with indexOf rather than split: no array of pairs per message.
+  for (let start = 0; start < header.length; ) {
+    let end = header.indexOf(",", start);
+    if (end === -1) end = header.length;
+    const eq = header.indexOf("=", start);
+    if (eq > start && eq < end) {
+      const key = header.slice(start, eq).trim();
+      let valueEnd = header.indexOf(";", eq);
+      if (valueEnd === -1 || valueEnd > end) valueEnd = end;
+      const value = decodeValue(header.slice(eq + 1, valueEnd).trim());
+      if (value !== "" && key !== "") {
+        const field = FIELD_BY_KEY.get(key);
+        if (field) {
+          fields[field] = value;
+          hasFields = true;
+        } else {
+          other = (other ?? propagation.createBaggage()).setEntry(key, { value });
+        }
+      }
     }
+    start = end + 1;
   }
   let out = hasFields ? withLogContext(ctx, fields) : ctx;
   if (other) out = propagation.setBaggage(out, other);

@@ -15,7 +15,7 @@ import type { Context as HonoContext, MiddlewareHandler } from "hono";
 import { matchedRoutes } from "hono/route";
 import { replaceContext } from "./context.ts";
 import { createLogger, errorFields, type Logger } from "./logger.ts";
-import { httpServerDurationHistogram } from "./metrics.ts";
+import { httpServerDuration, type MetricAttributes } from "./metrics.ts";
 import { propagator } from "./propagation.ts";
 import { isSecretKey, REDACTED } from "./redact.ts";
 import { recordError, tracer } from "./spans.ts";
@@ -165,12 +165,12 @@ export function httpTelemetry(opts: HttpTelemetryOptions = {}): MiddlewareHandle
         else if (status >= 400) log.warn(fields, "Request completed");
         else log.info(fields, "Request completed");
 
-        const metricAttributes: Attributes = {
+        const metricAttributes: MetricAttributes = {
           "http.request.method": method,
           "http.response.status_code": status,
         };
         if (route) metricAttributes["http.route"] = route;
-        httpServerDurationHistogram().record(seconds, metricAttributes);
+        httpServerDuration.record(seconds, metricAttributes);
         span.end();
         if (thrown !== undefined) throw thrown;
       }),

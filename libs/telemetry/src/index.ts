@@ -20,6 +20,18 @@ export {
 } from "./logger.ts";
 export { type HandleSpanOptions, type PublishSpanOptions, traceHandle, tracePublish } from "./messaging.ts";
 export {
+  DURATION_BUCKETS_S,
+  type GaugeRegistration,
+  type Histogram,
+  type HistogramOptions,
+  histogram,
+  type InstrumentOptions,
+  type MetricAttributes,
+  type Observe,
+  observeGauge,
+  observeGauges,
+} from "./metrics.ts";
+export {
   extractCarrier,
   extractHeaders,
   injectCarrier,

@@ -1,6 +1,6 @@
-import { isSpanContextValid, trace } from "@opentelemetry/api";
+import { context, isSpanContextValid, trace } from "@opentelemetry/api";
 import pino from "pino";
-import { getContext, LOG_CONTEXT_FIELDS } from "./context.ts";
+import { LOG_CONTEXT_FIELDS, logContextOf } from "./context.ts";
 import { redactRecord } from "./redact.ts";
 import { formatText } from "./text-format.ts";
 
@@ -56,17 +56,36 @@ const forwarder: LogDestination = {
 
 function mixin(): Record<string, unknown> {
   const fields: Record<string, unknown> = { service: serviceName };
-  const spanContext = trace.getActiveSpan()?.spanContext();
+  const active = context.active();
+  const spanContext = trace.getSpan(active)?.spanContext();
   if (spanContext && isSpanContextValid(spanContext)) {
     fields.trace_id = spanContext.traceId;
     fields.span_id = spanContext.spanId;
   }
-  const ctx = getContext();
+  const ctx = logContextOf(active);
   for (const key of LOG_CONTEXT_FIELDS) {
     const value = ctx[key];
     if (value !== undefined) fields[key] = value;
   }
   return fields;
+}
+
+let stampSecond = Number.NaN;
+let stampPrefix = "";
+
+/**
+ * `,"timestamp":"2026-01-02T03:04:05.678Z"` for now. The date and time up to the second are formatted
+ * once a second and the milliseconds appended: `new Date().toISOString()` on every line was about a
+ * tenth of a line's cost.
+ */
+export function isoTimestamp(now: number = Date.now()): string {
+  const second = Math.floor(now / 1000);
+  if (second !== stampSecond) {
+    stampSecond = second;
+    stampPrefix = `,"timestamp":"${new Date(second * 1000).toISOString().slice(0, 20)}`;
+  }
+  const ms = now - second * 1000;
+  return `${stampPrefix}${ms < 10 ? "00" : ms < 100 ? "0" : ""}${ms}Z"`;
 }
 
 /** Error objects under `err`/`error` become the flat `error`, `error_type`, `stack` fields. */
@@ -94,7 +113,7 @@ function rootLogger(): Logger {
       level: levelFromEnv(),
       messageKey: "message",
       base: null,
-      timestamp: () => `,"timestamp":"${new Date().toISOString()}"`,
+      timestamp: () => isoTimestamp(),
       formatters: {
         level: (label) => ({ level: label.toUpperCase() }),
         log: formatLogObject,

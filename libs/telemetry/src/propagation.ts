@@ -3,13 +3,17 @@ import { Match } from "@nats-io/nats-core";
 import {
   type Context,
   context,
+  createContextKey,
   defaultTextMapGetter,
+  isSpanContextValid,
   ROOT_CONTEXT,
+  type SpanContext,
   type TextMapGetter,
   type TextMapPropagator,
   type TextMapSetter,
+  trace,
 } from "@opentelemetry/api";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { isTracingSuppressed, parseTraceParent, TraceState } from "@opentelemetry/core";
 import { B3InjectEncoding, B3Propagator } from "@opentelemetry/propagator-b3";
 import { baggageHeader, withBaggageHeader } from "./baggage.ts";
 import { type LogContext, logContextOf } from "./context.ts";
@@ -17,30 +21,128 @@ import { type LogContext, logContextOf } from "./context.ts";
 /**
  * W3C trace context + baggage + B3 as one propagator. Injects all three (B3 in its single-header form);
  * extracts `traceparent` when present (it also carries `tracestate`) and B3 (single or multi-header)
- * otherwise, rather than parsing both on every message: when both are sent they name the same span.
- * Baggage goes through baggage.ts.
+ * otherwise: when both are sent they name the same span. Baggage goes through baggage.ts.
+ *
+ * This runs twice per message (inject on publish, extract on receipt), so the common case is done here
+ * directly rather than through W3CTraceContextPropagator and B3SinglePropagator: the span context is
+ * read once and `traceparent` and `b3` are both built from its parts, a version-00 `traceparent` is
+ * parsed without the regular expression, and NATS headers are read in one pass over their entries
+ * (each `MsgHdrs.get` builds and filters an array of every key). Anything unusual (another
+ * `traceparent` version, B3 only) goes to the SDK's own parsers, so what is accepted does not change.
  */
-class TraceContextB3BaggagePropagator implements TextMapPropagator {
-  readonly #w3c = new W3CTraceContextPropagator();
-  readonly #b3 = new B3Propagator({ injectEncoding: B3InjectEncoding.SINGLE_HEADER });
 
+/** The B3 propagator's debug-flag key (not exported; context keys are `Symbol.for(description)`). */
+const B3_DEBUG_FLAG_KEY = createContextKey("OpenTelemetry Context Key B3 Debug Flag");
+
+const b3 = new B3Propagator({ injectEncoding: B3InjectEncoding.SINGLE_HEADER });
+
+function flagsHex(flags: number): string {
+  if (flags === 1) return "01";
+  if (flags === 0) return "00";
+  const byte = flags & 0xff;
+  return byte < 16 ? `0${byte.toString(16)}` : byte.toString(16);
+}
+
+/** Calls `set(name, value)` for each header that carries `ctx`. */
+function injectInto(ctx: Context, set: (name: string, value: string) => void): void {
+  const spanContext = trace.getSpanContext(ctx);
+  if (spanContext && isSpanContextValid(spanContext) && !isTracingSuppressed(ctx)) {
+    const ids = `${spanContext.traceId}-${spanContext.spanId}`;
+    set("traceparent", `00-${ids}-${flagsHex(spanContext.traceFlags)}`);
+    const state = spanContext.traceState?.serialize();
+    if (state) set("tracestate", state);
+    set("b3", `${ids}-${ctx.getValue(B3_DEBUG_FLAG_KEY) || spanContext.traceFlags & 1}`);
+  }
+  const baggage = baggageHeader(ctx);
+  if (baggage) set("baggage", baggage);
+}
+
+/** Hex digits in `s[from, to)`: -1 if any is not lower-case hex, else 1 if any is non-zero, else 0. */
+function lowerHex(s: string, from: number, to: number): number {
+  let nonZero = 0;
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 48 && c <= 57) {
+      if (c !== 48) nonZero = 1;
+    } else if (c >= 97 && c <= 102) nonZero = 1;
+    else return -1;
+  }
+  return nonZero;
+}
+
+/**
+ * A `traceparent` value as a span context, or undefined when invalid. Version 00 (55 characters, what
+ * every current SDK sends) is checked by hand, exactly as the specification's grammar says; anything
+ * else goes to the SDK's parser.
+ */
+export function parseTraceparent(value: string): SpanContext | undefined {
+  if (
+    value.length === 55 &&
+    value.charCodeAt(0) === 48 &&
+    value.charCodeAt(1) === 48 &&
+    value.charCodeAt(2) === 45 &&
+    value.charCodeAt(35) === 45 &&
+    value.charCodeAt(52) === 45
+  ) {
+    if (lowerHex(value, 3, 35) !== 1 || lowerHex(value, 36, 52) !== 1 || lowerHex(value, 53, 55) === -1)
+      return undefined;
+    return {
+      traceId: value.slice(3, 35),
+      spanId: value.slice(36, 52),
+      traceFlags: Number.parseInt(value.slice(53, 55), 16),
+      isRemote: true,
+    };
+  }
+  const parsed = parseTraceParent(value);
+  return parsed ? { ...parsed, isRemote: true } : undefined;
+}
+
+/**
+ * `ctx` with what the found header values carry: the `traceparent` trace (with `tracestate`), else B3
+ * read through `getter`, then the baggage.
+ */
+function extractFrom<C>(
+  ctx: Context,
+  traceparent: string | undefined,
+  tracestate: string | undefined,
+  baggage: string | undefined,
+  carrier: C,
+  getter: TextMapGetter<C>,
+): Context {
+  const spanContext = traceparent ? parseTraceparent(traceparent) : undefined;
+  let out: Context;
+  if (spanContext) {
+    if (tracestate) spanContext.traceState = new TraceState(tracestate);
+    out = trace.setSpanContext(ctx, spanContext);
+  } else {
+    out = b3.extract(ctx, carrier, getter);
+  }
+  return baggage ? withBaggageHeader(out, baggage) : out;
+}
+
+function headerValue(value: string | string[] | undefined, join: boolean): string | undefined {
+  if (!Array.isArray(value)) return value;
+  return join ? value.join(",") : value[0];
+}
+
+class TraceContextB3BaggagePropagator implements TextMapPropagator {
   inject(ctx: Context, carrier: unknown, setter: TextMapSetter): void {
-    this.#w3c.inject(ctx, carrier, setter);
-    this.#b3.inject(ctx, carrier, setter);
-    const baggage = baggageHeader(ctx);
-    if (baggage) setter.set(carrier, "baggage", baggage);
+    injectInto(ctx, (name, value) => setter.set(carrier, name, value));
   }
 
   extract(ctx: Context, carrier: unknown, getter: TextMapGetter): Context {
-    let out = getter.get(carrier, "traceparent") ? this.#w3c.extract(ctx, carrier, getter) : ctx;
-    if (out === ctx) out = this.#b3.extract(ctx, carrier, getter);
-    const baggage = getter.get(carrier, "baggage");
-    const header = Array.isArray(baggage) ? baggage.join(",") : baggage;
-    return header ? withBaggageHeader(out, header) : out;
+    return extractFrom(
+      ctx,
+      headerValue(getter.get(carrier, "traceparent"), false),
+      headerValue(getter.get(carrier, "tracestate"), true),
+      headerValue(getter.get(carrier, "baggage"), true),
+      carrier,
+      getter,
+    );
   }
 
   fields(): string[] {
-    return [...this.#w3c.fields(), ...this.#b3.fields(), "baggage"];
+    return ["traceparent", "tracestate", ...b3.fields(), "baggage"];
   }
 }
 
@@ -87,9 +189,16 @@ export function logContextFromBaggage(ctx: Context): LogContext {
   return logContextOf(ctx);
 }
 
+/** Writes traceparent/tracestate, b3 and baggage (with the LogContext) of `ctx` into NATS headers. */
+export function injectHeadersFrom(ctx: Context, headers: MsgHdrs): void {
+  // Fresh headers (every publish) get appended; set() would first scan for an existing key per header.
+  const fresh = headers.keys().length === 0;
+  injectInto(ctx, (name, value) => (fresh ? headers.append(name, value) : headers.set(name, value)));
+}
+
 /** Writes traceparent/tracestate, b3 and baggage (with the LogContext) of the active context into NATS headers. */
 export function injectHeaders(headers: MsgHdrs): void {
-  propagator.inject(context.active(), headers, natsHeadersSetter);
+  injectHeadersFrom(context.active(), headers);
 }
 
 /**
@@ -98,7 +207,40 @@ export function injectHeaders(headers: MsgHdrs): void {
  */
 export function extractHeaders(headers: MsgHdrs | undefined): Context {
   if (!headers) return ROOT_CONTEXT;
-  return propagator.extract(ROOT_CONTEXT, headers, natsHeadersGetter);
+  // One pass over the entries; a key in exact lower case wins over another spelling of it.
+  let traceparent: string[] | undefined;
+  let tracestate: string[] | undefined;
+  let baggage: string[] | undefined;
+  let exact = 0;
+  for (const [key, values] of headers) {
+    switch (key) {
+      case "traceparent":
+        traceparent = values;
+        exact |= 1;
+        continue;
+      case "tracestate":
+        tracestate = values;
+        exact |= 2;
+        continue;
+      case "baggage":
+        baggage = values;
+        exact |= 4;
+        continue;
+    }
+    if (key.length !== 7 && key.length !== 10 && key.length !== 11) continue;
+    const lower = key.toLowerCase();
+    if (lower === "traceparent" && !(exact & 1)) traceparent ??= values;
+    else if (lower === "tracestate" && !(exact & 2)) tracestate ??= values;
+    else if (lower === "baggage" && !(exact & 4)) baggage ??= values;
+  }
+  return extractFrom(
+    ROOT_CONTEXT,
+    traceparent?.[0],
+    tracestate?.join(","),
+    baggage?.join(","),
+    headers,
+    natsHeadersGetter,
+  );
 }
 
 /** Same as injectHeaders, into a plain object (event metadata, an outgoing HTTP request's headers). */

@@ -7,6 +7,7 @@ import { NoopSpanProcessor } from "@opentelemetry/sdk-trace";
 import { installDiagLogger } from "./diag.ts";
 import { metricReadersFromEnv, spanProcessorsFromEnv } from "./exporters.ts";
 import { setServiceName } from "./logger.ts";
+import { attachObservers } from "./metrics.ts";
 import { patchLoadedPg } from "./pg.ts";
 import { propagator } from "./propagation.ts";
 import { samplerFromEnv } from "./sampler.ts";
@@ -20,7 +21,10 @@ export interface TelemetryOptions {
 export interface Telemetry {
   /** Flushes spans and metrics still buffered, then stops the SDK. Safe to call twice. */
   shutdown(): Promise<void>;
-  /** Exports the spans buffered so far without stopping (tests, and before a deliberate exit). */
+  /**
+   * Exports the spans buffered so far, and collects and exports the metrics now, without stopping
+   * (tests, and before a deliberate exit).
+   */
   flush(): Promise<void>;
 }
 
@@ -41,6 +45,8 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
   // A tracer provider even with no exporter: spans still get trace ids that the logs carry and that
   // travel to the next service.
   if (spanProcessors.length === 0) spanProcessors.push(new NoopSpanProcessor());
+
+  const metricReaders = await metricReadersFromEnv(env);
 
   const resource = resourceFromAttributes({
     "service.name": opts.serviceName,
@@ -75,18 +81,23 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
     textMapPropagator: propagator,
     sampler: samplerFromEnv(env),
     spanProcessors,
-    metricReaders: await metricReadersFromEnv(env),
+    metricReaders,
     // Logs go to stdout as JSON (collected into Loki), not through the SDK.
     logRecordProcessors: [],
     instrumentations: [pg],
   });
   sdk.start();
   patchLoadedPg(pg);
+  // Gauges registered before (or across an earlier SDK) report through this one from now on.
+  attachObservers();
 
   let stopped: Promise<void> | undefined;
   const telemetry: Telemetry = {
     async flush() {
-      await Promise.all(spanProcessors.map((processor) => processor.forceFlush()));
+      await Promise.all([
+        ...spanProcessors.map((processor) => processor.forceFlush()),
+        ...metricReaders.map((reader) => reader.forceFlush()),
+      ]);
     },
     shutdown() {
       stopped ??= (async () => {

@@ -4,6 +4,7 @@ import { captureLogs, type LogLine } from "@mikrom/testkit";
 import { context, trace } from "@opentelemetry/api";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createLogger, errorFields, REDACTED, setLogDestination, withContext } from "../src/index.ts";
+import { isoTimestamp } from "../src/logger.ts";
 import { formatText } from "../src/text-format.ts";
 
 let captured: { lines: LogLine[]; write(line: string): void };
@@ -185,5 +186,13 @@ describe("LOG_FORMAT=text", () => {
     expect(out).toMatch(
       /^\d{4}-\d\d-\d\dT[\d:.]+Z INFO {2}texty\/mikrom\.text {2}Hello there {2}password=\[REDACTED\] n=1\n$/,
     );
+  });
+});
+
+describe("the timestamp", () => {
+  it("is what Date#toISOString gives, across second, day and year boundaries", () => {
+    const instants = [0, 9, 99, 999, 1000, 1_767_225_599_999, 1_767_225_600_000, 951_782_400_123];
+    for (let t = 1_767_225_599_990; t < 1_767_225_600_010; t++) instants.push(t);
+    for (const t of instants) expect(isoTimestamp(t)).toBe(`,"timestamp":"${new Date(t).toISOString()}"`);
   });
 });

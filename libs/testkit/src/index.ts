@@ -4,5 +4,11 @@ export { type Infrastructure, LOCAL_DATABASE_URL, LOCAL_NATS_URL, resolveInfrast
 export { captureLogs, type LogLine, parseLogLine } from "./log-lines.ts";
 export { uniqueName } from "./names.ts";
 export { connectNats, createTestNats, type TestNats } from "./nats.ts";
-export { type OtlpReceiver, type ReceivedSpan, SpanKindOtlp, startOtlpReceiver } from "./otlp-receiver.ts";
+export {
+  type OtlpReceiver,
+  type ReceivedMetricPoint,
+  type ReceivedSpan,
+  SpanKindOtlp,
+  startOtlpReceiver,
+} from "./otlp-receiver.ts";
 export { createTestDatabase, type TestDatabase, withDatabase } from "./postgres.ts";

@@ -39,6 +39,71 @@ interface OtlpExport {
   resourceSpans?: { resource?: { attributes?: OtlpAttribute[] }; scopeSpans?: { spans?: OtlpSpan[] }[] }[];
 }
 
+/** One data point of an exported metric, flattened. Exports are cumulative: later points supersede earlier ones. */
+export interface ReceivedMetricPoint {
+  service: string;
+  /** e.g. `messaging.process.duration`. */
+  name: string;
+  unit: string;
+  kind: "histogram" | "gauge" | "sum";
+  attributes: Record<string, string | number | boolean>;
+  /** Gauge or sum value. */
+  value?: number;
+  /** Histogram: number of recordings, their sum, and the counts per bucket (`bounds` are upper bounds). */
+  count?: number;
+  sum?: number;
+  bounds?: number[];
+  bucketCounts?: number[];
+}
+
+interface OtlpNumberPoint {
+  attributes?: OtlpAttribute[];
+  asDouble?: number;
+  asInt?: string | number;
+}
+interface OtlpHistogramPoint {
+  attributes?: OtlpAttribute[];
+  count?: string | number;
+  sum?: number;
+  explicitBounds?: number[];
+  bucketCounts?: (string | number)[];
+}
+interface OtlpMetric {
+  name: string;
+  unit?: string;
+  gauge?: { dataPoints?: OtlpNumberPoint[] };
+  sum?: { dataPoints?: OtlpNumberPoint[] };
+  histogram?: { dataPoints?: OtlpHistogramPoint[] };
+}
+interface OtlpMetricsExport {
+  resourceMetrics?: {
+    resource?: { attributes?: OtlpAttribute[] };
+    scopeMetrics?: { metrics?: OtlpMetric[] }[];
+  }[];
+}
+
+function metricPoints(service: string, m: OtlpMetric): ReceivedMetricPoint[] {
+  const base = { service, name: m.name, unit: m.unit ?? "" };
+  const numbers = (kind: "gauge" | "sum", points: OtlpNumberPoint[] | undefined): ReceivedMetricPoint[] =>
+    (points ?? []).map((p) => ({
+      ...base,
+      kind,
+      attributes: attributesOf(p.attributes),
+      value: p.asDouble ?? Number(p.asInt ?? 0),
+    }));
+  if (m.gauge) return numbers("gauge", m.gauge.dataPoints);
+  if (m.sum) return numbers("sum", m.sum.dataPoints);
+  return (m.histogram?.dataPoints ?? []).map((p) => ({
+    ...base,
+    kind: "histogram",
+    attributes: attributesOf(p.attributes),
+    count: Number(p.count ?? 0),
+    sum: p.sum ?? 0,
+    bounds: p.explicitBounds ?? [],
+    bucketCounts: (p.bucketCounts ?? []).map(Number),
+  }));
+}
+
 function attributeValue(v: OtlpValue): string | number | boolean {
   if (v.stringValue !== undefined) return v.stringValue;
   if (v.intValue !== undefined) return Number(v.intValue);
@@ -61,6 +126,16 @@ export interface OtlpReceiver {
   readonly resources: Record<string, string | number | boolean>[];
   /** Resolves when `predicate(spans)` holds, rejects after `timeoutMs`. */
   waitFor(predicate: (spans: ReceivedSpan[]) => boolean, timeoutMs?: number): Promise<ReceivedSpan[]>;
+  /** Every metric data point received at /v1/metrics (OTLP/JSON), in arrival order. */
+  readonly metrics: ReceivedMetricPoint[];
+  /**
+   * Resolves with the first point (searching newest first) that `predicate` accepts, rejects after
+   * `timeoutMs`. Newest first: exports are cumulative, so the latest point of a series is its state.
+   */
+  waitForMetric(
+    predicate: (point: ReceivedMetricPoint) => boolean,
+    timeoutMs?: number,
+  ): Promise<ReceivedMetricPoint>;
   close(): Promise<void>;
 }
 
@@ -70,6 +145,7 @@ export interface OtlpReceiver {
  */
 export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = [];
+  const metrics: ReceivedMetricPoint[] = [];
   const resources: Record<string, string | number | boolean>[] = [];
   const waiters = new Set<() => void>();
   const server: Server = createServer((req, res) => {
@@ -97,6 +173,15 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
           }
         }
         for (const wake of waiters) wake();
+      } else if (req.method === "POST" && req.url === "/v1/metrics") {
+        const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as OtlpMetricsExport;
+        for (const rm of body.resourceMetrics ?? []) {
+          const service = String(attributesOf(rm.resource?.attributes)["service.name"]);
+          for (const sm of rm.scopeMetrics ?? []) {
+            for (const m of sm.metrics ?? []) metrics.push(...metricPoints(service, m));
+          }
+        }
+        for (const wake of waiters) wake();
       }
       res.writeHead(200, { "content-type": "application/json" });
       res.end("{}");
@@ -108,6 +193,29 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     endpoint: `http://127.0.0.1:${port}`,
     spans,
     resources,
+    metrics,
+    waitForMetric(predicate, timeoutMs = 10_000) {
+      const latest = (): ReceivedMetricPoint | undefined => metrics.findLast(predicate);
+      const found = latest();
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const check = (): void => {
+          const point = latest();
+          if (!point) return;
+          clearTimeout(timer);
+          waiters.delete(check);
+          resolve(point);
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          const names = [...new Set(metrics.map((m) => m.name))].join(", ");
+          reject(
+            new Error(`OTLP receiver: no matching metric point within ${timeoutMs} ms (seen: ${names})`),
+          );
+        }, timeoutMs);
+        waiters.add(check);
+      });
+    },
     waitFor(predicate, timeoutMs = 10_000) {
       if (predicate(spans)) return Promise.resolve(spans);
       return new Promise((resolve, reject) => {

@@ -19,6 +19,7 @@ import { isRefusal } from "./domain/refusal.ts";
 import { commandRegistry, handleCommand, type IppoolCommand } from "./handlers/commands.ts";
 import { ensureDefaultPool } from "./handlers/default-pool.ts";
 import { ippoolQueryHandlers } from "./handlers/queries.ts";
+import { observePools } from "./metrics.ts";
 import { ensureDatabase } from "./store/database.ts";
 import { type IppoolStore, openIppoolStore } from "./store/event-store.ts";
 import { kyselySql } from "./store/sql.ts";
@@ -124,12 +125,14 @@ export async function startService(config: Config): Promise<RunningService> {
       { queue: QUERY_GROUP },
     ),
   );
+  const poolGauges = observePools(sql);
   log.info({ namespace: names.namespace, concurrency: config.concurrency }, "ippool-service started");
 
   return {
     store,
     names,
     async stop() {
+      poolGauges.remove();
       await Promise.all([consumer.stop(), ...queries.map((q) => q.stop())]);
       await relay.stop();
       await shutdown(nc, {});

@@ -24,7 +24,8 @@ const Env = z.object({
     .regex(/^[A-Za-z0-9_-]+$/, "letters, digits, '-' and '_' only")
     .default("mikrom"),
   MIKROM_HOST_ID: HostId.optional(),
-  MIKROM_HOST_VCPUS: positiveInt(availableParallelism()),
+  /** vCPUs offered to VMs: overcommitted 4:1 by default, as microVM hosts commonly run (memory is not). */
+  MIKROM_HOST_VCPUS: positiveInt(availableParallelism() * 4),
   MIKROM_HOST_MEMORY_MB: positiveInt(Math.floor(totalmem() / 2 ** 20)),
   HEARTBEAT_INTERVAL_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
   /** Commands handled at once (boots of different VMs run in parallel; one VM's are serialized). */

@@ -36,6 +36,7 @@ import type { Delivery, HandlerDeps } from "./handlers/context.ts";
 import { type HostEvent, onHostEvent, onProcessEvent } from "./handlers/events.ts";
 import { serveQueries } from "./handlers/queries.ts";
 import { startSweeper, sweepOnce } from "./handlers/sweeper.ts";
+import { observeVmStatuses } from "./metrics.ts";
 import { openVmStore } from "./store/vm-store.ts";
 
 export interface VmService {
@@ -169,6 +170,7 @@ export async function startVmService(
   // Ready means answering: the server knows the query subscriptions before anyone is told we are up.
   await nc.flush();
   const sweeper = startSweeper(deps);
+  const statusGauge = observeVmStatuses(store.db);
 
   return {
     deps,
@@ -177,6 +179,7 @@ export async function startVmService(
     sweep: () => sweepOnce(deps),
     async stop() {
       // Nothing new is decided, then the outbox is flushed while NATS is still there, then NATS drains.
+      statusGauge.remove();
       await sweeper.stop();
       await Promise.all([
         ...consumers.map((c) => c.stop({ timeoutMs: 10_000 })),

@@ -11,6 +11,7 @@ import { type AgentCommand, type Answer, afterRestart, type HeldVm, plan, type S
 
 export type { AgentCommand };
 
+import { recordBoot } from "./metrics.ts";
 import { VmLocks } from "./vm-locks.ts";
 
 const log = createLogger("mikrom.provisioner.agent");
@@ -184,6 +185,7 @@ export class Agent {
       this.#store.transaction((session) =>
         recordVm(session, this.driverName, { vmId, status: "booting", spec, instance }, []),
       );
+    let bootStarted: number | undefined;
     try {
       if (step.clear) {
         // What an earlier boot left (a stopped or lost VM, or the running one of a reboot) goes first.
@@ -191,9 +193,11 @@ export class Agent {
         await this.#driver.destroy(step.clear);
       }
       await booting(null);
+      bootStarted = performance.now();
       const instance = await this.#driver.boot(spec, {
         onSpawned: async (spawned) => void (await booting(spawned)),
       });
+      recordBoot(this.driverName, (performance.now() - bootStarted) / 1000);
       log.info({ pid: instance.pid, boot_ms: instance.bootMs, ip: spec.ipAddress }, "VM booted");
       return {
         change: { vmId, status: "running", spec, instance },
@@ -204,6 +208,10 @@ export class Agent {
       };
     } catch (error) {
       const failure = bootFailure(error);
+      // Only the driver's boot is timed; a failure clearing an earlier boot's leftovers is not one.
+      if (bootStarted !== undefined) {
+        recordBoot(this.driverName, (performance.now() - bootStarted) / 1000, failure.step);
+      }
       log.warn({ ...errorFields(error), boot_step: failure.step }, "boot failed");
       return {
         change: { vmId, status: "failed", spec, instance: null },

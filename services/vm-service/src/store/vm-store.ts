@@ -3,8 +3,10 @@ import { createEventStore, type EventStore, type OutgoingMessage, type Session }
 import { type Kysely, sql } from "kysely";
 import type { Refusal } from "../domain/decide.ts";
 import type { Decision } from "../domain/lifecycle.ts";
+import { type EndedOperation, endedOperations } from "../domain/operations.ts";
 import { replay, type Step, type Vm, type VmEvent } from "../domain/vm.ts";
 import { definitionOf, subjectOf, vmEventSubject } from "../messaging/subjects.ts";
+import { recordOperations } from "../metrics.ts";
 import { vmMigrations } from "./migrations.ts";
 import { project, trackPlacement } from "./read-model.ts";
 import type { Tables } from "./tables.ts";
@@ -40,7 +42,13 @@ export interface StoreDeps {
 export type HandleResult =
   | { readonly kind: "duplicate" }
   | { readonly kind: "refused"; readonly refusal: Refusal }
-  | { readonly kind: "decided"; readonly decision: Decision; readonly vm: Vm };
+  | {
+      readonly kind: "decided";
+      readonly decision: Decision;
+      readonly vm: Vm;
+      /** The user operations the new events end (for mikrom.vm.operation.duration once committed). */
+      readonly operations: readonly EndedOperation[];
+    };
 
 export async function openVmStore(
   connectionString: string,
@@ -113,6 +121,7 @@ async function decideIn(
     message(out.command.type, subjectOf(deps.names, out), out.command.data),
   );
   let state = vm;
+  let operations: readonly EndedOperation[] = [];
   if (outcome.events.length > 0) {
     const appended = await session.append(vmId, outcome.events, {
       expectedVersion: version,
@@ -125,6 +134,7 @@ async function decideIn(
       await trackPlacement(tx, state, after);
       state = after;
     }
+    operations = endedOperations(events, appended.events);
   } else {
     await session.send(commands);
   }
@@ -147,7 +157,7 @@ async function decideIn(
       )
       .execute();
   }
-  return { kind: "decided", decision: outcome, vm: state };
+  return { kind: "decided", decision: outcome, vm: state, operations };
 }
 
 export async function handleVm(
@@ -168,6 +178,8 @@ export async function handleVm(
     result = await deps.store.transaction((session) => decideIn(session, deps, vmId, null, commandType, run));
   }
   deps.onDecision?.(performance.now() - started);
+  // Only now, committed: a transaction retried after a conflict decides (and would count) again.
+  if (result.kind === "decided") recordOperations(result.operations);
   return result;
 }
 
