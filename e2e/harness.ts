@@ -1,5 +1,4 @@
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -11,6 +10,7 @@ import {
 } from "@mikrom/testkit";
 import pg from "pg";
 import { type RunningSystem, type ServiceName, startSystem } from "../scripts/system.ts";
+import { freePort } from "./private-infra.ts";
 
 export const ADMIN = { email: "admin@e2e.mikrom", password: "admin-password-1" };
 
@@ -31,14 +31,6 @@ export interface E2eSystem {
   readonly stderr: string[];
   readonly runDir: string;
   close(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /**
@@ -136,7 +128,13 @@ type Json = any;
 
 export interface Client {
   readonly token: string;
-  call(method: string, path: string, body?: unknown): Promise<{ status: number; body: Json }>;
+  call(method: string, path: string, body?: unknown): Promise<Reply>;
+}
+
+export interface Reply {
+  status: number;
+  body: Json;
+  headers: Headers;
 }
 
 /** Registers (when asked) and logs in over the REST API, as a user's script would. */
@@ -145,7 +143,7 @@ export async function login(
   user: { email: string; password: string },
   register = false,
 ): Promise<Client> {
-  const send = async (method: string, path: string, body?: unknown, token?: string) => {
+  const send = async (method: string, path: string, body?: unknown, token?: string): Promise<Reply> => {
     const res = await fetch(`${api}${path}`, {
       method,
       headers: {
@@ -155,7 +153,7 @@ export async function login(
       ...(body !== undefined && { body: JSON.stringify(body) }),
     });
     const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : undefined };
+    return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
   };
   if (register) {
     const created = await send("POST", "/api/v1/auth/register", { ...user, name: "E2E User" });
@@ -176,4 +174,50 @@ export async function waitFor(client: Client, vmId: string, status: string, time
   const res = await client.call("GET", `/api/v1/vms/${vmId}/wait?status=${status}&timeout=${timeoutS}`);
   if (res.status !== 200) throw new Error(`wait ${status}: ${res.status} ${JSON.stringify(res.body)}`);
   return res.body;
+}
+
+/** Polls `fn` until `ok` holds for its value, or throws at the deadline naming what was awaited. */
+export async function until<T>(
+  what: string,
+  fn: () => Promise<T>,
+  ok: (v: T) => boolean,
+  ms = 30_000,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await fn();
+    if (ok(value)) return value;
+    if (Date.now() > deadline)
+      throw new Error(`${what}: not seen within ${ms} ms (last: ${JSON.stringify(value)})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Addresses allocated in a pool, from the admin's `GET /ippools/stats` (-1 when the pool is unknown). */
+export async function poolAllocated(admin: Client, pool = "default"): Promise<number> {
+  const res = await admin.call("GET", "/api/v1/ippools/stats");
+  const stats = (res.body.pools as Array<{ name: string; allocated: number }>).find((p) => p.name === pool);
+  return stats?.allocated ?? -1;
+}
+
+/** The trace of `POST /api/v1/vms` that created the VM: the gateway's log line of that request names both. */
+export function traceOfCreate(e2e: E2eSystem, vmId: string): string {
+  const line = e2e.lines.find(
+    (l) => l.service === "api-gateway" && l.entry.vm_id === vmId && typeof l.entry.trace_id === "string",
+  );
+  if (!line) throw new Error(`the gateway logged nothing for the create request of ${vmId}`);
+  return line.entry.trace_id as string;
+}
+
+/** WARN and ERROR lines a service wrote about a VM (from line `from` on). */
+export function problemsOf(e2e: E2eSystem, service: ServiceName, vmId: string, from = 0): LogLine[] {
+  return e2e.lines
+    .slice(from)
+    .filter(
+      (l) =>
+        l.service === service &&
+        l.entry.vm_id === vmId &&
+        (l.entry.level === "WARN" || l.entry.level === "ERROR"),
+    )
+    .map((l) => l.entry);
 }

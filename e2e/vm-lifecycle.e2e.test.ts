@@ -1,17 +1,15 @@
 import { existsSync } from "node:fs";
 import { describe, expect, type ReceivedSpan, SpanKindOtlp, test } from "@mikrom/testkit";
-import { ADMIN, type Client, type E2eSystem, login, startE2eSystem, waitFor } from "./harness.ts";
-
-async function until<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolean, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await fn();
-    if (ok(value)) return value;
-    if (Date.now() > deadline)
-      throw new Error(`${what}: not seen within ${ms} ms (last: ${JSON.stringify(value)})`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+import {
+  ADMIN,
+  type E2eSystem,
+  login,
+  poolAllocated,
+  startE2eSystem,
+  traceOfCreate,
+  until,
+  waitFor,
+} from "./harness.ts";
 
 const BACKEND = ["vm-service", "ippool-service", "provisioner"] as const;
 
@@ -82,7 +80,7 @@ describe("Mikrom end to end", () => {
       );
 
       // One trace for the create request, across every service and NATS hop.
-      const createTrace = await traceOfCreate(e2e, vmId);
+      const createTrace = traceOfCreate(e2e, vmId);
       const spans = await e2e.otlp.waitFor(
         (all) =>
           servicesIn(all, createTrace).length >= 4 &&
@@ -153,27 +151,10 @@ describe("Mikrom end to end", () => {
   });
 });
 
-async function poolAllocated(admin: Client): Promise<number> {
-  const res = await admin.call("GET", "/api/v1/ippools/stats");
-  const pool = (res.body.pools as Array<{ name: string; allocated: number }>).find(
-    (p) => p.name === "default",
-  );
-  return pool?.allocated ?? -1;
-}
-
 function servicesIn(spans: ReceivedSpan[], traceId: string): string[] {
   return [...new Set(spans.filter((s) => s.traceId === traceId).map((s) => s.service))];
 }
 
 function hasSpan(spans: ReceivedSpan[], traceId: string, service: string, kind: number): boolean {
   return spans.some((s) => s.traceId === traceId && s.service === service && s.kind === kind);
-}
-
-/** The trace of `POST /api/v1/vms` that created the VM: the gateway's log line of that request names both. */
-async function traceOfCreate(e2e: E2eSystem, vmId: string): Promise<string> {
-  const line = e2e.lines.find(
-    (l) => l.service === "api-gateway" && l.entry.vm_id === vmId && typeof l.entry.trace_id === "string",
-  );
-  if (!line) throw new Error("the gateway logged nothing for the create request");
-  return line.entry.trace_id as string;
 }
