@@ -1,0 +1,72 @@
+import { describe, expect, test } from "vitest";
+import { loadCompose } from "../src/compose.ts";
+import { envProblems } from "../src/env-policy.ts";
+import { envReads, readsOfSource } from "../src/env-reads.ts";
+import { type K8sObject, k8sDir, render } from "../src/k8s.ts";
+import { SERVICES, type Service } from "../src/nats-permissions.ts";
+
+// biome-ignore lint/suspicious/noExplicitAny: rendered manifests are walked as plain data
+type Any = any;
+const manifests = render(`${k8sDir}/overlays/production`);
+const compose = loadCompose();
+
+/** Every variable the container of `service` gets: `env` entries and the keys of its envFrom sources. */
+function k8sEnv(objects: K8sObject[], service: Service): Set<string> {
+  const workload = objects.find(
+    (o) => (o.kind === "Deployment" || o.kind === "DaemonSet") && o.metadata.name === service,
+  ) as Any;
+  const container = workload.spec.template.spec.containers[0];
+  const names = new Set<string>((container.env ?? []).map((e: Any) => e.name));
+  for (const source of container.envFrom ?? []) {
+    const ref = source.configMapRef ?? source.secretRef;
+    const kind = source.configMapRef ? "ConfigMap" : "Secret";
+    const obj = objects.find((o) => o.kind === kind && o.metadata.name === ref.name) as Any;
+    if (!obj) throw new Error(`${service}: envFrom names ${kind} ${ref.name}, which is not in the manifests`);
+    for (const key of Object.keys({ ...obj.data, ...obj.stringData })) names.add(key);
+  }
+  return names;
+}
+
+describe("environment variables: what the services read is what the deployments set", () => {
+  test.each(SERVICES)("%s: compose sets every variable it reads and nothing else", (service) => {
+    const set = new Set(Object.keys(compose.services[service]?.environment ?? {}));
+    expect(envProblems(envReads(service), set)).toEqual([]);
+  });
+
+  test.each(SERVICES)(
+    "%s: the Kubernetes manifests set every variable it reads and nothing else",
+    (service) => {
+      expect(envProblems(envReads(service), k8sEnv(manifests, service))).toEqual([]);
+    },
+  );
+
+  test("the reads are found in schemas, env accesses and the drivers' pick()", () => {
+    const source = `
+      const Env = BaseEnv.extend({ PORT: z.number(), nested: z.object({ NOT_A_VAR: z.string() }) });
+      const a = process.env.LOG_LEVEL ?? env.OTEL_X ?? env["QUOTED"] ?? pick("MIKROM_DRIVER");
+      const b = c.env.incoming; const d = other.UPPER;`;
+    expect([...readsOfSource(source)].sort()).toEqual([
+      "LOG_LEVEL",
+      "MIKROM_DRIVER",
+      "OTEL_X",
+      "PORT",
+      "QUOTED",
+    ]);
+  });
+
+  test("every service reads the shared variables, and a new one in a config.ts would be noticed", () => {
+    for (const service of SERVICES) {
+      expect([...envReads(service)]).toEqual(
+        expect.arrayContaining(["NATS_URL", "DATABASE_URL", "MIKROM_NAMESPACE", "LOG_LEVEL", "LOG_FORMAT"]),
+      );
+    }
+    const reads = new Set([...envReads("audit"), "AUDIT_NEW_KNOB"]);
+    const set = new Set(Object.keys(compose.services.audit?.environment ?? {}));
+    expect(envProblems(reads, set)).toEqual(["AUDIT_NEW_KNOB is read but not set"]);
+    expect(envProblems(envReads("audit"), new Set([...set, "STALE", "OTEL_MADE_UP", "HOME"]))).toEqual([
+      "HOME is the platform's, not the deployment's",
+      "OTEL_MADE_UP is set but nothing reads it",
+      "STALE is set but the service does not read it",
+    ]);
+  });
+});

@@ -1,0 +1,118 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, test } from "vitest";
+import { type K8sObject, k8sDir, kustomizations, render, validateObject } from "../src/k8s.ts";
+import { renderAuthConf, SERVICES } from "../src/nats-permissions.ts";
+
+const rendered = new Map(kustomizations().map((dir) => [dir.slice(k8sDir.length + 1), render(dir)]));
+const production = rendered.get("overlays/production")!;
+
+// biome-ignore lint/suspicious/noExplicitAny: rendered manifests are walked as plain data
+type Any = any;
+const find = (objs: K8sObject[], kind: string, name: string): Any =>
+  objs.find((o) => o.kind === kind && o.metadata.name === name);
+const workers = SERVICES.filter((s) => s !== "provisioner");
+
+describe("Kubernetes manifests", () => {
+  test.each([...rendered.keys()])("every object rendered from %s passes its API schema", (dir) => {
+    const objects = rendered.get(dir)!;
+    expect(objects.length).toBeGreaterThan(30);
+    expect(objects.flatMap(validateObject)).toEqual([]);
+  });
+
+  test("the validators refuse what the API server would refuse", () => {
+    const deployment = structuredClone(find(production, "Deployment", "vm-service"));
+    deployment.spec.replicas = "two";
+    expect(validateObject(deployment).join()).toMatch(/replicas must be integer/);
+    const cluster = structuredClone(find(production, "Cluster", "mikrom-db"));
+    cluster.spec.instaces = 3;
+    expect(validateObject(cluster).join()).toMatch(/additional properties/);
+    expect(validateObject({ apiVersion: "example.com/v1", kind: "Thing", metadata: { name: "x" } })).toEqual([
+      "Thing/x: no schema for example.com/v1/Thing (neither a Kubernetes kind nor a known CRD)",
+    ]);
+  });
+
+  test("everything lands in the mikrom namespace", () => {
+    const namespaced = production.filter((o) => o.kind !== "Namespace");
+    expect(namespaced.filter((o) => o.metadata.namespace !== "mikrom").map((o) => o.kind)).toEqual([]);
+  });
+
+  test.each(workers)(
+    "%s is a Deployment with probes, resources, a disruption budget and an autoscaler",
+    (svc) => {
+      const d = find(production, "Deployment", svc);
+      const c = d.spec.template.spec.containers[0];
+      expect(c.readinessProbe).toBeDefined();
+      expect(c.startupProbe).toBeDefined();
+      expect(c.resources.requests.cpu).toBeDefined();
+      expect(c.resources.limits.memory).toBeDefined();
+      expect(d.spec.template.spec.securityContext.runAsNonRoot).toBe(true);
+      const pdb = find(production, "PodDisruptionBudget", svc);
+      expect(pdb.spec.selector.matchLabels).toEqual(d.spec.selector.matchLabels);
+      const hpa = find(production, "HorizontalPodAutoscaler", svc);
+      expect(hpa.spec.scaleTargetRef).toEqual({ apiVersion: "apps/v1", kind: "Deployment", name: svc });
+      expect(hpa.spec.minReplicas).toBeGreaterThanOrEqual(2);
+    },
+  );
+
+  test("the provisioner is a DaemonSet on KVM nodes with /dev/kvm and the network privileges", () => {
+    const ds = find(production, "DaemonSet", "provisioner");
+    const pod = ds.spec.template.spec;
+    expect(pod.nodeSelector).toEqual({ "mikrom.io/kvm": "true" });
+    expect(pod.hostNetwork).toBe(true);
+    expect(pod.containers[0].securityContext.capabilities.add).toContain("NET_ADMIN");
+    expect(pod.volumes.map((v: Any) => v.hostPath?.path)).toEqual(
+      expect.arrayContaining(["/dev/kvm", "/dev/net/tun"]),
+    );
+    expect(find(production, "Deployment", "provisioner")).toBeUndefined();
+  });
+
+  test("NATS is a JetStream cluster of three with storage, fsync always, and the generated users", () => {
+    const sts = find(production, "StatefulSet", "nats");
+    expect(sts.spec.replicas).toBe(3);
+    expect(sts.spec.volumeClaimTemplates[0].spec.resources.requests.storage).toBeDefined();
+    const configName = sts.spec.template.spec.volumes.find((v: Any) => v.name === "config").configMap.name;
+    const config = find(production, "ConfigMap", configName);
+    expect(config.data["nats.conf"]).toMatch(/^\s*sync_interval: always$/m);
+    expect(config.data["nats.conf"]).toMatch(/include \.\/auth\.conf/);
+    expect(config.data["nats.conf"].match(/nats:\/\/nats-\d\.nats-headless:6222/g)).toHaveLength(3);
+    expect(config.data["auth.conf"]).toBe(renderAuthConf("mikrom"));
+    expect(find(production, "PodDisruptionBudget", "nats").spec.maxUnavailable).toBe(1);
+  });
+
+  test("PostgreSQL is a CloudNativePG cluster with a synchronous standby, bootstrapped by the example secret", () => {
+    const db = find(production, "Cluster", "mikrom-db");
+    expect(db.spec.instances).toBe(3);
+    expect(db.spec.minSyncReplicas).toBe(1);
+    expect(find(production, "Secret", db.spec.bootstrap.initdb.secret.name).type).toBe(
+      "kubernetes.io/basic-auth",
+    );
+  });
+
+  test("network policies deny ingress by default and open NATS and PostgreSQL to their clients only", () => {
+    const policies = production.filter((o) => o.kind === "NetworkPolicy") as Any[];
+    const deny = policies.find((p) => p.metadata.name === "default-deny-ingress");
+    expect(deny.spec).toEqual({ podSelector: {}, policyTypes: ["Ingress"] });
+    const clients = (name: string): Any =>
+      policies.find((p) => p.metadata.name === name).spec.ingress[0].from[0];
+    expect(clients("nats").podSelector.matchLabels).toEqual({ "mikrom.io/nats-client": "true" });
+    expect(clients("postgres").podSelector.matchLabels).toEqual({ "mikrom.io/db-client": "true" });
+    for (const svc of SERVICES) {
+      const pod = (find(production, "Deployment", svc) ?? find(production, "DaemonSet", svc)).spec.template;
+      expect(pod.metadata.labels).toMatchObject({
+        "mikrom.io/nats-client": "true",
+        "mikrom.io/db-client": "true",
+      });
+    }
+  });
+
+  test("the collector runs on every node with its config, and the secrets are marked as examples", () => {
+    expect(find(production, "DaemonSet", "otel-collector")).toBeDefined();
+    const example = readFileSync(join(k8sDir, "base", "secrets.example.yaml"), "utf8");
+    expect(example).toMatch(/EXAMPLE/);
+    const secrets = production.filter((o) => o.kind === "Secret") as Any[];
+    for (const s of secrets) {
+      expect(Object.values(s.stringData).some((v) => String(v).includes("change-me"))).toBe(true);
+    }
+  });
+});

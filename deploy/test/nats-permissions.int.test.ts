@@ -1,0 +1,241 @@
+/**
+ * The generated NATS users, on a real nats-server this test starts (its own port and store, never
+ * the shared server): each service can do what its code does (the flow below is the services' own
+ * topology, command, event and query paths) and is refused everything else it has no business with.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connectNats, consumerConfig, declareTopology } from "@mikrom/bus";
+import { names } from "@mikrom/contracts";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { deployDir } from "../src/generate.ts";
+import { passwordVariable, SERVICES, type Service } from "../src/nats-permissions.ts";
+
+const ns = names("mikrom");
+const password = (s: Service): string => `test-${s}`;
+let server: ChildProcess;
+let port = 0;
+let dir = "";
+const conns = new Map<Service, NatsConnection>();
+const violations = new Map<Service, string[]>();
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function connectAs(service: Service): Promise<NatsConnection> {
+  const nc = await connect({
+    servers: `127.0.0.1:${port}`,
+    user: service,
+    pass: password(service),
+    noAsyncTraces: true,
+  });
+  const seen: string[] = [];
+  violations.set(service, seen);
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === "error" && s.error.name === "PermissionViolationError") seen.push(s.error.message);
+    }
+  })();
+  return nc;
+}
+
+/**
+ * The server answers a refused publish or subscription with -ERR before the PONG of a flush; nats.js
+ * has queued the status by the time flush resolves, and its iterator delivers it on the next turn.
+ */
+async function settled(nc: NatsConnection): Promise<void> {
+  await nc.flush();
+  await new Promise((resolve) => setImmediate(resolve));
+}
+
+async function canPublish(service: Service, subject: string): Promise<boolean> {
+  const nc = conns.get(service)!;
+  const before = violations.get(service)!.length;
+  nc.publish(subject, "{}");
+  await settled(nc);
+  return !violations
+    .get(service)!
+    .slice(before)
+    .some((v) => v.includes(`"${subject}"`));
+}
+
+async function canSubscribe(service: Service, subject: string): Promise<boolean> {
+  const nc = conns.get(service)!;
+  const before = violations.get(service)!.length;
+  const sub = nc.subscribe(subject);
+  await settled(nc);
+  sub.unsubscribe();
+  return !violations
+    .get(service)!
+    .slice(before)
+    .some((v) => v.includes(`"${subject}"`));
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "mikrom-nats-perms-"));
+  port = await freePort();
+  copyFileSync(join(deployDir, "nats/auth.conf"), join(dir, "auth.conf"));
+  writeFileSync(
+    join(dir, "nats.conf"),
+    `listen: 127.0.0.1:${port}\njetstream { store_dir: "${join(dir, "js")}" }\ninclude ./auth.conf\n`,
+  );
+  const env = {
+    ...process.env,
+    ...Object.fromEntries(SERVICES.map((s) => [passwordVariable(s), password(s)])),
+  };
+  server = spawn("/usr/sbin/nats-server", ["-c", join(dir, "nats.conf")], { env, stdio: "ignore" });
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      conns.set("api-gateway", await connectAs("api-gateway"));
+      break;
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  for (const s of SERVICES) if (!conns.has(s)) conns.set(s, await connectAs(s));
+});
+
+afterAll(async () => {
+  for (const nc of conns.values()) await nc.close();
+  server?.kill("SIGKILL");
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("NATS users generated from deploy/src/nats-permissions.ts", () => {
+  test("a client without a user, or with a wrong password, is refused", async () => {
+    await expect(connect({ servers: `127.0.0.1:${port}`, timeout: 2_000 })).rejects.toThrow(/Authorization/);
+    await expect(
+      connect({ servers: `127.0.0.1:${port}`, user: "vm-service", pass: "wrong", timeout: 2_000 }),
+    ).rejects.toThrow(/Authorization/);
+  });
+
+  test("a service connects with the credentials written in its NATS_URL (libs/bus connectNats)", async () => {
+    const nc = await connectNats({
+      servers: `nats://audit:${password("audit")}@127.0.0.1:${port}`,
+      name: "t",
+    });
+    await nc.flush();
+    await nc.close();
+  });
+
+  test("the services' own paths work: topology, a command through JetStream, an event, a query", async () => {
+    const gw = conns.get("api-gateway")!;
+    const vm = conns.get("vm-service")!;
+    const prov = conns.get("provisioner")!;
+    // Every service declares the streams at start; the durables are the services' own.
+    await declareTopology(await jetstreamManager(gw), ns, { logger: { info() {} } });
+    await declareTopology(await jetstreamManager(vm), ns, {
+      logger: { info() {} },
+      consumers: [
+        { stream: ns.streams.commands, durable: "vm-service-commands", filterSubject: "mikrom.cmd.vm.>" },
+        {
+          stream: ns.streams.events,
+          durable: "vm-service-provisioner-events",
+          filterSubject: "mikrom.evt.provisioner.*.*",
+        },
+      ],
+    });
+    await declareTopology(await jetstreamManager(prov), ns, {
+      logger: { info() {} },
+      consumers: [
+        {
+          stream: ns.streams.commands,
+          durable: "provisioner-h1",
+          filterSubject: "mikrom.cmd.provisioner.h1.*",
+        },
+      ],
+    });
+    expect(consumerConfig({ stream: "s", durable: "d", filterSubject: "f" }).durable_name).toBe("d");
+
+    // gateway → CreateVm → vm-service's durable; vm-service → BootVm → the host's durable; → VmBooted back.
+    await jetstream(gw).publish("mikrom.cmd.vm.create", "{}", { msgID: "c1" });
+    const vmCommands = await jetstream(vm).consumers.get(ns.streams.commands, "vm-service-commands");
+    const create = await vmCommands.next({ expires: 2_000 });
+    expect(create?.subject).toBe("mikrom.cmd.vm.create");
+    await create!.ackAck();
+    await jetstream(vm).publish("mikrom.cmd.provisioner.h1.boot", "{}", { msgID: "c2" });
+    const hostCommands = await jetstream(prov).consumers.get(ns.streams.commands, "provisioner-h1");
+    const boot = await hostCommands.next({ expires: 2_000 });
+    expect(boot?.subject).toBe("mikrom.cmd.provisioner.h1.boot");
+    await boot!.ackAck();
+    await jetstream(prov).publish("mikrom.evt.provisioner.srv-1.VmBooted", "{}", { msgID: "e1" });
+    const booted = await (
+      await jetstream(vm).consumers.get(ns.streams.events, "vm-service-provisioner-events")
+    ).next({ expires: 2_000 });
+    expect(booted?.subject).toBe("mikrom.evt.provisioner.srv-1.VmBooted");
+    await booted!.ackAck();
+
+    // A query: the gateway asks, vm-service (queue group) answers on the gateway's inbox.
+    const sub = vm.subscribe("mikrom.qry.vm.get", {
+      queue: "vm-service",
+      callback: (_e, m) => {
+        m.respond("pong");
+      },
+    });
+    await vm.flush();
+    expect((await gw.request("mikrom.qry.vm.get", "{}", { timeout: 2_000 })).string()).toBe("pong");
+    sub.unsubscribe();
+    for (const nc of conns.values()) await settled(nc);
+    for (const s of SERVICES) expect(violations.get(s), s).toEqual([]);
+  });
+
+  const may: Array<[Service, "pub" | "sub", string]> = [
+    ["api-gateway", "pub", "mikrom.cmd.vm.create"],
+    ["api-gateway", "pub", "mikrom.cmd.ippool.create"],
+    ["api-gateway", "pub", "mikrom.qry.audit.list"],
+    ["api-gateway", "sub", "mikrom.evt.vm.srv-1.*"],
+    ["vm-service", "pub", "mikrom.evt.vm.srv-1.VmRunning"],
+    ["vm-service", "pub", "mikrom.cmd.ippool.allocate"],
+    ["vm-service", "pub", "mikrom.dlq.mikrom.cmd.vm.create"],
+    ["vm-service", "sub", "mikrom.qry.vm.list"],
+    ["ippool-service", "pub", "mikrom.evt.ippool.srv-1.IpAllocated"],
+    ["ippool-service", "sub", "mikrom.qry.ippool.get"],
+    ["provisioner", "pub", "mikrom.evt.host.h1.HostHeartbeat"],
+    ["provisioner", "sub", "mikrom.qry.provisioner.h1.console"],
+    ["audit", "sub", "mikrom.qry.audit.list"],
+    ["audit", "pub", "$JS.ACK.MIKROM_EVENTS.audit-events.1.1.1.1.1"],
+  ];
+  test.each(may)("%s may %s %s", async (service, op, subject) => {
+    expect(await (op === "pub" ? canPublish : canSubscribe)(service, subject)).toBe(true);
+  });
+
+  const mayNot: Array<[Service, "pub" | "sub", string]> = [
+    ["api-gateway", "pub", "mikrom.evt.vm.srv-1.VmRunning"],
+    ["api-gateway", "pub", "mikrom.cmd.provisioner.h1.boot"],
+    ["api-gateway", "sub", "mikrom.cmd.>"],
+    ["api-gateway", "sub", "mikrom.qry.vm.get"],
+    ["api-gateway", "pub", "$JS.API.STREAM.DELETE.MIKROM_EVENTS"],
+    ["vm-service", "pub", "mikrom.evt.ippool.srv-1.IpAllocated"],
+    ["vm-service", "pub", "mikrom.cmd.vm.create"],
+    ["vm-service", "sub", "mikrom.qry.ippool.>"],
+    ["vm-service", "pub", "$JS.API.CONSUMER.CREATE.MIKROM_EVENTS.audit-events.mikrom.evt.>"],
+    ["ippool-service", "pub", "mikrom.evt.vm.srv-1.VmRunning"],
+    ["ippool-service", "pub", "mikrom.cmd.provisioner.h1.boot"],
+    ["ippool-service", "sub", "mikrom.evt.>"],
+    ["ippool-service", "pub", "$JS.API.STREAM.PURGE.MIKROM_COMMANDS"],
+    ["provisioner", "pub", "mikrom.evt.vm.srv-1.VmRunning"],
+    ["provisioner", "pub", "mikrom.cmd.vm.create"],
+    ["provisioner", "pub", "$JS.API.CONSUMER.CREATE.MIKROM_COMMANDS.x.mikrom.cmd.vm.>"],
+    ["provisioner", "sub", "mikrom.qry.vm.>"],
+    ["audit", "pub", "mikrom.evt.vm.srv-1.VmRunning"],
+    ["audit", "pub", "mikrom.cmd.vm.create"],
+    ["audit", "sub", "mikrom.cmd.>"],
+    ["audit", "sub", "$SYS.>"],
+  ];
+  test.each(mayNot)("%s is refused to %s %s", async (service, op, subject) => {
+    expect(await (op === "pub" ? canPublish : canSubscribe)(service, subject)).toBe(false);
+  });
+});
