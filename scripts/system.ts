@@ -28,7 +28,10 @@ export interface ServiceProcess {
 export interface RunningSystem {
   readonly apiUrl: string;
   readonly processes: ReadonlyMap<ServiceName, ServiceProcess>;
-  /** Resolves once the API answers its readiness check (NATS and its database). */
+  /**
+   * Resolves once the API answers its readiness check (NATS and its database) and vm-service knows
+   * a live provisioner host, so the first VM asked for has somewhere to go.
+   */
   ready(timeoutMs?: number): Promise<void>;
   /** Starts a service again (after kill), with the same environment. */
   restart(name: ServiceName): ServiceProcess;
@@ -43,6 +46,8 @@ export function startSystem(options: SystemOptions): RunningSystem {
   const apiUrl = `http://127.0.0.1:${port}`;
   const processes = new Map<ServiceName, ServiceProcess>();
   const expectedExit = new Set<ServiceName>();
+  // vm-service says "host registered" at info level; below it, readiness is the API's alone.
+  let hostKnown = ["warn", "error", "fatal", "silent"].includes(env.LOG_LEVEL ?? "info");
 
   function start(name: ServiceName): ServiceProcess {
     const child = spawn(process.execPath, [join(root, "services", name, "src", "main.ts")], {
@@ -53,6 +58,7 @@ export function startSystem(options: SystemOptions): RunningSystem {
       const input = child[stream];
       if (!input) continue;
       createInterface({ input }).on("line", (line) => {
+        if (name === "vm-service" && !hostKnown && line.includes('"host registered"')) hostKnown = true;
         if (options.onLine) options.onLine(name, line, stream);
         else (stream === "stdout" ? process.stdout : process.stderr).write(`${line}\n`);
       });
@@ -91,8 +97,10 @@ export function startSystem(options: SystemOptions): RunningSystem {
         }
         try {
           const res = await fetch(`${apiUrl}/api/v1/health/ready`);
-          if (res.ok) return;
-          last = `${res.status} ${await res.text()}`;
+          if (res.ok && hostKnown) return;
+          last = res.ok
+            ? "no provisioner host registered with vm-service yet"
+            : `${res.status} ${await res.text()}`;
         } catch (error) {
           last = String(error);
         }
