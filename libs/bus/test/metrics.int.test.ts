@@ -1,12 +1,11 @@
 import { Header, type MessageDef, names } from "@mikrom/contracts";
-import { startTelemetry, type Telemetry } from "@mikrom/telemetry";
 import {
   describe,
   expect,
-  type OtlpReceiver,
   type ReceivedMetricPoint,
-  startOtlpReceiver,
+  startTestTelemetry,
   type TestNats,
+  type TestTelemetry,
   test,
 } from "@mikrom/testkit";
 import { headers } from "@nats-io/transport-node";
@@ -25,22 +24,12 @@ import { captureLogs, DoWork, gate, registry, waitFor } from "./support.ts";
  * The consumer's metrics leave the process through the real OTLP/HTTP exporter (JSON) and reach a
  * real receiver, every 200 ms.
  */
-let receiver: OtlpReceiver;
-let telemetry: Telemetry;
+let otel: TestTelemetry;
 beforeAll(async () => {
   captureLogs();
-  receiver = await startOtlpReceiver();
-  process.env.OTEL_EXPORTER_OTLP_ENDPOINT = receiver.endpoint;
-  process.env.OTEL_EXPORTER_OTLP_PROTOCOL = "http/json";
-  process.env.OTEL_TRACES_EXPORTER = "none";
-  process.env.OTEL_METRICS_EXPORTER = "otlp";
-  process.env.OTEL_METRIC_EXPORT_INTERVAL = "200";
-  telemetry = await startTelemetry({ serviceName: "bus-metrics-test" });
+  otel = await startTestTelemetry({ serviceName: "bus-metrics-test" });
 });
-afterAll(async () => {
-  await telemetry.shutdown();
-  await receiver.close();
-});
+afterAll(() => otel.stop());
 
 async function worker(
   nats: TestNats,
@@ -101,7 +90,7 @@ describe("consumer metrics", () => {
     await w.send(3);
     await w.sendUnknown();
 
-    const acked = await receiver.waitForMetric(
+    const acked = await otel.otlp.waitForMetric(
       (p) => handled(w.durable, "DoWork", "ack")(p) && p.count === 2,
     );
     expect(acked).toMatchObject({ kind: "histogram", unit: "s", service: "bus-metrics-test" });
@@ -113,15 +102,15 @@ describe("consumer metrics", () => {
     expect(acked.sum).toBeGreaterThan(0);
     expect(acked.bucketCounts?.reduce((a, b) => a + b, 0)).toBe(2);
 
-    const retried = await receiver.waitForMetric(handled(w.durable, "DoWork", "retry"));
+    const retried = await otel.otlp.waitForMetric(handled(w.durable, "DoWork", "retry"));
     expect(retried).toMatchObject({ count: 1, attributes: { "error.type": "Error" } });
-    const deadLettered = await receiver.waitForMetric(handled(w.durable, "DoWork", "dead_letter"));
+    const deadLettered = await otel.otlp.waitForMetric(handled(w.durable, "DoWork", "dead_letter"));
     expect(deadLettered).toMatchObject({ count: 1, attributes: { "error.type": "PermanentFailure" } });
     // A type this consumer does not know is one bounded value, whatever the header said.
-    const unknown = await receiver.waitForMetric(handled(w.durable, "_OTHER", "dead_letter"));
+    const unknown = await otel.otlp.waitForMetric(handled(w.durable, "_OTHER", "dead_letter"));
     expect(unknown).toMatchObject({ count: 1, attributes: { "error.type": "ValidationFailed" } });
 
-    const ours = receiver.metrics.filter(
+    const ours = otel.otlp.metrics.filter(
       (p) =>
         p.name === "messaging.process.duration" &&
         p.attributes["messaging.consumer.group.name"] === w.durable,
@@ -155,12 +144,12 @@ describe("consumer metrics", () => {
       p.attributes["messaging.consumer.group.name"] === w.durable &&
       p.attributes["mikrom.stream"] === w.stream &&
       p.value === value;
-    const pending = await receiver.waitForMetric(series("mikrom.consumer.pending", 2));
+    const pending = await otel.otlp.waitForMetric(series("mikrom.consumer.pending", 2));
     expect(pending).toMatchObject({ kind: "gauge", unit: "{message}" });
-    await receiver.waitForMetric(series("mikrom.consumer.ack_pending", 1));
-    await receiver.waitForMetric(series("mikrom.consumer.redelivered", 1));
+    await otel.otlp.waitForMetric(series("mikrom.consumer.ack_pending", 1));
+    await otel.otlp.waitForMetric(series("mikrom.consumer.redelivered", 1));
 
     release.open();
-    await receiver.waitForMetric(series("mikrom.consumer.pending", 0));
+    await otel.otlp.waitForMetric(series("mikrom.consumer.pending", 0));
   });
 });

@@ -1,25 +1,14 @@
-import { startTelemetry, type Telemetry } from "@mikrom/telemetry";
-import { describe, expect, type OtlpReceiver, startOtlpReceiver, test } from "@mikrom/testkit";
+import { describe, expect, startTestTelemetry, type TestTelemetry, test } from "@mikrom/testkit";
 import { afterAll, beforeAll } from "vitest";
 import { databaseName } from "../src/metrics.ts";
 import type { TallyEvent } from "./fixtures/tally.ts";
 import { openTallyStore } from "./support.ts";
 
-let receiver: OtlpReceiver;
-let telemetry: Telemetry;
+let otel: TestTelemetry;
 beforeAll(async () => {
-  receiver = await startOtlpReceiver();
-  process.env.OTEL_EXPORTER_OTLP_ENDPOINT = receiver.endpoint;
-  process.env.OTEL_EXPORTER_OTLP_PROTOCOL = "http/json";
-  process.env.OTEL_TRACES_EXPORTER = "none";
-  process.env.OTEL_METRICS_EXPORTER = "otlp";
-  process.env.OTEL_METRIC_EXPORT_INTERVAL = "200";
-  telemetry = await startTelemetry({ serviceName: "eventstore-metrics-test" });
+  otel = await startTestTelemetry({ serviceName: "eventstore-metrics-test" });
 });
-afterAll(async () => {
-  await telemetry.shutdown();
-  await receiver.close();
-});
+afterAll(() => otel.stop());
 
 const opened = (tallyId: string): TallyEvent => ({ type: "TallyOpened", data: { tallyId, name: tallyId } });
 
@@ -29,7 +18,7 @@ describe("the outbox backlog gauge", () => {
     try {
       const database = databaseName(db.url);
       const backlog = (n: number) =>
-        receiver.waitForMetric(
+        otel.otlp.waitForMetric(
           (p) =>
             p.name === "mikrom.outbox.backlog" && p.attributes["db.namespace"] === database && p.value === n,
         );

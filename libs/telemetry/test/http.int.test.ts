@@ -3,10 +3,10 @@ import { serve } from "@hono/node-server";
 import {
   captureLogs,
   type LogLine,
-  type OtlpReceiver,
   type ReceivedSpan,
   SpanKindOtlp,
-  startOtlpReceiver,
+  startTestTelemetry,
+  type TestTelemetry,
 } from "@mikrom/testkit";
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
@@ -18,15 +18,12 @@ import {
   httpTelemetry,
   setContext,
   setLogDestination,
-  startTelemetry,
-  type Telemetry,
 } from "../src/index.ts";
 
 const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
 const SPAN_ID = "00f067aa0ba902b7";
 
-let receiver: OtlpReceiver;
-let telemetry: Telemetry;
+let otel: TestTelemetry;
 let logs: { lines: LogLine[]; write(line: string): void };
 
 const handlerLog = createLogger("mikrom.test.handler");
@@ -45,16 +42,10 @@ app.onError((error, c) =>
 );
 
 beforeAll(async () => {
-  receiver = await startOtlpReceiver();
-  process.env.OTEL_EXPORTER_OTLP_ENDPOINT = receiver.endpoint;
-  process.env.OTEL_EXPORTER_OTLP_PROTOCOL = "http/json";
-  process.env.OTEL_TRACES_EXPORTER = "otlp";
-  process.env.OTEL_METRICS_EXPORTER = "none";
-  telemetry = await startTelemetry({ serviceName: "http-test" });
+  otel = await startTestTelemetry({ serviceName: "http-test", traces: true, metrics: false });
 });
 afterAll(async () => {
-  await telemetry.shutdown();
-  await receiver.close();
+  await otel.stop();
   setLogDestination(undefined);
 });
 beforeEach(() => {
@@ -64,8 +55,8 @@ beforeEach(() => {
 
 /** The one SERVER span of a request, found by the request id it carries. */
 async function serverSpan(requestId: string): Promise<ReceivedSpan> {
-  await telemetry.flush();
-  const spans = await receiver.waitFor((all) =>
+  await otel.telemetry.flush();
+  const spans = await otel.otlp.waitFor((all) =>
     all.some((s) => s.attributes["http.request.header.x-request-id"] === requestId),
   );
   const found = spans.filter((s) => s.attributes["http.request.header.x-request-id"] === requestId);

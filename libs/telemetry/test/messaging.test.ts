@@ -1,32 +1,20 @@
-import { type OtlpReceiver, SpanKindOtlp, startOtlpReceiver } from "@mikrom/testkit";
+import { SpanKindOtlp, startTestTelemetry, type TestTelemetry } from "@mikrom/testkit";
 import { headers } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   currentTraceId,
   getContext,
-  startTelemetry,
-  type Telemetry,
   traceHandle,
   tracePublish,
   withContext,
   withSpan,
 } from "../src/index.ts";
 
-let receiver: OtlpReceiver;
-let telemetry: Telemetry;
-
+let otel: TestTelemetry;
 beforeAll(async () => {
-  receiver = await startOtlpReceiver();
-  process.env.OTEL_EXPORTER_OTLP_ENDPOINT = receiver.endpoint;
-  process.env.OTEL_EXPORTER_OTLP_PROTOCOL = "http/json";
-  process.env.OTEL_TRACES_EXPORTER = "otlp";
-  process.env.OTEL_METRICS_EXPORTER = "none";
-  telemetry = await startTelemetry({ serviceName: "messaging-test" });
+  otel = await startTestTelemetry({ serviceName: "messaging-test", traces: true, metrics: false });
 });
-afterAll(async () => {
-  await telemetry.shutdown();
-  await receiver.close();
-});
+afterAll(() => otel.stop());
 
 describe("messaging spans", () => {
   it("hands the handler the LogContext and trace of the publisher, in a consumer span under the producer", async () => {
@@ -44,8 +32,8 @@ describe("messaging spans", () => {
     );
     expect(seen.fields).toEqual({ user_id: "u-1", request_id: "r-1", action: "vm.create" });
     expect(seen.traceId).toBe(published);
-    await telemetry.flush();
-    const spans = await receiver.waitFor((all) => all.filter((s) => s.traceId === published).length >= 2);
+    await otel.telemetry.flush();
+    const spans = await otel.otlp.waitFor((all) => all.filter((s) => s.traceId === published).length >= 2);
     const producer = spans.find((s) => s.traceId === published && s.kind === SpanKindOtlp.PRODUCER)!;
     const consumer = spans.find((s) => s.traceId === published && s.kind === SpanKindOtlp.CONSUMER)!;
     expect(producer.name).toBe("send mikrom.cmd.vm.create");
@@ -63,8 +51,8 @@ describe("messaging spans", () => {
         throw new RangeError("no capacity");
       }),
     ).rejects.toThrow("no capacity");
-    await telemetry.flush();
-    const spans = await receiver.waitFor((all) =>
+    await otel.telemetry.flush();
+    const spans = await otel.otlp.waitFor((all) =>
       all.some((s) => s.traceId === traceId && s.kind === SpanKindOtlp.CONSUMER),
     );
     const consumer = spans.find((s) => s.traceId === traceId && s.kind === SpanKindOtlp.CONSUMER)!;
@@ -83,8 +71,8 @@ describe("messaging spans", () => {
         throw new Error("refused");
       }),
     ).rejects.toThrow("refused");
-    await telemetry.flush();
-    const spans = await receiver.waitFor((all) => all.some((s) => s.traceId === traceId));
+    await otel.telemetry.flush();
+    const spans = await otel.otlp.waitFor((all) => all.some((s) => s.traceId === traceId));
     const span = spans.find((s) => s.traceId === traceId)!;
     expect(span).toMatchObject({
       name: "service.vm.create",

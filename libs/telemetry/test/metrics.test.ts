@@ -1,14 +1,7 @@
-import { type OtlpReceiver, type ReceivedMetricPoint, startOtlpReceiver } from "@mikrom/testkit";
+import { type ReceivedMetricPoint, startTestTelemetry, type TestTelemetry } from "@mikrom/testkit";
 import { Hono } from "hono";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  histogram,
-  httpTelemetry,
-  observeGauge,
-  setLogDestination,
-  startTelemetry,
-  type Telemetry,
-} from "../src/index.ts";
+import { histogram, httpTelemetry, observeGauge } from "../src/index.ts";
 
 // Taken at module scope, before any SDK exists: they must still report once telemetry starts.
 const early = histogram("mikrom.test.early", { unit: "s", description: "recorded after a late start" });
@@ -17,30 +10,24 @@ const earlyGauge = observeGauge("mikrom.test.gauge", { unit: "{thing}", descript
   observe(gaugeValue, { which: "early" }),
 );
 
-let receiver: OtlpReceiver;
-let telemetry: Telemetry;
+let otel: TestTelemetry;
 beforeAll(async () => {
-  setLogDestination({ write: () => true });
-  receiver = await startOtlpReceiver();
-  process.env.OTEL_EXPORTER_OTLP_ENDPOINT = receiver.endpoint;
-  process.env.OTEL_EXPORTER_OTLP_PROTOCOL = "http/json";
-  process.env.OTEL_TRACES_EXPORTER = "none";
-  process.env.OTEL_METRICS_EXPORTER = "otlp";
-  // Long: the tests export with telemetry.flush(), so what a point holds is known when it arrives.
-  process.env.OTEL_METRIC_EXPORT_INTERVAL = "60000";
-  telemetry = await startTelemetry({ serviceName: "metrics-test" });
+  otel = await startTestTelemetry({
+    serviceName: "metrics-test",
+    // Long: the tests export with otel.telemetry.flush(), so what a point holds is known when it arrives.
+    metricIntervalMs: 60_000,
+    silenceLogs: true,
+  });
 });
 afterAll(async () => {
   earlyGauge.remove();
-  await telemetry.shutdown();
-  await receiver.close();
-  setLogDestination(undefined);
+  await otel.stop();
 });
 
 async function exported(predicate: (p: ReceivedMetricPoint) => boolean): Promise<ReceivedMetricPoint> {
-  const before = receiver.metrics.length;
-  await telemetry.flush();
-  const fresh = receiver.metrics.slice(before);
+  const before = otel.otlp.metrics.length;
+  await otel.telemetry.flush();
+  const fresh = otel.otlp.metrics.slice(before);
   const found = fresh.findLast(predicate);
   if (!found) throw new Error(`not in the export: ${JSON.stringify(fresh.map((p) => p.name))}`);
   return found;
@@ -101,9 +88,9 @@ describe("metrics", () => {
       throw new Error("database unreachable");
     });
     try {
-      const before = receiver.metrics.length;
+      const before = otel.otlp.metrics.length;
       await exported((p) => p.name === "mikrom.test.gauge");
-      expect(receiver.metrics.slice(before).some((p) => p.name === "mikrom.test.broken")).toBe(false);
+      expect(otel.otlp.metrics.slice(before).some((p) => p.name === "mikrom.test.broken")).toBe(false);
     } finally {
       broken.remove();
     }

@@ -1,26 +1,16 @@
 // pg and kysely are imported here, as in a service, before startTelemetry runs: ES imports are hoisted,
 // so this is the case the instrumentation must handle (see src/pg.ts).
-import { expect, type OtlpReceiver, SpanKindOtlp, startOtlpReceiver, test } from "@mikrom/testkit";
+import { expect, SpanKindOtlp, startTestTelemetry, type TestTelemetry, test } from "@mikrom/testkit";
 import { Kysely, PostgresDialect, sql } from "kysely";
 import pg from "pg";
 import { afterAll, beforeAll } from "vitest";
-import { startTelemetry, type Telemetry, withSpan } from "../src/index.ts";
+import { withSpan } from "../src/index.ts";
 
-let receiver: OtlpReceiver;
-let telemetry: Telemetry;
-
+let otel: TestTelemetry;
 beforeAll(async () => {
-  receiver = await startOtlpReceiver();
-  process.env.OTEL_EXPORTER_OTLP_ENDPOINT = receiver.endpoint;
-  process.env.OTEL_EXPORTER_OTLP_PROTOCOL = "http/json";
-  process.env.OTEL_TRACES_EXPORTER = "otlp";
-  process.env.OTEL_METRICS_EXPORTER = "none";
-  telemetry = await startTelemetry({ serviceName: "pg-test" });
+  otel = await startTestTelemetry({ serviceName: "pg-test", traces: true, metrics: false });
 });
-afterAll(async () => {
-  await telemetry.shutdown();
-  await receiver.close();
-});
+afterAll(() => otel.stop());
 
 test("a query through kysely over an ESM-imported pg pool is a client span under the operation's span", async ({
   db,
@@ -37,8 +27,8 @@ test("a query through kysely over an ESM-imported pg pool is a client span under
   } finally {
     await kysely.destroy();
   }
-  await telemetry.flush();
-  const spans = await receiver.waitFor((all) => all.some((s) => s.name === "service.test.query"));
+  await otel.telemetry.flush();
+  const spans = await otel.otlp.waitFor((all) => all.some((s) => s.name === "service.test.query"));
   const parent = spans.find((s) => s.name === "service.test.query")!;
   const queries = spans.filter(
     (s) => s.attributes["db.system.name"] === "postgresql" && s.kind === SpanKindOtlp.CLIENT,
@@ -60,8 +50,8 @@ test("a query through a plain pg client is a span too", async ({ db }) => {
   } finally {
     await client.end();
   }
-  await telemetry.flush();
-  const spans = await receiver.waitFor((all) => all.some((s) => s.name === "service.test.client"));
+  await otel.telemetry.flush();
+  const spans = await otel.otlp.waitFor((all) => all.some((s) => s.name === "service.test.client"));
   const parent = spans.find((s) => s.name === "service.test.client")!;
   const query = spans.find(
     (s) => s.parentSpanId === parent.spanId && s.attributes["db.system.name"] === "postgresql",

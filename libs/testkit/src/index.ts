@@ -12,3 +12,4 @@ export {
   startOtlpReceiver,
 } from "./otlp-receiver.ts";
 export { createTestDatabase, type TestDatabase, withDatabase } from "./postgres.ts";
+export { startTestTelemetry, type TestTelemetry, type TestTelemetryOptions } from "./telemetry.ts";

@@ -12,6 +12,7 @@ import {
 } from "@mikrom/bus";
 import { IPPOOL_SERVICE, type Names, names as namesOf } from "@mikrom/contracts";
 import { createRelay } from "@mikrom/eventstore";
+import { ensureDatabase } from "@mikrom/runtime";
 import { createLogger, errorFields, runInCarrier, withContext, withSpan } from "@mikrom/telemetry";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { Config } from "./config.ts";
@@ -20,7 +21,6 @@ import { commandRegistry, handleCommand, type IppoolCommand } from "./handlers/c
 import { ensureDefaultPool } from "./handlers/default-pool.ts";
 import { ippoolQueryHandlers } from "./handlers/queries.ts";
 import { observePools } from "./metrics.ts";
-import { ensureDatabase } from "./store/database.ts";
 import { type IppoolStore, openIppoolStore } from "./store/event-store.ts";
 import { kyselySql } from "./store/sql.ts";
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { loadConfig, serviceDatabaseUrl } from "../src/config.ts";
+import { loadConfig } from "../src/config.ts";
 
 describe("configuration", () => {
   it("defaults give the default pool 172.16.0.0/24 with gateway .1 and range .2-.254", () => {
@@ -14,7 +14,7 @@ describe("configuration", () => {
   });
 
   it("the service's database is derived from the base one", () => {
-    expect(serviceDatabaseUrl("postgres://u:p@db:5432/mikrom?sslmode=disable")).toBe(
+    expect(loadConfig({ DATABASE_URL: "postgres://u:p@db:5432/mikrom?sslmode=disable" }).databaseUrl).toBe(
       "postgres://u:p@db:5432/mikrom_ippool?sslmode=disable",
     );
     expect(loadConfig({ DATABASE_URL: "postgres://postgres@127.0.0.1:5432/x" }).databaseUrl).toBe(

@@ -1,28 +1,16 @@
 import { createPublisher } from "@mikrom/bus";
 import { AllocateIp, IPPOOL_SERVICE, names } from "@mikrom/contracts";
-import { setLogDestination, startTelemetry, type Telemetry } from "@mikrom/telemetry";
-import { describe, expect, type OtlpReceiver, startOtlpReceiver, test } from "@mikrom/testkit";
+
+import { describe, expect, startTestTelemetry, type TestTelemetry, test } from "@mikrom/testkit";
 import { afterAll, beforeAll } from "vitest";
 import { loadConfig } from "../src/config.ts";
 import { startService } from "../src/service.ts";
 
-let receiver: OtlpReceiver;
-let telemetry: Telemetry;
+let otel: TestTelemetry;
 beforeAll(async () => {
-  setLogDestination({ write: () => true });
-  receiver = await startOtlpReceiver();
-  process.env.OTEL_EXPORTER_OTLP_ENDPOINT = receiver.endpoint;
-  process.env.OTEL_EXPORTER_OTLP_PROTOCOL = "http/json";
-  process.env.OTEL_TRACES_EXPORTER = "none";
-  process.env.OTEL_METRICS_EXPORTER = "otlp";
-  process.env.OTEL_METRIC_EXPORT_INTERVAL = "200";
-  telemetry = await startTelemetry({ serviceName: "ippool-service" });
+  otel = await startTestTelemetry({ serviceName: "ippool-service", silenceLogs: true });
 });
-afterAll(async () => {
-  await telemetry.shutdown();
-  await receiver.close();
-  setLogDestination(undefined);
-});
+afterAll(() => otel.stop());
 
 describe("ippool-service metrics", () => {
   test("report each pool's free and total addresses, and the free count drops as an address is allocated", async ({
@@ -39,7 +27,7 @@ describe("ippool-service metrics", () => {
     );
     try {
       const pool = (name: string, value: number) =>
-        receiver.waitForMetric(
+        otel.otlp.waitForMetric(
           (p) => p.name === name && p.attributes["mikrom.ippool.pool"] === "default" && p.value === value,
         );
       // A /28 without network, broadcast and gateway: 13 addresses.

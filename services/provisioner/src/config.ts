@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { availableParallelism, hostname, totalmem } from "node:os";
 import { HostId } from "@mikrom/contracts";
+import { BaseEnv } from "@mikrom/runtime";
 import { z } from "zod";
 import { type DriverConfig, driverConfigFromEnv } from "./drivers/index.ts";
 
@@ -15,14 +16,8 @@ const flag = z
   .transform((v) => v === "true" || v === "1" || v === "yes");
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 
-const Env = z.object({
-  NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222"),
-  DATABASE_URL: z.url().default("postgres://postgres@127.0.0.1:5432/mikrom"),
+const Env = BaseEnv.extend({
   PROVISIONER_DATABASE_URL: z.url().optional(),
-  MIKROM_NAMESPACE: z
-    .string()
-    .regex(/^[A-Za-z0-9_-]+$/, "letters, digits, '-' and '_' only")
-    .default("mikrom"),
   MIKROM_HOST_ID: HostId.optional(),
   /** vCPUs offered to VMs: overcommitted 4:1 by default, as microVM hosts commonly run (memory is not). */
   MIKROM_HOST_VCPUS: positiveInt(availableParallelism() * 4),
@@ -34,8 +29,6 @@ const Env = z.object({
   PROVISIONER_ACK_WAIT_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000),
   /** Stop every VM when the agent stops gracefully (default: VMs outlive the agent). */
   PROVISIONER_STOP_VMS_ON_EXIT: flag,
-  LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
-  LOG_FORMAT: z.enum(["json", "text"]).default("json"),
 });
 
 export interface Config {
@@ -82,6 +75,7 @@ export function hostDatabaseUrl(base: string, hostId: string): string {
 export function loadConfig(env: Readonly<Record<string, string | undefined>> = process.env): Config {
   // An empty variable means "not set" (a compose file's `FOO=`).
   const given = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== ""));
+  // Not parseEnv: the driver's problems are named in the same error as the schema's.
   const parsed = Env.safeParse(given);
   const problems = parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
   let driver: DriverConfig | undefined;

@@ -10,6 +10,7 @@ import {
 } from "@mikrom/bus";
 import { type Names, names as namesOf, PROVISIONER_SERVICE } from "@mikrom/contracts";
 import { createRelay, type Relay } from "@mikrom/eventstore";
+import { ensureDatabase } from "@mikrom/runtime";
 import { createLogger, errorFields, runInCarrier } from "@mikrom/telemetry";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Agent } from "./agent/agent.ts";
@@ -18,7 +19,6 @@ import type { Config } from "./config.ts";
 import { chooseDriver, type DriverChoice } from "./drivers/index.ts";
 import { commandsDurable, consumeCommands } from "./handlers/commands.ts";
 import { serveConsole } from "./handlers/queries.ts";
-import { ensureDatabase } from "./store/database.ts";
 import { type AgentStore, openAgentStore } from "./store/event-store.ts";
 
 const log = createLogger("mikrom.provisioner");

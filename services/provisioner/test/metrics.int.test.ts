@@ -1,34 +1,22 @@
 import { BootVm } from "@mikrom/contracts";
-import { setLogDestination, startTelemetry, type Telemetry } from "@mikrom/telemetry";
+
 import {
   describe,
   expect,
-  type OtlpReceiver,
   type ReceivedMetricPoint,
-  startOtlpReceiver,
+  startTestTelemetry,
+  type TestTelemetry,
   test,
 } from "@mikrom/testkit";
 import { afterAll, beforeAll } from "vitest";
 import { startProvisioner } from "../src/service.ts";
 import { agentConfig, bootData, EventTap, sendCommand, tempRunDir } from "./support/agent-env.ts";
 
-let receiver: OtlpReceiver;
-let telemetry: Telemetry;
+let otel: TestTelemetry;
 beforeAll(async () => {
-  setLogDestination({ write: () => true });
-  receiver = await startOtlpReceiver();
-  process.env.OTEL_EXPORTER_OTLP_ENDPOINT = receiver.endpoint;
-  process.env.OTEL_EXPORTER_OTLP_PROTOCOL = "http/json";
-  process.env.OTEL_TRACES_EXPORTER = "none";
-  process.env.OTEL_METRICS_EXPORTER = "otlp";
-  process.env.OTEL_METRIC_EXPORT_INTERVAL = "200";
-  telemetry = await startTelemetry({ serviceName: "provisioner" });
+  otel = await startTestTelemetry({ serviceName: "provisioner", silenceLogs: true });
 });
-afterAll(async () => {
-  await telemetry.shutdown();
-  await receiver.close();
-  setLogDestination(undefined);
-});
+afterAll(() => otel.stop());
 
 const HOST = "host-m";
 
@@ -67,7 +55,7 @@ describe("provisioner metrics", () => {
       } finally {
         await healthy.stop();
       }
-      const ok = await receiver.waitForMetric(boots("success"));
+      const ok = await otel.otlp.waitForMetric(boots("success"));
       expect(ok).toMatchObject({ kind: "histogram", unit: "s", service: "provisioner", count: 1 });
       expect(ok.sum).toBeGreaterThanOrEqual(0.06);
       expect(ok.attributes["mikrom.provisioner.boot.step"]).toBeUndefined();
@@ -79,7 +67,7 @@ describe("provisioner metrics", () => {
       } finally {
         await failing.stop();
       }
-      const failed = await receiver.waitForMetric(boots("failure"));
+      const failed = await otel.otlp.waitForMetric(boots("failure"));
       expect(failed).toMatchObject({ count: 1, attributes: { "mikrom.provisioner.boot.step": "readiness" } });
     } finally {
       tap.close();

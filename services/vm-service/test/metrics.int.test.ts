@@ -1,32 +1,21 @@
 import { CreateVm, HostRegistered, IpAllocated, StopVm, VmBooted, VmShutDown } from "@mikrom/contracts";
-import { startTelemetry, type Telemetry } from "@mikrom/telemetry";
 import {
   describe,
   expect,
-  type OtlpReceiver,
   type ReceivedMetricPoint,
-  startOtlpReceiver,
+  startTestTelemetry,
+  type TestTelemetry,
   test,
 } from "@mikrom/testkit";
 import { afterAll, beforeAll } from "vitest";
 import { OWNER, testConfig, vmIdOf, World, withService } from "./harness.ts";
 
 /** Metrics leave through the real OTLP/HTTP exporter (JSON) to a real receiver, every 200 ms. */
-let receiver: OtlpReceiver;
-let telemetry: Telemetry;
+let otel: TestTelemetry;
 beforeAll(async () => {
-  receiver = await startOtlpReceiver();
-  process.env.OTEL_EXPORTER_OTLP_ENDPOINT = receiver.endpoint;
-  process.env.OTEL_EXPORTER_OTLP_PROTOCOL = "http/json";
-  process.env.OTEL_TRACES_EXPORTER = "none";
-  process.env.OTEL_METRICS_EXPORTER = "otlp";
-  process.env.OTEL_METRIC_EXPORT_INTERVAL = "200";
-  telemetry = await startTelemetry({ serviceName: "vm-service" });
+  otel = await startTestTelemetry({ serviceName: "vm-service" });
 });
-afterAll(async () => {
-  await telemetry.shutdown();
-  await receiver.close();
-});
+afterAll(() => otel.stop());
 
 const HOST = "host-m";
 
@@ -80,7 +69,7 @@ describe("vm-service metrics", () => {
       });
       await w.until(vmId, "running");
 
-      const created = await receiver.waitForMetric(
+      const created = await otel.otlp.waitForMetric(
         point(
           "mikrom.vm.operation.duration",
           { "mikrom.vm.operation": "create", "mikrom.outcome": "success" },
@@ -89,23 +78,23 @@ describe("vm-service metrics", () => {
       );
       expect(created).toMatchObject({ kind: "histogram", unit: "s", service: "vm-service", count: 1 });
       expect(created.sum).toBeGreaterThan(0);
-      await receiver.waitForMetric(
+      await otel.otlp.waitForMetric(
         point("mikrom.vms", { "mikrom.vm.status": "running" }, (p) => p.value === 1),
       );
 
       await w.command("stop", StopVm, { vmId, actor: OWNER });
       await w.commands.ofType("ShutDownVm", vmId);
-      await receiver.waitForMetric(
+      await otel.otlp.waitForMetric(
         point("mikrom.vms", { "mikrom.vm.status": "stopping" }, (p) => p.value === 1),
       );
       // A status no VM holds any more is reported as 0, not left at its last value.
-      await receiver.waitForMetric(
+      await otel.otlp.waitForMetric(
         point("mikrom.vms", { "mikrom.vm.status": "running" }, (p) => p.value === 0),
       );
 
       await w.publish(w.names.event("provisioner", vmId, "VmShutDown"), VmShutDown, { vmId, hostId: HOST });
       await w.until(vmId, "stopped");
-      const stopped = await receiver.waitForMetric(
+      const stopped = await otel.otlp.waitForMetric(
         point(
           "mikrom.vm.operation.duration",
           { "mikrom.vm.operation": "stop", "mikrom.outcome": "success" },
