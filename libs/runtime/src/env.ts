@@ -9,6 +9,8 @@ export const BaseEnv = z.object({
     .string()
     .regex(/^[A-Za-z0-9_-]+$/, "letters, digits, '-' and '_' only")
     .default("mikrom"),
+  /** JetStream replicas of the streams: 1 on one server, 3 in a cluster (every service declares them alike). */
+  MIKROM_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
   LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   LOG_FORMAT: z.enum(["json", "text"]).default("json"),
 });

@@ -36,6 +36,13 @@ describe("service runtime", () => {
     expect(parseEnv("svc", schema, { PORT: "8080" })).toMatchObject({
       PORT: 8080,
       MIKROM_NAMESPACE: "mikrom",
+      MIKROM_STREAM_REPLICAS: 1,
     });
+    expect(parseEnv("svc", schema, { PORT: "1", MIKROM_STREAM_REPLICAS: "3" }).MIKROM_STREAM_REPLICAS).toBe(
+      3,
+    );
+    expect(() => parseEnv("svc", schema, { PORT: "1", MIKROM_STREAM_REPLICAS: "0" })).toThrow(
+      /MIKROM_STREAM_REPLICAS/,
+    );
   });
 });

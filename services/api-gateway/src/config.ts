@@ -9,6 +9,8 @@ export interface Config {
   /** The gateway's own database (users, refresh tokens, idempotency keys). */
   readonly databaseUrl: string;
   readonly namespace: string;
+  /** JetStream replicas of the streams this service declares. */
+  readonly streamReplicas: number;
   readonly environment: "development" | "production" | "test";
   readonly jwtSecret: string;
   /** True when no JWT_SECRET was given and one was generated for this process. */
@@ -88,6 +90,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     natsUrl: e.NATS_URL,
     databaseUrl: e.GATEWAY_DATABASE_URL ?? gatewayDatabaseUrl(e.DATABASE_URL),
     namespace: e.MIKROM_NAMESPACE,
+    streamReplicas: e.MIKROM_STREAM_REPLICAS,
     environment: e.NODE_ENV,
     jwtSecret: e.JWT_SECRET ?? randomBytes(32).toString("base64url"),
     jwtSecretGenerated: !e.JWT_SECRET,

@@ -26,7 +26,9 @@ await runService("api-gateway", async () => {
   const nc = await connectNats({ servers: config.natsUrl, name: `api-gateway ${process.pid}` });
   // The gateway owns no stream, but it must not fail its first publish because it started first:
   // declaring the streams is idempotent, and every service does it.
-  await declareTopology(await jetstreamManager(nc), names(config.namespace));
+  await declareTopology(await jetstreamManager(nc), names(config.namespace), {
+    replicas: config.streamReplicas,
+  });
   const backend = await NatsBackend.create(nc, config.namespace);
   const { app, accounts } = createApp({ config, db, backend });
 

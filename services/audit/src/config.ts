@@ -10,6 +10,8 @@ export interface Config {
   natsUrl: string;
   databaseUrl: string;
   namespace: string;
+  /** JetStream replicas of the streams this service declares. */
+  streamReplicas: number;
   concurrency: number;
 }
 
@@ -19,6 +21,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     natsUrl: e.NATS_URL,
     databaseUrl: serviceDatabaseUrl(e.DATABASE_URL, "audit"),
     namespace: e.MIKROM_NAMESPACE,
+    streamReplicas: e.MIKROM_STREAM_REPLICAS,
     concurrency: e.AUDIT_CONCURRENCY,
   };
 }

@@ -29,6 +29,7 @@ export async function startService(config: Config): Promise<Running> {
 
   const nc = await connectNats({ servers: config.natsUrl, name: `audit ${hostname()} ${process.pid}` });
   await declareTopology(await jetstreamManager(nc), names, {
+    replicas: config.streamReplicas,
     consumers: [
       {
         stream: names.streams.events,

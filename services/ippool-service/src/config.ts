@@ -26,6 +26,8 @@ export interface Config {
   natsUrl: string;
   databaseUrl: string;
   namespace: string;
+  /** JetStream replicas of the streams this service declares. */
+  streamReplicas: number;
   defaultPool: { cidr: string; gateway: string; rangeStart: string; rangeEnd: string };
   concurrency: number;
   ackWaitMs: number;
@@ -42,6 +44,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     natsUrl: e.NATS_URL,
     databaseUrl: e.IPPOOL_DATABASE_URL ?? serviceDatabaseUrl(e.DATABASE_URL, "ippool"),
     namespace: e.MIKROM_NAMESPACE,
+    streamReplicas: e.MIKROM_STREAM_REPLICAS,
     defaultPool: {
       cidr: layout.cidr,
       gateway: layout.suggestedGateway,

@@ -77,6 +77,7 @@ export async function startService(config: Config): Promise<RunningService> {
   relay.start();
 
   await declareTopology(await jetstreamManager(nc), names, {
+    replicas: config.streamReplicas,
     consumers: [
       {
         stream: names.streams.commands,

@@ -35,6 +35,8 @@ export interface Config {
   natsUrl: string;
   databaseUrl: string;
   namespace: string;
+  /** JetStream replicas of the streams this service declares. */
+  streamReplicas: number;
   hostId: string;
   vcpus: number;
   memoryMb: number;
@@ -93,6 +95,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     natsUrl: e.NATS_URL,
     databaseUrl: e.PROVISIONER_DATABASE_URL ?? hostDatabaseUrl(e.DATABASE_URL, hostId),
     namespace: e.MIKROM_NAMESPACE,
+    streamReplicas: e.MIKROM_STREAM_REPLICAS,
     hostId,
     vcpus: e.MIKROM_HOST_VCPUS,
     memoryMb: e.MIKROM_HOST_MEMORY_MB,

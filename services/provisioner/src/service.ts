@@ -73,6 +73,7 @@ export async function startProvisioner(config: Config): Promise<RunningAgent> {
   relay.start();
 
   await declareTopology(await jetstreamManager(nc), names, {
+    replicas: config.streamReplicas,
     consumers: [
       {
         stream: names.streams.commands,

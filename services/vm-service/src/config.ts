@@ -8,6 +8,8 @@ export interface Config {
   /** The service's own database, `<base>_vm` on the DATABASE_URL server; created when missing. */
   readonly databaseUrl: string;
   readonly namespace: string;
+  /** JetStream replicas of the streams this service declares. */
+  readonly streamReplicas: number;
   readonly maxVmsPerUser: number;
   /** How long each lifecycle step may wait for its answer before the VM goes to `error`. */
   readonly deadlines: Readonly<Record<Step, number>>;
@@ -59,6 +61,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     natsUrl: e.NATS_URL,
     databaseUrl: e.VM_DATABASE_URL ?? vmDatabaseUrl(e.DATABASE_URL),
     namespace: e.MIKROM_NAMESPACE,
+    streamReplicas: e.MIKROM_STREAM_REPLICAS,
     maxVmsPerUser: e.MAX_VMS_PER_USER,
     deadlines: {
       allocate: e.ALLOCATE_TIMEOUT_MS,

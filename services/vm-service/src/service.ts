@@ -95,7 +95,10 @@ export async function startVmService(
       filterSubject: `${names.namespace}.evt.${HOST_CONTEXT}.*.*`,
     },
   ].map((c) => ({ ...c, maxDeliver: 10, backoffMs: [30_000] }));
-  await declareTopology(await jetstreamManager(nc), names, { consumers: consumerSpecs });
+  await declareTopology(await jetstreamManager(nc), names, {
+    consumers: consumerSpecs,
+    replicas: config.streamReplicas,
+  });
 
   const deps: HandlerDeps = {
     store,
