@@ -1,4 +1,5 @@
 import { setTimeout as delay } from "node:timers/promises";
+import { createLogger, errorFields } from "@mikrom/telemetry";
 import { Kysely, PostgresDialect, sql } from "kysely";
 import type { MigrationProvider } from "kysely/migration";
 import { EventCatalog, type EventDef, type EventsOf, type Upcaster } from "./catalog.ts";
@@ -38,7 +39,15 @@ export interface EventStoreOptions<Defs extends readonly EventDef[], DB> {
   /** Run migrations when the store is created (default true). */
   readonly migrate?: boolean;
   readonly pool?: PoolOptions;
+  /**
+   * Inbox records older than this are forgotten, checked every tenth of it (default 7 days; 0 keeps
+   * them forever). Keep it well beyond JetStream's duplicate window and any redelivery.
+   */
+  readonly inboxRetentionMs?: number;
 }
+
+const DEFAULT_INBOX_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
+const log = createLogger("mikrom.eventstore.inbox");
 
 export interface TransactionOptions {
   /** Runs the unit of work again this many times after a ConcurrencyConflict (default 3). */
@@ -147,6 +156,21 @@ export async function createEventStore<const Defs extends readonly EventDef[], D
   }
   const backlogGauge = observeOutboxBacklog(databaseName(options.connectionString), outboxBacklog);
 
+  async function pruneInbox(olderThanMs: number): Promise<number> {
+    const result = await sql`
+      DELETE FROM inbox WHERE received_at < now() - make_interval(secs => ${olderThanMs / 1000})`.execute(db);
+    return Number(result.numAffectedRows ?? 0);
+  }
+  const retentionMs = options.inboxRetentionMs ?? DEFAULT_INBOX_RETENTION_MS;
+  const pruning =
+    retentionMs > 0
+      ? setInterval(() => {
+          pruneInbox(retentionMs).catch((error: unknown) =>
+            log.warn(errorFields(error), "pruning the inbox failed; trying again later"),
+          );
+        }, retentionMs / 10).unref()
+      : undefined;
+
   return {
     connectionString: options.connectionString,
     db: db as unknown as Kysely<DB>,
@@ -198,14 +222,9 @@ export async function createEventStore<const Defs extends readonly EventDef[], D
         SELECT 1 FROM inbox WHERE consumer = ${consumer} AND message_id = ${messageId}`.execute(db);
       return rows.length > 0;
     },
-    async pruneInbox(olderThanMs) {
-      const result = await sql`
-        DELETE FROM inbox WHERE received_at < now() - make_interval(secs => ${olderThanMs / 1000})`.execute(
-        db,
-      );
-      return Number(result.numAffectedRows ?? 0);
-    },
+    pruneInbox,
     close() {
+      clearInterval(pruning);
       backlogGauge.remove();
       return db.destroy();
     },

@@ -160,4 +160,15 @@ describe("the inbox", () => {
       await store.close();
     }
   });
+
+  test("the store prunes its inbox by itself, past the retention it was given", async ({ db }) => {
+    const store = await openTallyStore(db.url, { inboxRetentionMs: 300 });
+    try {
+      await store.handleOnce("kept-a-while", "msg-4", async () => {});
+      expect(await store.inboxHas("kept-a-while", "msg-4")).toBe(true);
+      await waitFor("the record pruned", async () => !(await store.inboxHas("kept-a-while", "msg-4")), 5_000);
+    } finally {
+      await store.close();
+    }
+  });
 });

@@ -83,6 +83,7 @@ export function openTallyStore(
     namespace?: string;
     projections?: readonly Projection<TallyEvent, ReadModel>[];
     poolSize?: number;
+    inboxRetentionMs?: number;
   } = {},
 ): Promise<TallyStore> {
   return createEventStore({
@@ -93,5 +94,6 @@ export function openTallyStore(
     route: tallyRoute(options.namespace ?? "mikrom"),
     ...(options.projections && { projections: options.projections }),
     pool: { max: options.poolSize ?? 5 },
+    ...(options.inboxRetentionMs !== undefined && { inboxRetentionMs: options.inboxRetentionMs }),
   });
 }
