@@ -1,4 +1,3 @@
-import { readFile, rm, writeFile } from "node:fs/promises";
 import { setTimeout as delay } from "node:timers/promises";
 import { createLogger, errorFields } from "@mikrom/telemetry";
 import { ConsoleKeeper, readTail } from "../console-log.ts";
@@ -8,16 +7,25 @@ import {
   BootSpec,
   DEFAULT_CONSOLE_BYTES,
   type Driver,
-  Instance,
+  type Instance,
   type InstanceStatus,
 } from "../driver.ts";
 import { BootFailed, type BootStep, BootTimeout, InvalidInstance } from "../errors.ts";
 import { awaitGuestReady, consoleTails } from "../guest-ready.ts";
 import { KeyedLock } from "../keyed-lock.ts";
-import { createTap, macFor, netnsCommand, removeTap } from "../network.ts";
-import { isAlive, isOurProcess, spawnOrFail, terminate, waitForExit } from "../process.ts";
+import { macFor, netnsCommand } from "../network.ts";
+import { isAlive, spawnOrFail, terminate, waitForExit } from "../process.ts";
 import { guestArgs } from "../readiness.ts";
-import { ensureDir, type VmPaths, vmPaths } from "../run-dir.ts";
+import { type VmPaths, vmPaths } from "../run-dir.ts";
+import {
+  adoptVm,
+  type EndProcess,
+  prepareVm,
+  stopVm,
+  supervisedStatus,
+  teardownVm,
+  writeRecord,
+} from "../supervision.ts";
 import { FirecrackerApiError, firecrackerCall } from "./api.ts";
 
 const log = createLogger("mikrom.provisioner.driver.firecracker");
@@ -47,7 +55,6 @@ export interface FirecrackerDriverOptions {
 }
 
 const API_SOCKET = "firecracker.sock";
-const RECORD = "instance.json";
 
 /**
  * Firecracker through its REST API on a unix socket (ARCHITECTURE §5): machine-config,
@@ -85,25 +92,8 @@ export class FirecrackerDriver implements Driver {
     } catch (error) {
       throw new BootFailed("prepare", (error as Error).message);
     }
-    const previous = await readRecord(`${paths.dir}/${RECORD}`);
-    if (previous?.pid && (await isOurProcess(previous.pid, paths.socket))) {
-      throw new BootFailed("prepare", `VM ${spec.vmId} already runs (pid ${previous.pid})`);
-    }
-    await ensureDir(paths.dir);
-    // Firecracker refuses to start when its socket path exists.
-    await Promise.all(
-      [paths.console, paths.output, paths.socket, paths.stoppedMarker].map((p) => rm(p, { force: true })),
-    );
     const netns = this.#options.netns;
-    const tapOwned = Boolean(spec.tap && this.#options.bridge);
-    if (spec.tap && this.#options.bridge) {
-      try {
-        await createTap({ name: spec.tap, bridge: this.#options.bridge, ...(netns ? { netns } : {}) });
-      } catch (error) {
-        await rm(paths.dir, { recursive: true, force: true });
-        throw new BootFailed("network", (error as Error).message);
-      }
-    }
+    const { tapOwned } = await prepareVm(spec, paths, { bridge: this.#options.bridge, netns });
     const spawnedAt = Date.now();
     let instance: Instance = {
       vmId: spec.vmId,
@@ -122,7 +112,7 @@ export class FirecrackerDriver implements Driver {
       // Firecracker writes the guest's serial console to stdout and its own log to stderr.
       const pid = spawnOrFail(netnsCommand(netns, command), { stdout: paths.console, stderr: paths.output });
       instance = { ...instance, pid };
-      await writeFile(`${paths.dir}/${RECORD}`, JSON.stringify(instance));
+      await writeRecord(paths.dir, instance);
       await onSpawned?.(instance);
       await this.#awaitApi(pid, paths);
       await this.#configure(spec, paths);
@@ -137,7 +127,7 @@ export class FirecrackerDriver implements Driver {
         signal,
       });
       instance = { ...instance, bootMs: Date.now() - spawnedAt };
-      await writeFile(`${paths.dir}/${RECORD}`, JSON.stringify(instance));
+      await writeRecord(paths.dir, instance);
       this.#keeper.watch(paths.console);
       log.info({ vm_id: spec.vmId, pid, boot_ms: instance.bootMs, ip: spec.ipAddress }, "guest ready");
       return instance;
@@ -217,15 +207,11 @@ export class FirecrackerDriver implements Driver {
 
   async stop(instance: Instance): Promise<void> {
     const vm = this.#own(instance);
-    await this.#lock.run(vm.vmId, async () => {
-      this.#keeper.unwatch(vm.consoleLog);
-      if (vm.pid && (await isOurProcess(vm.pid, vm.apiSocket!))) await this.#end(vm.pid, vm.apiSocket!, true);
-      await writeFile(`${vm.runDir}/stopped`, new Date().toISOString()).catch(() => {});
-    });
+    await this.#lock.run(vm.vmId, () => stopVm(vm, vm.apiSocket, this.#keeper, this.#end));
   }
 
   /** SendCtrlAltDel (the guest reboots and Firecracker exits), then signals. */
-  async #end(pid: number, socket: string, graceful: boolean): Promise<void> {
+  readonly #end: EndProcess = async (pid, socket, graceful) => {
     if (graceful) {
       const sent = await firecrackerCall(socket, "PUT", "/actions", { action_type: "SendCtrlAltDel" }).then(
         () => true,
@@ -234,7 +220,7 @@ export class FirecrackerDriver implements Driver {
       if (sent && (await waitForExit(pid, this.#options.shutdownTimeoutMs ?? 5000))) return;
     }
     await terminate(pid);
-  }
+  };
 
   async destroy(instance: Instance): Promise<void> {
     const vm = this.#own(instance);
@@ -242,39 +228,31 @@ export class FirecrackerDriver implements Driver {
   }
 
   async #teardown(vm: Instance): Promise<void> {
-    this.#keeper.unwatch(vm.consoleLog);
-    if (vm.pid && vm.apiSocket && (await isOurProcess(vm.pid, vm.apiSocket)))
-      await this.#end(vm.pid, vm.apiSocket, false);
-    if (vm.tap && vm.tapOwned) await removeTap({ name: vm.tap, ...(vm.netns ? { netns: vm.netns } : {}) });
-    await rm(vm.runDir, { recursive: true, force: true });
+    await teardownVm(vm, vm.apiSocket, this.#keeper, this.#end);
   }
 
   async status(instance: Instance): Promise<InstanceStatus> {
     const vm = this.#own(instance);
-    if (vm.pid && vm.apiSocket && (await isOurProcess(vm.pid, vm.apiSocket))) {
+    return supervisedStatus(vm, vm.apiSocket, async (socket) => {
       try {
-        const info = (await firecrackerCall(vm.apiSocket, "GET", "/", undefined, 2000)) as { state?: string };
+        const info = (await firecrackerCall(socket, "GET", "/", undefined, 2000)) as { state?: string };
         return info.state === "Running" ? "running" : "stopped";
       } catch (error) {
         log.warn({ vm_id: vm.vmId, pid: vm.pid, ...errorFields(error) }, "Firecracker API does not answer");
         return "running";
       }
-    }
-    const stopped = await readFile(`${vm.runDir}/stopped`).then(
-      () => true,
-      () => false,
-    );
-    return stopped ? "stopped" : "gone";
+    });
   }
 
   async adopt(record: unknown): Promise<AdoptResult> {
-    const parsed = Instance.safeParse(record);
-    if (!parsed.success) throw new InvalidInstance(`not an instance record: ${parsed.error.message}`);
-    const vm = this.#own(parsed.data);
-    const status = await this.status(vm);
-    if (vm.pid && (await isAlive(vm.pid)) && status !== "gone") this.#keeper.watch(vm.consoleLog);
-    log.info({ vm_id: vm.vmId, pid: vm.pid, status }, "adopted");
-    return { status, instance: vm };
+    const adopted = await adoptVm(
+      record,
+      (instance) => this.#own(instance),
+      (vm) => this.status(vm),
+      this.#keeper,
+    );
+    log.info({ vm_id: adopted.instance.vmId, pid: adopted.instance.pid, status: adopted.status }, "adopted");
+    return adopted;
   }
 
   async console(instance: Instance, maxBytes = DEFAULT_CONSOLE_BYTES): Promise<string> {
@@ -308,13 +286,4 @@ export function firecrackerBootArgs(
 export function prefixToNetmask(prefix: number): string {
   const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
   return [24, 16, 8, 0].map((shift) => (mask >>> shift) & 0xff).join(".");
-}
-
-async function readRecord(path: string): Promise<Instance | undefined> {
-  try {
-    const parsed = Instance.safeParse(JSON.parse(await readFile(path, "utf8")));
-    return parsed.success ? parsed.data : undefined;
-  } catch {
-    return undefined;
-  }
 }

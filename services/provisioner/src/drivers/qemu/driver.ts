@@ -1,4 +1,3 @@
-import { readFile, rm, writeFile } from "node:fs/promises";
 import { createLogger, errorFields } from "@mikrom/telemetry";
 import { ConsoleKeeper, readTail } from "../console-log.ts";
 import {
@@ -7,15 +6,24 @@ import {
   BootSpec,
   DEFAULT_CONSOLE_BYTES,
   type Driver,
-  Instance,
+  type Instance,
   type InstanceStatus,
 } from "../driver.ts";
 import { BootFailed, InvalidInstance } from "../errors.ts";
 import { awaitGuestReady, consoleTails } from "../guest-ready.ts";
 import { KeyedLock } from "../keyed-lock.ts";
-import { createTap, macFor, netnsCommand, removeTap } from "../network.ts";
-import { isAlive, isOurProcess, spawnOrFail, terminate, waitForExit } from "../process.ts";
-import { ensureDir, type VmPaths, vmPaths } from "../run-dir.ts";
+import { macFor, netnsCommand } from "../network.ts";
+import { spawnOrFail, terminate, waitForExit } from "../process.ts";
+import { type VmPaths, vmPaths } from "../run-dir.ts";
+import {
+  adoptVm,
+  type EndProcess,
+  prepareVm,
+  stopVm,
+  supervisedStatus,
+  teardownVm,
+  writeRecord,
+} from "../supervision.ts";
 import { type Accel, qemuArgv } from "./args.ts";
 import type { Guest } from "./guest.ts";
 import { qmpExecute } from "./qmp.ts";
@@ -43,7 +51,6 @@ export interface QemuDriverOptions {
 }
 
 const QMP_SOCKET = "qmp.sock";
-const RECORD = "instance.json";
 
 export class QemuDriver implements Driver {
   readonly name = "qemu" as const;
@@ -80,22 +87,8 @@ export class QemuDriver implements Driver {
     } catch (error) {
       throw new BootFailed("prepare", (error as Error).message);
     }
-    await this.#refuseIfRunning(paths);
-    await ensureDir(paths.dir);
-    await Promise.all(
-      [paths.console, paths.output, paths.socket, paths.stoppedMarker].map((p) => rm(p, { force: true })),
-    );
-
     const netns = this.#options.netns;
-    const tapOwned = Boolean(spec.tap && this.#options.bridge);
-    if (spec.tap && this.#options.bridge) {
-      try {
-        await createTap({ name: spec.tap, bridge: this.#options.bridge, ...(netns ? { netns } : {}) });
-      } catch (error) {
-        await rm(paths.dir, { recursive: true, force: true });
-        throw new BootFailed("network", (error as Error).message);
-      }
-    }
+    const { tapOwned } = await prepareVm(spec, paths, { bridge: this.#options.bridge, netns });
 
     const argv = qemuArgv({
       binary: this.#binary,
@@ -126,7 +119,7 @@ export class QemuDriver implements Driver {
     try {
       const pid = spawnOrFail(netnsCommand(netns, argv), { stdout: paths.output });
       instance = { ...instance, pid };
-      await writeFile(`${paths.dir}/${RECORD}`, JSON.stringify(instance));
+      await writeRecord(paths.dir, instance);
       await onSpawned?.(instance);
       log.info({ vm_id: spec.vmId, pid, accel: this.accel }, "qemu started, waiting for the guest");
       await awaitGuestReady({
@@ -140,7 +133,7 @@ export class QemuDriver implements Driver {
       const bootMs = Date.now() - spawnedAt;
       await this.#expectRunning(paths);
       instance = { ...instance, bootMs };
-      await writeFile(`${paths.dir}/${RECORD}`, JSON.stringify(instance));
+      await writeRecord(paths.dir, instance);
       this.#keeper.watch(paths.console);
       log.info({ vm_id: spec.vmId, pid, boot_ms: bootMs, ip: spec.ipAddress }, "guest ready");
       return instance;
@@ -149,13 +142,6 @@ export class QemuDriver implements Driver {
         log.warn({ vm_id: spec.vmId, ...errorFields(cleanup) }, "cleanup after a failed boot failed"),
       );
       throw error;
-    }
-  }
-
-  async #refuseIfRunning(paths: VmPaths): Promise<void> {
-    const previous = await readRecord(`${paths.dir}/${RECORD}`);
-    if (previous?.pid && (await isOurProcess(previous.pid, paths.socket))) {
-      throw new BootFailed("prepare", `VM ${previous.vmId} already runs (pid ${previous.pid})`);
     }
   }
 
@@ -170,19 +156,11 @@ export class QemuDriver implements Driver {
 
   async stop(instance: Instance): Promise<void> {
     const vm = this.#own(instance);
-    await this.#lock.run(vm.vmId, () => this.#stop(vm, true));
-  }
-
-  async #stop(vm: Instance, graceful: boolean): Promise<void> {
-    this.#keeper.unwatch(vm.consoleLog);
-    if (vm.pid && (await isOurProcess(vm.pid, vm.qmpSocket!))) {
-      await this.#end(vm.pid, vm.qmpSocket!, graceful);
-    }
-    await writeFile(`${vm.runDir}/stopped`, new Date().toISOString()).catch(() => {});
+    await this.#lock.run(vm.vmId, () => stopVm(vm, vm.qmpSocket, this.#keeper, this.#end));
   }
 
   /** ACPI power button (the guest powers off), then QMP quit, then signals. */
-  async #end(pid: number, socket: string, graceful: boolean): Promise<void> {
+  readonly #end: EndProcess = async (pid, socket, graceful) => {
     if (graceful) {
       const pressed = await qmpExecute(socket, "system_powerdown").then(
         () => true,
@@ -196,7 +174,7 @@ export class QemuDriver implements Driver {
     );
     if (quit && (await waitForExit(pid, 2000))) return;
     await terminate(pid);
-  }
+  };
 
   async destroy(instance: Instance): Promise<void> {
     const vm = this.#own(instance);
@@ -204,20 +182,15 @@ export class QemuDriver implements Driver {
   }
 
   async #teardown(vm: Instance): Promise<void> {
-    this.#keeper.unwatch(vm.consoleLog);
-    if (vm.pid && vm.qmpSocket && (await isOurProcess(vm.pid, vm.qmpSocket))) {
-      await this.#end(vm.pid, vm.qmpSocket, false);
-    }
-    if (vm.tap && vm.tapOwned) await removeTap({ name: vm.tap, ...(vm.netns ? { netns: vm.netns } : {}) });
-    await rm(vm.runDir, { recursive: true, force: true });
+    await teardownVm(vm, vm.qmpSocket, this.#keeper, this.#end);
   }
 
   /** Not serialized with boot and stop: QEMU queues a second monitor client until the first leaves. */
   async status(instance: Instance): Promise<InstanceStatus> {
     const vm = this.#own(instance);
-    if (vm.pid && vm.qmpSocket && (await isOurProcess(vm.pid, vm.qmpSocket))) {
+    return supervisedStatus(vm, vm.qmpSocket, async (socket) => {
       try {
-        const status = (await qmpExecute(vm.qmpSocket, "query-status", undefined, { timeoutMs: 2000 })) as {
+        const status = (await qmpExecute(socket, "query-status", undefined, { timeoutMs: 2000 })) as {
           status?: string;
         };
         return status.status === "running" ? "running" : "stopped";
@@ -226,22 +199,18 @@ export class QemuDriver implements Driver {
         log.warn({ vm_id: vm.vmId, pid: vm.pid, ...errorFields(error) }, "QMP does not answer");
         return "running";
       }
-    }
-    const stopped = await readFile(`${vm.runDir}/stopped`).then(
-      () => true,
-      () => false,
-    );
-    return stopped ? "stopped" : "gone";
+    });
   }
 
   async adopt(record: unknown): Promise<AdoptResult> {
-    const parsed = Instance.safeParse(record);
-    if (!parsed.success) throw new InvalidInstance(`not an instance record: ${parsed.error.message}`);
-    const vm = this.#own(parsed.data);
-    const status = await this.status(vm);
-    if (vm.pid && (await isAlive(vm.pid)) && status !== "gone") this.#keeper.watch(vm.consoleLog);
-    log.info({ vm_id: vm.vmId, pid: vm.pid, status }, "adopted");
-    return { status, instance: vm };
+    const adopted = await adoptVm(
+      record,
+      (instance) => this.#own(instance),
+      (vm) => this.status(vm),
+      this.#keeper,
+    );
+    log.info({ vm_id: adopted.instance.vmId, pid: adopted.instance.pid, status: adopted.status }, "adopted");
+    return adopted;
   }
 
   async console(instance: Instance, maxBytes = DEFAULT_CONSOLE_BYTES): Promise<string> {
@@ -257,14 +226,5 @@ export class QemuDriver implements Driver {
       throw new InvalidInstance(`instance ${instance.vmId} belongs to the ${instance.driver} driver`);
     }
     return instance;
-  }
-}
-
-async function readRecord(path: string): Promise<Instance | undefined> {
-  try {
-    const parsed = Instance.safeParse(JSON.parse(await readFile(path, "utf8")));
-    return parsed.success ? parsed.data : undefined;
-  } catch {
-    return undefined;
   }
 }

@@ -1,0 +1,130 @@
+import { readFile, rm, writeFile } from "node:fs/promises";
+import type { ConsoleKeeper } from "./console-log.ts";
+import { type AdoptResult, type BootSpec, Instance, type InstanceStatus } from "./driver.ts";
+import { BootFailed, InvalidInstance } from "./errors.ts";
+import { createTap, removeTap } from "./network.ts";
+import { isAlive, isOurProcess } from "./process.ts";
+import { ensureDir, type VmPaths } from "./run-dir.ts";
+
+/*
+ * What the process drivers (QEMU, Firecracker) do alike around the hypervisor process they
+ * supervise: the instance record in the VM's folder, the folder and tap before a boot, the
+ * `stopped` marker, and the end of the process. The hypervisor-specific parts (how to ask it to
+ * end, how to ask it its state) come in as functions.
+ */
+
+const RECORD = "instance.json";
+
+/** Ends a hypervisor process that is ours; `graceful` first asks the guest to shut down. */
+export type EndProcess = (pid: number, socket: string, graceful: boolean) => Promise<void>;
+
+export async function writeRecord(dir: string, instance: Instance): Promise<void> {
+  await writeFile(`${dir}/${RECORD}`, JSON.stringify(instance));
+}
+
+async function readRecord(dir: string): Promise<Instance | undefined> {
+  try {
+    const parsed = Instance.safeParse(JSON.parse(await readFile(`${dir}/${RECORD}`, "utf8")));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Readies the VM's folder for a boot: refuses when the last run's hypervisor still holds the VM,
+ * removes the last run's console, output, socket (Firecracker refuses to start when its socket
+ * path exists) and stopped marker, and creates the tap when a bridge is configured. Resolves
+ * whether the driver owns (and so removes) the tap.
+ */
+export async function prepareVm(
+  spec: Pick<BootSpec, "vmId" | "tap">,
+  paths: VmPaths,
+  network: { bridge?: string | undefined; netns?: string | undefined },
+): Promise<{ tapOwned: boolean }> {
+  const previous = await readRecord(paths.dir);
+  if (previous?.pid && (await isOurProcess(previous.pid, paths.socket))) {
+    throw new BootFailed("prepare", `VM ${spec.vmId} already runs (pid ${previous.pid})`);
+  }
+  await ensureDir(paths.dir);
+  await Promise.all(
+    [paths.console, paths.output, paths.socket, paths.stoppedMarker].map((p) => rm(p, { force: true })),
+  );
+  const { bridge, netns } = network;
+  const tapOwned = Boolean(spec.tap && bridge);
+  if (spec.tap && bridge) {
+    try {
+      await createTap({ name: spec.tap, bridge, ...(netns ? { netns } : {}) });
+    } catch (error) {
+      await rm(paths.dir, { recursive: true, force: true });
+      throw new BootFailed("network", (error as Error).message);
+    }
+  }
+  return { tapOwned };
+}
+
+/** A pid in a record may have been reused since: only a process whose command line holds the socket is ended. */
+async function endIfOurs(
+  vm: Instance,
+  socket: string | undefined,
+  keeper: ConsoleKeeper,
+  end: (pid: number, socket: string) => Promise<void>,
+): Promise<void> {
+  keeper.unwatch(vm.consoleLog);
+  if (vm.pid && socket && (await isOurProcess(vm.pid, socket))) await end(vm.pid, socket);
+}
+
+/** Stops following the console, ends the process if it is still ours, and marks the VM stopped. */
+export async function stopVm(
+  vm: Instance,
+  socket: string | undefined,
+  keeper: ConsoleKeeper,
+  end: EndProcess,
+): Promise<void> {
+  await endIfOurs(vm, socket, keeper, (pid, ours) => end(pid, ours, true));
+  await writeFile(`${vm.runDir}/stopped`, new Date().toISOString()).catch(() => {});
+}
+
+/** Ends the process at once if it is still ours, removes the tap the driver made and the VM's folder. */
+export async function teardownVm(
+  vm: Instance,
+  socket: string | undefined,
+  keeper: ConsoleKeeper,
+  end: EndProcess,
+): Promise<void> {
+  await endIfOurs(vm, socket, keeper, (pid, ours) => end(pid, ours, false));
+  if (vm.tap && vm.tapOwned) await removeTap({ name: vm.tap, ...(vm.netns ? { netns: vm.netns } : {}) });
+  await rm(vm.runDir, { recursive: true, force: true });
+}
+
+/**
+ * The hypervisor's own answer while its process is ours (`query`); otherwise `stopped` when the
+ * VM was stopped on purpose and `gone` when it ended by itself.
+ */
+export async function supervisedStatus(
+  vm: Instance,
+  socket: string | undefined,
+  query: (socket: string) => Promise<InstanceStatus>,
+): Promise<InstanceStatus> {
+  if (vm.pid && socket && (await isOurProcess(vm.pid, socket))) return query(socket);
+  const stopped = await readFile(`${vm.runDir}/stopped`).then(
+    () => true,
+    () => false,
+  );
+  return stopped ? "stopped" : "gone";
+}
+
+/** Takes over a VM from an instance record: its status, and its console followed again while it lives. */
+export async function adoptVm(
+  record: unknown,
+  own: (instance: Instance) => Instance,
+  status: (vm: Instance) => Promise<InstanceStatus>,
+  keeper: ConsoleKeeper,
+): Promise<AdoptResult> {
+  const parsed = Instance.safeParse(record);
+  if (!parsed.success) throw new InvalidInstance(`not an instance record: ${parsed.error.message}`);
+  const vm = own(parsed.data);
+  const current = await status(vm);
+  if (vm.pid && (await isAlive(vm.pid)) && current !== "gone") keeper.watch(vm.consoleLog);
+  return { status: current, instance: vm };
+}
