@@ -80,6 +80,21 @@ export const VmProvisioning = event(
     gateway: Ipv4.optional(),
   }),
 );
+/**
+ * An address is held but no live host has room yet: the VM keeps its status (pending, or starting
+ * when it provisions again) and waits for a host until the schedule deadline. The lease's
+ * `prefixLength` and `gateway` travel along so the boot command can be built once a host is found.
+ */
+export const VmAwaitingHost = event(
+  "VmAwaitingHost",
+  1,
+  z.object({
+    vmId: VmId,
+    ipAddress: Ipv4,
+    prefixLength: z.int().min(16).max(30).optional(),
+    gateway: Ipv4.optional(),
+  }),
+);
 export const VmRunning = event("VmRunning", 1, z.object({ vmId: VmId, hostId: HostId, ipAddress: Ipv4 }));
 export const VmStartRequested = event("VmStartRequested", 1, z.object({ vmId: VmId }));
 export const VmStopRequested = event("VmStopRequested", 1, z.object({ vmId: VmId }));
@@ -127,6 +142,7 @@ export const vmEvents = [
   VmCreated,
   VmUpdated,
   VmProvisioning,
+  VmAwaitingHost,
   VmRunning,
   VmStartRequested,
   VmStopRequested,

@@ -28,6 +28,8 @@ const Env = BaseEnv.extend({
   VM_DATABASE_URL: z.url().optional(),
   MAX_VMS_PER_USER: z.coerce.number().int().min(0).default(10),
   ALLOCATE_TIMEOUT_MS: ms(30_000),
+  // How long a VM holding an address waits for a live host with room before it fails.
+  SCHEDULE_TIMEOUT_MS: ms(30_000),
   BOOT_TIMEOUT_MS: ms(120_000),
   START_TIMEOUT_MS: ms(120_000),
   STOP_TIMEOUT_MS: ms(60_000),
@@ -65,6 +67,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxVmsPerUser: e.MAX_VMS_PER_USER,
     deadlines: {
       allocate: e.ALLOCATE_TIMEOUT_MS,
+      schedule: e.SCHEDULE_TIMEOUT_MS,
       boot: e.BOOT_TIMEOUT_MS,
       start: e.START_TIMEOUT_MS,
       stop: e.STOP_TIMEOUT_MS,

@@ -10,6 +10,8 @@ describe("configuration", () => {
 
   it("takes a deadline per step from the environment", () => {
     expect(loadConfig({ BOOT_TIMEOUT_MS: "250" }).deadlines.boot).toBe(250);
+    expect(loadConfig({ SCHEDULE_TIMEOUT_MS: "400" }).deadlines.schedule).toBe(400);
+    expect(loadConfig({}).deadlines.schedule).toBe(30_000);
   });
 
   it("names every malformed variable at once", () => {

@@ -197,6 +197,49 @@ describe("the VM lifecycle over NATS and PostgreSQL", () => {
     });
   });
 
+  test("a create with no host waits with its address held and boots once a host registers", async ({
+    db,
+    nats,
+  }) => {
+    const w = new World(nats);
+    await withService(testConfig(db, nats), async () => {
+      const vmId = vmIdOf(7);
+      await create(w, vmId);
+      await allocate(w, vmId);
+      await w.vmEvents.ofType("VmAwaitingHost", vmId);
+      expect(await w.query(GetVm, { vmId, actor: OWNER })).toMatchObject({
+        status: "pending",
+        ipAddress: "10.0.0.5",
+        host: null,
+        errorMessage: null,
+      });
+      await registerHost(w);
+      await boot(w, vmId);
+      expect(await w.until(vmId, "running")).toMatchObject({ host: HOST, ipAddress: "10.0.0.5" });
+      expect(w.commands.typesFor(vmId)).not.toContain("ReleaseIp");
+    });
+  });
+
+  test("a create with no host at all fails at the schedule deadline, naming the step, and releases the IP", async ({
+    db,
+    nats,
+  }) => {
+    const w = new World(nats);
+    await withService(testConfig(db, nats, { SCHEDULE_TIMEOUT_MS: "500" }), async () => {
+      const vmId = vmIdOf(8);
+      await create(w, vmId);
+      await allocate(w, vmId);
+      const vm = await w.until(vmId, "error");
+      expect(vm).toMatchObject({
+        errorMessage: "schedule timed out: no host for the VM within 500 ms: no live provisioner host",
+        host: null,
+        ipAddress: null,
+      });
+      await w.commands.ofType("ReleaseIp", vmId);
+      expect(w.commands.typesFor(vmId)).not.toContain("BootVm");
+    });
+  });
+
   test("a host that stops heartbeating takes its VMs to error with host lost", async ({ db, nats }) => {
     const w = new World(nats);
     await withService(testConfig(db, nats, { HOST_HEARTBEAT_TIMEOUT_MS: "1500" }), async () => {

@@ -1,7 +1,16 @@
 import { describe, expect, it } from "vitest";
 import type { HostLoad } from "../src/domain/hosts.ts";
 import { type Decision, type ProcessInput, plan, type ReactContext, react } from "../src/domain/lifecycle.ts";
-import { evolve, type Lifecycle, replay, stepOf, transitions, type Vm } from "../src/domain/vm.ts";
+import {
+  evolve,
+  type Lifecycle,
+  replay,
+  type Step,
+  stepOf,
+  transitions,
+  type Vm,
+  type VmEvent,
+} from "../src/domain/vm.ts";
 import { commands, HOST, histories, IP, VM_ID, vmIn } from "./fixtures.ts";
 
 const NOW = 1_000_000;
@@ -52,7 +61,7 @@ const hostLost: ProcessInput = {
   type: "HostLost",
   data: { hostId: HOST, reason: "no heartbeat from host-a for 15000 ms" },
 };
-const deadline = (step: "allocate" | "boot" | "start" | "stop" | "restart" | "delete"): ProcessInput => ({
+const deadline = (step: Step): ProcessInput => ({
   type: "DeadlineReached",
   data: { step, timeoutMs: 500 },
 });
@@ -64,6 +73,20 @@ function summary(d: Decision): { events: string[]; sends: string[]; deadline: st
     deadline: d.deadline,
   };
 }
+
+const hostAvailable: ProcessInput = { type: "HostAvailable", data: { hostId: HOST } };
+const awaitingHost: VmEvent = {
+  type: "VmAwaitingHost",
+  data: { vmId: VM_ID, ipAddress: IP, prefixLength: 24, gateway: "10.0.0.1" },
+};
+/** A VM holding its address and waiting for a host: on create (pending) or on a start after an error. */
+const waitingPending = replay([awaitingHost], vmIn("pending"));
+const waitingStarting = replay(
+  [{ type: "VmStartRequested", data: { vmId: VM_ID } }, awaitingHost],
+  vmIn("error"),
+);
+const fullHost: ReactContext = { ...ctx, hosts: [liveHost(HOST, 8)] };
+const silentHost: ReactContext = { ...ctx, hosts: [{ ...liveHost(HOST), lastSeenMs: NOW - 60_000 }] };
 
 const release = "ippool:ReleaseIp";
 const destroy = "host-a:DestroyVm";
@@ -78,12 +101,76 @@ const cases: Array<[string, Lifecycle | Vm, ProcessInput, ReactContext, ReturnTy
     { events: ["VmProvisioning"], sends: ["host-a:BootVm"], deadline: "boot" },
   ],
   [
-    "an address with no live host fails the VM and gives the address back",
+    "an address with no live host is kept while the VM waits for one",
     "pending",
     ipAllocated,
     noHosts,
-    { events: ["VmFailed(no host for the VM: no live provisioner host)"], sends: [release], deadline: null },
+    { events: ["VmAwaitingHost"], sends: [], deadline: "schedule" },
   ],
+  [
+    "an address with only a full host is kept while the VM waits for room",
+    "pending",
+    ipAllocated,
+    fullHost,
+    { events: ["VmAwaitingHost"], sends: [], deadline: "schedule" },
+  ],
+  [
+    "an address for a failed VM being started again waits for a host too",
+    replay([{ type: "VmStartRequested", data: { vmId: VM_ID } }], vmIn("error")),
+    ipAllocated,
+    noHosts,
+    { events: ["VmAwaitingHost"], sends: [], deadline: "schedule" },
+  ],
+  [
+    "a host with room places a waiting VM and boots it",
+    waitingPending,
+    hostAvailable,
+    ctx,
+    { events: ["VmProvisioning"], sends: ["host-a:BootVm"], deadline: "boot" },
+  ],
+  [
+    "a host with room places a VM waiting after a start",
+    waitingStarting,
+    hostAvailable,
+    ctx,
+    { events: ["VmProvisioning"], sends: ["host-a:BootVm"], deadline: "boot" },
+  ],
+  ["a host without room leaves a waiting VM waiting", waitingPending, hostAvailable, fullHost, nothing],
+  ["a silent host leaves a waiting VM waiting", waitingPending, hostAvailable, silentHost, nothing],
+  ["a host changes nothing for a VM not waiting on one", "provisioning", hostAvailable, ctx, nothing],
+  ["a host changes nothing for a VM still waiting on its address", "pending", hostAvailable, ctx, nothing],
+  [
+    "no host by the schedule deadline fails the VM naming the step and releases the address",
+    waitingPending,
+    deadline("schedule"),
+    noHosts,
+    {
+      events: ["VmFailed(schedule timed out: no host for the VM within 500 ms: no live provisioner host)"],
+      sends: [release],
+      deadline: null,
+    },
+  ],
+  [
+    "no room by the schedule deadline names what was missing",
+    waitingPending,
+    deadline("schedule"),
+    fullHost,
+    {
+      events: [
+        "VmFailed(schedule timed out: no host for the VM within 500 ms: no live host with room for 2 vCPU and 1024 MB (1 live))",
+      ],
+      sends: [release],
+      deadline: null,
+    },
+  ],
+  [
+    "room found at the schedule deadline still places the VM",
+    waitingPending,
+    deadline("schedule"),
+    ctx,
+    { events: ["VmProvisioning"], sends: ["host-a:BootVm"], deadline: "boot" },
+  ],
+  ["a schedule deadline of a placed VM is stale", "provisioning", deadline("schedule"), ctx, nothing],
   [
     "a failed allocation fails the VM",
     "pending",
@@ -285,6 +372,49 @@ describe("the lifecycle process", () => {
     expect(vm.status).toBe("provisioning");
     apply(react(booted(), vm, ctx));
     expect(vm).toMatchObject({ status: "running", errorMessage: null });
+  });
+
+  it("boots a VM that waited for a host with the lease it kept", () => {
+    const d = react(hostAvailable, waitingPending, ctx);
+    expect(d.commands.map((o) => o.command)).toEqual([
+      {
+        type: "BootVm",
+        data: {
+          vmId: VM_ID,
+          vcpuCount: 2,
+          memoryMb: 1024,
+          ipAddress: IP,
+          prefixLength: 24,
+          gateway: "10.0.0.1",
+        },
+      },
+    ]);
+    expect(replay(d.events, waitingPending)).toMatchObject({
+      status: "provisioning",
+      hostId: HOST,
+      lease: null,
+    });
+  });
+
+  it("keeps the address of a VM waiting for a host, and names the wait as the schedule step", () => {
+    expect(waitingPending).toMatchObject({
+      status: "pending",
+      ipAddress: IP,
+      hostId: null,
+      allocating: false,
+    });
+    expect(stepOf(waitingPending)).toBe("schedule");
+    expect(stepOf(waitingStarting)).toBe("schedule");
+  });
+
+  it("deletes a VM waiting for a host at once and releases its address", () => {
+    const d = plan(commands.DeleteVm(), waitingPending, { userVmCount: 1, maxVmsPerUser: 10 });
+    if ("refused" in d) throw new Error("refused");
+    expect(summary(d)).toEqual({
+      events: ["VmDeleteRequested", "VmDeleted"],
+      sends: [release],
+      deadline: null,
+    });
   });
 
   it("names the step each in-flight status waits on", () => {

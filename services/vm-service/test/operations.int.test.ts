@@ -220,9 +220,12 @@ describe("VM operations after create", () => {
     });
   });
 
-  test("a VM goes to the live host with room, and to error when no host has room", async ({ db, nats }) => {
+  test("a VM goes to the live host with room, and to error when no host has room by the schedule deadline", async ({
+    db,
+    nats,
+  }) => {
     const w = new World(nats);
-    await withService(testConfig(db, nats), async () => {
+    await withService(testConfig(db, nats, { SCHEDULE_TIMEOUT_MS: "500" }), async () => {
       const register = (hostId: string, vcpus: number) =>
         w.publish(w.names.event("host", hostId, "HostRegistered"), HostRegistered, {
           hostId,
@@ -261,7 +264,7 @@ describe("VM operations after create", () => {
       const second = await place(2, 2);
       const vm = await w.until(second, "error");
       expect(vm.errorMessage).toBe(
-        "no host for the VM: no live host with room for 2 vCPU and 512 MB (2 live)",
+        "schedule timed out: no host for the VM within 500 ms: no live host with room for 2 vCPU and 512 MB (2 live)",
       );
       await w.commands.ofType("ReleaseIp", second);
     });

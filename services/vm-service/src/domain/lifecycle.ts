@@ -19,7 +19,7 @@ import type {
 } from "@mikrom/contracts";
 import { type DecideContext, decide, isRefusal, type Refusal, type VmCommand } from "./decide.ts";
 import { type HostLoad, noRoomMessage, pickHost } from "./hosts.ts";
-import { evolve, type Step, stepOf, type Vm, type VmEvent } from "./vm.ts";
+import { awaitingHost, evolve, type Step, stepOf, type Vm, type VmEvent } from "./vm.ts";
 
 /**
  * The process that drives every VM operation to a final state: which command follows each VM event,
@@ -52,6 +52,8 @@ export type ProcessInput =
   | MessageOf<typeof VmDestroyed>
   | MessageOf<typeof VmLost>
   | { readonly type: "HostLost"; readonly data: { readonly hostId: string; readonly reason: string } }
+  /** A host registered or heartbeated: a VM waiting for one may now fit. */
+  | { readonly type: "HostAvailable"; readonly data: { readonly hostId: string } }
   | { readonly type: "DeadlineReached"; readonly data: { readonly step: Step; readonly timeoutMs: number } };
 
 /**
@@ -106,6 +108,8 @@ export function follow(
       };
     case "VmUpdated":
       return { commands: [], deadline: undefined };
+    case "VmAwaitingHost":
+      return { commands: [], deadline: "schedule" };
     case "VmProvisioning": {
       const d = event.data;
       return {
@@ -194,6 +198,41 @@ function failed(vm: Vm, step: string, errorMessage: string): Decision {
   return withFollowUps([{ type: "VmFailed", data: { vmId, step, errorMessage } }], vm);
 }
 
+/**
+ * The VM placed on the live host with the most room, booting with the address it holds; or, when no
+ * host has room, the address kept while the VM waits for one (the schedule deadline bounds the wait).
+ */
+function place(
+  vm: Vm,
+  lease: { address: string; prefixLength?: number; gateway?: string },
+  ctx: ReactContext,
+): Decision | null {
+  const vmId = vm.vmId!;
+  const need = { vcpuCount: vm.vcpuCount, memoryMb: vm.memoryMb };
+  const hostId = pickHost(ctx.hosts, need, ctx.nowMs, ctx.heartbeatTimeoutMs);
+  if (hostId === null) return null;
+  return withFollowUps(
+    [
+      {
+        type: "VmProvisioning",
+        data: {
+          vmId,
+          ipAddress: lease.address,
+          hostId,
+          ...(lease.prefixLength !== undefined ? { prefixLength: lease.prefixLength } : {}),
+          ...(lease.gateway !== undefined ? { gateway: lease.gateway } : {}),
+        },
+      },
+    ],
+    vm,
+  );
+}
+
+/** The lease a VM waiting for a host holds, in the shape place() takes. */
+function heldLease(vm: Vm): { address: string; prefixLength?: number; gateway?: string } {
+  return { address: vm.ipAddress!, ...vm.lease };
+}
+
 function timeoutMessage(vm: Vm, step: Step, timeoutMs: number): string {
   const who = step === "allocate" ? "the IP pool service" : `provisioner host ${vm.hostId ?? "(none)"}`;
   return `${step} timed out: no answer from ${who} within ${timeoutMs} ms`;
@@ -218,22 +257,17 @@ export function react(input: ProcessInput, vm: Vm, ctx: ReactContext): Decision 
     case "IpAllocated": {
       const lease = input.data;
       if (vm.allocating) {
-        const need = { vcpuCount: vm.vcpuCount, memoryMb: vm.memoryMb };
-        const hostId = pickHost(ctx.hosts, need, ctx.nowMs, ctx.heartbeatTimeoutMs);
-        if (hostId === null)
-          return failed(
-            vm,
-            "schedule",
-            `no host for the VM: ${noRoomMessage(ctx.hosts, need, ctx.nowMs, ctx.heartbeatTimeoutMs)}`,
-          );
+        const placed = place(vm, lease, ctx);
+        if (placed) return placed;
+        // No live host with room yet (the system is starting, or a host is briefly away): keep the
+        // address and wait for one until the schedule deadline rather than failing at once.
         return withFollowUps(
           [
             {
-              type: "VmProvisioning",
+              type: "VmAwaitingHost",
               data: {
                 vmId,
                 ipAddress: lease.address,
-                hostId,
                 prefixLength: lease.prefixLength,
                 gateway: lease.gateway,
               },
@@ -289,10 +323,24 @@ export function react(input: ProcessInput, vm: Vm, ctx: ReactContext): Decision 
         ? failed(vm, "host", `host lost: ${reason}`)
         : failed(vm, "run", `VM lost on host ${hostId}: ${reason}`);
     }
+    case "HostAvailable":
+      if (!awaitingHost(vm)) return NOTHING;
+      return place(vm, heldLease(vm), ctx) ?? NOTHING;
     case "DeadlineReached": {
       const { step, timeoutMs } = input.data;
       // A deadline of a step already answered is stale: the table row raced the answer.
       if (stepOf(vm) !== step) return { ...NOTHING, deadline: undefined };
+      if (step === "schedule") {
+        // Room may have come back without a host event (another VM gave its capacity back): one last look.
+        const placed = place(vm, heldLease(vm), ctx);
+        if (placed) return placed;
+        const need = { vcpuCount: vm.vcpuCount, memoryMb: vm.memoryMb };
+        return failed(
+          vm,
+          "schedule",
+          `schedule timed out: no host for the VM within ${timeoutMs} ms: ${noRoomMessage(ctx.hosts, need, ctx.nowMs, ctx.heartbeatTimeoutMs)}`,
+        );
+      }
       return failed(vm, step, timeoutMessage(vm, step, timeoutMs));
     }
   }

@@ -1,5 +1,6 @@
 import type {
   MessageOf,
+  VmAwaitingHost,
   VmCreated,
   VmDeleted,
   VmDeleteRequested,
@@ -19,6 +20,7 @@ export type VmEvent =
   | MessageOf<typeof VmCreated>
   | MessageOf<typeof VmUpdated>
   | MessageOf<typeof VmProvisioning>
+  | MessageOf<typeof VmAwaitingHost>
   | MessageOf<typeof VmRunning>
   | MessageOf<typeof VmStartRequested>
   | MessageOf<typeof VmStopRequested>
@@ -50,7 +52,15 @@ export interface Vm {
   readonly hostId: string | null;
   /** An AllocateIp is out and not yet answered: a failure now must release whatever it may get. */
   readonly allocating: boolean;
+  /** The lease held while the VM waits for a live host with room (VmAwaitingHost); null otherwise. */
+  readonly lease: Lease | null;
   readonly errorMessage: string | null;
+}
+
+/** What the boot command needs of an address, kept while no host has been found for it. */
+export interface Lease {
+  readonly prefixLength?: number;
+  readonly gateway?: string;
 }
 
 export const initialVm: Vm = Object.freeze({
@@ -65,6 +75,7 @@ export const initialVm: Vm = Object.freeze({
   ipAddress: null,
   hostId: null,
   allocating: false,
+  lease: null,
   errorMessage: null,
 });
 
@@ -92,6 +103,8 @@ export const transitions: Readonly<
   VmCreated: { from: ["absent"], to: "pending" },
   VmUpdated: { from: BUT_DELETING, to: null },
   VmProvisioning: { from: ["pending", "starting"], to: "provisioning" },
+  // Waiting for a host is part of the step that asked for the address: the status stays.
+  VmAwaitingHost: { from: ["pending", "starting"], to: null },
   VmRunning: { from: ["provisioning", "starting", "restarting"], to: "running" },
   VmStartRequested: { from: ["stopped", "error"], to: "starting" },
   VmStopRequested: { from: ["running"], to: "stopping" },
@@ -138,7 +151,21 @@ export function evolve(vm: Vm, event: VmEvent): Vm {
         ipAddress: event.data.ipAddress,
         hostId: event.data.hostId,
         allocating: false,
+        lease: null,
       };
+    case "VmAwaitingHost": {
+      const { ipAddress, prefixLength, gateway } = event.data;
+      return {
+        ...vm,
+        status,
+        ipAddress,
+        allocating: false,
+        lease: {
+          ...(prefixLength !== undefined ? { prefixLength } : {}),
+          ...(gateway !== undefined ? { gateway } : {}),
+        },
+      };
+    }
     case "VmRunning":
       return {
         ...vm,
@@ -159,9 +186,10 @@ export function evolve(vm: Vm, event: VmEvent): Vm {
         ipAddress: null,
         hostId: null,
         allocating: false,
+        lease: null,
       };
     case "VmDeleted":
-      return { ...vm, status, ipAddress: null, hostId: null, allocating: false };
+      return { ...vm, status, ipAddress: null, hostId: null, allocating: false, lease: null };
     default:
       return { ...vm, status };
   }
@@ -174,16 +202,21 @@ export function replay(events: Iterable<VmEvent>, from: Vm = initialVm): Vm {
 }
 
 /** The step a VM in flight is waiting on; each has its own deadline. */
-export type Step = "allocate" | "boot" | "start" | "stop" | "restart" | "delete";
+export type Step = "allocate" | "schedule" | "boot" | "start" | "stop" | "restart" | "delete";
+
+/** True while the VM holds an address and waits for a live host with room to boot on. */
+export function awaitingHost(vm: Vm): boolean {
+  return vm.lease !== null && vm.hostId === null && (vm.status === "pending" || vm.status === "starting");
+}
 
 export function stepOf(vm: Vm): Step | null {
   switch (vm.status) {
     case "pending":
-      return "allocate";
+      return awaitingHost(vm) ? "schedule" : "allocate";
     case "provisioning":
       return "boot";
     case "starting":
-      return vm.allocating ? "allocate" : "start";
+      return vm.allocating ? "allocate" : awaitingHost(vm) ? "schedule" : "start";
     case "stopping":
       return "stop";
     case "restarting":

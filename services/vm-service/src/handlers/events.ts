@@ -11,7 +11,7 @@ import { createLogger, setContext, withContext, withSpan } from "@mikrom/telemet
 import { sql } from "kysely";
 import { type ProcessInput, react } from "../domain/lifecycle.ts";
 import { hostLoads } from "../store/read-model.ts";
-import { type HandleResult, handleVm, type Inbound, lockScheduling } from "../store/vm-store.ts";
+import { type HandleResult, handleVm, type Inbound, lockScheduling, type Tx } from "../store/vm-store.ts";
 import type { Delivery, HandlerDeps } from "./context.ts";
 
 const log = createLogger("mikrom.vm-service.lifecycle");
@@ -43,6 +43,8 @@ function operationOf(input: ProcessInput): string {
     case "VmLost":
     case "HostLost":
       return "host_lost";
+    case "HostAvailable":
+      return "schedule";
     case "DeadlineReached":
       return "deadline";
   }
@@ -61,7 +63,10 @@ export async function driveVm(
       const result = await handleVm(deps, vmId, inbound, null, async (vm, tx) => {
         if (vm.userId !== null) setContext({ user_id: String(vm.userId) });
         // Only a placement reads the hosts; it takes the scheduling lock so two VMs never share a last slot.
-        const placing = input.type === "IpAllocated" && vm.allocating;
+        const placing =
+          (input.type === "IpAllocated" && vm.allocating) ||
+          input.type === "HostAvailable" ||
+          (input.type === "DeadlineReached" && input.data.step === "schedule");
         if (placing) await lockScheduling(tx);
         const hosts = placing ? await hostLoads(tx) : [];
         return react(input, vm, {
@@ -98,6 +103,35 @@ export function onProcessEvent(consumer: string) {
   };
 }
 
+/** VMs holding an address and waiting for a host (their schedule deadline runs), longest waiting first. */
+async function vmsAwaitingHost(db: Tx): Promise<string[]> {
+  const rows = await db
+    .selectFrom("deadlines")
+    .select("vm_id")
+    .where("step", "=", "schedule")
+    .orderBy("due_at")
+    .limit(500)
+    .execute();
+  return rows.map((r) => r.vm_id);
+}
+
+/**
+ * A host write under the scheduling lock: a placement that found no host either committed its wait
+ * before this write (and placeWaitingVms, run after it, sees the VM) or reads the hosts after it.
+ */
+async function underSchedulingLock(deps: HandlerDeps, write: (tx: Tx) => Promise<unknown>): Promise<void> {
+  await deps.db.transaction().execute(async (tx) => {
+    await lockScheduling(tx);
+    await write(tx);
+  });
+}
+
+/** A host registered or heartbeated: every VM waiting for a host gets a look at the hosts now. */
+async function placeWaitingVms(deps: HandlerDeps, hostId: string): Promise<void> {
+  for (const vmId of await vmsAwaitingHost(deps.db))
+    await driveVm(deps, vmId, { type: "HostAvailable", data: { hostId } }, null);
+}
+
 /**
  * `<ns>.evt.host.*.*`: the host registry. Liveness goes by the time each event carries, and never
  * moves back, so a late or replayed heartbeat cannot revive a host.
@@ -109,34 +143,40 @@ export async function onHostEvent(deps: HandlerDeps, d: Delivery<HostEvent>): Pr
     withSpan(`service.vm.host`, { "mikrom.host.id": e.data.hostId, "mikrom.input": e.type }, async () => {
       switch (e.type) {
         case "HostRegistered":
-          await deps.db
-            .insertInto("hosts")
-            .values({
-              host_id: e.data.hostId,
-              driver: e.data.driver,
-              vcpus: e.data.vcpus,
-              memory_mb: e.data.memoryMb,
-              last_seen: seen,
-              live: true,
-            })
-            .onConflict((oc) =>
-              oc.column("host_id").doUpdateSet({
+          await underSchedulingLock(deps, (tx) =>
+            tx
+              .insertInto("hosts")
+              .values({
+                host_id: e.data.hostId,
                 driver: e.data.driver,
                 vcpus: e.data.vcpus,
                 memory_mb: e.data.memoryMb,
-                last_seen: sql<Date>`greatest(hosts.last_seen, ${seen})`,
-                live: sql<boolean>`hosts.last_seen <= ${seen}`,
-              }),
-            )
-            .execute();
+                last_seen: seen,
+                live: true,
+              })
+              .onConflict((oc) =>
+                oc.column("host_id").doUpdateSet({
+                  driver: e.data.driver,
+                  vcpus: e.data.vcpus,
+                  memory_mb: e.data.memoryMb,
+                  last_seen: sql<Date>`greatest(hosts.last_seen, ${seen})`,
+                  live: sql<boolean>`hosts.last_seen <= ${seen}`,
+                }),
+              )
+              .execute(),
+          );
           log.info({ host_id: e.data.hostId, driver: e.data.driver }, "host registered");
+          await placeWaitingVms(deps, e.data.hostId);
           break;
         case "HostHeartbeat":
-          await deps.db
-            .updateTable("hosts")
-            .set({ last_seen: sql<Date>`greatest(last_seen, ${seen})` })
-            .where("host_id", "=", e.data.hostId)
-            .execute();
+          await underSchedulingLock(deps, (tx) =>
+            tx
+              .updateTable("hosts")
+              .set({ last_seen: sql<Date>`greatest(last_seen, ${seen})` })
+              .where("host_id", "=", e.data.hostId)
+              .execute(),
+          );
+          await placeWaitingVms(deps, e.data.hostId);
           break;
         case "HostStopped":
           // The sweeper treats a host that said goodbye like one that went silent.

@@ -40,6 +40,9 @@ export async function project(tx: Tx, event: VmEvent, at: Date): Promise<void> {
       if (event.data.name !== undefined) set.name = event.data.name;
       if (event.data.description !== undefined) set.description = event.data.description;
       break;
+    case "VmAwaitingHost":
+      set.ip_address = event.data.ipAddress;
+      break;
     case "VmProvisioning":
       set.ip_address = event.data.ipAddress;
       set.host = event.data.hostId;
