@@ -192,6 +192,13 @@ describe("edges of HTTP", () => {
       expect(page.headers.get("content-type")).toContain("text/html");
       expect(await page.text()).toContain("swagger-ui");
       expect(await (await gw.fetch("/docs/init.js")).text()).toContain("/openapi.json");
+      // The page's assets come from the gateway itself, not from the internet.
+      for (const asset of ["/docs/assets/swagger-ui.css", "/docs/assets/swagger-ui-bundle.js"]) {
+        const res = await gw.fetch(asset);
+        expect(res.status, asset).toBe(200);
+        expect((await res.arrayBuffer()).byteLength).toBeGreaterThan(10_000);
+      }
+      expect((await gw.fetch("/docs/assets/package.json")).status).toBe(404);
     } finally {
       await gw.close();
     }

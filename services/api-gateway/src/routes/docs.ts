@@ -1,8 +1,17 @@
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { Hono } from "hono";
 import type { AppEnv } from "../http/env.ts";
 import type { OpenApi } from "../http/openapi.ts";
 
-const SWAGGER_UI = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5";
+// Swagger UI is served from the package itself, so the docs work where the API has no internet.
+const SWAGGER_UI = "/docs/assets";
+const SWAGGER_UI_DIST = dirname(fileURLToPath(import.meta.resolve("swagger-ui-dist/package.json")));
+const ASSETS: Record<string, string> = {
+  "swagger-ui.css": "text/css; charset=utf-8",
+  "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+};
 
 const page = `<!doctype html>
 <html lang="en">
@@ -23,9 +32,9 @@ const init = `window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#docs
 
 const DOCS_CSP = [
   "default-src 'none'",
-  `script-src 'self' https://cdn.jsdelivr.net`,
-  `style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net`,
-  "img-src 'self' data: https://cdn.jsdelivr.net",
+  "script-src 'self'",
+  "style-src 'self' 'unsafe-inline'",
+  "img-src 'self' data:",
   "connect-src 'self'",
   "frame-ancestors 'none'",
 ].join("; ");
@@ -41,4 +50,17 @@ export function docsRoutes(app: Hono<AppEnv>, docs: OpenApi, version: string): v
     return c.html(page);
   });
   app.get("/docs/init.js", (c) => c.body(init, 200, { "Content-Type": "text/javascript; charset=utf-8" }));
+  const assets = new Map<string, Uint8Array<ArrayBuffer>>();
+  app.get("/docs/assets/:file", (c) => {
+    const file = c.req.param("file");
+    const type = ASSETS[file];
+    if (!type) return c.notFound();
+    let body = assets.get(file);
+    if (!body) {
+      body = new Uint8Array(readFileSync(join(SWAGGER_UI_DIST, file)));
+      assets.set(file, body);
+    }
+    c.header("Cache-Control", "public, max-age=86400");
+    return c.body(body, 200, { "Content-Type": type });
+  });
 }
