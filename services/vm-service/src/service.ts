@@ -56,6 +56,7 @@ function delivery<M>(e: Envelope<MessageDef>): Delivery<M> {
     message: { type: e.type, data: e.data } as M,
     messageId: e.messageId,
     correlationId: e.correlationId ?? null,
+    causationId: e.causationId ?? null,
   };
 }
 

@@ -1,9 +1,17 @@
 import { describe, expect, it } from "vitest";
 import type { HostLoad } from "../src/domain/hosts.ts";
-import { type Decision, type ProcessInput, plan, type ReactContext, react } from "../src/domain/lifecycle.ts";
+import {
+  type AllocationAnswer,
+  type Decision,
+  type ProcessInput,
+  plan,
+  type ReactContext,
+  react,
+} from "../src/domain/lifecycle.ts";
 import {
   evolve,
   type Lifecycle,
+  outstandingAllocation,
   replay,
   type Step,
   stepOf,
@@ -27,7 +35,7 @@ const liveHost = (hostId: string, used = 0): HostLoad => ({
 const ctx: ReactContext = { hosts: [liveHost(HOST)], nowMs: NOW, heartbeatTimeoutMs: 15_000 };
 const noHosts: ReactContext = { ...ctx, hosts: [] };
 
-const ipAllocated: ProcessInput = {
+const ipAllocated: AllocationAnswer = {
   type: "IpAllocated",
   data: {
     vmId: VM_ID,
@@ -38,7 +46,7 @@ const ipAllocated: ProcessInput = {
     gateway: "10.0.0.1",
   },
 };
-const allocationFailed: ProcessInput = {
+const allocationFailed: AllocationAnswer = {
   type: "IpAllocationFailed",
   data: { vmId: VM_ID, pool: "default", reason: "exhausted" },
 };
@@ -87,6 +95,17 @@ const waitingStarting = replay(
 );
 const fullHost: ReactContext = { ...ctx, hosts: [liveHost(HOST, 8)] };
 const silentHost: ReactContext = { ...ctx, hosts: [{ ...liveHost(HOST), lastSeenMs: NOW - 60_000 }] };
+
+/** A VM that failed after its first address and was started again: its second AllocateIp is out. */
+const restartedFromError = replay([{ type: "VmStartRequested", data: { vmId: VM_ID } }], vmIn("error"));
+const firstRequest = outstandingAllocation(vmIn("pending"))!;
+const secondRequest = outstandingAllocation(restartedFromError)!;
+const answering = (input: AllocationAnswer, causationId: string): ProcessInput => ({ ...input, causationId });
+/** The restarted VM once the answer to its second request placed it. */
+const placedAfterRestart = replay(
+  react(answering(ipAllocated, secondRequest), restartedFromError, ctx).events,
+  restartedFromError,
+);
 
 const release = "ippool:ReleaseIp";
 const destroy = "host-a:DestroyVm";
@@ -319,6 +338,53 @@ const cases: Array<[string, Lifecycle | Vm, ProcessInput, ReactContext, ReturnTy
   ["a stopped VM has no process to lose", "stopped", lost, ctx, nothing],
   ["a failed VM is not failed again by its host", "error", hostLost, ctx, nothing],
   ["news of a VM this service never created changes nothing", "absent", booted(), ctx, nothing],
+  [
+    "the answer to the AllocateIp out now places a VM started again after an error",
+    restartedFromError,
+    answering(ipAllocated, secondRequest),
+    ctx,
+    { events: ["VmProvisioning"], sends: ["host-a:BootVm"], deadline: "boot" },
+  ],
+  [
+    // Release is by VM id and the pool answers the newer request with the one address the VM holds.
+    "a stale address from before the error is neither taken nor released while the new request is out",
+    restartedFromError,
+    answering(ipAllocated, firstRequest),
+    ctx,
+    nothing,
+  ],
+  [
+    "a stale address arriving while the VM is still failed is released",
+    "error",
+    answering(ipAllocated, firstRequest),
+    ctx,
+    { ...nothing, sends: [release] },
+  ],
+  [
+    "a stale address arriving once the new one placed the VM changes nothing",
+    placedAfterRestart,
+    answering(ipAllocated, firstRequest),
+    ctx,
+    nothing,
+  ],
+  [
+    "a stale allocation failure does not fail a VM whose new request is out",
+    restartedFromError,
+    answering(allocationFailed, firstRequest),
+    ctx,
+    nothing,
+  ],
+  [
+    "the failure of the AllocateIp out now fails the VM",
+    restartedFromError,
+    answering(allocationFailed, secondRequest),
+    ctx,
+    {
+      events: ["VmFailed(IP allocation failed: exhausted (pool default))"],
+      sends: [release],
+      deadline: null,
+    },
+  ],
 ];
 
 describe("the lifecycle process", () => {
@@ -331,6 +397,23 @@ describe("the lifecycle process", () => {
       expect(transitions[e.type].from).toContain(state.status);
       state = evolve(state, e);
     }
+  });
+
+  it("sends each AllocateIp under the id the VM then waits on, a new one for every attempt", () => {
+    const idsSent = (d: Decision): Array<string | undefined> =>
+      d.commands.flatMap((o) =>
+        o.service === "ippool" && o.command.type === "AllocateIp" ? [o.messageId] : [],
+      );
+    const created = plan(commands.CreateVm(), vmIn("absent"), { userVmCount: 0, maxVmsPerUser: 10 });
+    const started = plan(commands.StartVm(), vmIn("error"), { userVmCount: 1, maxVmsPerUser: 10 });
+    if ("refused" in created || "refused" in started) throw new Error("refused");
+    expect(idsSent(created)).toEqual([outstandingAllocation(replay(created.events, vmIn("absent")))]);
+    expect(idsSent(started)).toEqual([outstandingAllocation(replay(started.events, vmIn("error")))]);
+    expect(idsSent(created)).toEqual([firstRequest]);
+    expect(idsSent(started)).toEqual([secondRequest]);
+    expect(secondRequest).not.toBe(firstRequest);
+    // The outbox keeps message ids as UUIDs.
+    expect(secondRequest).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   });
 
   it("boots with the VM's size and the lease from the IP pool", () => {

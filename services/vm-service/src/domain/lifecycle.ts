@@ -19,7 +19,16 @@ import type {
 } from "@mikrom/contracts";
 import { type DecideContext, decide, isRefusal, type Refusal, type VmCommand } from "./decide.ts";
 import { type HostLoad, noRoomMessage, pickHost } from "./hosts.ts";
-import { awaitingHost, evolve, type Step, stepOf, type Vm, type VmEvent } from "./vm.ts";
+import {
+  awaitingHost,
+  evolve,
+  outstandingAllocation,
+  type Step,
+  startAllocates,
+  stepOf,
+  type Vm,
+  type VmEvent,
+} from "./vm.ts";
 
 /**
  * The process that drives every VM operation to a final state: which command follows each VM event,
@@ -35,15 +44,22 @@ export type ProvisionerCommand =
   | MessageOf<typeof DestroyVm>;
 export type IppoolCommand = MessageOf<typeof AllocateIp> | MessageOf<typeof ReleaseIp>;
 
-/** A command this service sends, with where it goes. */
+/** A command this service sends, with where it goes (and its message id, when it must be known beforehand). */
 export type Outgoing =
-  | { readonly service: "ippool"; readonly command: IppoolCommand }
+  | { readonly service: "ippool"; readonly command: IppoolCommand; readonly messageId?: string }
   | { readonly service: "provisioner"; readonly hostId: string; readonly command: ProvisionerCommand };
+
+/**
+ * The IP pool's answer to an AllocateIp, with its causation id: the message id of the AllocateIp it
+ * answers (absent when the sender set none).
+ */
+export type AllocationAnswer = (MessageOf<typeof IpAllocated> | MessageOf<typeof IpAllocationFailed>) & {
+  readonly causationId?: string;
+};
 
 /** What the process heard: another service's event, a lost host, or a step's deadline. */
 export type ProcessInput =
-  | MessageOf<typeof IpAllocated>
-  | MessageOf<typeof IpAllocationFailed>
+  | AllocationAnswer
   | MessageOf<typeof IpReleased>
   | MessageOf<typeof VmBooted>
   | MessageOf<typeof VmBootFailed>
@@ -77,6 +93,16 @@ const NOTHING: Decision = Object.freeze({ events: [], commands: [], deadline: un
 function ippool(command: IppoolCommand): Outgoing {
   return { service: "ippool", command };
 }
+
+/** The AllocateIp the VM sends as `after` (its state once the event that starts the step is folded in). */
+function allocate(after: Vm, vmId: string): Outgoing {
+  const messageId = outstandingAllocation(after);
+  const command: IppoolCommand = {
+    type: "AllocateIp",
+    data: { vmId, ...(after.pool !== null ? { pool: after.pool } : {}) },
+  };
+  return messageId !== null ? { service: "ippool", command, messageId } : { service: "ippool", command };
+}
 function provisioner(hostId: string, command: ProvisionerCommand): Outgoing {
   return { service: "provisioner", hostId, command };
 }
@@ -97,15 +123,7 @@ export function follow(
   const vmId = event.data.vmId;
   switch (event.type) {
     case "VmCreated":
-      return {
-        commands: [
-          ippool({
-            type: "AllocateIp",
-            data: { vmId, ...(event.data.pool !== undefined ? { pool: event.data.pool } : {}) },
-          }),
-        ],
-        deadline: "allocate",
-      };
+      return { commands: [allocate(evolve(before, event), vmId)], deadline: "allocate" };
     case "VmUpdated":
       return { commands: [], deadline: undefined };
     case "VmAwaitingHost":
@@ -131,20 +149,12 @@ export function follow(
       };
     }
     case "VmStartRequested":
-      if (before.status === "error" || before.hostId === null)
+      if (!startAllocates(before) && before.hostId !== null)
         return {
-          commands: [
-            ippool({
-              type: "AllocateIp",
-              data: { vmId, ...(before.pool !== null ? { pool: before.pool } : {}) },
-            }),
-          ],
-          deadline: "allocate",
+          commands: [provisioner(before.hostId, { type: "ResumeVm", data: { vmId } })],
+          deadline: "start",
         };
-      return {
-        commands: [provisioner(before.hostId, { type: "ResumeVm", data: { vmId } })],
-        deadline: "start",
-      };
+      return { commands: [allocate(evolve(before, event), vmId)], deadline: "allocate" };
     case "VmStopRequested":
       return {
         commands: before.hostId ? [provisioner(before.hostId, { type: "ShutDownVm", data: { vmId } })] : [],
@@ -248,6 +258,15 @@ function awaitingBootFrom(vm: Vm, hostId: string): boolean {
   );
 }
 
+/**
+ * True when the answer is to the AllocateIp the VM waits on. An answer without a causation id cannot
+ * be told apart and is taken as the answer (the IP pool always sets it; hand-played answers may not).
+ */
+function answersOutstanding(vm: Vm, answer: AllocationAnswer): boolean {
+  const outstanding = outstandingAllocation(vm);
+  return outstanding !== null && (answer.causationId === undefined || answer.causationId === outstanding);
+}
+
 /** The process's reaction to what it heard, given the VM it concerns. Late and duplicate news is handled here too. */
 export function react(input: ProcessInput, vm: Vm, ctx: ReactContext): Decision {
   // Nothing to drive for a VM this service never created.
@@ -256,7 +275,7 @@ export function react(input: ProcessInput, vm: Vm, ctx: ReactContext): Decision 
   switch (input.type) {
     case "IpAllocated": {
       const lease = input.data;
-      if (vm.allocating) {
+      if (answersOutstanding(vm, input)) {
         const placed = place(vm, lease, ctx);
         if (placed) return placed;
         // No live host with room yet (the system is starting, or a host is briefly away): keep the
@@ -276,6 +295,10 @@ export function react(input: ProcessInput, vm: Vm, ctx: ReactContext): Decision 
           vm,
         );
       }
+      // A stale answer (to an earlier AllocateIp) while a newer one is out: that attempt ended with a
+      // ReleaseIp, and the pool holds at most one address per VM and answers the newer request with
+      // it. Release is by VM id, so releasing now would give back the address the newer request gets.
+      if (vm.allocating) return NOTHING;
       // A late answer for a VM that holds nothing any more (failed or deleted meanwhile): give it back.
       // Release is by VM id, so it is only safe while the VM holds no other address.
       if (vm.ipAddress === null)
@@ -283,7 +306,8 @@ export function react(input: ProcessInput, vm: Vm, ctx: ReactContext): Decision 
       return NOTHING;
     }
     case "IpAllocationFailed":
-      if (!vm.allocating) return NOTHING;
+      // An earlier request's failure says nothing about the one out now.
+      if (!answersOutstanding(vm, input)) return NOTHING;
       return failed(vm, "allocate", `IP allocation failed: ${input.data.reason} (pool ${input.data.pool})`);
     case "IpReleased":
       return NOTHING;

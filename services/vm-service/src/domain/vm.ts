@@ -52,6 +52,11 @@ export interface Vm {
   readonly hostId: string | null;
   /** An AllocateIp is out and not yet answered: a failure now must release whatever it may get. */
   readonly allocating: boolean;
+  /**
+   * How many AllocateIp this VM has sent. The latest one's message id is derived from it
+   * (allocationRequestId), so an answer can be matched to the request it answers by its causation id.
+   */
+  readonly allocations: number;
   /** The lease held while the VM waits for a live host with room (VmAwaitingHost); null otherwise. */
   readonly lease: Lease | null;
   readonly errorMessage: string | null;
@@ -75,6 +80,7 @@ export const initialVm: Vm = Object.freeze({
   ipAddress: null,
   hostId: null,
   allocating: false,
+  allocations: 0,
   lease: null,
   errorMessage: null,
 });
@@ -136,6 +142,7 @@ export function evolve(vm: Vm, event: VmEvent): Vm {
         memoryMb: d.memoryMb,
         pool: d.pool ?? null,
         allocating: true,
+        allocations: 1,
       };
     }
     case "VmUpdated":
@@ -174,9 +181,11 @@ export function evolve(vm: Vm, event: VmEvent): Vm {
         ipAddress: event.data.ipAddress,
         errorMessage: null,
       };
-    case "VmStartRequested":
+    case "VmStartRequested": {
       // From `error` nothing is held: the start provisions again from the address up.
-      return { ...vm, status, allocating: vm.status === "error" };
+      const allocating = startAllocates(vm);
+      return { ...vm, status, allocating, allocations: vm.allocations + (allocating ? 1 : 0) };
+    }
     case "VmFailed":
       // Compensation goes out with this event: address and host are given back.
       return {
@@ -199,6 +208,26 @@ export function replay(events: Iterable<VmEvent>, from: Vm = initialVm): Vm {
   let vm = from;
   for (const e of events) vm = evolve(vm, e);
   return vm;
+}
+
+/** True when a start of this VM asks for a new address (nothing held: after an error, or no host). */
+export function startAllocates(vm: Vm): boolean {
+  return vm.status === "error" || vm.hostId === null;
+}
+
+/**
+ * The message id of a VM's n-th AllocateIp. Deterministic, so the state knows which request is
+ * outstanding: the IP pool's answer carries it as its causation id. A UUID because the outbox keeps
+ * message ids as one: version 8 (a layout of our own, never equal to a minted random v4 id), the VM id's
+ * 8 hex digits, then the attempt number.
+ */
+export function allocationRequestId(vmId: string, n: number): string {
+  return `${vmId.slice(-8)}-a110-8000-8000-${n.toString(16).padStart(12, "0")}`;
+}
+
+/** The id of the AllocateIp the VM waits on an answer to; null when none is out. */
+export function outstandingAllocation(vm: Vm): string | null {
+  return vm.allocating && vm.vmId !== null ? allocationRequestId(vm.vmId, vm.allocations) : null;
 }
 
 /** The step a VM in flight is waiting on; each has its own deadline. */

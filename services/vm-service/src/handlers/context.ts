@@ -19,4 +19,6 @@ export interface Delivery<M> {
   readonly message: M;
   readonly messageId: string;
   readonly correlationId: string | null;
+  /** The id of the message this one answers (`Mikrom-Causation-Id`), when it says. */
+  readonly causationId?: string | null;
 }

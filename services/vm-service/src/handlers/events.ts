@@ -92,7 +92,10 @@ export async function driveVm(
 /** `<ns>.evt.ippool.*.*` and `<ns>.evt.provisioner.*.*`: answers to the commands this service sent. */
 export function onProcessEvent(consumer: string) {
   return (deps: HandlerDeps, d: Delivery<ProcessInput>): Promise<HandleResult> => {
-    const input = d.message;
+    // An allocation answer is matched to the request it answers by its causation id.
+    const answer = d.message.type === "IpAllocated" || d.message.type === "IpAllocationFailed";
+    const input: ProcessInput =
+      answer && d.causationId ? { ...d.message, causationId: d.causationId } : d.message;
     const vmId = (input.data as { vmId: string }).vmId;
     return driveVm(deps, vmId, input, {
       consumer,

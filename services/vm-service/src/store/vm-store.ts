@@ -79,10 +79,16 @@ export async function lockUser(tx: Tx, userId: number): Promise<void> {
   await sql`SELECT pg_advisory_xact_lock(hashtext(${`user:${userId}`}))`.execute(tx);
 }
 
-function message(type: string, subject: string, data: unknown): OutgoingMessage {
+function message(type: string, subject: string, data: unknown, id?: string): OutgoingMessage {
   const def = definitionOf(type);
   // The same schema validates on the way out as on receipt: a bug here is caught before the wire.
-  return { subject, type, schemaVersion: def.version, data: parse(def, data) };
+  return {
+    ...(id !== undefined ? { id } : {}),
+    subject,
+    type,
+    schemaVersion: def.version,
+    data: parse(def, data),
+  };
 }
 
 async function decideIn(
@@ -118,7 +124,12 @@ async function decideIn(
   }
 
   const commands = outcome.commands.map((out) =>
-    message(out.command.type, subjectOf(deps.names, out), out.command.data),
+    message(
+      out.command.type,
+      subjectOf(deps.names, out),
+      out.command.data,
+      out.service === "ippool" ? out.messageId : undefined,
+    ),
   );
   let state = vm;
   let operations: readonly EndedOperation[] = [];
