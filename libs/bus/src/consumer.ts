@@ -110,6 +110,7 @@ class Runner<D extends MessageDef> implements ConsumerRunner {
   readonly #gauges: GaugeRegistration;
   #workers: Array<Promise<void>> = [];
   #inFlight = 0;
+  #reconnects = 0;
   #stopped: Promise<void> | undefined;
 
   constructor(
@@ -157,7 +158,9 @@ class Runner<D extends MessageDef> implements ConsumerRunner {
   async #renewPullsOnReconnect(): Promise<void> {
     for await (const status of this.#nc.status()) {
       if (this.#stopping) return;
-      if (status.type === "reconnect") for (const fetch of this.#fetches) void fetch.close();
+      if (status.type !== "reconnect") continue;
+      this.#reconnects++;
+      for (const fetch of this.#fetches) void fetch.close();
     }
   }
 
@@ -178,6 +181,7 @@ class Runner<D extends MessageDef> implements ConsumerRunner {
     let failures = 0;
     while (!this.#stopping) {
       let fetch: ConsumerMessages | undefined;
+      const reconnects = this.#reconnects;
       try {
         fetch = await this.#consumer.fetch({
           max_messages: 1,
@@ -189,6 +193,8 @@ class Runner<D extends MessageDef> implements ConsumerRunner {
           break;
         }
         this.#fetches.add(fetch);
+        // Asked for across a reconnect, after the renewal ran: renew it too, or it may wait a whole expiry.
+        if (reconnects !== this.#reconnects) void fetch.close();
         for await (const msg of fetch) await this.#process(msg);
         failures = 0;
       } catch (error) {
