@@ -178,3 +178,22 @@ export function isUniqueViolation(error: unknown, constraint: string): boolean {
   const e = error as { code?: unknown; constraint?: unknown };
   return e?.code === "23505" && e.constraint === constraint;
 }
+
+/**
+ * A message handled before and delivered again: what it caused is queued to be sent again, with the
+ * same message ids (the rows kept after sending; see relay.retentionMs). Whoever waits for the answer
+ * and missed it (its copy lost with a crashed NATS, or never seen) gets it now; others drop it.
+ */
+export async function requeueCausedBy(db: Kysely<EventStoreTables>, causationId: string): Promise<number> {
+  const { rows } = await sql<{ rows: string }>`${sql.raw(PREPARED)}
+    WITH ob AS (
+      UPDATE outbox SET sent_at = NULL
+      WHERE headers->>'Mikrom-Causation-Id' = ${causationId} AND sent_at IS NOT NULL
+      RETURNING 1
+    ), wake AS (
+      ${WAKE_RELAY}
+    )
+    SELECT (SELECT count(*) FROM ob) AS rows, (SELECT count(*) FROM wake) AS woken
+  `.execute(db);
+  return Number(rows[0]?.rows ?? 0);
+}

@@ -31,7 +31,7 @@ export {
   SERVICE_MIGRATION_TABLE,
 } from "./migrations.ts";
 export type { OutboxMessage, OutgoingMessage, PendingEvent, Publish, Route, Router } from "./outbox.ts";
-export type { PoolOptions } from "./pool.ts";
+export { createPool, type PoolOptions } from "./pool.ts";
 export type { Projection } from "./projections.ts";
 export { createProjector, type Projector, type ProjectorOptions } from "./projector.ts";
 export { createRelay, type Relay, type RelayOptions, type RelayStats } from "./relay.ts";

@@ -67,9 +67,27 @@ const eventStore0001: Migration = {
   },
 };
 
+/**
+ * Sent rows are kept a while (sent_at set, pruned by the relay): after a NATS crash that lost what it
+ * had acknowledged, the relay sends the recent ones again; and a message handled once and delivered
+ * again is answered again with what it caused (its rows found by their causation id).
+ */
+const eventStore0002: Migration = {
+  async up(db) {
+    await sql`ALTER TABLE outbox ADD COLUMN sent_at timestamptz`.execute(db);
+    await sql`CREATE INDEX outbox_unsent ON outbox (id) WHERE sent_at IS NULL`.execute(db);
+    await sql`CREATE INDEX outbox_sent ON outbox (sent_at) WHERE sent_at IS NOT NULL`.execute(db);
+    await sql`CREATE INDEX outbox_causation ON outbox ((headers->>'Mikrom-Causation-Id'))`.execute(db);
+  },
+  async down(db) {
+    await sql`DROP INDEX outbox_unsent, outbox_sent, outbox_causation`.execute(db);
+    await sql`ALTER TABLE outbox DROP COLUMN sent_at`.execute(db);
+  },
+};
+
 /** The library's migrations, defined in code. */
 export const eventStoreMigrations: MigrationProvider = {
-  getMigrations: async () => ({ "0001_event_store": eventStore0001 }),
+  getMigrations: async () => ({ "0001_event_store": eventStore0001, "0002_outbox_kept": eventStore0002 }),
 };
 
 export class MigrationFailed extends Error {

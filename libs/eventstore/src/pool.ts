@@ -45,9 +45,17 @@ export function createPool(connectionString: string, options: PoolOptions = {}):
     application_name: options.applicationName ?? "mikrom-eventstore",
   });
   let ending = false;
-  // An idle connection that the server ends (restart, database dropped) must not crash the process.
+  // A connection the server ends (restart, failover, database dropped) emits 'error'; with no
+  // listener that ends the process. The pool listens while a client is idle, and only then: a client
+  // checked out between two queries of a transaction has no listener but ours. The query in flight
+  // fails on its own; the broken client is discarded when it is released.
   pool.on("error", (error) => {
     if (!ending) log.warn(errorFields(error), "idle PostgreSQL connection failed");
+  });
+  pool.on("connect", (client) => {
+    client.on("error", (error) => {
+      if (!ending) log.warn(errorFields(error), "PostgreSQL connection failed while in use");
+    });
   });
 
   // One wrapper per pg client, so kysely (which keys its connections by client) keeps recognizing it.

@@ -17,6 +17,13 @@ export interface RelayOptions {
   readonly retry?: { readonly initialMs?: number; readonly maxMs?: number };
   /** How often a relay without the lease tries to take it over (default 2 s). */
   readonly leaseRetryMs?: number;
+  /**
+   * Sent rows are kept this long (default 15 min): long enough to send again what a crashed NATS
+   * lost (resendRecent), and to answer again a message delivered twice (see store.resendCausedBy).
+   */
+  readonly retentionMs?: number;
+  /** What resendRecent sends again: the rows sent this long before it (default 30 s). */
+  readonly resendWindowMs?: number;
 }
 
 export interface RelayStats {
@@ -26,12 +33,21 @@ export interface RelayStats {
   readonly failedPublishes: number;
   /** Times the relay went to sleep with an empty outbox. */
   readonly idled: number;
+  /** Rows sent again by resendRecent. */
+  readonly resent: number;
 }
 
 export interface Relay {
   start(): void;
   /** Stops after the round in flight (its acknowledged rows are marked sent); releases the lease. */
   stop(): Promise<void>;
+  /**
+   * Sends again, before anything newer, what was sent within the resend window: call it when NATS
+   * comes back, since a server that crashed may have lost messages it had already acknowledged
+   * (nats-server flushes to disk later; Jepsen showed acknowledged writes lost). JetStream drops the
+   * re-sends it still has, and the consumers' inboxes absorb any other duplicate.
+   */
+  resendRecent(): void;
   stats(): RelayStats;
 }
 
@@ -79,12 +95,16 @@ const IDLE_WAIT_MS = 5000;
 /**
  * Publishes the outbox to JetStream. One relay per database holds the lease (a session advisory
  * lock on its own connection, released by PostgreSQL if the process dies) and publishes rows in id
- * order, each with `Nats-Msg-Id` = its message id; a row is deleted only after JetStream's ack. A crash
+ * order, each with `Nats-Msg-Id` = its message id; a row is marked sent only after JetStream's ack,
+ * and kept for the retention (see resendRecent and store.resendCausedBy). A crash
  * anywhere re-sends at most the rows in flight, which JetStream's duplicate window and the consumers'
  * inbox absorb. It sleeps on LISTEN/NOTIFY when the outbox is empty, with a slow poll as a safety net.
  */
 class OutboxRelay implements Relay {
   readonly #options: Required<Omit<RelayOptions, "retry">> & { retry: { initialMs: number; maxMs: number } };
+  #resendRequested = false;
+  #resent = 0;
+  #prunedAt = 0;
   readonly #wakeup = new Wakeup();
   readonly #stop = new AbortController();
   #running: Promise<void> | undefined;
@@ -100,6 +120,8 @@ class OutboxRelay implements Relay {
       batchSize: options.batchSize ?? 256,
       pollIntervalMs: options.pollIntervalMs ?? 5000,
       leaseRetryMs: options.leaseRetryMs ?? 2000,
+      retentionMs: options.retentionMs ?? 15 * 60_000,
+      resendWindowMs: options.resendWindowMs ?? 30_000,
       retry: { initialMs: options.retry?.initialMs ?? 100, maxMs: options.retry?.maxMs ?? 5000 },
     };
   }
@@ -114,12 +136,18 @@ class OutboxRelay implements Relay {
     await this.#running;
   }
 
+  resendRecent(): void {
+    this.#resendRequested = true;
+    this.#wakeup.notify();
+  }
+
   stats(): RelayStats {
     return {
       leader: this.#leader,
       published: this.#published,
       failedPublishes: this.#failedPublishes,
       idled: this.#idled,
+      resent: this.#resent,
     };
   }
 
@@ -201,9 +229,10 @@ class OutboxRelay implements Relay {
     let failures = 0;
     while (!this.#stopping) {
       if (broken()) throw broken();
+      await this.#keep(client);
       const { rows } = await client.query<OutboxRecord>(
         `SELECT id::text AS id, message_id::text AS message_id, subject, data, headers, carrier, created_at
-         FROM outbox ORDER BY outbox.id LIMIT $1`,
+         FROM outbox WHERE sent_at IS NULL ORDER BY outbox.id LIMIT $1`,
         [batchSize],
       );
       if (rows.length === 0) {
@@ -222,7 +251,8 @@ class OutboxRelay implements Relay {
         idle = false;
       }
       const sent = await this.#publishAll(rows);
-      if (sent.length > 0) await client.query("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [sent]);
+      if (sent.length > 0)
+        await client.query("UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", [sent]);
       if (sent.length < rows.length) {
         this.#failedPublishes += rows.length - sent.length;
         await this.#sleep(this.#backoffMs(failures++));
@@ -258,6 +288,29 @@ class OutboxRelay implements Relay {
     }
     this.#published += sent.length;
     return sent;
+  }
+
+  /**
+   * Between rounds, on the relay's own connection (so a re-send never races the round marking rows
+   * sent): re-queues the recent rows when asked, and forgets rows sent longer ago than the retention.
+   */
+  async #keep(client: pg.Client): Promise<void> {
+    const { retentionMs, resendWindowMs } = this.#options;
+    if (this.#resendRequested) {
+      this.#resendRequested = false;
+      const { rowCount } = await client.query(
+        "UPDATE outbox SET sent_at = NULL WHERE sent_at > now() - make_interval(secs => $1)",
+        [resendWindowMs / 1000],
+      );
+      this.#resent += rowCount ?? 0;
+      if (rowCount) log.info({ rows: rowCount, window_ms: resendWindowMs }, "sending recent messages again");
+    }
+    if (Date.now() - this.#prunedAt >= Math.min(60_000, retentionMs / 10)) {
+      this.#prunedAt = Date.now();
+      await client.query("DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)", [
+        retentionMs / 1000,
+      ]);
+    }
   }
 
   async #setIdle(client: pg.Client, idle: boolean): Promise<void> {

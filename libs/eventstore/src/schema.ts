@@ -25,6 +25,8 @@ export interface OutboxTable {
   headers: Record<string, string>;
   carrier: Record<string, string>;
   created_at: ColumnType<Date, never, never>;
+  /** When JetStream acknowledged it; null while it waits to be sent (again). */
+  sent_at: Date | null;
 }
 
 export interface InboxTable {

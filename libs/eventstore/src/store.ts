@@ -2,6 +2,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { createLogger, errorFields } from "@mikrom/telemetry";
 import { Kysely, PostgresDialect, sql } from "kysely";
 import type { MigrationProvider } from "kysely/migration";
+import { requeueCausedBy } from "./append.ts";
 import { EventCatalog, type EventDef, type EventsOf, type Upcaster } from "./catalog.ts";
 import { AppendCombiner } from "./combiner.ts";
 import type { Decision, DomainEvent, Stream } from "./decider.ts";
@@ -97,6 +98,12 @@ export interface EventStore<E extends DomainEvent, DB> {
   outboxBacklog(): Promise<number>;
   /** Whether `consumer` already handled `messageId`: for work that must not even start twice (a boot). */
   inboxHas(consumer: string, messageId: string): Promise<boolean>;
+  /**
+   * Sends again what handling `messageId` caused (events and commands, same message ids), while the
+   * outbox keeps them: a duplicate is answered as the first delivery was. handleOnce does it for
+   * every duplicate; returns the messages queued again.
+   */
+  resendCausedBy(messageId: string): Promise<number>;
   /** Forgets inbox records older than this (keep them longer than JetStream's redelivery and duplicate window). */
   pruneInbox(olderThanMs: number): Promise<number>;
   /** The store's catalog, routing and projections, for the package's own runners (createProjector). */
@@ -151,7 +158,9 @@ export async function createEventStore<const Defs extends readonly EventDef[], D
   }
 
   async function outboxBacklog(): Promise<number> {
-    const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM outbox`.execute(db);
+    const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL`.execute(
+      db,
+    );
     return Number(rows[0]?.n ?? 0);
   }
   const backlogGauge = observeOutboxBacklog(databaseName(options.connectionString), outboxBacklog);
@@ -205,7 +214,10 @@ export async function createEventStore<const Defs extends readonly EventDef[], D
             ON CONFLICT DO NOTHING RETURNING true AS recorded`.execute(
             session.db as unknown as Kysely<unknown>,
           );
-          if (rows.length === 0) return { duplicate: true };
+          if (rows.length === 0) {
+            await requeueCausedBy(session.db as unknown as Kysely<EventStoreTables>, messageId);
+            return { duplicate: true };
+          }
           return { duplicate: false, result: await work(session) };
         },
         txOptions.maxRetries ?? 3,
@@ -223,6 +235,7 @@ export async function createEventStore<const Defs extends readonly EventDef[], D
       return rows.length > 0;
     },
     pruneInbox,
+    resendCausedBy: (messageId) => requeueCausedBy(db, messageId),
     close() {
       clearInterval(pruning);
       backlogGauge.remove();

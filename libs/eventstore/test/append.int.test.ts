@@ -280,6 +280,7 @@ describe("migrations", () => {
       expect(rows).toEqual([
         { name: "0001_tallies", table: "service" },
         { name: "0001_event_store", table: "store" },
+        { name: "0002_outbox_kept", table: "store" },
       ]);
     } finally {
       await store.close();
