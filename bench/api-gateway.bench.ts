@@ -12,6 +12,7 @@ import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { names as namesFor, VmName } from "@mikrom/contracts";
+import { openDatabase } from "@mikrom/runtime";
 import { setLogDestination } from "@mikrom/telemetry";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
@@ -20,7 +21,7 @@ import pg from "pg";
 import { z } from "zod";
 import { createApp } from "../services/api-gateway/src/app.ts";
 import { NatsBackend } from "../services/api-gateway/src/nats-backend.ts";
-import { openDatabase } from "../services/api-gateway/src/store/db.ts";
+import type { GatewayDb } from "../services/api-gateway/src/store/db.ts";
 import { migrate } from "../services/api-gateway/src/store/migrations.ts";
 import { FakeVmService } from "../services/api-gateway/test/support/vm-service.ts";
 
@@ -105,7 +106,7 @@ async function load(name: string, send: () => Promise<number>, expected: number)
 
 try {
   const vmService = await FakeVmService.start(nc, namespace);
-  const db = openDatabase(database.url, 16);
+  const db = openDatabase<GatewayDb>(database.url, { max: 16 });
   await migrate(db);
   const { app, accounts } = createApp({
     config: {

@@ -15,12 +15,14 @@ env.MIKROM_ADMIN_EMAIL ??= "admin@mikrom.local";
 env.MIKROM_ADMIN_PASSWORD ??= adminGiven ? undefined : randomBytes(9).toString("base64url");
 
 let stopping = false;
+// Supervised as an orchestrator would: a service that exits is started again after a back-off.
 const system = startSystem({
   env,
   onExit(service, code, signal) {
-    if (stopping) return;
-    process.stderr.write(`${service} exited (${signal ?? code}); stopping the rest\n`);
-    void shutdown(1);
+    process.stderr.write(`${service} exited (${signal ?? `code ${code}`}) without being asked to\n`);
+  },
+  onRestart(service, delayMs) {
+    process.stderr.write(`restarting ${service} in ${delayMs / 1000} s\n`);
   },
 });
 
@@ -30,8 +32,7 @@ async function shutdown(code: number): Promise<void> {
   await system.stop();
   process.exit(code);
 }
-process.on("SIGINT", () => void shutdown(0));
-process.on("SIGTERM", () => void shutdown(0));
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => void shutdown(0));
 
 try {
   await system.ready();

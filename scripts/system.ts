@@ -1,6 +1,8 @@
 /**
- * The whole system on one machine: every service as its own process, with the same environment.
- * `npm start` runs it for people; the end-to-end tests run it for themselves.
+ * The whole system on one machine: every service as its own process, with the same environment,
+ * supervised as an orchestrator would: a service that exits without being asked to is started again
+ * after a back-off. `npm start` runs it for people; the end-to-end tests and the chaos suite run it
+ * for themselves.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
@@ -11,12 +13,19 @@ export type ServiceName = (typeof SERVICES)[number];
 
 const root = join(import.meta.dirname, "..");
 
+/** Restart back-off: 1 s, doubling to 30 s; a service that ran a minute starts again at 1 s. */
+const BACKOFF_MS = { initial: 1_000, max: 30_000, healthyAfter: 60_000 };
+
 export interface SystemOptions {
   env: Record<string, string | undefined>;
   /** Each output line of each service (default: written to this process's stdout/stderr as is). */
   onLine?: (service: ServiceName, line: string, stream: "stdout" | "stderr") => void;
-  /** Called when a service exits without being asked to. */
+  /** Called when a service exits without being asked to (a crash, as far as the system can tell). */
   onExit?: (service: ServiceName, code: number | null, signal: NodeJS.Signals | null) => void;
+  /** Called when a service that exited on its own is started again, after `delayMs`. */
+  onRestart?: (service: ServiceName, delayMs: number) => void;
+  /** Restart services that exit on their own (default true). */
+  supervise?: boolean;
 }
 
 export interface ServiceProcess {
@@ -27,6 +36,7 @@ export interface ServiceProcess {
 
 export interface RunningSystem {
   readonly apiUrl: string;
+  /** The current process of each service (a restart replaces it). */
   readonly processes: ReadonlyMap<ServiceName, ServiceProcess>;
   /**
    * Resolves once the API answers its readiness check (NATS and its database) and vm-service knows
@@ -35,6 +45,7 @@ export interface RunningSystem {
   ready(timeoutMs?: number): Promise<void>;
   /** Starts a service again (after kill), with the same environment. */
   restart(name: ServiceName): ServiceProcess;
+  /** Ends a service on purpose (default SIGKILL); it is not restarted until `restart`. */
   kill(name: ServiceName, signal?: NodeJS.Signals): Promise<void>;
   /** SIGTERM to every service, SIGKILL to what is still running after `graceMs`. */
   stop(graceMs?: number): Promise<void>;
@@ -43,17 +54,26 @@ export interface RunningSystem {
 export function startSystem(options: SystemOptions): RunningSystem {
   const env = { ...process.env, ...options.env };
   const port = env.PORT ?? "8080";
-  const apiUrl = `http://127.0.0.1:${port}`;
+  const host = env.HOST && env.HOST !== "0.0.0.0" && env.HOST !== "::" ? env.HOST : "127.0.0.1";
+  const apiUrl = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const supervise = options.supervise ?? true;
   const processes = new Map<ServiceName, ServiceProcess>();
   const expectedExit = new Set<ServiceName>();
+  const restarts = new Map<ServiceName, ReturnType<typeof setTimeout>>();
+  const failures = new Map<ServiceName, number>();
+  let stopping = false;
   // vm-service says "host registered" at info level; below it, readiness is the API's alone.
   let hostKnown = ["warn", "error", "fatal", "silent"].includes(env.LOG_LEVEL ?? "info");
 
   function start(name: ServiceName): ServiceProcess {
+    clearTimeout(restarts.get(name));
+    restarts.delete(name);
+    // An IPC channel, unused but for its end: a service whose parent dies sees it close and stops.
     const child = spawn(process.execPath, [join(root, "services", name, "src", "main.ts")], {
       env,
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
     });
+    const startedAt = Date.now();
     for (const stream of ["stdout", "stderr"] as const) {
       const input = child[stream];
       if (!input) continue;
@@ -65,7 +85,10 @@ export function startSystem(options: SystemOptions): RunningSystem {
     }
     const exited = new Promise<void>((resolve) =>
       child.once("exit", (code, signal) => {
-        if (!expectedExit.delete(name)) options.onExit?.(name, code, signal);
+        if (!expectedExit.delete(name) && !stopping) {
+          options.onExit?.(name, code, signal);
+          if (supervise) scheduleRestart(name, Date.now() - startedAt);
+        }
         resolve();
       }),
     );
@@ -74,9 +97,24 @@ export function startSystem(options: SystemOptions): RunningSystem {
     return proc;
   }
 
+  function scheduleRestart(name: ServiceName, ranMs: number): void {
+    const n = ranMs >= BACKOFF_MS.healthyAfter ? 0 : (failures.get(name) ?? 0);
+    failures.set(name, n + 1);
+    const delayMs = Math.min(BACKOFF_MS.max, BACKOFF_MS.initial * 2 ** n);
+    options.onRestart?.(name, delayMs);
+    restarts.set(
+      name,
+      setTimeout(() => {
+        if (!stopping) start(name);
+      }, delayMs),
+    );
+  }
+
   for (const name of SERVICES) start(name);
 
   async function kill(name: ServiceName, signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
+    clearTimeout(restarts.get(name));
+    restarts.delete(name);
     const proc = processes.get(name);
     if (!proc || proc.child.exitCode !== null || proc.child.signalCode !== null) return;
     expectedExit.add(name);
@@ -91,9 +129,11 @@ export function startSystem(options: SystemOptions): RunningSystem {
       const deadline = Date.now() + timeoutMs;
       let last = "no answer";
       while (Date.now() < deadline) {
-        for (const proc of processes.values()) {
-          if (proc.child.exitCode !== null)
-            throw new Error(`${proc.name} exited (${proc.child.exitCode}) during start`);
+        if (!supervise) {
+          for (const proc of processes.values()) {
+            if (proc.child.exitCode !== null)
+              throw new Error(`${proc.name} exited (${proc.child.exitCode}) during start`);
+          }
         }
         try {
           const res = await fetch(`${apiUrl}/api/v1/health/ready`);
@@ -111,6 +151,9 @@ export function startSystem(options: SystemOptions): RunningSystem {
     restart: start,
     kill,
     async stop(graceMs = 15_000) {
+      stopping = true;
+      for (const timer of restarts.values()) clearTimeout(timer);
+      restarts.clear();
       const all = [...processes.values()];
       for (const proc of all) expectedExit.add(proc.name);
       for (const proc of all) if (proc.child.exitCode === null) proc.child.kill("SIGTERM");

@@ -1,6 +1,6 @@
 /**
  * The container health check of Mikrom's images (Docker HEALTHCHECK and Kubernetes exec probes).
- *   node probe.ts http <path>  the gateway: GET http://127.0.0.1:$PORT<path> answers 2xx
+ *   node probe.ts http <path>  GET http://127.0.0.1:$HEALTH_PORT<path> (else $PORT) answers 2xx
  *   node probe.ts deps         a worker (no HTTP port): the NATS and PostgreSQL servers its
  *                              environment names accept connections
  * A worker's liveness is its process (it exits when it cannot go on, and the container with it), so
@@ -27,7 +27,8 @@ function reachable(url: string, defaultPort: number): Promise<string | null> {
 async function probe(args: string[]): Promise<string | null> {
   const env = process.env;
   if (args[0] === "http") {
-    const res = await fetch(`http://127.0.0.1:${env.PORT || "8080"}${args[1] ?? "/health"}`, {
+    const port = env.HEALTH_PORT || env.PORT || "8080";
+    const res = await fetch(`http://127.0.0.1:${port}${args[1] ?? "/health"}`, {
       signal: AbortSignal.timeout(TIMEOUT_MS),
     });
     return res.ok ? null : `HTTP ${res.status}`;

@@ -11,6 +11,8 @@ export interface ConnectOptions {
   /** For the first connection (default 5 s). */
   timeoutMs?: number;
   logger?: StatusLog;
+  /** Keep trying when no server answers at first (a service started before NATS); default false. */
+  waitOnFirstConnect?: boolean;
 }
 
 /**
@@ -29,6 +31,7 @@ export async function connectNats(options: ConnectOptions): Promise<NatsConnecti
     maxReconnectAttempts: -1,
     reconnectTimeWait: options.reconnectTimeWaitMs ?? 1_000,
     timeout: options.timeoutMs ?? 5_000,
+    waitOnFirstConnect: options.waitOnFirstConnect ?? false,
   });
   log.info({ server: nc.getServer(), client_name: options.name }, "connected to NATS");
   void logStatus(nc, log);

@@ -13,7 +13,7 @@ export {
   type Sent,
 } from "./publisher.ts";
 export { callQuery, QueryFailed, type QueryServer, type QuerySpec, querySpec, serveQuery } from "./query.ts";
-export { DEFAULT_RETRY_DELAYS_MS, nakDelayMs } from "./retry.ts";
+export { DEFAULT_RETRY_DELAYS_MS, nakDelayMs, pause } from "./retry.ts";
 export { shutdown } from "./shutdown.ts";
 export {
   type Change,
@@ -24,3 +24,4 @@ export {
   type TopologyOptions,
   type TopologyReport,
 } from "./topology.ts";
+export { isStoreUnreachable, isTransient, isUnavailable } from "./unavailable.ts";

@@ -4,7 +4,8 @@ import { createLogger, errorFields, type Logger, tracePublish } from "@mikrom/te
 import { jetstream, type PubAck } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { copyHeaders, type HeadersInit } from "./headers.ts";
-import { isTransient, pause } from "./retry.ts";
+import { pause } from "./retry.ts";
+import { isTransient } from "./unavailable.ts";
 
 export interface PublishOptions {
   /** Becomes `Nats-Msg-Id`: JetStream drops a second message with the same id inside the duplicate window. */

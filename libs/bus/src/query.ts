@@ -19,6 +19,7 @@ import {
   type NatsConnection,
 } from "@nats-io/transport-node";
 import { z } from "zod";
+import { isStoreUnreachable } from "./unavailable.ts";
 
 /** A query: its subject (`names.query(service, name)`), its request definition and its response schema. */
 export interface QuerySpec<Q extends MessageDef, R extends z.ZodType> {
@@ -148,30 +149,6 @@ function asFailure(error: unknown): QueryFailed {
   // The handler's own database is away (stopped, restarting): the caller may retry (the gateway's 503).
   if (isStoreUnreachable(error)) return new QueryFailed("unavailable", message);
   return new QueryFailed("internal", message);
-}
-
-/** Socket errors and PostgreSQL's connection classes: 08xxx, 57P01-57P03 (shutting down, starting up). */
-const UNREACHABLE_CODES = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "EPIPE",
-  "ETIMEDOUT",
-  "EHOSTUNREACH",
-  "57P01",
-  "57P02",
-  "57P03",
-]);
-const UNREACHABLE_MESSAGES = /^(Connection terminated|timeout exceeded when trying to connect)/;
-
-/** True when the error (or a cause of it) says a server could not be reached, not that the request was wrong. */
-function isStoreUnreachable(error: unknown, depth = 0): boolean {
-  if (!(error instanceof Error) || depth > 4) return false;
-  const code = (error as { code?: unknown }).code;
-  if (typeof code === "string" && (UNREACHABLE_CODES.has(code) || code.startsWith("08"))) return true;
-  if (UNREACHABLE_MESSAGES.test(error.message)) return true;
-  if (error instanceof AggregateError && error.errors.some((e) => isStoreUnreachable(e, depth + 1)))
-    return true;
-  return isStoreUnreachable(error.cause, depth + 1);
 }
 
 /** Asks a query and returns its validated answer; throws QueryFailed for every way it can fail. */

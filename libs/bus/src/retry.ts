@@ -1,6 +1,3 @@
-import { JetStreamApiError } from "@nats-io/jetstream";
-import { errors } from "@nats-io/transport-node";
-
 /** Redelivery delays after a handler failure, by delivery: 1s, 5s, 15s, then every 30s. */
 export const DEFAULT_RETRY_DELAYS_MS: readonly number[] = [1_000, 5_000, 15_000, 30_000];
 
@@ -15,20 +12,6 @@ export function nakDelayMs(
   if (delaysMs.length === 0) return 0;
   const index = Math.min(Math.max(deliveryCount, 1), delaysMs.length) - 1;
   return delaysMs[index] ?? 0;
-}
-
-/**
- * Errors worth retrying a publish or a request for: the server is restarting, JetStream is still
- * recovering, or the connection is between servers. A closed or draining connection is not one.
- */
-export function isTransient(error: unknown): boolean {
-  if (error instanceof errors.ClosedConnectionError || error instanceof errors.DrainingConnectionError) {
-    return false;
-  }
-  if (error instanceof errors.TimeoutError || error instanceof errors.NoRespondersError) return true;
-  if (error instanceof errors.RequestError || error instanceof errors.ConnectionError) return true;
-  if (error instanceof JetStreamApiError) return error.code === 503 || error.status === 503;
-  return false;
 }
 
 /** Waits `ms`, or less when the signal fires first. */

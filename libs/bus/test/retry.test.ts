@@ -2,7 +2,8 @@ import { errors } from "@nats-io/transport-node";
 import { describe, expect, it } from "vitest";
 import { describeStatus } from "../src/connection.ts";
 import { QueryFailed } from "../src/query.ts";
-import { isTransient, nakDelayMs } from "../src/retry.ts";
+import { nakDelayMs } from "../src/retry.ts";
+import { isTransient } from "../src/unavailable.ts";
 
 describe("retry delays after a handler failure", () => {
   it("grow with the delivery count and then stay at the last one", () => {

@@ -1,3 +1,5 @@
+import { createPool, type PoolOptions } from "@mikrom/eventstore";
+import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
 
 /** `postgres://…/mikrom` + `vm` → `postgres://…/mikrom_vm`: two systems with other base names never meet. */
@@ -6,6 +8,12 @@ export function serviceDatabaseUrl(base: string, suffix: string): string {
   const name = decodeURIComponent(url.pathname.replace(/^\//, "")) || "mikrom";
   url.pathname = `/${name}_${suffix}`;
   return url.toString();
+}
+
+/** `host:port` of a database URL, for log lines and errors (never the password). */
+export function serverOf(url: string): string {
+  const { hostname, port } = new URL(url);
+  return `${hostname}:${port || "5432"}`;
 }
 
 /**
@@ -17,7 +25,9 @@ export async function ensureDatabase(url: string): Promise<"created" | "existed"
   const name = decodeURIComponent(target.pathname.replace(/^\//, ""));
   const admin = new URL(url);
   admin.pathname = "/postgres";
-  const client = new pg.Client({ connectionString: admin.toString() });
+  const client = new pg.Client({ connectionString: admin.toString(), connectionTimeoutMillis: 5_000 });
+  // A server going away mid-call emits 'error' besides failing the query; unheard, it ends the process.
+  client.on("error", () => {});
   await client.connect();
   try {
     const { rows } = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]);
@@ -30,6 +40,14 @@ export async function ensureDatabase(url: string): Promise<"created" | "existed"
     if (code === "42P04" || code === "23505") return "existed";
     throw error;
   } finally {
-    await client.end();
+    await client.end().catch(() => {});
   }
+}
+
+/**
+ * A kysely over the event store's pool: every service's connections behave alike when PostgreSQL
+ * restarts (no unheard 'error' event, broken clients discarded, a bounded wait for a connection).
+ */
+export function openDatabase<DB>(url: string, options: PoolOptions = {}): Kysely<DB> {
+  return new Kysely<DB>({ dialect: new PostgresDialect({ pool: createPool(url, options) }) });
 }

@@ -11,6 +11,8 @@ export const BaseEnv = z.object({
     .default("mikrom"),
   /** JetStream replicas of the streams: 1 on one server, 3 in a cluster (every service declares them alike). */
   MIKROM_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
+  /** A worker's `/health/live` and `/health/ready` (the gateway answers health on its API port). */
+  HEALTH_PORT: z.coerce.number().int().min(1).max(65535).optional(),
   LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   LOG_FORMAT: z.enum(["json", "text"]).default("json"),
 });

@@ -1,3 +1,15 @@
-export { ensureDatabase, serviceDatabaseUrl } from "./database.ts";
+export { ensureDatabase, openDatabase, serverOf, serviceDatabaseUrl } from "./database.ts";
 export { BaseEnv, parseEnv } from "./env.ts";
-export { type Running, runService } from "./main.ts";
+export { type Checks, serveHealth } from "./health.ts";
+export { runService } from "./main.ts";
+export {
+  type ConsumerDefinition,
+  type RunningService,
+  type ServiceConfig,
+  type ServiceContext,
+  type ServiceDefinition,
+  type ServiceStore,
+  startService,
+  type Work,
+} from "./service.ts";
+export { Stopped, untilAvailable } from "./wait.ts";

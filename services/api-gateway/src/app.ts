@@ -1,3 +1,4 @@
+import { isUnavailable } from "@mikrom/bus";
 import { createLogger, errorFields, httpTelemetry, type Logger } from "@mikrom/telemetry";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
@@ -118,8 +119,10 @@ export function createApp(deps: GatewayDeps): Gateway {
   app.notFound((c) => problemResponse(c, new Problem(404, `No route for ${c.req.method} ${c.req.path}`)));
   app.onError((error, c) => {
     if (error instanceof Problem) return problemResponse(c, error);
-    if (error instanceof BackendUnavailable) {
-      log.warn(errorFields(error), "Backend unavailable");
+    // A dependency away (NATS, the owning service, the gateway's own database) is "retry later",
+    // never a 500: the client cannot tell a bug from a restart otherwise.
+    if (error instanceof BackendUnavailable || isUnavailable(error)) {
+      log.warn(errorFields(error), "Dependency unavailable");
       return problemResponse(
         c,
         new Problem(503, "The service is unavailable; retry later", { headers: { "Retry-After": "1" } }),

@@ -31,6 +31,8 @@ export interface Config {
   readonly sseHeartbeatMs: number;
   /** Take the client IP from X-Forwarded-For (only behind a proxy that sets it). */
   readonly trustProxy: boolean;
+  /** The gateway answers health on its API port. */
+  readonly healthPort?: undefined;
 }
 
 const int = (fallback: number) => z.coerce.number().int().positive().default(fallback);

@@ -13,6 +13,7 @@ export interface Config {
   /** JetStream replicas of the streams this service declares. */
   streamReplicas: number;
   concurrency: number;
+  healthPort: number | undefined;
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
@@ -23,5 +24,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     namespace: e.MIKROM_NAMESPACE,
     streamReplicas: e.MIKROM_STREAM_REPLICAS,
     concurrency: e.AUDIT_CONCURRENCY,
+    healthPort: e.HEALTH_PORT,
   };
 }

@@ -1,5 +1,5 @@
 import { runService } from "@mikrom/runtime";
 import { loadConfig } from "./config.ts";
-import { startService } from "./service.ts";
+import { auditService } from "./service.ts";
 
-await runService("audit", () => startService(loadConfig()));
+await runService(auditService, loadConfig);

@@ -1,12 +1,13 @@
 import { callQuery, connectNats, createPublisher, querySpec } from "@mikrom/bus";
 import { AUDIT_SERVICE, ListAudit, names, VmCreated, VmRunning } from "@mikrom/contracts";
+import { openDatabase } from "@mikrom/runtime";
 import { setContext, startTelemetry, type Telemetry, withContext, withSpan } from "@mikrom/telemetry";
 import { describe, expect, test } from "@mikrom/testkit";
 import pg from "pg";
 import { afterAll, beforeAll } from "vitest";
 import { loadConfig } from "../src/config.ts";
 import { startService } from "../src/service.ts";
-import { openDatabase, record } from "../src/store/audit-log.ts";
+import { type AuditDatabase, record } from "../src/store/audit-log.ts";
 
 const created = {
   vmId: "srv-0a1b2c3d",
@@ -85,7 +86,7 @@ describe("the audit service", () => {
       ]);
 
       // An event seen again after JetStream's duplicate window (a relay re-sending late) adds nothing.
-      const audit = openDatabase(config.databaseUrl, 1);
+      const audit = openDatabase<AuditDatabase>(config.databaseUrl, { max: 1 });
       expect(await record(audit, { ...all.items[0]!, eventId: "e-1", streamSequence: 1 })).toBe(false);
       await audit.destroy();
       expect((await callQuery(nc, list, { page: 1, pageSize: 50 })).total).toBe(2);

@@ -31,6 +31,7 @@ export interface Config {
   defaultPool: { cidr: string; gateway: string; rangeStart: string; rangeEnd: string };
   concurrency: number;
   ackWaitMs: number;
+  healthPort: number | undefined;
   logLevel: string;
   logFormat: "json" | "text";
 }
@@ -53,6 +54,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     concurrency: e.IPPOOL_CONCURRENCY,
     ackWaitMs: e.IPPOOL_ACK_WAIT_MS,
+    healthPort: e.HEALTH_PORT,
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,
   };

@@ -1,20 +1,7 @@
-import { hostname } from "node:os";
-import {
-  type ConsumerRunner,
-  connectNats,
-  createPublisher,
-  declareTopology,
-  QueryFailed,
-  type QueryServer,
-  serveQuery,
-  shutdown,
-  startConsumer,
-} from "@mikrom/bus";
+import { QueryFailed, type QueryServer, serveQuery } from "@mikrom/bus";
 import { IPPOOL_SERVICE, type Names, names as namesOf } from "@mikrom/contracts";
-import { createRelay } from "@mikrom/eventstore";
-import { ensureDatabase } from "@mikrom/runtime";
-import { createLogger, errorFields, runInCarrier, withContext, withSpan } from "@mikrom/telemetry";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { startService as run, type ServiceDefinition } from "@mikrom/runtime";
+import { createLogger, errorFields, withContext, withSpan } from "@mikrom/telemetry";
 import type { Config } from "./config.ts";
 import { isRefusal } from "./domain/refusal.ts";
 import { commandRegistry, handleCommand, type IppoolCommand } from "./handlers/commands.ts";
@@ -30,12 +17,7 @@ const log = createLogger("mikrom.ippool-service");
 export const COMMANDS_DURABLE = "ippool-service-commands";
 const QUERY_GROUP = "ippool-service";
 
-export interface RunningService {
-  readonly store: IppoolStore;
-  readonly names: Names;
-  /** Stops taking work, finishes what is in flight, publishes what is committed, closes. */
-  stop(): Promise<void>;
-}
+export type RunningService = Awaited<ReturnType<typeof run<Config, IppoolStore, { store: IppoolStore }>>>;
 
 const SPANS: Record<IppoolCommand["type"], string> = {
   AllocateIp: "service.ippool.allocate",
@@ -46,102 +28,76 @@ const SPANS: Record<IppoolCommand["type"], string> = {
 };
 
 /**
- * Wires the service: its database (created when missing) and migrations, the outbox relay, the
- * streams and its durable consumer, the `default` pool, the command consumer and the queries.
+ * The service's own parts on the skeleton: its store (events, outbox, inbox and the read model),
+ * the `default` pool, the command consumer all instances share, and the queries.
  */
-export async function startService(config: Config): Promise<RunningService> {
-  const names = namesOf(config.namespace);
-  if ((await ensureDatabase(config.databaseUrl)) === "created") log.info({}, "database created");
-  // One connection per command in flight, one for queries, one spare for the default pool and stats.
-  const store = await openIppoolStore({
-    databaseUrl: config.databaseUrl,
-    names,
-    poolSize: config.concurrency + 2,
-  });
-  const nc = await connectNats({
-    servers: config.natsUrl,
-    name: `ippool-service ${hostname()} ${process.pid}`,
-  });
-  const publisher = createPublisher(nc);
+export const ippoolService: ServiceDefinition<Config, IppoolStore, { store: IppoolStore }> = {
+  name: "ippool-service",
+  outbox: true,
+  openStore: (config) =>
+    // One connection per command in flight, one for queries, one spare for the default pool and stats.
+    openIppoolStore({
+      databaseUrl: config.databaseUrl,
+      names: namesOf(config.namespace),
+      poolSize: config.concurrency + 2,
+    }),
+  async start({ config, names, nc, store, untilAvailable }) {
+    const created = await untilAvailable("the default pool", () =>
+      ensureDefaultPool(store, names, config.defaultPool),
+    );
+    if (isRefusal(created)) log.warn({ reason: created.reason }, "the default pool could not be created");
+    else if (created.length > 0) log.info({ cidr: config.defaultPool.cidr }, "default pool created");
 
-  const relay = createRelay({
-    connectionString: config.databaseUrl,
-    publish: (m) =>
-      runInCarrier({ ...m.carrier }, async () => {
-        await publisher.publish(m.subject, JSON.stringify(m.data), {
-          msgId: m.messageId,
-          headers: m.headers,
-        });
-      }),
-  });
-  relay.start();
-
-  await declareTopology(await jetstreamManager(nc), names, {
-    replicas: config.streamReplicas,
-    consumers: [
-      {
-        stream: names.streams.commands,
-        durable: COMMANDS_DURABLE,
-        filterSubject: `${names.namespace}.cmd.${IPPOOL_SERVICE}.>`,
-        ackWaitMs: config.ackWaitMs,
-        maxDeliver: 10,
-        description: "ippool-service: pool and allocation commands, shared by every instance",
+    const sql = kyselySql(store.db);
+    const queries: QueryServer[] = ippoolQueryHandlers(sql).map((h) =>
+      serveQuery(
+        nc,
+        { subject: names.query(IPPOOL_SERVICE, h.def.type), request: h.def, response: h.def.response },
+        async (request) => {
+          const reply = await h.answer(request);
+          if (reply.ok) return reply.data;
+          throw new QueryFailed(reply.error.code, reply.error.message);
+        },
+        { queue: QUERY_GROUP },
+      ),
+    );
+    const poolGauges = observePools(sql);
+    log.info({ namespace: names.namespace, concurrency: config.concurrency }, "ippool-service started");
+    return {
+      store,
+      queries,
+      consumers: [
+        {
+          stream: names.streams.commands,
+          durable: COMMANDS_DURABLE,
+          filterSubject: `${names.namespace}.cmd.${IPPOOL_SERVICE}.>`,
+          ackWaitMs: config.ackWaitMs,
+          maxDeliver: 10,
+          description: "ippool-service: pool and allocation commands, shared by every instance",
+          registry: commandRegistry,
+          concurrency: config.concurrency,
+          handle: async (envelope) => {
+            const cmd = { type: envelope.type, data: envelope.data } as IppoolCommand;
+            const vmId = "vmId" in cmd.data ? cmd.data.vmId : undefined;
+            await withContext({ ...(vmId && { vm_id: vmId }), action: cmd.type }, () =>
+              withSpan(
+                SPANS[cmd.type],
+                { "mikrom.message_id": envelope.messageId, ...(vmId && { "vm.id": vmId }) },
+                () => handle(store, names, envelope.messageId, envelope.deliveryCount, cmd),
+              ),
+            );
+          },
+        },
+      ],
+      async stop() {
+        poolGauges.remove();
       },
-    ],
-  });
+    };
+  },
+};
 
-  const created = await ensureDefaultPool(store, names, config.defaultPool);
-  if (isRefusal(created)) log.warn({ reason: created.reason }, "the default pool could not be created");
-  else if (created.length > 0) log.info({ cidr: config.defaultPool.cidr }, "default pool created");
-
-  const consumer: ConsumerRunner = await startConsumer(nc, {
-    names,
-    stream: names.streams.commands,
-    durable: COMMANDS_DURABLE,
-    registry: commandRegistry,
-    concurrency: config.concurrency,
-    handle: async (envelope) => {
-      const cmd = { type: envelope.type, data: envelope.data } as IppoolCommand;
-      const vmId = "vmId" in cmd.data ? cmd.data.vmId : undefined;
-      await withContext({ ...(vmId && { vm_id: vmId }), action: cmd.type }, () =>
-        withSpan(
-          SPANS[cmd.type],
-          { "mikrom.message_id": envelope.messageId, ...(vmId && { "vm.id": vmId }) },
-          () => handle(store, names, envelope.messageId, envelope.deliveryCount, cmd),
-        ),
-      );
-    },
-  });
-
-  const sql = kyselySql(store.db);
-  const queries: QueryServer[] = ippoolQueryHandlers(sql).map((h) =>
-    serveQuery(
-      nc,
-      { subject: names.query(IPPOOL_SERVICE, h.def.type), request: h.def, response: h.def.response },
-      async (request) => {
-        const reply = await h.answer(request);
-        if (reply.ok) return reply.data;
-        throw new QueryFailed(reply.error.code, reply.error.message);
-      },
-      { queue: QUERY_GROUP },
-    ),
-  );
-  const poolGauges = observePools(sql);
-  log.info({ namespace: names.namespace, concurrency: config.concurrency }, "ippool-service started");
-
-  return {
-    store,
-    names,
-    async stop() {
-      poolGauges.remove();
-      await Promise.all([consumer.stop(), ...queries.map((q) => q.stop())]);
-      await relay.stop();
-      await shutdown(nc, {});
-      await store.close();
-      log.info({}, "ippool-service stopped");
-    },
-  };
-}
+/** The service in this process (tests); `main.ts` runs it as a process. */
+export const startService = (config: Config): Promise<RunningService> => run(ippoolService, config);
 
 async function handle(
   store: IppoolStore,

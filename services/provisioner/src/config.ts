@@ -44,6 +44,7 @@ export interface Config {
   concurrency: number;
   ackWaitMs: number;
   stopVmsOnExit: boolean;
+  healthPort: number | undefined;
   logLevel: string;
   logFormat: "json" | "text";
   driver: DriverConfig;
@@ -103,6 +104,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     concurrency: e.PROVISIONER_CONCURRENCY,
     ackWaitMs: e.PROVISIONER_ACK_WAIT_MS,
     stopVmsOnExit: e.PROVISIONER_STOP_VMS_ON_EXIT,
+    healthPort: e.HEALTH_PORT,
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,
     driver,

@@ -1,9 +1,9 @@
 import { runService } from "@mikrom/runtime";
 import { loadConfig } from "./config.ts";
-import { startProvisioner } from "./service.ts";
+import { provisionerService } from "./service.ts";
 
 /**
- * The provisioner agent process: telemetry first, then the agent; SIGTERM/SIGINT stop it
- * gracefully. Its VMs are detached processes: they outlive the agent, even a SIGKILL.
+ * The provisioner agent process. Its VMs are detached processes: they outlive the agent, even a
+ * SIGKILL, and the next agent adopts them.
  */
-await runService("provisioner", () => startProvisioner(loadConfig()));
+await runService(provisionerService, loadConfig);

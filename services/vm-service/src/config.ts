@@ -18,6 +18,7 @@ export interface Config {
   readonly hostHeartbeatTimeoutMs: number;
   /** Messages handled at once per consumer; the database pool is sized from it so handlers never wait on each other. */
   readonly handlerConcurrency: number;
+  readonly healthPort: number | undefined;
   readonly logLevel: string;
   readonly logFormat: "json" | "text";
 }
@@ -77,6 +78,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     sweepIntervalMs: e.SWEEP_INTERVAL_MS,
     hostHeartbeatTimeoutMs: e.HOST_HEARTBEAT_TIMEOUT_MS,
     handlerConcurrency: e.HANDLER_CONCURRENCY,
+    healthPort: e.HEALTH_PORT,
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,
   };

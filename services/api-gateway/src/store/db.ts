@@ -1,8 +1,4 @@
-import { createLogger, errorFields } from "@mikrom/telemetry";
-import { type ColumnType, type Generated, Kysely, PostgresDialect } from "kysely";
-import pg from "pg";
-
-const log = createLogger("mikrom.api-gateway.db");
+import type { ColumnType, Generated } from "kysely";
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 
@@ -41,12 +37,4 @@ export interface GatewayDb {
   users: UsersTable;
   refresh_tokens: RefreshTokensTable;
   idempotency_keys: IdempotencyKeysTable;
-}
-
-export function openDatabase(url: string, max = 10): Kysely<GatewayDb> {
-  const pool = new pg.Pool({ connectionString: url, max, idle_in_transaction_session_timeout: 10_000 });
-  // An idle client whose connection the server ended (restart, failover) emits here; without a
-  // listener that would crash the process. The pool replaces the client on the next query.
-  pool.on("error", (error) => log.warn(errorFields(error), "Idle PostgreSQL connection lost"));
-  return new Kysely<GatewayDb>({ dialect: new PostgresDialect({ pool }) });
 }

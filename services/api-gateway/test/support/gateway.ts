@@ -1,11 +1,12 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
+import { openDatabase } from "@mikrom/runtime";
 import { setLogDestination } from "@mikrom/telemetry";
 import { createApp, type GatewayDeps } from "../../src/app.ts";
 import type { Accounts } from "../../src/auth/accounts.ts";
 import type { Backend } from "../../src/backend.ts";
-import { openDatabase } from "../../src/store/db.ts";
+import type { GatewayDb } from "../../src/store/db.ts";
 import { migrate } from "../../src/store/migrations.ts";
 
 // Thousands of request logs (the fuzz test alone sends 2000 requests) would bury the test report;
@@ -67,7 +68,7 @@ export async function startGateway(
   dbUrl: string,
   options: { backend?: Backend; config?: Partial<GatewayDeps["config"]>; now?: () => number } = {},
 ): Promise<RunningGateway> {
-  const db = openDatabase(dbUrl, 5);
+  const db = openDatabase<GatewayDb>(dbUrl, { max: 5 });
   await migrate(db);
   const { app, accounts } = createApp({
     config: { ...TEST_CONFIG, ...options.config },

@@ -1,6 +1,5 @@
 import type { AuditEntry, ListAudit, RequestOf, ResponseOf } from "@mikrom/contracts";
-import { type Generated, Kysely, PostgresDialect } from "kysely";
-import pg from "pg";
+import type { Generated, Kysely } from "kysely";
 
 interface AuditLogTable {
   position: Generated<string>;
@@ -23,12 +22,6 @@ export interface AuditDatabase {
 }
 
 export type NewEntry = Omit<AuditEntry, "recordedAt"> & { streamSequence: number };
-
-export function openDatabase(url: string, poolSize: number): Kysely<AuditDatabase> {
-  return new Kysely<AuditDatabase>({
-    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: poolSize }) }),
-  });
-}
 
 /** Records an event once: a redelivered or duplicated event finds its id already there. */
 export async function record(db: Kysely<AuditDatabase>, entry: NewEntry): Promise<boolean> {

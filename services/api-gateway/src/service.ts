@@ -1,0 +1,69 @@
+import { serve } from "@hono/node-server";
+import { openDatabase, type ServiceDefinition } from "@mikrom/runtime";
+import { errorFields } from "@mikrom/telemetry";
+import type { Kysely } from "kysely";
+import { createApp } from "./app.ts";
+import type { Config } from "./config.ts";
+import { expireIdempotencyKeys } from "./http/idempotency.ts";
+import { NatsBackend } from "./nats-backend.ts";
+import type { GatewayDb } from "./store/db.ts";
+import { migrate } from "./store/migrations.ts";
+
+interface GatewayStore {
+  readonly db: Kysely<GatewayDb>;
+  close(): Promise<void>;
+}
+
+/**
+ * The gateway on the skeleton: its own database (users, refresh tokens, idempotency keys), the
+ * backend over NATS, and the HTTP server. It owns no consumer: commands go out, answers come back
+ * on the events' subjects.
+ */
+export const gatewayService: ServiceDefinition<Config, GatewayStore, object> = {
+  name: "api-gateway",
+  async openStore(config) {
+    const db = openDatabase<GatewayDb>(config.databaseUrl, {
+      max: 10,
+      idleInTransactionTimeoutMs: 10_000,
+      applicationName: "api-gateway",
+    });
+    try {
+      await migrate(db);
+    } catch (error) {
+      await db.destroy();
+      throw error;
+    }
+    return { db, close: () => db.destroy() };
+  },
+  async start({ config, nc, store: { db }, log, untilAvailable }) {
+    if (config.jwtSecretGenerated) {
+      log.warn("JWT_SECRET is not set: using a random secret; tokens will not survive a restart");
+    }
+    const backend = await NatsBackend.create(nc, config.namespace);
+    const { app, accounts } = createApp({ config, db, backend });
+    if (config.admin) {
+      const { email, password } = config.admin;
+      const result = await untilAvailable("the gateway's database", () =>
+        accounts.ensureAdmin(email, password),
+      );
+      log.info({ email, result }, "First superuser checked");
+    }
+
+    const sweeper = setInterval(() => {
+      expireIdempotencyKeys(db).catch((error: unknown) =>
+        log.warn(errorFields(error), "Expiring idempotency keys failed"),
+      );
+    }, 3_600_000);
+    sweeper.unref();
+
+    const server = serve({ fetch: app.fetch, port: config.port }, (info) => {
+      log.info({ port: info.port }, `API gateway listening on http://127.0.0.1:${info.port} (docs at /docs)`);
+    });
+    return {
+      async stop() {
+        clearInterval(sweeper);
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+      },
+    };
+  },
+};
