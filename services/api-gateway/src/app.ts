@@ -1,4 +1,5 @@
 import { isUnavailable } from "@mikrom/bus";
+import { ValidationFailed } from "@mikrom/contracts";
 import { createLogger, errorFields, httpTelemetry, type Logger } from "@mikrom/telemetry";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
@@ -8,6 +9,7 @@ import { Accounts } from "./auth/accounts.ts";
 import { authenticate } from "./auth/middleware.ts";
 import { Tokens } from "./auth/tokens.ts";
 import { type Backend, BackendUnavailable } from "./backend.ts";
+import { Commands } from "./commands/dispatcher.ts";
 import type { Config } from "./config.ts";
 import type { AppEnv } from "./http/env.ts";
 import { idempotency } from "./http/idempotency.ts";
@@ -52,6 +54,8 @@ export interface GatewayDeps {
 export interface Gateway {
   readonly app: Hono<AppEnv>;
   readonly accounts: Accounts;
+  /** Start it to watch outcomes and re-send what has none; stop it before the database closes. */
+  readonly commands: Commands;
 }
 
 export function createApp(deps: GatewayDeps): Gateway {
@@ -63,6 +67,7 @@ export function createApp(deps: GatewayDeps): Gateway {
   const accounts = new Accounts(users, refreshTokens, tokens);
   const docs = new OpenApi();
   const app = new Hono<AppEnv>();
+  const commands = new Commands(db, backend, { timeoutMs: config.commandTimeoutMs });
 
   app.use(httpTelemetry({ logger: createLogger("mikrom.api-gateway.http") }));
   app.use(securityHeaders());
@@ -93,32 +98,30 @@ export function createApp(deps: GatewayDeps): Gateway {
       perUser: new RateLimiter(config.rateLimit.perUser, config.rateLimit.windowMs),
     }),
   );
-  app.use("/api/*", idempotency(db));
+  // A claim outlives the longest request that can hold it: a command's wait and two queries.
+  app.use(
+    "/api/*",
+    idempotency(db, { leaseMs: config.commandTimeoutMs + 2 * config.queryTimeoutMs + 5_000 }),
+  );
 
   healthRoutes(app, { db, backend }, docs);
   authRoutes(app, accounts, docs);
   userRoutes(app, { users, refreshTokens }, docs);
-  vmRoutes(
-    app,
-    { backend, commandTimeoutMs: config.commandTimeoutMs, queryTimeoutMs: config.queryTimeoutMs },
-    docs,
-  );
+  vmRoutes(app, { backend, commands, queryTimeoutMs: config.queryTimeoutMs }, docs);
   eventRoutes(
     app,
     { backend, heartbeatMs: config.sseHeartbeatMs, queryTimeoutMs: config.queryTimeoutMs },
     docs,
   );
-  ippoolRoutes(
-    app,
-    { backend, commandTimeoutMs: config.commandTimeoutMs, queryTimeoutMs: config.queryTimeoutMs },
-    docs,
-  );
+  ippoolRoutes(app, { backend, commands, queryTimeoutMs: config.queryTimeoutMs }, docs);
   auditRoutes(app, { backend, queryTimeoutMs: config.queryTimeoutMs }, docs);
   docsRoutes(app, docs, VERSION);
 
   app.notFound((c) => problemResponse(c, new Problem(404, `No route for ${c.req.method} ${c.req.path}`)));
   app.onError((error, c) => {
     if (error instanceof Problem) return problemResponse(c, error);
+    // What the contract refuses (a NUL in a name, say) is the caller's to fix, never a 500.
+    if (error instanceof ValidationFailed) return problemResponse(c, new Problem(422, error.message));
     // A dependency away (NATS, the owning service, the gateway's own database) is "retry later",
     // never a 500: the client cannot tell a bug from a restart otherwise.
     if (error instanceof BackendUnavailable || isUnavailable(error)) {
@@ -136,5 +139,5 @@ export function createApp(deps: GatewayDeps): Gateway {
     return problemResponse(c, new Problem(500, "Internal server error"));
   });
 
-  return { app, accounts };
+  return { app, accounts, commands };
 }

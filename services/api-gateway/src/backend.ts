@@ -9,13 +9,22 @@ import type {
 } from "@mikrom/contracts";
 
 /**
- * The gateway's only way to the rest of the system. Commands go to JetStream and wait for the
- * owning service's answer; queries are NATS request-reply; the event feed reads the events stream.
+ * The gateway's only way to the rest of the system. Commands go to JetStream (Commands records and
+ * re-sends them, and waits for their outcome among the events); queries are NATS request-reply; the
+ * event feed reads the events stream.
  * Routes know this port, not NATS, so they are tested against a real bus or a stand-in alike.
  */
 export interface Backend {
-  /** Publishes the command and waits (bounded) for the first event it caused; BackendUnavailable when it cannot publish. */
-  send(command: CommandRequest): Promise<CommandOutcome>;
+  /**
+   * Publishes a command to JetStream, `Nats-Msg-Id` = its id (JetStream drops a repeat inside its
+   * duplicate window, the owning service's inbox any other); BackendUnavailable when NATS cannot take it.
+   */
+  publish(command: OutgoingCommand): Promise<void>;
+  /**
+   * Calls `listener` with every event of the command contexts (`vm`, `ippool`) that names its cause:
+   * the outcome of a command is the first event whose causation id is the command's id.
+   */
+  onEvent(listener: (event: ObservedEvent) => void): () => void;
   query<Q extends QueryDef>(
     service: string,
     def: Q,
@@ -33,18 +42,24 @@ export class BackendUnavailable extends Error {
   override readonly name = "BackendUnavailable";
 }
 
-export interface CommandRequest {
+export interface OutgoingCommand {
   /** Owning service: the subject is `<ns>.cmd.<service>.<verb>`. */
   readonly service: string;
   readonly verb: string;
   readonly def: MessageDef<"command">;
   readonly data: unknown;
-  /** The entity the answer is about: the outcome is awaited on `<ns>.evt.<context>.<entityId>.>`. */
-  readonly context: string;
-  readonly entityId: string;
-  /** The command's id: `Nats-Msg-Id`, and the causation id of its outcome event. */
   readonly commandId: string;
+  /** The request that started the work (its id), carried as correlation and causation id. */
+  readonly correlationId: string;
+  /** Bound on the publish, retries included. */
   readonly timeoutMs: number;
+}
+
+/** An event seen on a command context's subjects, with the message that caused it. */
+export interface ObservedEvent {
+  readonly causationId: string;
+  readonly type: string;
+  readonly data: unknown;
 }
 
 export type CommandOutcome =
@@ -54,7 +69,7 @@ export type CommandOutcome =
       readonly code: DataOf<typeof CommandRejected>["code"];
       readonly reason: string;
     }
-  /** The owning service did not answer within the bound; the command is in the stream and will be handled. */
+  /** The owning service did not answer within the bound; the command is recorded and will be carried out. */
   | { readonly status: "pending" };
 
 export interface FeedEvent {

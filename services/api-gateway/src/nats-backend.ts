@@ -8,7 +8,6 @@ import {
   type RequestOf,
   type ResponseOf,
 } from "@mikrom/contracts";
-import { getContext } from "@mikrom/telemetry";
 import {
   DeliverPolicy,
   type JetStreamClient,
@@ -16,49 +15,23 @@ import {
   jetstream,
   jetstreamManager,
 } from "@nats-io/jetstream";
-import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import {
   type Backend,
   BackendUnavailable,
-  type CommandOutcome,
-  type CommandRequest,
   type EventFeed,
   type FeedEvent,
+  type ObservedEvent,
+  type OutgoingCommand,
 } from "./backend.ts";
 
-/** The first event on the subscription caused by the command, or "pending" when the bound passes first. */
-function firstCaused(sub: Subscription, commandId: string, timeoutMs: number): Promise<CommandOutcome> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      sub.unsubscribe();
-      resolve({ status: "pending" });
-    }, timeoutMs);
-    (async () => {
-      for await (const m of sub) {
-        if (m.headers?.get(Header.CausationId) !== commandId) continue;
-        clearTimeout(timer);
-        sub.unsubscribe();
-        const type = m.headers?.get(Header.Type) || (m.subject.split(".").pop() ?? "");
-        const data = m.json<Record<string, unknown>>();
-        if (type === "CommandRejected") {
-          resolve({ status: "rejected", code: data.code as never, reason: String(data.reason ?? "refused") });
-        } else {
-          resolve({ status: "accepted", eventType: type, data });
-        }
-        return;
-      }
-    })().catch(() => {
-      clearTimeout(timer);
-      resolve({ status: "pending" });
-    });
-  });
-}
+/** The contexts whose events answer the gateway's commands. */
+const COMMAND_CONTEXTS = ["vm", "ippool"] as const;
 
 /**
  * The Backend over NATS: commands go through the bus publisher (validated, traced, Mikrom headers,
- * retried while transient) as JetStream publishes with `Nats-Msg-Id` (a retried publish is
- * dropped by the duplicate window); the outcome is the first event on the entity's subjects whose
- * `Mikrom-Causation-Id` is the command id, listened for before publishing so it cannot be missed.
+ * retried while transient) as JetStream publishes with `Nats-Msg-Id`; one core subscription per
+ * command context sees every event, and hands those that name their cause to the listeners.
  * Queries go through the bus's `callQuery`; its QueryFailed comes back as the QueryReply error the
  * routes map to HTTP statuses.
  */
@@ -68,6 +41,7 @@ export class NatsBackend implements Backend {
   readonly #jsm: JetStreamManager;
   readonly #names: Names;
   readonly #publisher: Publisher;
+  readonly #listeners = new Set<(event: ObservedEvent) => void>();
 
   private constructor(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager, namespace: string) {
     this.#nc = nc;
@@ -75,34 +49,53 @@ export class NatsBackend implements Backend {
     this.#jsm = jsm;
     this.#names = names(namespace);
     this.#publisher = createPublisher(nc);
+    for (const context of COMMAND_CONTEXTS) {
+      nc.subscribe(`${this.#names.namespace}.evt.${context}.*.*`, {
+        callback: (error, m) => {
+          const causationId = m?.headers?.get(Header.CausationId);
+          if (error || !causationId || this.#listeners.size === 0) return;
+          let data: unknown;
+          try {
+            data = m.json();
+          } catch {
+            return;
+          }
+          const type = m.headers?.get(Header.Type) || (m.subject.split(".").pop() ?? "");
+          for (const listener of this.#listeners) listener({ causationId, type, data });
+        },
+      });
+    }
   }
 
   static async create(nc: NatsConnection, namespace: string): Promise<NatsBackend> {
     return new NatsBackend(nc, jetstream(nc), await jetstreamManager(nc), namespace);
   }
 
-  async send(command: CommandRequest): Promise<CommandOutcome> {
-    const subject = this.#names.command(command.service, command.verb);
-    const sub = this.#nc.subscribe(`${this.#names.namespace}.evt.${command.context}.${command.entityId}.*`);
-    const outcome = firstCaused(sub, command.commandId, command.timeoutMs);
-    // The HTTP request started the work and caused the command (the request id is the correlation id).
-    const requestId = getContext().request_id ?? command.commandId;
+  async publish(command: OutgoingCommand): Promise<void> {
     try {
-      await this.#publisher.send(command.def, subject, command.data, {
-        messageId: command.commandId,
-        correlationId: requestId,
-        causationId: requestId,
-        timeoutMs: command.timeoutMs,
-        // Within the request's own bound: a retry after it would answer a client that has gone.
-        retryForMs: command.timeoutMs,
-      });
+      await this.#publisher.send(
+        command.def,
+        this.#names.command(command.service, command.verb),
+        command.data,
+        {
+          messageId: command.commandId,
+          correlationId: command.correlationId,
+          causationId: command.correlationId,
+          timeoutMs: command.timeoutMs,
+          // Within the request's own bound: a retry after it would answer a client that has gone.
+          retryForMs: command.timeoutMs,
+        },
+      );
     } catch (error) {
-      sub.unsubscribe();
       throw new BackendUnavailable(`could not publish ${command.def.type}: ${(error as Error).message}`, {
         cause: error,
       });
     }
-    return outcome;
+  }
+
+  onEvent(listener: (event: ObservedEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
   async query<Q extends QueryDef>(

@@ -40,7 +40,8 @@ export const gatewayService: ServiceDefinition<Config, GatewayStore, object> = {
       log.warn("JWT_SECRET is not set: using a random secret; tokens will not survive a restart");
     }
     const backend = await NatsBackend.create(nc, config.namespace);
-    const { app, accounts } = createApp({ config, db, backend });
+    const { app, accounts, commands } = createApp({ config, db, backend });
+    commands.start();
     if (config.admin) {
       const { email, password } = config.admin;
       const result = await untilAvailable("the gateway's database", () =>
@@ -50,8 +51,8 @@ export const gatewayService: ServiceDefinition<Config, GatewayStore, object> = {
     }
 
     const sweeper = setInterval(() => {
-      expireIdempotencyKeys(db).catch((error: unknown) =>
-        log.warn(errorFields(error), "Expiring idempotency keys failed"),
+      Promise.all([expireIdempotencyKeys(db), commands.forgetSettled()]).catch((error: unknown) =>
+        log.warn(errorFields(error), "Expiring idempotency keys and settled commands failed"),
       );
     }, 3_600_000);
     sweeper.unref();
@@ -63,6 +64,7 @@ export const gatewayService: ServiceDefinition<Config, GatewayStore, object> = {
       async stop() {
         clearInterval(sweeper);
         await new Promise<void>((resolve) => server.close(() => resolve()));
+        await commands.stop();
       },
     };
   },

@@ -1,4 +1,5 @@
 import { describe, expect, test } from "@mikrom/testkit";
+import pg from "pg";
 import { problemOf, startGateway } from "./support/gateway.ts";
 
 describe("rate limiting", () => {
@@ -62,23 +63,53 @@ describe("idempotency keys", () => {
   test("the same key and body replays the first answer; another body with the key is a 422", async ({
     db,
   }) => {
+    // The offline backend: the create is recorded and answered 202, to be sent when NATS is back.
+    const gw = await startGateway(db.url);
+    try {
+      const a = await gw.user("a");
+      const key = { ...a.auth, "Idempotency-Key": "create-once" };
+      const first = await gw.post("/api/v1/vms", { name: "once" }, key);
+      expect(first.status).toBe(202);
+      const replay = await gw.post("/api/v1/vms", { name: "once" }, key);
+      expect(replay.status).toBe(202);
+      expect(replay.headers.get("idempotent-replayed")).toBe("true");
+      expect(await replay.json()).toEqual(await first.json());
+      const other = await problemOf(await gw.post("/api/v1/vms", { name: "other" }, key));
+      expect(other.status).toBe(422);
+      expect(
+        (await gw.post("/api/v1/vms", { name: "once" }, { ...a.auth, "Idempotency-Key": "" })).status,
+      ).toBe(422);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  test("answers that hold tokens are never stored: a key on an auth route changes nothing", async ({
+    db,
+  }) => {
     const gw = await startGateway(db.url);
     try {
       const body = { email: "idem@example.com", password: "correct horse battery" };
       const key = { "Idempotency-Key": "register-once" };
-      const first = await gw.post("/api/v1/auth/register", body, key);
-      expect(first.status).toBe(201);
-      const replay = await gw.post("/api/v1/auth/register", body, key);
-      expect(replay.status).toBe(201);
-      expect(replay.headers.get("idempotent-replayed")).toBe("true");
-      expect(await replay.json()).toEqual(await first.json());
-      const other = await problemOf(
-        await gw.post("/api/v1/auth/register", { ...body, email: "x@example.com" }, key),
+      expect((await gw.post("/api/v1/auth/register", body, key)).status).toBe(201);
+      // A real second attempt, not a replay of the first answer and its tokens: the email is taken.
+      const again = await gw.post("/api/v1/auth/register", body, key);
+      expect(again.status).toBe(409);
+      expect(again.headers.get("idempotent-replayed")).toBeNull();
+      const login = await gw.post(
+        "/api/v1/auth/login/json",
+        { username: body.email, password: body.password },
+        key,
       );
-      expect(other.status).toBe(422);
-      // Without the key the same body is a real second attempt: the email is taken.
-      expect((await gw.post("/api/v1/auth/register", body)).status).toBe(409);
-      expect((await gw.post("/api/v1/auth/register", body, { "Idempotency-Key": "" })).status).toBe(422);
+      expect(login.status).toBe(200);
+      const client = new pg.Client({ connectionString: db.url });
+      await client.connect();
+      try {
+        const { rows } = await client.query("SELECT count(*)::int AS n FROM idempotency_keys");
+        expect(rows[0].n).toBe(0);
+      } finally {
+        await client.end();
+      }
     } finally {
       await gw.close();
     }

@@ -9,5 +9,7 @@ export interface AppEnv {
     /** Why authentication failed, kept until a route that needs a user asks. */
     authProblem: Problem | undefined;
     clientIp: string;
+    /** The request's Idempotency-Key (POST, not auth): it decides the ids the request mints. */
+    idempotencyKey: string | undefined;
   };
 }

@@ -15,12 +15,19 @@ function storable(status: number): boolean {
   return status < 500 && status !== 401 && status !== 403 && status !== 408 && status !== 429;
 }
 
+/** Routes whose answers hold credentials: never stored, so a key there changes nothing. */
+const NEVER_STORED = /^\/api\/v1\/auth\//;
+
 /**
  * `Idempotency-Key` on POST: the first request with a key runs and its answer is stored; the same
  * key with the same method, path and body replays that answer (so a retried create makes one VM);
  * the same key with anything else is a 422. Keys are scoped by caller, so two users never collide.
+ * The key also decides the ids the request mints (see commands/ids.ts), so even a retry that runs
+ * again, after a crash or a 503, reaches what the first attempt did. A claim is a lease: a request
+ * that died holding it (its process killed) is taken over by the next retry once `leaseMs` passes.
  */
-export function idempotency(db: Kysely<GatewayDb>): MiddlewareHandler<AppEnv> {
+export function idempotency(db: Kysely<GatewayDb>, options: { leaseMs: number }): MiddlewareHandler<AppEnv> {
+  const leaseS = options.leaseMs / 1000;
   return async (c, next) => {
     const key = c.req.header(HEADER);
     if (c.req.method !== "POST" || key === undefined) return next();
@@ -36,15 +43,18 @@ export function idempotency(db: Kysely<GatewayDb>): MiddlewareHandler<AppEnv> {
         ],
       });
     }
+    if (NEVER_STORED.test(c.req.path)) return next();
+    c.set("idempotencyKey", key);
     const user = c.get("user");
-    // Anonymous calls (register, login) are scoped by address, so two clients never share a key.
+    // Anonymous calls are scoped by address, so two clients never share a key.
     const scope = user ? `user:${user.id}` : `anonymous:${c.get("clientIp")}`;
     const body = await c.req.text();
     const requestHash = createHash("sha256").update(`${c.req.method} ${c.req.path}\n${body}`).digest("hex");
+    const lease = sql<Date>`now() + make_interval(secs => ${leaseS})`;
 
     const claimed = await db
       .insertInto("idempotency_keys")
-      .values({ scope, key, request_hash: requestHash })
+      .values({ scope, key, request_hash: requestHash, locked_until: lease })
       .onConflict((oc) => oc.columns(["scope", "key"]).doNothing())
       .returning("key")
       .executeTakeFirst();
@@ -69,25 +79,38 @@ export function idempotency(db: Kysely<GatewayDb>): MiddlewareHandler<AppEnv> {
         });
       }
       if (!first || first.status === null) {
-        throw new Problem(409, "A request with this Idempotency-Key is still in progress; retry later", {
-          headers: { "Retry-After": "1" },
-        });
+        // Taken over only once the holder's lease has run out: it crashed, or it is very late.
+        const taken = await db
+          .updateTable("idempotency_keys")
+          .set({ locked_until: lease })
+          .where("scope", "=", scope)
+          .where("key", "=", key)
+          .where("status", "is", null)
+          .where((eb) => eb.or([eb("locked_until", "is", null), eb("locked_until", "<=", sql<Date>`now()`)]))
+          .returning("key")
+          .executeTakeFirst();
+        if (!taken) {
+          throw new Problem(409, "A request with this Idempotency-Key is still in progress; retry later", {
+            headers: { "Retry-After": "1" },
+          });
+        }
+      } else {
+        const headers = new Headers(first.headers ?? {});
+        headers.set("Idempotent-Replayed", "true");
+        const empty = first.status === 204 || first.status === 304;
+        return new Response(empty ? null : first.body, { status: first.status, headers });
       }
-      const headers = new Headers(first.headers ?? {});
-      headers.set("Idempotent-Replayed", "true");
-      const empty = first.status === 204 || first.status === 304;
-      return new Response(empty ? null : first.body, { status: first.status, headers });
     }
 
     try {
       await next();
     } catch (error) {
-      await release(db, scope, key);
+      await release(db, scope, key).catch(() => {});
       throw error;
     }
     const res = c.res;
     if (!storable(res.status) || c.error) {
-      await release(db, scope, key);
+      await release(db, scope, key).catch(() => {});
       return;
     }
     const text = await res.clone().text();
@@ -98,7 +121,7 @@ export function idempotency(db: Kysely<GatewayDb>): MiddlewareHandler<AppEnv> {
     }
     await db
       .updateTable("idempotency_keys")
-      .set({ status: res.status, headers: JSON.stringify(headers), body: text })
+      .set({ status: res.status, headers: JSON.stringify(headers), body: text, locked_until: null })
       .where("scope", "=", scope)
       .where("key", "=", key)
       .execute();

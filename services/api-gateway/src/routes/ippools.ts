@@ -1,4 +1,3 @@
-import { randomBytes, randomUUID } from "node:crypto";
 import {
   AllPoolStats,
   CreatePool,
@@ -8,7 +7,6 @@ import {
   IPPOOL_SERVICE,
   ListPools,
   PoolId,
-  parse,
   SuggestRange,
   UpdatePool,
   ValidatePool,
@@ -17,6 +15,8 @@ import { withSpan } from "@mikrom/telemetry";
 import type { Context, Hono } from "hono";
 import { requireSuperuser } from "../auth/middleware.ts";
 import type { Backend } from "../backend.ts";
+import type { Commands } from "../commands/dispatcher.ts";
+import { commandIdFor, entityIdFor } from "../commands/ids.ts";
 import type { AppEnv } from "../http/env.ts";
 import type { OpenApi } from "../http/openapi.ts";
 import { PageQuery, paged, pageOf } from "../http/paging.ts";
@@ -38,7 +38,7 @@ import {
 
 export interface PoolRouteDeps {
   readonly backend: Backend;
-  readonly commandTimeoutMs: number;
+  readonly commands: Commands;
   readonly queryTimeoutMs: number;
 }
 
@@ -54,21 +54,24 @@ export function ippoolRoutes(app: Hono<AppEnv>, deps: PoolRouteDeps, docs: OpenA
     return parsed.data;
   };
   const send = (
+    c: Context<AppEnv>,
     verb: string,
     def: typeof CreatePool | typeof UpdatePool | typeof DeletePool,
     data: unknown,
     poolId: string,
-  ) =>
-    backend.send({
+  ) => {
+    const user = requireSuperuser(c);
+    return deps.commands.submit({
       service: IPPOOL_SERVICE,
       verb,
       def,
-      data: parse(def, data),
+      data,
       context: "ippool",
       entityId: poolId,
-      commandId: randomUUID(),
-      timeoutMs: deps.commandTimeoutMs,
+      commandId: commandIdFor(user.id, c.get("idempotencyKey"), `${c.req.method} ${c.req.path}`),
+      userId: user.id,
     });
+  };
 
   docs.add({
     method: "post",
@@ -103,9 +106,9 @@ export function ippoolRoutes(app: Hono<AppEnv>, deps: PoolRouteDeps, docs: OpenA
           }),
         );
       }
-      const poolId = `pool-${randomBytes(4).toString("hex")}`;
+      const poolId = entityIdFor("pool", requireSuperuser(c).id, c.get("idempotencyKey"));
       const outcome = unlessRejected(
-        await send("create", CreatePool, { ...definition, poolId }, poolId),
+        await send(c, "create", CreatePool, { ...definition, poolId }, poolId),
         "IP pool",
       );
       c.header("Location", `/api/v1/ippools/${poolId}`);
@@ -247,7 +250,7 @@ export function ippoolRoutes(app: Hono<AppEnv>, deps: PoolRouteDeps, docs: OpenA
       ...(body.description !== undefined && { description: body.description }),
       ...(body.is_active !== undefined && { active: body.is_active }),
     };
-    unlessRejected(await send("update", UpdatePool, changes, poolId), "IP pool");
+    unlessRejected(await send(c, "update", UpdatePool, changes, poolId), "IP pool");
     return c.json(
       poolOut(await ask(backend.query(IPPOOL_SERVICE, GetPool, { poolId }, deps.queryTimeoutMs))),
     );
@@ -268,7 +271,7 @@ export function ippoolRoutes(app: Hono<AppEnv>, deps: PoolRouteDeps, docs: OpenA
     requireSuperuser(c);
     const poolId = poolIdOf(c);
     await ask(backend.query(IPPOOL_SERVICE, GetPool, { poolId }, deps.queryTimeoutMs));
-    unlessRejected(await send("delete", DeletePool, { poolId }, poolId), "IP pool");
+    unlessRejected(await send(c, "delete", DeletePool, { poolId }, poolId), "IP pool");
     return c.body(null, 204);
   });
 }

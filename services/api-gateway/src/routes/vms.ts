@@ -1,11 +1,9 @@
-import { randomBytes, randomUUID } from "node:crypto";
 import {
   type Actor,
   CreateVm,
   DeleteVm,
   GetVm,
   ListVms,
-  parse,
   RestartVm,
   StartVm,
   StopVm,
@@ -21,11 +19,15 @@ import { setContext, withSpan } from "@mikrom/telemetry";
 import type { Context, Hono } from "hono";
 import { requireUser } from "../auth/middleware.ts";
 import type { Backend, CommandOutcome } from "../backend.ts";
+import type { CommandRequest, Commands } from "../commands/dispatcher.ts";
+import { commandIdFor, entityIdFor } from "../commands/ids.ts";
 import type { AppEnv } from "../http/env.ts";
 import type { OpenApi } from "../http/openapi.ts";
 import { paged, pageOf } from "../http/paging.ts";
 import { Problem } from "../http/problem.ts";
 import { jsonBody, queryParams } from "../http/validate.ts";
+import type { UserRow } from "../store/users.ts";
+import { acknowledgedVm, acknowledgedVms, stillCreating } from "./acknowledged.ts";
 import { dataOf, unlessRejected } from "./outcomes.ts";
 import {
   actorOf,
@@ -42,8 +44,14 @@ import {
 
 export interface VmRouteDeps {
   readonly backend: Backend;
-  readonly commandTimeoutMs: number;
+  readonly commands: Commands;
   readonly queryTimeoutMs: number;
+}
+
+/** A VM as the caller may see it, and whether only the gateway knows it yet (a create on its way). */
+interface Visible {
+  readonly vm: VmView;
+  readonly acknowledgedOnly: boolean;
 }
 
 const VMS = ["vms"];
@@ -57,36 +65,53 @@ const LIFECYCLE = {
 } as const;
 
 export function vmRoutes(app: Hono<AppEnv>, deps: VmRouteDeps, docs: OpenApi): void {
-  const { backend } = deps;
+  const { backend, commands } = deps;
 
   /** The caller's VM (or anyone's for a superuser); otherwise 404, malformed ids included. */
-  async function visibleVm(c: Context<AppEnv>, actor: Actor): Promise<VmView> {
+  async function visibleVm(c: Context<AppEnv>, actor: Actor): Promise<Visible> {
     const raw = c.req.param("vm_id") ?? "";
     const vmId = VmId.safeParse(raw);
     if (!vmId.success) throw new Problem(404, "VM not found");
     setContext({ vm_id: vmId.data });
-    return dataOf(
-      await backend.query(VM_SERVICE, GetVm, { vmId: vmId.data, actor }, deps.queryTimeoutMs),
-      "VM",
-    );
+    const reply = await backend.query(VM_SERVICE, GetVm, { vmId: vmId.data, actor }, deps.queryTimeoutMs);
+    if (!reply.ok && reply.error.code === "not_found") {
+      const acknowledged = await acknowledgedVm(commands, vmId.data, actor);
+      if (acknowledged) return { vm: acknowledged, acknowledgedOnly: true };
+    }
+    return { vm: dataOf(reply, "VM"), acknowledgedOnly: false };
   }
 
+  /** A VM a command can go to: one vm-service has recorded (a create on its way answers 409, retry). */
+  async function commandableVm(c: Context<AppEnv>, actor: Actor): Promise<VmView> {
+    const { vm, acknowledgedOnly } = await visibleVm(c, actor);
+    if (acknowledgedOnly) throw stillCreating(vm.vmId);
+    return vm;
+  }
+
+  /** Sends a command about one VM; with an Idempotency-Key its id comes from the key and the request. */
   function send(
+    c: Context<AppEnv>,
+    user: UserRow,
     verb: string,
-    def: Parameters<Backend["send"]>[0]["def"],
+    def: CommandRequest["def"],
     data: unknown,
     vmId: string,
   ): Promise<CommandOutcome> {
-    return backend.send({
+    return commands.submit({
       service: VM_SERVICE,
       verb,
       def,
-      data: parse(def, data),
+      data,
       context: "vm",
       entityId: vmId,
-      commandId: randomUUID(),
-      timeoutMs: deps.commandTimeoutMs,
+      commandId: commandIdFor(user.id, c.get("idempotencyKey"), `${c.req.method} ${c.req.path}`),
+      userId: user.id,
     });
+  }
+
+  async function getVm(vmId: string, actor: Actor): Promise<VmView | undefined> {
+    const reply = await backend.query(VM_SERVICE, GetVm, { vmId, actor }, deps.queryTimeoutMs);
+    return reply.ok ? reply.data : undefined;
   }
 
   const pending = (c: Context<AppEnv>, vmId: string, status: VmStatus) => {
@@ -112,7 +137,8 @@ export function vmRoutes(app: Hono<AppEnv>, deps: VmRouteDeps, docs: OpenApi): v
   app.post("/api/v1/vms", async (c) => {
     const user = requireUser(c);
     const body = await jsonBody(c, VmCreateBody);
-    const vmId = `srv-${randomBytes(4).toString("hex")}`;
+    // With an Idempotency-Key the key decides the VM: every retry can only reach this one.
+    const vmId = entityIdFor("srv", user.id, c.get("idempotencyKey"));
     setContext({ vm_id: vmId, action: "create" });
     return withSpan("api.vm.create", { "vm.id": vmId, "user.id": user.id }, async () => {
       const actor = actorOf(user);
@@ -125,9 +151,10 @@ export function vmRoutes(app: Hono<AppEnv>, deps: VmRouteDeps, docs: OpenApi): v
         memoryMb: body.memory_mb,
         ...(body.pool !== undefined && { pool: body.pool }),
       };
-      const outcome = unlessRejected(await send("create", CreateVm, data, vmId), "VM");
-      if (outcome.status === "pending") return pending(c, vmId, "pending");
-      const vm = dataOf(await backend.query(VM_SERVICE, GetVm, { vmId, actor }, deps.queryTimeoutMs), "VM");
+      const outcome = unlessRejected(await send(c, user, "create", CreateVm, data, vmId), "VM");
+      // Recorded by vm-service, or recorded here and on its way: either way the VM will exist.
+      const vm = outcome.status === "accepted" ? await getVm(vmId, actor) : undefined;
+      if (!vm) return pending(c, vmId, "pending");
       c.header("Location", location(vmId));
       return c.json(vmOut(vm), 201);
     });
@@ -164,7 +191,13 @@ export function vmRoutes(app: Hono<AppEnv>, deps: VmRouteDeps, docs: OpenApi): v
         ...(q.status && { status: q.status }),
       };
       const list = dataOf(await backend.query(VM_SERVICE, ListVms, request, deps.queryTimeoutMs), "VMs");
-      return c.json(paged(list.items.map(vmOut), list.total, q.page, q.page_size));
+      // Creates acknowledged and not recorded by vm-service yet are the newest: they head page 1.
+      const acknowledged =
+        q.page === 1 && (q.status === undefined || q.status === "pending")
+          ? await acknowledgedVms(commands, request.actor, new Set(list.items.map((v) => v.vmId)))
+          : [];
+      const items = [...acknowledged, ...list.items].slice(0, q.page_size);
+      return c.json(paged(items.map(vmOut), list.total + acknowledged.length, q.page, q.page_size));
     });
   });
 
@@ -181,7 +214,7 @@ export function vmRoutes(app: Hono<AppEnv>, deps: VmRouteDeps, docs: OpenApi): v
   app.get("/api/v1/vms/:vm_id", async (c) => {
     const user = requireUser(c);
     return withSpan("api.vm.get", { "user.id": user.id }, async () =>
-      c.json(vmOut(await visibleVm(c, actorOf(user)))),
+      c.json(vmOut((await visibleVm(c, actorOf(user))).vm)),
     );
   });
 
@@ -204,15 +237,13 @@ export function vmRoutes(app: Hono<AppEnv>, deps: VmRouteDeps, docs: OpenApi): v
     const body = await jsonBody(c, VmPatchBody);
     setContext({ action: "update" });
     return withSpan("api.vm.update", { "user.id": user.id }, async () => {
-      const vm = await visibleVm(c, actor);
+      const { vm, acknowledgedOnly } = await visibleVm(c, actor);
       if (body.name === undefined && body.description === undefined) return c.json(vmOut(vm));
+      if (acknowledgedOnly) throw stillCreating(vm.vmId);
       const data = { vmId: vm.vmId, actor, ...body };
-      const outcome = unlessRejected(await send("update", UpdateVm, data, vm.vmId), "VM");
-      if (outcome.status === "pending") return pending(c, vm.vmId, vm.status);
-      const updated = dataOf(
-        await backend.query(VM_SERVICE, GetVm, { vmId: vm.vmId, actor }, deps.queryTimeoutMs),
-        "VM",
-      );
+      const outcome = unlessRejected(await send(c, user, "update", UpdateVm, data, vm.vmId), "VM");
+      const updated = outcome.status === "accepted" ? await getVm(vm.vmId, actor) : undefined;
+      if (!updated) return pending(c, vm.vmId, vm.status);
       return c.json(vmOut(updated));
     });
   });
@@ -232,8 +263,11 @@ export function vmRoutes(app: Hono<AppEnv>, deps: VmRouteDeps, docs: OpenApi): v
     const user = requireUser(c);
     setContext({ action: "delete" });
     return withSpan("api.vm.delete", { "user.id": user.id }, async () => {
-      const vm = await visibleVm(c, actorOf(user));
-      unlessRejected(await send("delete", DeleteVm, { vmId: vm.vmId, actor: actorOf(user) }, vm.vmId), "VM");
+      const vm = await commandableVm(c, actorOf(user));
+      unlessRejected(
+        await send(c, user, "delete", DeleteVm, { vmId: vm.vmId, actor: actorOf(user) }, vm.vmId),
+        "VM",
+      );
       c.header("Location", location(vm.vmId));
       return c.json({ message: "VM deletion initiated", vm_id: vm.vmId, status: "deleting" }, 202);
     });
@@ -255,8 +289,11 @@ export function vmRoutes(app: Hono<AppEnv>, deps: VmRouteDeps, docs: OpenApi): v
       const user = requireUser(c);
       setContext({ action: verb });
       return withSpan(`api.vm.${verb}`, { "user.id": user.id }, async () => {
-        const vm = await visibleVm(c, actorOf(user));
-        unlessRejected(await send(verb, spec.def, { vmId: vm.vmId, actor: actorOf(user) }, vm.vmId), "VM");
+        const vm = await commandableVm(c, actorOf(user));
+        unlessRejected(
+          await send(c, user, verb, spec.def, { vmId: vm.vmId, actor: actorOf(user) }, vm.vmId),
+          "VM",
+        );
         c.header("Location", location(vm.vmId));
         return c.json({ message: spec.message, vm_id: vm.vmId, status: spec.status }, 202);
       });
@@ -276,7 +313,8 @@ export function vmRoutes(app: Hono<AppEnv>, deps: VmRouteDeps, docs: OpenApi): v
   app.get("/api/v1/vms/:vm_id/events", async (c) => {
     const user = requireUser(c);
     return withSpan("api.vm.history", { "user.id": user.id }, async () => {
-      const vm = await visibleVm(c, actorOf(user));
+      const { vm, acknowledgedOnly } = await visibleVm(c, actorOf(user));
+      if (acknowledgedOnly) return c.json({ vm_id: vm.vmId, events: [] });
       const history = dataOf(
         await backend.query(
           VM_SERVICE,
@@ -316,8 +354,16 @@ export function vmRoutes(app: Hono<AppEnv>, deps: VmRouteDeps, docs: OpenApi): v
     const user = requireUser(c);
     const q = queryParams(c, WaitQuery);
     return withSpan("api.vm.wait", { "user.id": user.id }, async () => {
-      const vm = await visibleVm(c, actorOf(user));
-      const timeoutMs = q.timeout * 1000;
+      const deadline = Date.now() + q.timeout * 1000;
+      let { vm, acknowledgedOnly } = await visibleVm(c, actorOf(user));
+      // A create on its way: wait for vm-service to record it, within the same bound.
+      while (acknowledgedOnly && vm.status !== q.status && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 250));
+        ({ vm, acknowledgedOnly } = await visibleVm(c, actorOf(user)));
+      }
+      const timeoutMs = Math.max(0, deadline - Date.now());
+      if (acknowledgedOnly || timeoutMs === 0)
+        return c.json({ reached: vm.status === q.status, vm: vmOut(vm) });
       const request = { vmId: vm.vmId, actor: actorOf(user), status: q.status, timeoutMs };
       const result = dataOf(
         await backend.query(VM_SERVICE, WaitVm, request, timeoutMs + deps.queryTimeoutMs),

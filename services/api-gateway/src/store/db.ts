@@ -31,10 +31,33 @@ export interface IdempotencyKeysTable {
   headers: ColumnType<Record<string, string> | null, string | null, string | null>;
   body: string | null;
   created_at: Timestamp;
+  locked_until: Date | null;
+}
+
+export interface CommandsTable {
+  command_id: string;
+  user_id: number;
+  service: string;
+  verb: string;
+  type: string;
+  context: string;
+  entity_id: string;
+  data: ColumnType<Record<string, unknown>, string, string>;
+  carrier: ColumnType<Record<string, string>, string, string>;
+  correlation_id: string;
+  created_at: Timestamp;
+  attempts: ColumnType<number, number | undefined, number>;
+  next_send_at: Timestamp;
+  outcome: "accepted" | "rejected" | null;
+  outcome_type: string | null;
+  code: string | null;
+  reason: string | null;
+  settled_at: Date | null;
 }
 
 export interface GatewayDb {
   users: UsersTable;
   refresh_tokens: RefreshTokensTable;
   idempotency_keys: IdempotencyKeysTable;
+  commands: CommandsTable;
 }

@@ -51,6 +51,40 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  "002_commands": {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // A claim whose request died is taken over once its lease runs out (not held for a day).
+      await sql`ALTER TABLE idempotency_keys ADD COLUMN locked_until timestamptz`.execute(db);
+      // Every command the gateway answered for, kept until its outcome is known, and sent again
+      // (same id) until then: a 202 is a promise, even when NATS loses what it acknowledged.
+      await sql`
+        CREATE TABLE commands (
+          command_id uuid PRIMARY KEY,
+          user_id integer NOT NULL,
+          service text NOT NULL,
+          verb text NOT NULL,
+          type text NOT NULL,
+          context text NOT NULL,
+          entity_id text NOT NULL,
+          data jsonb NOT NULL,
+          carrier jsonb NOT NULL,
+          correlation_id text NOT NULL,
+          created_at timestamptz NOT NULL DEFAULT now(),
+          attempts integer NOT NULL DEFAULT 0,
+          next_send_at timestamptz NOT NULL,
+          outcome text CHECK (outcome IN ('accepted', 'rejected')),
+          outcome_type text,
+          code text,
+          reason text,
+          settled_at timestamptz
+        )`.execute(db);
+      await sql`CREATE INDEX commands_due ON commands (next_send_at) WHERE settled_at IS NULL`.execute(db);
+      await sql`CREATE INDEX commands_entity ON commands (entity_id, created_at)`.execute(db);
+      await sql`CREATE INDEX commands_settled ON commands (settled_at) WHERE settled_at IS NOT NULL`.execute(
+        db,
+      );
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -5,7 +5,7 @@ import { openDatabase } from "@mikrom/runtime";
 import { setLogDestination } from "@mikrom/telemetry";
 import { createApp, type GatewayDeps } from "../../src/app.ts";
 import type { Accounts } from "../../src/auth/accounts.ts";
-import type { Backend } from "../../src/backend.ts";
+import { type Backend, BackendUnavailable } from "../../src/backend.ts";
 import type { GatewayDb } from "../../src/store/db.ts";
 import { migrate } from "../../src/store/migrations.ts";
 
@@ -26,9 +26,10 @@ export const TEST_CONFIG: GatewayDeps["config"] = {
 
 /** A backend for tests that need no NATS: every query and command finds the services down. */
 export const offlineBackend: Backend = {
-  send: async () => {
-    throw new Error("offline");
+  publish: async () => {
+    throw new BackendUnavailable("offline");
   },
+  onEvent: () => () => {},
   query: async () => ({ ok: false, error: { code: "unavailable", message: "offline" } }),
   events: async () => {
     throw new Error("offline");
@@ -70,12 +71,13 @@ export async function startGateway(
 ): Promise<RunningGateway> {
   const db = openDatabase<GatewayDb>(dbUrl, { max: 5 });
   await migrate(db);
-  const { app, accounts } = createApp({
+  const { app, accounts, commands } = createApp({
     config: { ...TEST_CONFIG, ...options.config },
     db,
     backend: options.backend ?? offlineBackend,
     ...(options.now && { now: options.now }),
   });
+  commands.start();
   const server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }) as Server;
   await new Promise<void>((resolve) => server.once("listening", () => resolve()));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -108,6 +110,7 @@ export async function startGateway(
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await commands.stop();
       await db.destroy();
     },
   };

@@ -1,0 +1,62 @@
+import type { Actor, CreateVm, DataOf, VmView } from "@mikrom/contracts";
+import type { Commands } from "../commands/dispatcher.ts";
+import type { CommandRecord } from "../commands/ledger.ts";
+import { Problem } from "../http/problem.ts";
+
+/**
+ * VMs the gateway acknowledged (201 or 202) that vm-service does not show yet: a create still on its
+ * way (vm-service down, NATS restarting) reads as `pending`, never as 404. One refused after its 202
+ * (the owner's VM limit, say) reads as 410 Gone with the reason.
+ */
+function pendingView(r: CommandRecord): VmView {
+  const d = r.data as DataOf<typeof CreateVm>;
+  const at = new Date(r.created_at).toISOString();
+  return {
+    vmId: d.vmId,
+    name: d.name,
+    description: d.description,
+    vcpuCount: d.vcpuCount,
+    memoryMb: d.memoryMb,
+    ipAddress: null,
+    status: "pending",
+    errorMessage: null,
+    host: null,
+    userId: r.user_id,
+    createdAt: at,
+    updatedAt: at,
+  };
+}
+
+const visible = (r: CommandRecord, actor: Actor): boolean => actor.superuser || r.user_id === actor.userId;
+
+/** The acknowledged VM vm-service did not find: its pending view, or why it will never exist; undefined: none. */
+export async function acknowledgedVm(
+  commands: Commands,
+  vmId: string,
+  actor: Actor,
+): Promise<VmView | undefined> {
+  const create = await commands.createOf(vmId);
+  if (!create || !visible(create, actor)) return undefined;
+  if (create.outcome === null) return pendingView(create);
+  if (create.outcome === "rejected")
+    throw new Problem(410, `The VM was never created: ${create.reason ?? "refused"}`);
+  // Accepted and no longer found: it was deleted since.
+  return undefined;
+}
+
+/** Acknowledged creates not among `known`, for the first page of a list. */
+export async function acknowledgedVms(
+  commands: Commands,
+  actor: Actor,
+  known: ReadonlySet<string>,
+): Promise<VmView[]> {
+  const creates = await commands.unsettledCreates(actor.superuser ? null : actor.userId);
+  return creates.map(pendingView).filter((vm) => !known.has(vm.vmId));
+}
+
+/** A command on a VM still being created waits for it: retry, it will be there. */
+export function stillCreating(vmId: string): Problem {
+  return new Problem(409, `VM ${vmId} is still being created; retry shortly`, {
+    headers: { "Retry-After": "1" },
+  });
+}
