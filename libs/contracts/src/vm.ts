@@ -131,6 +131,11 @@ export const VmView = z.object({
   status: VmStatus,
   errorMessage: z.string().nullable(),
   host: HostId.nullable(),
+  /**
+   * Whether its host answers (null: on no host). An unreachable host's VMs keep their last known
+   * status: most likely still running, their state is unknown until the host is back.
+   */
+  hostStatus: z.enum(["reachable", "unreachable"]).nullable().optional(),
   userId: UserId,
   createdAt: Timestamp,
   updatedAt: Timestamp,

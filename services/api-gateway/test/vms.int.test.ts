@@ -14,6 +14,7 @@ const VM_FIELDS = [
   "description",
   "error_message",
   "host",
+  "host_status",
   "id",
   "ip_address",
   "memory_mb",

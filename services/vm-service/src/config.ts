@@ -15,7 +15,12 @@ export interface Config {
   readonly deadlines: Readonly<Record<Step, number>>;
   /** How often due deadlines and silent hosts are looked for. */
   readonly sweepIntervalMs: number;
+  /** Silence after which a host is unreachable (its VMs keep their state). */
   readonly hostHeartbeatTimeoutMs: number;
+  /** How long a host may stay unreachable before it is lost and its VMs are failed. */
+  readonly hostLostAfterMs: number;
+  /** A step without an answer this long has its command sent again (then at doubling intervals). */
+  readonly resendAfterMs: number;
   /** Messages handled at once per consumer; the database pool is sized from it so handlers never wait on each other. */
   readonly handlerConcurrency: number;
   readonly healthPort: number | undefined;
@@ -38,6 +43,8 @@ const Env = BaseEnv.extend({
   DELETE_TIMEOUT_MS: ms(60_000),
   SWEEP_INTERVAL_MS: ms(1_000),
   HOST_HEARTBEAT_TIMEOUT_MS: ms(30_000),
+  HOST_LOST_AFTER_MS: ms(600_000),
+  RESEND_AFTER_MS: ms(5_000),
   HANDLER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(8),
 });
 
@@ -77,6 +84,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     sweepIntervalMs: e.SWEEP_INTERVAL_MS,
     hostHeartbeatTimeoutMs: e.HOST_HEARTBEAT_TIMEOUT_MS,
+    hostLostAfterMs: e.HOST_LOST_AFTER_MS,
+    resendAfterMs: e.RESEND_AFTER_MS,
     handlerConcurrency: e.HANDLER_CONCURRENCY,
     healthPort: e.HEALTH_PORT,
     logLevel: e.LOG_LEVEL,

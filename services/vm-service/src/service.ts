@@ -22,14 +22,14 @@ import { onVmCommand } from "./handlers/commands.ts";
 import type { Delivery, HandlerDeps } from "./handlers/context.ts";
 import { type HostEvent, onHostEvent, onProcessEvent } from "./handlers/events.ts";
 import { serveQueries } from "./handlers/queries.ts";
-import { startSweeper, sweepOnce } from "./handlers/sweeper.ts";
+import { type SweepReport, startSweeper, sweepOnce } from "./handlers/sweeper.ts";
 import { observeVmStatuses } from "./metrics.ts";
 import { openVmStore, type VmStore } from "./store/vm-store.ts";
 
 export interface VmParts {
   readonly deps: HandlerDeps;
-  /** Runs one sweep of deadlines and hosts now (tests, the benchmark). */
-  sweep(): Promise<{ deadlines: number; hostsLost: number }>;
+  /** Runs one sweep of deadlines, resends and hosts now (tests, the benchmark). */
+  sweep(): Promise<SweepReport>;
 }
 export type VmService = RunningService<VmStore> & VmParts;
 
@@ -67,7 +67,9 @@ export function vmService(
         names,
         config,
         deadlines: config.deadlines,
+        resendAfterMs: config.resendAfterMs,
         now: opts.now ?? Date.now,
+        startedAtMs: (opts.now ?? Date.now)(),
         ...(opts.onDecision ? { onDecision: opts.onDecision } : {}),
       };
       const retry = { maxDeliver: 10, backoffMs: [30_000] };

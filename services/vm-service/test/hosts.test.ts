@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { expiredHosts, type HostLoad, pickHost } from "../src/domain/hosts.ts";
+import { type HostLoad, isUnreachable, judgeHosts, pickHost } from "../src/domain/hosts.ts";
 
 const NOW = 100_000;
 const TIMEOUT = 10_000;
@@ -8,8 +8,9 @@ const host = (hostId: string, over: Partial<HostLoad> = {}): HostLoad => ({
   driver: "fake",
   vcpus: 4,
   memoryMb: 4096,
+  status: "up",
   lastSeenMs: NOW - 1000,
-  live: true,
+  unreachableSinceMs: null,
   usedVcpus: 0,
   usedMemoryMb: 0,
   ...over,
@@ -31,21 +32,54 @@ describe("host scheduling", () => {
     expect(pickHost(hosts, need, NOW, TIMEOUT)).toBe("c");
   });
 
-  it("skips hosts whose heartbeat is too old or that said they stopped", () => {
-    const hosts = [host("a", { lastSeenMs: NOW - TIMEOUT - 1 }), host("b", { live: false })];
+  it("skips hosts whose heartbeat is too old, and hosts unreachable or lost", () => {
+    const hosts = [
+      host("a", { lastSeenMs: NOW - TIMEOUT - 1 }),
+      host("b", { status: "unreachable", unreachableSinceMs: NOW - 1 }),
+      host("c", { status: "lost" }),
+    ];
     expect(pickHost(hosts, need, NOW, TIMEOUT)).toBeNull();
+    // A heartbeat exactly at the timeout still counts.
+    expect(pickHost([host("d", { lastSeenMs: NOW - TIMEOUT })], need, NOW, TIMEOUT)).toBe("d");
   });
 
   it("breaks ties by host id so the choice is the same every time", () => {
     expect(pickHost([host("z"), host("m")], need, NOW, TIMEOUT)).toBe("m");
   });
 
-  it("finds the live hosts whose heartbeat expired", () => {
+  it("finds hosts gone silent (unreachable) and hosts silent past the grace (lost)", () => {
+    const LOST_AFTER = 60_000;
     const hosts = [
       host("a"),
       host("b", { lastSeenMs: NOW - TIMEOUT - 1 }),
-      host("c", { live: false, lastSeenMs: 0 }),
+      host("c", { lastSeenMs: NOW - TIMEOUT }),
+      host("d", { status: "unreachable", unreachableSinceMs: NOW - LOST_AFTER - 1, lastSeenMs: 0 }),
+      host("e", { status: "unreachable", unreachableSinceMs: NOW - LOST_AFTER, lastSeenMs: 0 }),
+      host("f", { status: "lost", unreachableSinceMs: 0, lastSeenMs: 0 }),
     ];
-    expect(expiredHosts(hosts, NOW, TIMEOUT)).toEqual(["b"]);
+    expect(judgeHosts(hosts, NOW, { heartbeatTimeoutMs: TIMEOUT, lostAfterMs: LOST_AFTER })).toEqual({
+      unreachable: ["b"],
+      lost: ["d"],
+    });
+  });
+
+  it("judges by when heartbeats arrived: a host whose own clock is 10 minutes off is alive", () => {
+    // Arrival times are this service's; the host's clock never enters the registry.
+    const skewed = host("a", { lastSeenMs: NOW - 500 });
+    expect(judgeHosts([skewed], NOW, { heartbeatTimeoutMs: TIMEOUT, lostAfterMs: 1 })).toEqual({
+      unreachable: [],
+      lost: [],
+    });
+    expect(pickHost([skewed], need, NOW, TIMEOUT)).toBe("a");
+  });
+
+  it("calls a host unreachable only when it is known and silent", () => {
+    const hosts = [host("a", { status: "unreachable", unreachableSinceMs: NOW }), host("b")];
+    expect([isUnreachable(hosts, "a"), isUnreachable(hosts, "b"), isUnreachable(hosts, "x")]).toEqual([
+      true,
+      false,
+      false,
+    ]);
+    expect(isUnreachable(hosts, null)).toBe(false);
   });
 });

@@ -240,25 +240,91 @@ describe("the VM lifecycle over NATS and PostgreSQL", () => {
     });
   });
 
-  test("a host that stops heartbeating takes its VMs to error with host lost", async ({ db, nats }) => {
+  /** The VM as its owner reads it, host status included. */
+  const read = (w: World, vmId: string) => w.query(GetVm, { vmId, actor: OWNER });
+  const heartbeat = (w: World) =>
+    w.publish(w.names.event("host", HOST, "HostHeartbeat"), HostHeartbeat, {
+      hostId: HOST,
+      at: new Date().toISOString(),
+      runningVms: 1,
+    });
+  async function untilHost(w: World, vmId: string, hostStatus: "reachable" | "unreachable") {
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
+      const vm = await read(w, vmId);
+      if (vm.hostStatus === hostStatus) return vm;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`host of ${vmId} never became ${hostStatus}`);
+  }
+
+  test("a silent host is unreachable: its VMs keep their state, host commands are refused, lost only after the grace", async ({
+    db,
+    nats,
+  }) => {
     const w = new World(nats);
-    await withService(testConfig(db, nats, { HOST_HEARTBEAT_TIMEOUT_MS: "1500" }), async () => {
+    const env = { HOST_HEARTBEAT_TIMEOUT_MS: "1500", HOST_LOST_AFTER_MS: "3000" };
+    await withService(testConfig(db, nats, env), async () => {
       await registerHost(w);
       const vmId = vmIdOf(6);
       await create(w, vmId);
       await allocate(w, vmId);
       await boot(w, vmId);
-      await w.until(vmId, "running");
-      await w.publish(w.names.event("host", HOST, "HostHeartbeat"), HostHeartbeat, {
-        hostId: HOST,
-        at: new Date().toISOString(),
-        runningVms: 1,
+      expect(await w.until(vmId, "running")).toMatchObject({ hostStatus: "reachable" });
+      await heartbeat(w);
+      // No more heartbeats: the host goes silent. Its VM is most likely still running there.
+      expect(await untilHost(w, vmId, "unreachable")).toMatchObject({ status: "running", host: HOST });
+      const stop = await w.command("stop", StopVm, { vmId, actor: OWNER });
+      expect(stop.json()).toMatchObject({
+        code: "conflict",
+        reason: expect.stringMatching(/host-a is unreachable/),
       });
-      // No more heartbeats: the host goes silent.
+      // Silent past the grace: now the VM counts as gone.
       const vm = await w.until(vmId, "error");
       expect(vm.errorMessage).toMatch(/^host lost: no heartbeat from host host-a/);
-      expect(vm).toMatchObject({ host: null, ipAddress: null });
+      expect(vm).toMatchObject({ host: null, ipAddress: null, hostStatus: null });
       await w.commands.ofType("ReleaseIp", vmId);
+    });
+  });
+
+  test("an agent silent past its heartbeat that comes back leaves its VMs running", async ({ db, nats }) => {
+    const w = new World(nats);
+    await withService(testConfig(db, nats, { HOST_HEARTBEAT_TIMEOUT_MS: "1000" }), async () => {
+      await registerHost(w);
+      const vmId = vmIdOf(7);
+      await create(w, vmId);
+      await allocate(w, vmId);
+      await boot(w, vmId);
+      await w.until(vmId, "running");
+      await untilHost(w, vmId, "unreachable");
+      await heartbeat(w);
+      expect(await untilHost(w, vmId, "reachable")).toMatchObject({ status: "running", errorMessage: null });
+      expect(w.vmEvents.typesFor(vmId)).not.toContain("VmFailed");
+      // And it takes commands again.
+      const stop = await w.command("stop", StopVm, { vmId, actor: OWNER });
+      expect(stop.headers?.get("Mikrom-Type")).toBe("VmStopRequested");
+    });
+  });
+
+  test("a step whose command was lost is sent again, the same message, before its deadline", async ({
+    db,
+    nats,
+  }) => {
+    const w = new World(nats);
+    await withService(testConfig(db, nats, { RESEND_AFTER_MS: "300" }), async () => {
+      await registerHost(w);
+      const vmId = vmIdOf(8);
+      await create(w, vmId);
+      await allocate(w, vmId);
+      const first = await w.commands.ofType("BootVm", vmId);
+      const id = first.headers?.get("Nats-Msg-Id");
+      // Nobody answers (as if NATS lost the BootVm): it goes out again under the same id.
+      const again = await w.commands.next(
+        (m) => m !== first && m.headers?.get("Mikrom-Type") === "BootVm" && m.subject.endsWith(".boot"),
+      );
+      expect(again.headers?.get("Nats-Msg-Id")).toBe(id);
+      expect(again.json()).toEqual(first.json());
+      await boot(w, vmId);
+      await w.until(vmId, "running");
     });
   });
 });

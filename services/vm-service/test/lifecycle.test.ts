@@ -3,6 +3,7 @@ import type { HostLoad } from "../src/domain/hosts.ts";
 import {
   type AllocationAnswer,
   type Decision,
+  outstanding,
   type ProcessInput,
   plan,
   type ReactContext,
@@ -14,6 +15,7 @@ import {
   outstandingAllocation,
   replay,
   type Step,
+  stepCommandId,
   stepOf,
   transitions,
   type Vm,
@@ -27,8 +29,9 @@ const liveHost = (hostId: string, used = 0): HostLoad => ({
   driver: "fake",
   vcpus: 8,
   memoryMb: 8192,
+  status: "up",
   lastSeenMs: NOW - 1000,
-  live: true,
+  unreachableSinceMs: null,
   usedVcpus: used,
   usedMemoryMb: used * 512,
 });
@@ -110,6 +113,7 @@ const placedAfterRestart = replay(
 const release = "ippool:ReleaseIp";
 const destroy = "host-a:DestroyVm";
 const nothing = { events: [], sends: [], deadline: undefined };
+const nothing_: Decision = { events: [], commands: [], deadline: undefined };
 
 const cases: Array<[string, Lifecycle | Vm, ProcessInput, ReactContext, ReturnType<typeof summary>]> = [
   [
@@ -417,11 +421,14 @@ describe("the lifecycle process", () => {
   });
 
   it("boots with the VM's size and the lease from the IP pool", () => {
-    const d = react(ipAllocated, vmIn("pending"), ctx);
+    const pending = vmIn("pending");
+    const d = react(ipAllocated, pending, ctx);
     expect(d.commands).toEqual([
       {
         service: "provisioner",
         hostId: HOST,
+        // Named after the event that starts the boot: sent again, it is the same message.
+        messageId: stepCommandId(VM_ID, pending.version + 1, "boot"),
         command: {
           type: "BootVm",
           data: {
@@ -475,7 +482,7 @@ describe("the lifecycle process", () => {
     expect(replay(d.events, waitingPending)).toMatchObject({
       status: "provisioning",
       hostId: HOST,
-      lease: null,
+      lease: { prefixLength: 24, gateway: "10.0.0.1" },
     });
   });
 
@@ -515,6 +522,62 @@ describe("the lifecycle process", () => {
       deleting: "delete",
       deleted: null,
     });
+  });
+
+  it("sends a late step's command again as the same message, and nothing for a settled VM", () => {
+    for (const status of [
+      "pending",
+      "provisioning",
+      "starting",
+      "stopping",
+      "restarting",
+      "deleting",
+    ] as const) {
+      const vm = vmIn(status);
+      const step = stepOf(vm)!;
+      const again = react({ type: "ResendDue", data: { step } }, vm, ctx);
+      expect(again.events).toEqual([]);
+      expect(again.deadline).toBeUndefined();
+      // The very commands (ids included) the step started with.
+      expect(again.commands).toEqual(outstanding(vm));
+      expect(again.commands).toHaveLength(1);
+      expect(again.commands[0]?.messageId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-8000-8000-[0-9a-f]{12}$/);
+    }
+    expect(react({ type: "ResendDue", data: { step: "boot" } }, vmIn("running"), ctx)).toEqual(nothing_);
+    // A resend of a step already answered is stale.
+    expect(react({ type: "ResendDue", data: { step: "boot" } }, vmIn("stopping"), ctx)).toEqual(nothing_);
+  });
+
+  it("a step sends the same command when it starts as when it is late", () => {
+    const created = plan(commands.CreateVm(), vmIn("absent"), { userVmCount: 0, maxVmsPerUser: 10 });
+    if ("refused" in created) throw new Error("refused");
+    let vm = replay(created.events, vmIn("absent"));
+    expect(created.commands).toEqual(outstanding(vm));
+    const placed = react(ipAllocated, vm, ctx);
+    vm = replay(placed.events, vm);
+    expect(placed.commands).toEqual(outstanding(vm));
+    // Another event meanwhile (a rename) changes nothing about the command in flight.
+    const renamed = evolve(vm, { type: "VmUpdated", data: { vmId: VM_ID, name: "renamed" } });
+    expect(outstanding(renamed)).toEqual(placed.commands);
+  });
+
+  it("a deadline of a step on an unreachable host waits for the host instead of failing the VM", () => {
+    const unreachable: ReactContext = {
+      ...ctx,
+      hosts: [{ ...liveHost(HOST), status: "unreachable", unreachableSinceMs: NOW - 1 }],
+    };
+    const otherUnreachable: ReactContext = {
+      ...ctx,
+      hosts: [liveHost(HOST), { ...liveHost("host-b"), status: "unreachable", unreachableSinceMs: NOW }],
+    };
+    for (const status of ["provisioning", "stopping", "restarting", "deleting"] as const) {
+      const vm = vmIn(status);
+      expect(react(deadline(stepOf(vm)!), vm, unreachable)).toEqual({ ...nothing_, deadline: stepOf(vm) });
+      // Another host being unreachable is no reason to wait.
+      expect(react(deadline(stepOf(vm)!), vm, otherUnreachable).events.map((e) => e.type)).toEqual([
+        "VmFailed",
+      ]);
+    }
   });
 
   it("every step it starts has a deadline that fails the VM when it passes", () => {

@@ -24,6 +24,10 @@ export const VmOut = z
     status: VmStatus,
     error_message: z.string().nullable(),
     host: z.string().nullable(),
+    host_status: z
+      .enum(["reachable", "unreachable"])
+      .nullable()
+      .describe("whether the VM's host answers; an unreachable host's VMs keep their last known status"),
     user_id: z.int(),
     created_at: z.string(),
     updated_at: z.string(),
@@ -72,6 +76,7 @@ export function vmOut(v: VmView): VmOut {
     status: v.status,
     error_message: v.errorMessage,
     host: v.host,
+    host_status: v.hostStatus ?? null,
     user_id: v.userId,
     created_at: v.createdAt,
     updated_at: v.updatedAt,

@@ -44,7 +44,12 @@ export interface DecideContext {
   /** VMs this user holds now (every status but deleted). */
   readonly userVmCount: number;
   readonly maxVmsPerUser: number;
+  /** The VM's host is unreachable: what runs there cannot be changed until it is back. */
+  readonly hostUnreachable?: boolean;
 }
+
+/** Commands that need the VM's host to answer (a delete or a rename waits for it or needs it not). */
+const NEEDS_HOST: ReadonlySet<VmCommandType> = new Set(["StartVm", "StopVm", "RestartVm"]);
 
 /**
  * From which statuses each command on an existing VM is accepted. Create is accepted only where no
@@ -106,6 +111,11 @@ export function decide(cmd: VmCommand, vm: Vm, ctx: DecideContext): VmEvent[] | 
   if (vm.status === "absent" || vm.status === "deleted" || !visibleTo(vm, cmd.data.actor))
     return refuse("not_found", `VM ${vmId} not found`);
   if (!allowedFrom[cmd.type].includes(vm.status)) return refuse("conflict", notAllowed(cmd.type, vm.status));
+  if (ctx.hostUnreachable && NEEDS_HOST.has(cmd.type))
+    return refuse(
+      "conflict",
+      `host ${vm.hostId} is unreachable: the VM keeps its last known status (${vm.status}) until the host is back; retry later`,
+    );
 
   switch (cmd.type) {
     case "UpdateVm": {

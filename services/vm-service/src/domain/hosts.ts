@@ -1,16 +1,25 @@
 /**
- * The host registry as data: which provisioner hosts are alive, what they hold, where a VM fits.
- * Times are milliseconds since the epoch, passed in: nothing here reads a clock.
+ * The host registry as data: which provisioner hosts answer, what they hold, where a VM fits.
+ * Times are milliseconds of this service's own clock, passed in: when a heartbeat *arrived*, never
+ * what the host's clock said (a host whose clock is 10 minutes off is as alive as any). Nothing here
+ * reads a clock.
+ *
+ * A host is `up` while its heartbeats arrive; `unreachable` once they stop for the heartbeat timeout
+ * (its VMs are most likely still running: they keep their state and wait for it); `lost` only when
+ * it stays unreachable for the grace period, and only then do its VMs count as gone.
  */
+export type HostStatus = "up" | "unreachable" | "lost";
+
 export interface Host {
   readonly hostId: string;
   readonly driver: string;
   readonly vcpus: number;
   readonly memoryMb: number;
-  /** Last HostRegistered or HostHeartbeat. */
+  readonly status: HostStatus;
+  /** When its last registration or heartbeat arrived (this service's clock). */
   readonly lastSeenMs: number;
-  /** False once the host said it stopped or was declared lost; a new registration revives it. */
-  readonly live: boolean;
+  /** When it was found unreachable; null while up. */
+  readonly unreachableSinceMs: number | null;
 }
 
 /** A host with what its placed VMs use (VMs with this host that are neither failed nor deleted). */
@@ -24,8 +33,15 @@ export interface Need {
   readonly memoryMb: number;
 }
 
+/** How long silence may last before a host is unreachable, and then before it is lost. */
+export interface Liveness {
+  readonly heartbeatTimeoutMs: number;
+  readonly lostAfterMs: number;
+}
+
+/** Up, and heard from within the timeout: a VM may be placed on it. */
 export function isLive(host: Host, nowMs: number, heartbeatTimeoutMs: number): boolean {
-  return host.live && nowMs - host.lastSeenMs <= heartbeatTimeoutMs;
+  return host.status === "up" && nowMs - host.lastSeenMs <= heartbeatTimeoutMs;
 }
 
 export function fits(host: HostLoad, need: Need): boolean {
@@ -53,9 +69,29 @@ export function pickHost(
   return candidates[0]?.hostId ?? null;
 }
 
-/** Hosts still marked live whose last heartbeat is older than the timeout: their VMs are lost. */
-export function expiredHosts(hosts: readonly Host[], nowMs: number, heartbeatTimeoutMs: number): string[] {
-  return hosts.filter((h) => h.live && nowMs - h.lastSeenMs > heartbeatTimeoutMs).map((h) => h.hostId);
+/** What the sweeper does to the hosts now: those gone silent become unreachable, those silent past the grace lost. */
+export function judgeHosts(
+  hosts: readonly Host[],
+  nowMs: number,
+  liveness: Liveness,
+): { unreachable: string[]; lost: string[] } {
+  const unreachable = hosts
+    .filter((h) => h.status === "up" && nowMs - h.lastSeenMs > liveness.heartbeatTimeoutMs)
+    .map((h) => h.hostId);
+  const lost = hosts
+    .filter(
+      (h) =>
+        h.status === "unreachable" &&
+        h.unreachableSinceMs !== null &&
+        nowMs - h.unreachableSinceMs > liveness.lostAfterMs,
+    )
+    .map((h) => h.hostId);
+  return { unreachable, lost };
+}
+
+/** True when the host exists and is not answering (its VMs wait for it). */
+export function isUnreachable(hosts: readonly Host[], hostId: string | null): boolean {
+  return hostId !== null && hosts.some((h) => h.hostId === hostId && h.status === "unreachable");
 }
 
 /** Why no host was found, for the VM's error message. */

@@ -18,13 +18,14 @@ import type {
   VmShutdownFailed,
 } from "@mikrom/contracts";
 import { type DecideContext, decide, isRefusal, type Refusal, type VmCommand } from "./decide.ts";
-import { type HostLoad, noRoomMessage, pickHost } from "./hosts.ts";
+import { type HostLoad, isUnreachable, noRoomMessage, pickHost } from "./hosts.ts";
 import {
   awaitingHost,
   evolve,
   outstandingAllocation,
   type Step,
-  startAllocates,
+  type StepCommand,
+  stepCommandId,
   stepOf,
   type Vm,
   type VmEvent,
@@ -44,10 +45,18 @@ export type ProvisionerCommand =
   | MessageOf<typeof DestroyVm>;
 export type IppoolCommand = MessageOf<typeof AllocateIp> | MessageOf<typeof ReleaseIp>;
 
-/** A command this service sends, with where it goes (and its message id, when it must be known beforehand). */
+/**
+ * A command this service sends, with where it goes and, for a step's command, its message id
+ * (derived from the state, so that sending it again sends the same message).
+ */
 export type Outgoing =
   | { readonly service: "ippool"; readonly command: IppoolCommand; readonly messageId?: string }
-  | { readonly service: "provisioner"; readonly hostId: string; readonly command: ProvisionerCommand };
+  | {
+      readonly service: "provisioner";
+      readonly hostId: string;
+      readonly command: ProvisionerCommand;
+      readonly messageId?: string;
+    };
 
 /**
  * The IP pool's answer to an AllocateIp, with its causation id: the message id of the AllocateIp it
@@ -70,7 +79,9 @@ export type ProcessInput =
   | { readonly type: "HostLost"; readonly data: { readonly hostId: string; readonly reason: string } }
   /** A host registered or heartbeated: a VM waiting for one may now fit. */
   | { readonly type: "HostAvailable"; readonly data: { readonly hostId: string } }
-  | { readonly type: "DeadlineReached"; readonly data: { readonly step: Step; readonly timeoutMs: number } };
+  | { readonly type: "DeadlineReached"; readonly data: { readonly step: Step; readonly timeoutMs: number } }
+  /** The step's answer is late: its command may have been lost on the way, send it again. */
+  | { readonly type: "ResendDue"; readonly data: { readonly step: Step } };
 
 /**
  * The outcome of one input: events to append, commands to send with them (same transaction), and the
@@ -83,6 +94,7 @@ export interface Decision {
 }
 
 export interface ReactContext {
+  /** The host registry, for a placement or a deadline (empty for other inputs). */
   readonly hosts: readonly HostLoad[];
   readonly nowMs: number;
   readonly heartbeatTimeoutMs: number;
@@ -115,71 +127,73 @@ function giveBack(vm: Vm, vmId: string): Outgoing[] {
   return out;
 }
 
-/** Which commands follow one of our events, given the state just before it, and the deadline after it. */
+/**
+ * The command the step in flight waits on an answer to, with its message id: sent when the step
+ * starts, and sent again, the same message, while the answer is late. None while the VM waits for a
+ * host, or is settled.
+ */
+export function outstanding(vm: Vm): Outgoing[] {
+  const vmId = vm.vmId;
+  const step = stepOf(vm);
+  if (vmId === null || step === null) return [];
+  if (step === "allocate") return [allocate(vm, vmId)];
+  const hostId = vm.hostId;
+  if (hostId === null) return [];
+  const send = (command: ProvisionerCommand, kind: StepCommand): Outgoing[] => [
+    { service: "provisioner", hostId, command, messageId: stepCommandId(vmId, vm.stepVersion, kind) },
+  ];
+  switch (step) {
+    case "boot":
+      return send(
+        {
+          type: "BootVm",
+          data: {
+            vmId,
+            vcpuCount: vm.vcpuCount,
+            memoryMb: vm.memoryMb,
+            ipAddress: vm.ipAddress!,
+            // Always set when the lifecycle places a VM; the fallbacks only cover hand-made history.
+            prefixLength: vm.lease?.prefixLength ?? 24,
+            gateway: vm.lease?.gateway ?? vm.ipAddress!.replace(/\.\d+$/, ".1"),
+          },
+        },
+        "boot",
+      );
+    case "start":
+      return send({ type: "ResumeVm", data: { vmId } }, "resume");
+    case "stop":
+      return send({ type: "ShutDownVm", data: { vmId } }, "shutdown");
+    case "restart":
+      return send({ type: "RebootVm", data: { vmId } }, "reboot");
+    case "delete":
+      return send({ type: "DestroyVm", data: { vmId } }, "destroy");
+    case "schedule":
+      return [];
+  }
+}
+
+/**
+ * Which commands follow one of our events, given the state just before it, and the deadline after
+ * it: a step starts with its command and its deadline; a failure or a delete gives back what the VM
+ * held; a settled status ends the deadline.
+ */
 export function follow(
   event: VmEvent,
   before: Vm,
 ): { commands: Outgoing[]; deadline: Step | null | undefined } {
   const vmId = event.data.vmId;
   switch (event.type) {
-    case "VmCreated":
-      return { commands: [allocate(evolve(before, event), vmId)], deadline: "allocate" };
     case "VmUpdated":
       return { commands: [], deadline: undefined };
-    case "VmAwaitingHost":
-      return { commands: [], deadline: "schedule" };
-    case "VmProvisioning": {
-      const d = event.data;
-      return {
-        commands: [
-          provisioner(d.hostId, {
-            type: "BootVm",
-            data: {
-              vmId,
-              vcpuCount: before.vcpuCount,
-              memoryMb: before.memoryMb,
-              ipAddress: d.ipAddress,
-              // Always set when the lifecycle emits the event; the fallbacks only cover hand-made history.
-              prefixLength: d.prefixLength ?? 24,
-              gateway: d.gateway ?? d.ipAddress.replace(/\.\d+$/, ".1"),
-            },
-          }),
-        ],
-        deadline: "boot",
-      };
-    }
-    case "VmStartRequested":
-      if (!startAllocates(before) && before.hostId !== null)
-        return {
-          commands: [provisioner(before.hostId, { type: "ResumeVm", data: { vmId } })],
-          deadline: "start",
-        };
-      return { commands: [allocate(evolve(before, event), vmId)], deadline: "allocate" };
-    case "VmStopRequested":
-      return {
-        commands: before.hostId ? [provisioner(before.hostId, { type: "ShutDownVm", data: { vmId } })] : [],
-        deadline: "stop",
-      };
-    case "VmRestartRequested":
-      return {
-        commands: before.hostId ? [provisioner(before.hostId, { type: "RebootVm", data: { vmId } })] : [],
-        deadline: "restart",
-      };
-    case "VmDeleteRequested":
-      return before.hostId !== null
-        ? {
-            commands: [provisioner(before.hostId, { type: "DestroyVm", data: { vmId } })],
-            deadline: "delete",
-          }
-        : { commands: [], deadline: undefined };
     case "VmDeleted":
       // The host already destroyed the VM (or never had it): only the address is left to give back.
       return { commands: giveBack({ ...before, hostId: null }, vmId), deadline: null };
     case "VmFailed":
       return { commands: giveBack(before, vmId), deadline: null };
-    case "VmRunning":
-    case "VmStopped":
-      return { commands: [], deadline: null };
+    default: {
+      const after = evolve(before, event);
+      return { commands: outstanding(after), deadline: stepOf(after) };
+    }
   }
 }
 
@@ -350,10 +364,18 @@ export function react(input: ProcessInput, vm: Vm, ctx: ReactContext): Decision 
     case "HostAvailable":
       if (!awaitingHost(vm)) return NOTHING;
       return place(vm, heldLease(vm), ctx) ?? NOTHING;
+    case "ResendDue":
+      // Sent again under the id it first went with: a receiver that handled it drops it (and answers
+      // again); one that never got it (a NATS crash lost it) acts now.
+      if (stepOf(vm) !== input.data.step) return NOTHING;
+      return { ...NOTHING, commands: outstanding(vm) };
     case "DeadlineReached": {
       const { step, timeoutMs } = input.data;
       // A deadline of a step already answered is stale: the table row raced the answer.
       if (stepOf(vm) !== step) return { ...NOTHING, deadline: undefined };
+      // Its host is unreachable, not gone: the step waits for it (a new deadline), and the VM is
+      // failed only if the host is declared lost.
+      if (isUnreachable(ctx.hosts, vm.hostId)) return { ...NOTHING, deadline: step };
       if (step === "schedule") {
         // Room may have come back without a host event (another VM gave its capacity back): one last look.
         const placed = place(vm, heldLease(vm), ctx);

@@ -57,9 +57,16 @@ export interface Vm {
    * (allocationRequestId), so an answer can be matched to the request it answers by its causation id.
    */
   readonly allocations: number;
-  /** The lease held while the VM waits for a live host with room (VmAwaitingHost); null otherwise. */
+  /** How the VM's address is reached (from the IP pool), kept while it holds one: a boot needs it. */
   readonly lease: Lease | null;
   readonly errorMessage: string | null;
+  /** The stream's version: the number of events folded. */
+  readonly version: number;
+  /**
+   * The version of the event that started the step in flight. The step's command carries an id
+   * derived from it (stepCommandId), so the command sent again is the same message.
+   */
+  readonly stepVersion: number;
 }
 
 /** What the boot command needs of an address, kept while no host has been found for it. */
@@ -83,6 +90,8 @@ export const initialVm: Vm = Object.freeze({
   allocations: 0,
   lease: null,
   errorMessage: null,
+  version: 0,
+  stepVersion: 0,
 });
 
 const ALL_LIVE: readonly VmStatus[] = [
@@ -124,8 +133,25 @@ export const transitions: Readonly<
 /** Statuses where nothing is in flight: no deadline runs, the VM waits for its user. */
 export const SETTLED: readonly Lifecycle[] = ["absent", "running", "stopped", "error", "deleted"];
 
+/** Events that start a step (one with a deadline, and a command to send unless it waits for a host). */
+const STARTS_STEP: ReadonlySet<VmEventType> = new Set([
+  "VmCreated",
+  "VmAwaitingHost",
+  "VmProvisioning",
+  "VmStartRequested",
+  "VmStopRequested",
+  "VmRestartRequested",
+  "VmDeleteRequested",
+]);
+
 /** Folds one event into the state. Never throws: history is a fact, even when it breaks today's table. */
 export function evolve(vm: Vm, event: VmEvent): Vm {
+  const version = vm.version + 1;
+  const stepVersion = STARTS_STEP.has(event.type) ? version : vm.stepVersion;
+  return { ...fold(vm, event), version, stepVersion };
+}
+
+function fold(vm: Vm, event: VmEvent): Vm {
   const to = transitions[event.type].to;
   const status = to ?? vm.status;
   switch (event.type) {
@@ -151,15 +177,20 @@ export function evolve(vm: Vm, event: VmEvent): Vm {
         name: event.data.name ?? vm.name,
         description: event.data.description !== undefined ? event.data.description : vm.description,
       };
-    case "VmProvisioning":
+    case "VmProvisioning": {
+      const { prefixLength, gateway } = event.data;
       return {
         ...vm,
         status,
         ipAddress: event.data.ipAddress,
         hostId: event.data.hostId,
         allocating: false,
-        lease: null,
+        lease: {
+          ...(prefixLength !== undefined ? { prefixLength } : {}),
+          ...(gateway !== undefined ? { gateway } : {}),
+        },
       };
+    }
     case "VmAwaitingHost": {
       const { ipAddress, prefixLength, gateway } = event.data;
       return {
@@ -223,6 +254,25 @@ export function startAllocates(vm: Vm): boolean {
  */
 export function allocationRequestId(vmId: string, n: number): string {
   return `${vmId.slice(-8)}-a110-8000-8000-${n.toString(16).padStart(12, "0")}`;
+}
+
+/** The command a step sends, as it is named in its message id. */
+export type StepCommand = "boot" | "resume" | "reboot" | "shutdown" | "destroy";
+const STEP_COMMAND_CODE: Readonly<Record<StepCommand, string>> = {
+  boot: "b007",
+  resume: "2e50",
+  reboot: "2eb0",
+  shutdown: "5d00",
+  destroy: "de57",
+};
+
+/**
+ * The message id of the command the step started at `version` sends: the same every time it is
+ * derived, so the command sent again (when its answer is late) is a duplicate its receiver drops.
+ * The layout of allocationRequestId, with the command in the second group.
+ */
+export function stepCommandId(vmId: string, version: number, command: StepCommand): string {
+  return `${vmId.slice(-8)}-${STEP_COMMAND_CODE[command]}-8000-8000-${version.toString(16).padStart(12, "0")}`;
 }
 
 /** The id of the AllocateIp the VM waits on an answer to; null when none is out. */

@@ -1,7 +1,7 @@
 import { createLogger, withContext, withSpan } from "@mikrom/telemetry";
 import type { VmCommand } from "../domain/decide.ts";
 import { plan } from "../domain/lifecycle.ts";
-import { countUserVms } from "../store/read-model.ts";
+import { countUserVms, hostStatus } from "../store/read-model.ts";
 import { type HandleResult, handleVm, lockUser } from "../store/vm-store.ts";
 import type { Delivery, HandlerDeps } from "./context.ts";
 
@@ -31,7 +31,8 @@ export async function onVmCommand(deps: HandlerDeps, d: Delivery<VmCommand>): Pr
             await lockUser(tx, actor.userId);
             userVmCount = await countUserVms(tx, actor.userId);
           }
-          return plan(cmd, vm, { userVmCount, maxVmsPerUser: deps.config.maxVmsPerUser });
+          const hostUnreachable = vm.hostId !== null && (await hostStatus(tx, vm.hostId)) === "unreachable";
+          return plan(cmd, vm, { userVmCount, maxVmsPerUser: deps.config.maxVmsPerUser, hostUnreachable });
         },
       );
       const duration_ms = Math.round((performance.now() - started) * 100) / 100;

@@ -12,6 +12,8 @@ export interface HandlerDeps extends StoreDeps {
   readonly config: Config;
   /** The clock, so tests and the benchmark can play time. */
   readonly now: () => number;
+  /** When this process started listening (by `now`): hosts are not judged before a whole heartbeat timeout. */
+  readonly startedAtMs: number;
 }
 
 /** One received message as the handlers need it (from a @mikrom/bus envelope). */

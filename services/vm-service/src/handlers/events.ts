@@ -9,6 +9,7 @@ import type {
 } from "@mikrom/contracts";
 import { createLogger, setContext, withContext, withSpan } from "@mikrom/telemetry";
 import { sql } from "kysely";
+import type { HostStatus } from "../domain/hosts.ts";
 import { type ProcessInput, react } from "../domain/lifecycle.ts";
 import { hostLoads } from "../store/read-model.ts";
 import { type HandleResult, handleVm, type Inbound, lockScheduling, type Tx } from "../store/vm-store.ts";
@@ -47,6 +48,8 @@ function operationOf(input: ProcessInput): string {
       return "schedule";
     case "DeadlineReached":
       return "deadline";
+    case "ResendDue":
+      return "resend";
   }
 }
 
@@ -62,13 +65,14 @@ export async function driveVm(
     withSpan(`service.vm.${action}`, { "mikrom.vm.id": vmId, "mikrom.input": input.type }, async (span) => {
       const result = await handleVm(deps, vmId, inbound, null, async (vm, tx) => {
         if (vm.userId !== null) setContext({ user_id: String(vm.userId) });
-        // Only a placement reads the hosts; it takes the scheduling lock so two VMs never share a last slot.
+        // A placement reads the hosts under the scheduling lock, so two VMs never share a last slot;
+        // a deadline reads them to know whether the VM's host is only unreachable.
         const placing =
           (input.type === "IpAllocated" && vm.allocating) ||
           input.type === "HostAvailable" ||
           (input.type === "DeadlineReached" && input.data.step === "schedule");
         if (placing) await lockScheduling(tx);
-        const hosts = placing ? await hostLoads(tx) : [];
+        const hosts = placing || input.type === "DeadlineReached" ? await hostLoads(tx) : [];
         return react(input, vm, {
           hosts,
           nowMs: deps.now(),
@@ -121,11 +125,22 @@ async function vmsAwaitingHost(db: Tx): Promise<string[]> {
 /**
  * A host write under the scheduling lock: a placement that found no host either committed its wait
  * before this write (and placeWaitingVms, run after it, sees the VM) or reads the hosts after it.
+ * Resolves the host's status before the write (undefined: unknown until now).
  */
-async function underSchedulingLock(deps: HandlerDeps, write: (tx: Tx) => Promise<unknown>): Promise<void> {
-  await deps.db.transaction().execute(async (tx) => {
+async function underSchedulingLock(
+  deps: HandlerDeps,
+  hostId: string,
+  write: (tx: Tx) => Promise<unknown>,
+): Promise<HostStatus | undefined> {
+  return deps.db.transaction().execute(async (tx) => {
     await lockScheduling(tx);
+    const before = await tx
+      .selectFrom("hosts")
+      .select("status")
+      .where("host_id", "=", hostId)
+      .executeTakeFirst();
     await write(tx);
+    return before?.status;
   });
 }
 
@@ -136,62 +151,96 @@ async function placeWaitingVms(deps: HandlerDeps, hostId: string): Promise<void>
 }
 
 /**
- * `<ns>.evt.host.*.*`: the host registry. Liveness goes by the time each event carries, and never
- * moves back, so a late or replayed heartbeat cannot revive a host.
+ * A host answers again after it was unreachable (a NATS outage, an agent restart): what its VMs were
+ * waiting on is sent again now rather than at the next resend, and their deadlines run again from now.
+ * What it no longer runs it reports itself (VmLost, through its outbox).
+ */
+async function hostIsBack(deps: HandlerDeps, hostId: string, was: HostStatus): Promise<void> {
+  log.info({ host_id: hostId, was }, "host is back");
+  await sql`
+    UPDATE deadlines SET resend_at = now()
+    WHERE vm_id IN (SELECT vm_id FROM vms WHERE host = ${hostId} AND NOT deleted)`.execute(deps.db);
+}
+
+/**
+ * `<ns>.evt.host.*.*`: the host registry. A host is heard from when its message *arrives*, by this
+ * service's clock; the host's own times only order its own messages (a heartbeat sent before its
+ * HostStopped is stale), never compared with ours.
  */
 export async function onHostEvent(deps: HandlerDeps, d: Delivery<HostEvent>): Promise<void> {
   const e = d.message;
-  const seen = new Date(e.type === "HostRegistered" ? e.data.startedAt : e.data.at);
+  const hostId = e.data.hostId;
+  const now = new Date(deps.now());
   await withContext({ action: "host" }, () =>
-    withSpan(`service.vm.host`, { "mikrom.host.id": e.data.hostId, "mikrom.input": e.type }, async () => {
+    withSpan(`service.vm.host`, { "mikrom.host.id": hostId, "mikrom.input": e.type }, async () => {
+      let was: HostStatus | undefined;
       switch (e.type) {
-        case "HostRegistered":
-          await underSchedulingLock(deps, (tx) =>
+        case "HostRegistered": {
+          const started = new Date(e.data.startedAt);
+          was = await underSchedulingLock(deps, hostId, (tx) =>
             tx
               .insertInto("hosts")
               .values({
-                host_id: e.data.hostId,
+                host_id: hostId,
                 driver: e.data.driver,
                 vcpus: e.data.vcpus,
                 memory_mb: e.data.memoryMb,
-                last_seen: seen,
-                live: true,
+                last_seen: now,
+                status: "up",
               })
               .onConflict((oc) =>
-                oc.column("host_id").doUpdateSet({
-                  driver: e.data.driver,
-                  vcpus: e.data.vcpus,
-                  memory_mb: e.data.memoryMb,
-                  last_seen: sql<Date>`greatest(hosts.last_seen, ${seen})`,
-                  live: sql<boolean>`hosts.last_seen <= ${seen}`,
-                }),
+                oc
+                  .column("host_id")
+                  .doUpdateSet({
+                    driver: e.data.driver,
+                    vcpus: e.data.vcpus,
+                    memory_mb: e.data.memoryMb,
+                    last_seen: sql<Date>`greatest(hosts.last_seen, ${now})`,
+                    status: "up",
+                    unreachable_since: null,
+                  })
+                  // A registration from a run that has stopped since is stale.
+                  .where((eb) =>
+                    eb.or([eb("hosts.stopped_at", "is", null), eb("hosts.stopped_at", "<=", started)]),
+                  ),
               )
               .execute(),
           );
-          log.info({ host_id: e.data.hostId, driver: e.data.driver }, "host registered");
-          await placeWaitingVms(deps, e.data.hostId);
+          log.info({ host_id: hostId, driver: e.data.driver }, "host registered");
           break;
+        }
         case "HostHeartbeat":
-          await underSchedulingLock(deps, (tx) =>
+          was = await underSchedulingLock(deps, hostId, (tx) =>
             tx
               .updateTable("hosts")
-              .set({ last_seen: sql<Date>`greatest(last_seen, ${seen})` })
-              .where("host_id", "=", e.data.hostId)
+              .set({
+                last_seen: sql<Date>`greatest(last_seen, ${now})`,
+                status: "up",
+                unreachable_since: null,
+              })
+              .where("host_id", "=", hostId)
+              .where((eb) =>
+                eb.or([eb("stopped_at", "is", null), eb("stopped_at", "<=", new Date(e.data.at))]),
+              )
               .execute(),
           );
-          await placeWaitingVms(deps, e.data.hostId);
           break;
         case "HostStopped":
-          // The sweeper treats a host that said goodbye like one that went silent.
+          // An agent that stops leaves its VMs running (unless it reports them lost): unreachable, not lost.
           await deps.db
             .updateTable("hosts")
-            .set({ last_seen: new Date(0) })
-            .where("host_id", "=", e.data.hostId)
-            .where("last_seen", "<=", seen)
+            .set({
+              status: sql<"unreachable">`CASE WHEN status = 'up' THEN 'unreachable' ELSE status END`,
+              unreachable_since: sql<Date>`coalesce(unreachable_since, ${now})`,
+              stopped_at: sql<Date>`greatest(stopped_at, ${new Date(e.data.at)})`,
+            })
+            .where("host_id", "=", hostId)
             .execute();
-          log.info({ host_id: e.data.hostId }, "host stopped");
-          break;
+          log.info({ host_id: hostId }, "host stopped; its VMs wait for it");
+          return;
       }
+      if (was !== undefined && was !== "up") await hostIsBack(deps, hostId, was);
+      await placeWaitingVms(deps, hostId);
     }),
   );
 }

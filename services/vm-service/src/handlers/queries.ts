@@ -13,10 +13,8 @@ import {
 } from "@mikrom/contracts";
 import { withContext, withSpan } from "@mikrom/telemetry";
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { Selectable } from "kysely";
 import { definitionOf } from "../messaging/subjects.ts";
-import { findVm, listVms, toView } from "../store/read-model.ts";
-import type { VmsTable } from "../store/tables.ts";
+import { findVm, listVms, toView, type VmRow } from "../store/read-model.ts";
 import type { HandlerDeps } from "./context.ts";
 
 /** The VM row as this actor may see it: another user's VM, or a deleted one, does not exist. */
@@ -25,7 +23,7 @@ async function visibleVm(
   vmId: string,
   actor: Actor,
   opts: { deletedToo?: boolean } = {},
-): Promise<Selectable<VmsTable>> {
+): Promise<VmRow> {
   const row = await findVm(deps.db, vmId);
   if (!row || (row.deleted && !opts.deletedToo) || (!actor.superuser && row.user_id !== actor.userId))
     throw new QueryFailed("not_found", `VM ${vmId} not found`);
@@ -89,7 +87,7 @@ export async function waitVm(
   const sub = deps.nc.subscribe(`${deps.names.namespace}.evt.${VM_SERVICE}.${req.vmId}.*`);
   try {
     let row = await visibleVm(deps, req.vmId, req.actor, { deletedToo: true });
-    const reached = (r: Selectable<VmsTable>): boolean => !r.deleted && r.status === req.status;
+    const reached = (r: VmRow): boolean => !r.deleted && r.status === req.status;
     if (reached(row)) return { reached: true, vm: toView(row) };
     const deadline = setTimeout(() => sub.unsubscribe(), req.timeoutMs);
     try {

@@ -1,20 +1,38 @@
+import { isUnavailable } from "@mikrom/bus";
 import { createLogger, errorFields } from "@mikrom/telemetry";
 import { sql } from "kysely";
-import { expiredHosts } from "../domain/hosts.ts";
+import { judgeHosts } from "../domain/hosts.ts";
 import type { Step } from "../domain/vm.ts";
-import { vmsOnHost } from "../store/read-model.ts";
+import { hostLoads, vmsOnHost } from "../store/read-model.ts";
 import type { HandlerDeps } from "./context.ts";
 import { driveVm } from "./events.ts";
 
 const log = createLogger("mikrom.vm-service.sweeper");
 
+/** A late step's command is sent again after resendAfterMs, then at doubling intervals up to this. */
+const MAX_RESEND_MS = 60_000;
+
+export interface SweepReport {
+  readonly deadlines: number;
+  readonly resent: number;
+  readonly hostsUnreachable: number;
+  readonly hostsLost: number;
+}
+
 /**
- * Fires due step deadlines and declares silent hosts lost. Deadlines live in the database, written
- * with the event that starts the step, so they survive a restart; every replica may sweep (the
- * per-VM lock and the stale-deadline check make a double fire harmless).
+ * Fires due step deadlines, sends again the commands of late steps, and judges silent hosts.
+ * Deadlines live in the database, written with the event that starts the step, so they survive a
+ * restart; every replica may sweep (the per-VM lock and the stale-step checks make a double fire
+ * harmless).
  */
-export async function sweepOnce(deps: HandlerDeps): Promise<{ deadlines: number; hostsLost: number }> {
-  const now = deps.now();
+export async function sweepOnce(deps: HandlerDeps): Promise<SweepReport> {
+  const deadlines = await fireDeadlines(deps);
+  const resent = await resendLate(deps);
+  const hosts = await judge(deps);
+  return { deadlines, resent, ...hosts };
+}
+
+async function fireDeadlines(deps: HandlerDeps): Promise<number> {
   const due = await deps.db
     .selectFrom("deadlines")
     .selectAll()
@@ -35,45 +53,85 @@ export async function sweepOnce(deps: HandlerDeps): Promise<{ deadlines: number;
         actor: null,
       },
     );
+    // Gone unless the decision armed a new one (a step waiting for its unreachable host).
     await deps.db
       .deleteFrom("deadlines")
       .where("vm_id", "=", d.vm_id)
       .where("due_at", "=", d.due_at)
       .execute();
   }
+  return due.length;
+}
 
-  const hosts = await deps.db.selectFrom("hosts").selectAll().where("live", "=", true).execute();
-  const timeout = deps.config.hostHeartbeatTimeoutMs;
-  const lost = expiredHosts(
-    hosts.map((h) => ({
-      hostId: h.host_id,
-      driver: h.driver,
-      vcpus: h.vcpus,
-      memoryMb: h.memory_mb,
-      lastSeenMs: h.last_seen.getTime(),
-      live: h.live,
-    })),
-    now,
-    timeout,
-  );
-  for (const hostId of lost) {
-    const host = hosts.find((h) => h.host_id === hostId)!;
-    const reason =
-      host.last_seen.getTime() === 0
-        ? `host ${hostId} stopped`
-        : `no heartbeat from host ${hostId} for ${timeout} ms`;
+/**
+ * A step whose answer is late has its command sent again, the same message: a NATS crash may have
+ * lost it (or its answer, which the receiver then sends again) before the deadline compensates.
+ */
+async function resendLate(deps: HandlerDeps): Promise<number> {
+  const late = await deps.db
+    .selectFrom("deadlines")
+    .select(["vm_id", "step", "resends"])
+    .where("resend_at", "<=", sql<Date>`now()`)
+    .where("due_at", ">", sql<Date>`now()`)
+    .orderBy("resend_at")
+    .limit(200)
+    .execute();
+  for (const d of late) {
+    await driveVm(deps, d.vm_id, { type: "ResendDue", data: { step: d.step as Step } }, null);
+    const nextMs = Math.min(MAX_RESEND_MS, deps.config.resendAfterMs * 2 ** (d.resends + 1));
+    await deps.db
+      .updateTable("deadlines")
+      .set({
+        resend_at: sql<Date>`now() + make_interval(secs => ${nextMs / 1000})`,
+        resends: d.resends + 1,
+      })
+      .where("vm_id", "=", d.vm_id)
+      .where("step", "=", d.step)
+      .execute();
+  }
+  return late.length;
+}
+
+/**
+ * Hosts silent past the heartbeat timeout become unreachable (their VMs keep their state); those
+ * unreachable past the grace are lost, and only then are their VMs failed. No host is found silent
+ * before this process has listened for a whole timeout: silence it did not hear is not silence.
+ */
+async function judge(deps: HandlerDeps): Promise<{ hostsUnreachable: number; hostsLost: number }> {
+  const now = deps.now();
+  const { hostHeartbeatTimeoutMs: heartbeatTimeoutMs, hostLostAfterMs: lostAfterMs } = deps.config;
+  const hosts = await hostLoads(deps.db);
+  const verdict = judgeHosts(hosts, now, { heartbeatTimeoutMs, lostAfterMs });
+  const listening = now - deps.startedAtMs >= heartbeatTimeoutMs;
+  for (const hostId of listening ? verdict.unreachable : []) {
+    const host = hosts.find((h) => h.hostId === hostId)!;
+    log.warn(
+      { host_id: hostId, silent_ms: now - host.lastSeenMs, lost_after_ms: lostAfterMs },
+      "host unreachable: its VMs keep their state until it is back or declared lost",
+    );
+    await deps.db
+      .updateTable("hosts")
+      .set({ status: "unreachable", unreachable_since: new Date(now) })
+      .where("host_id", "=", hostId)
+      .where("status", "=", "up")
+      .where("last_seen", "=", new Date(host.lastSeenMs))
+      .execute();
+  }
+  for (const hostId of verdict.lost) {
+    const host = hosts.find((h) => h.hostId === hostId)!;
+    const reason = `no heartbeat from host ${hostId} for ${now - host.lastSeenMs} ms`;
     log.warn({ host_id: hostId, reason }, "host lost");
     for (const vmId of await vmsOnHost(deps.db, hostId))
       await driveVm(deps, vmId, { type: "HostLost", data: { hostId, reason } }, null);
-    // Marked dead only after its VMs are handled: a crash in between repeats the sweep, not loses it.
+    // Marked lost only after its VMs are handled: a crash in between repeats the sweep, not loses it.
     await deps.db
       .updateTable("hosts")
-      .set({ live: false })
+      .set({ status: "lost" })
       .where("host_id", "=", hostId)
-      .where("last_seen", "=", host.last_seen)
+      .where("status", "=", "unreachable")
       .execute();
   }
-  return { deadlines: due.length, hostsLost: lost.length };
+  return { hostsUnreachable: listening ? verdict.unreachable.length : 0, hostsLost: verdict.lost.length };
 }
 
 export function startSweeper(deps: HandlerDeps): { stop(): Promise<void> } {
@@ -81,7 +139,13 @@ export function startSweeper(deps: HandlerDeps): { stop(): Promise<void> } {
   let stopped = false;
   const timer = setInterval(() => {
     running = running.then(() =>
-      stopped ? undefined : sweepOnce(deps).catch((error) => log.error(errorFields(error), "sweep failed")),
+      stopped
+        ? undefined
+        : sweepOnce(deps).catch((error) =>
+            isUnavailable(error)
+              ? log.warn(errorFields(error), "sweep skipped: the database is away")
+              : log.error(errorFields(error), "sweep failed"),
+          ),
     );
   }, deps.config.sweepIntervalMs);
   return {

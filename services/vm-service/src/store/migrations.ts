@@ -47,6 +47,25 @@ const migrations: Record<string, Migration> = {
       `.execute(db);
     },
   },
+  "0002_host_reachability_and_resends": {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // A silent host is unreachable before it is lost; `last_seen` is when a heartbeat arrived by
+      // this service's clock, `stopped_at` the host's own time of its last HostStopped (to order the
+      // host's own messages, never to compare clocks).
+      await sql`
+        ALTER TABLE hosts
+          ADD COLUMN status text NOT NULL DEFAULT 'up' CHECK (status IN ('up', 'unreachable', 'lost')),
+          ADD COLUMN unreachable_since timestamptz,
+          ADD COLUMN stopped_at timestamptz;
+        UPDATE hosts SET status = CASE WHEN live THEN 'up' ELSE 'lost' END;
+        ALTER TABLE hosts DROP COLUMN live;
+        ALTER TABLE deadlines
+          ADD COLUMN resend_at timestamptz,
+          ADD COLUMN resends int NOT NULL DEFAULT 0;
+        CREATE INDEX deadlines_resend ON deadlines (resend_at);
+      `.execute(db);
+    },
+  },
 };
 
 export const vmMigrations: MigrationProvider = { getMigrations: async () => migrations };

@@ -1,6 +1,6 @@
 import type { VmStatus, VmView } from "@mikrom/contracts";
 import { type Kysely, type Selectable, sql, type Updateable } from "kysely";
-import type { HostLoad } from "../domain/hosts.ts";
+import type { HostLoad, HostStatus } from "../domain/hosts.ts";
 import { transitions, type Vm, type VmEvent } from "../domain/vm.ts";
 import type { Tables, VmsTable } from "./tables.ts";
 
@@ -65,7 +65,10 @@ export async function project(tx: Tx, event: VmEvent, at: Date): Promise<void> {
   await tx.updateTable("vms").set(set).where("vm_id", "=", vmId).execute();
 }
 
-export function toView(row: Selectable<VmsTable>): VmView {
+/** A VM row with its host's status (null: on no host). */
+export type VmRow = Selectable<VmsTable> & { host_status: string | null };
+
+export function toView(row: VmRow): VmView {
   return {
     vmId: row.vm_id,
     name: row.name,
@@ -76,15 +79,25 @@ export function toView(row: Selectable<VmsTable>): VmView {
     status: row.status as VmStatus,
     errorMessage: row.error_message,
     host: row.host,
+    hostStatus: row.host === null ? null : row.host_status === "up" ? "reachable" : "unreachable",
     userId: row.user_id,
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString(),
   };
 }
 
+/** The VMs with their host's status. */
+function vmsWithHosts(db: Tx) {
+  return db
+    .selectFrom("vms")
+    .leftJoin("hosts", "hosts.host_id", "vms.host")
+    .selectAll("vms")
+    .select("hosts.status as host_status");
+}
+
 /** The VM row, deleted ones included (history stays readable to its owner). */
-export async function findVm(db: Tx, vmId: string): Promise<Selectable<VmsTable> | undefined> {
-  return db.selectFrom("vms").selectAll().where("vm_id", "=", vmId).executeTakeFirst();
+export async function findVm(db: Tx, vmId: string): Promise<VmRow | undefined> {
+  return vmsWithHosts(db).where("vms.vm_id", "=", vmId).executeTakeFirst();
 }
 
 export async function listVms(
@@ -94,11 +107,13 @@ export async function listVms(
   let q = db.selectFrom("vms").where("deleted", "=", false);
   if (opts.userId !== null) q = q.where("user_id", "=", opts.userId);
   if (opts.status) q = q.where("status", "=", opts.status);
+  let page = vmsWithHosts(db).where("vms.deleted", "=", false);
+  if (opts.userId !== null) page = page.where("vms.user_id", "=", opts.userId);
+  if (opts.status) page = page.where("vms.status", "=", opts.status);
   const [rows, count] = await Promise.all([
-    q
-      .selectAll()
-      .orderBy("created_at", "desc")
-      .orderBy("vm_id", "desc")
+    page
+      .orderBy("vms.created_at", "desc")
+      .orderBy("vms.vm_id", "desc")
       .limit(opts.pageSize)
       .offset((opts.page - 1) * opts.pageSize)
       .execute(),
@@ -126,8 +141,9 @@ export async function hostLoads(tx: Tx): Promise<HostLoad[]> {
     driver: r.driver,
     vcpus: r.vcpus,
     memoryMb: r.memory_mb,
+    status: r.status,
     lastSeenMs: r.last_seen.getTime(),
-    live: r.live,
+    unreachableSinceMs: r.unreachable_since?.getTime() ?? null,
     usedVcpus: r.used_vcpus,
     usedMemoryMb: r.used_memory_mb,
   }));
@@ -167,4 +183,10 @@ export async function vmsOnHost(db: Tx, hostId: string): Promise<string[]> {
     .where("deleted", "=", false)
     .execute();
   return rows.map((r) => r.vm_id);
+}
+
+/** A host's status; undefined for a host never heard of. */
+export async function hostStatus(tx: Tx, hostId: string): Promise<HostStatus | undefined> {
+  const row = await tx.selectFrom("hosts").select("status").where("host_id", "=", hostId).executeTakeFirst();
+  return row?.status;
 }

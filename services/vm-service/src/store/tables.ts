@@ -31,8 +31,12 @@ export interface HostsTable {
   driver: string;
   vcpus: number;
   memory_mb: number;
+  /** When its last registration or heartbeat arrived, by this service's clock. */
   last_seen: Date;
-  live: boolean;
+  status: "up" | "unreachable" | "lost";
+  unreachable_since: Date | null;
+  /** The host's own time of its last HostStopped: a message it sent before that is stale. */
+  stopped_at: Date | null;
   /** What the VMs placed on the host hold, kept by the projection (a failed VM gives its share back). */
   used_vcpus: Generated<number>;
   used_memory_mb: Generated<number>;
@@ -43,4 +47,7 @@ export interface DeadlinesTable {
   step: string;
   timeout_ms: number;
   due_at: Date;
+  /** When the step's command is sent again if no answer came (before the deadline fails it). */
+  resend_at: Date | null;
+  resends: ColumnType<number, number | undefined, number>;
 }

@@ -35,6 +35,8 @@ export interface StoreDeps {
   readonly store: VmStore;
   readonly names: Names;
   readonly deadlines: Readonly<Record<Step, number>>;
+  /** A step's command is sent again when its answer is this late. */
+  readonly resendAfterMs: number;
   /** Told how long each decision took, from load to commit (the benchmark's figures). */
   readonly onDecision?: (ms: number) => void;
 }
@@ -124,12 +126,7 @@ async function decideIn(
   }
 
   const commands = outcome.commands.map((out) =>
-    message(
-      out.command.type,
-      subjectOf(deps.names, out),
-      out.command.data,
-      out.service === "ippool" ? out.messageId : undefined,
-    ),
+    message(out.command.type, subjectOf(deps.names, out), out.command.data, out.messageId),
   );
   let state = vm;
   let operations: readonly EndedOperation[] = [];
@@ -154,16 +151,26 @@ async function decideIn(
     await tx.deleteFrom("deadlines").where("vm_id", "=", vmId).execute();
   } else if (outcome.deadline !== undefined) {
     const timeoutMs = deps.deadlines[outcome.deadline];
-    // Due by the database's clock, which the sweeper reads too.
+    // Due by the database's clock, which the sweeper reads too; the command is sent again first.
     const due = sql<Date>`now() + make_interval(secs => ${timeoutMs / 1000})`;
+    const resend = sql<Date>`now() + make_interval(secs => ${deps.resendAfterMs / 1000})`;
     await tx
       .insertInto("deadlines")
-      .values({ vm_id: vmId, step: outcome.deadline, timeout_ms: timeoutMs, due_at: due })
+      .values({
+        vm_id: vmId,
+        step: outcome.deadline,
+        timeout_ms: timeoutMs,
+        due_at: due,
+        resend_at: resend,
+        resends: 0,
+      })
       .onConflict((oc) =>
         oc.column("vm_id").doUpdateSet((eb) => ({
           step: eb.ref("excluded.step"),
           timeout_ms: eb.ref("excluded.timeout_ms"),
           due_at: eb.ref("excluded.due_at"),
+          resend_at: eb.ref("excluded.resend_at"),
+          resends: 0,
         })),
       )
       .execute();
