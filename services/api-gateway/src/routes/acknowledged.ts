@@ -29,15 +29,20 @@ function pendingView(r: CommandRecord): VmView {
 
 const visible = (r: CommandRecord, actor: Actor): boolean => actor.superuser || r.user_id === actor.userId;
 
-/** The acknowledged VM vm-service did not find: its pending view, or why it will never exist; undefined: none. */
+/**
+ * The acknowledged VM vm-service did not find (or could not be asked about): its pending view while
+ * its create is unsettled, or why it will never exist; undefined: none, or nothing more to tell.
+ */
 export async function acknowledgedVm(
   commands: Commands,
   vmId: string,
   actor: Actor,
+  asked: "not_found" | "unavailable",
 ): Promise<VmView | undefined> {
   const create = await commands.createOf(vmId);
   if (!create || !visible(create, actor)) return undefined;
   if (create.outcome === null) return pendingView(create);
+  if (asked === "unavailable") return undefined;
   if (create.outcome === "rejected")
     throw new Problem(410, `The VM was never created: ${create.reason ?? "refused"}`);
   // Accepted and no longer found: it was deleted since.

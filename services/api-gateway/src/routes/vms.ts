@@ -74,8 +74,9 @@ export function vmRoutes(app: Hono<AppEnv>, deps: VmRouteDeps, docs: OpenApi): v
     if (!vmId.success) throw new Problem(404, "VM not found");
     setContext({ vm_id: vmId.data });
     const reply = await backend.query(VM_SERVICE, GetVm, { vmId: vmId.data, actor }, deps.queryTimeoutMs);
-    if (!reply.ok && reply.error.code === "not_found") {
-      const acknowledged = await acknowledgedVm(commands, vmId.data, actor);
+    // Not found, or vm-service away: a create this gateway acknowledged still reads as pending.
+    if (!reply.ok && (reply.error.code === "not_found" || reply.error.code === "unavailable")) {
+      const acknowledged = await acknowledgedVm(commands, vmId.data, actor, reply.error.code);
       if (acknowledged) return { vm: acknowledged, acknowledgedOnly: true };
     }
     return { vm: dataOf(reply, "VM"), acknowledgedOnly: false };

@@ -11,16 +11,26 @@ import {
   RetentionPolicy,
   StorageType,
 } from "@nats-io/jetstream";
-import { type NatsConnection, headers as natsHeaders, type Subscription } from "@nats-io/transport-node";
+import {
+  type NatsConnection,
+  nanos,
+  headers as natsHeaders,
+  type Subscription,
+} from "@nats-io/transport-node";
 
 /** The command and event streams of a namespace, as the bus will declare them (work-queue commands, limits events). */
-export async function ensureStreams(jsm: JetStreamManager, namespace: string): Promise<void> {
+export async function ensureStreams(
+  jsm: JetStreamManager,
+  namespace: string,
+  options: { duplicateWindowMs?: number } = {},
+): Promise<void> {
   const n = names(namespace);
   await jsm.streams.add({
     name: n.streams.commands,
     subjects: [n.allCommands],
     retention: RetentionPolicy.Workqueue,
     storage: StorageType.Memory,
+    ...(options.duplicateWindowMs !== undefined && { duplicate_window: nanos(options.duplicateWindowMs) }),
   });
   await jsm.streams.add({
     name: n.streams.events,
@@ -46,8 +56,12 @@ export class FakeVmService {
   readonly vms = new Map<string, VmView>();
   readonly history = new Map<string, Stored[]>();
   readonly commandsSeen: string[] = [];
+  /** The message id of every command received, in order. */
+  readonly commandIds: string[] = [];
   /** When false, commands are consumed but never answered (the gateway's bound passes). */
   answering = true;
+  /** When set, creates are refused with this reason (a VM limit). */
+  refuseCreates: string | undefined;
   readonly #js: JetStreamClient;
   readonly #ns: string;
   readonly #changes = new EventEmitter();
@@ -60,9 +74,13 @@ export class FakeVmService {
     this.#changes.setMaxListeners(1000);
   }
 
-  static async start(nc: NatsConnection, namespace: string): Promise<FakeVmService> {
+  static async start(
+    nc: NatsConnection,
+    namespace: string,
+    options: { duplicateWindowMs?: number } = {},
+  ): Promise<FakeVmService> {
     const jsm = await jetstreamManager(nc);
-    await ensureStreams(jsm, namespace);
+    await ensureStreams(jsm, namespace, options);
     const n = names(namespace);
     await jsm.consumers.add(n.streams.commands, {
       durable_name: "vm-service",
@@ -75,6 +93,7 @@ export class FakeVmService {
     void (async () => {
       for await (const m of service.#messages!) {
         service.commandsSeen.push(m.headers?.get(Header.Type) ?? "");
+        service.commandIds.push(m.headers?.get(Header.MsgId) ?? "");
         if (!service.answering) {
           m.ack();
           continue;
@@ -160,6 +179,7 @@ export class FakeVmService {
     const now = new Date().toISOString();
     if (type === "CreateVm") {
       if (this.vms.has(cmd.vmId)) return reject("conflict", "VM already exists");
+      if (this.refuseCreates) return reject("limit", this.refuseCreates);
       const vm: VmView = {
         vmId: cmd.vmId,
         name: cmd.name as string,
