@@ -36,6 +36,8 @@ export interface ServiceProcess {
 
 export interface RunningSystem {
   readonly apiUrl: string;
+  /** The environment every service gets (for another replica started by hand). */
+  readonly env: Readonly<Record<string, string | undefined>>;
   /** The current process of each service (a restart replaces it). */
   readonly processes: ReadonlyMap<ServiceName, ServiceProcess>;
   /**
@@ -124,6 +126,7 @@ export function startSystem(options: SystemOptions): RunningSystem {
 
   return {
     apiUrl,
+    env,
     processes,
     async ready(timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs;
