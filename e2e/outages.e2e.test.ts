@@ -174,14 +174,14 @@ describe("outages and exhaustion, end to end", () => {
       const failing = await until(
         "vm-service logging its database failure for the VM in flight",
         async () => problemsOf(e2e, "vm-service", inFlight, before),
-        (lines) => lines.some((l) => l.message === "handler failed, will retry" && l.trace_id !== undefined),
+        (lines) => lines.some((l) => l.message === "handler waits for a dependency that is away" && l.trace_id !== undefined),
       );
       // (Other lines may come first, e.g. the pool reporting an idle connection the server ended.)
-      const line = failing.find((l) => l.message === "handler failed, will retry")!;
-      // Its answer from the provisioner (VmBooted) could not be recorded: retried, not lost.
+      const line = failing.find((l) => l.message === "handler waits for a dependency that is away")!;
+      // Its answer from the provisioner (VmBooted) could not be recorded: held and retried, not lost.
       expect(line).toMatchObject({
         level: "WARN",
-        message: "handler failed, will retry",
+        message: "handler waits for a dependency that is away",
         subject: expect.stringMatching(/\.evt\.provisioner\..+\.VmBooted$/),
         error: expect.stringMatching(/ECONNREFUSED|terminating connection|Connection terminated/),
         error_type: expect.any(String),

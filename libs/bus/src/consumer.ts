@@ -24,6 +24,7 @@ import { type MaxDeliveriesWatch, watchMaxDeliveries } from "./max-deliveries.ts
 import { errorTypeOf, OTHER_TYPE, type Outcome, observeConsumer, recordProcess } from "./metrics.ts";
 import { createPublisher, type Publisher } from "./publisher.ts";
 import { DEFAULT_RETRY_DELAYS_MS, nakDelayMs, pause } from "./retry.ts";
+import { isUnavailable } from "./unavailable.ts";
 
 export interface ConsumerOptions<D extends MessageDef> {
   /** The namespace's names: dead letters go to `names.deadLetter(subject)`. */
@@ -264,7 +265,7 @@ class Runner<D extends MessageDef> implements ConsumerRunner {
       throw error;
     }
     try {
-      await this.#options.handle(envelope);
+      await this.#handleWhileAvailable(envelope, received);
     } catch (error) {
       settled.errorType = errorTypeOf(error);
       if (error instanceof PermanentFailure || error instanceof ValidationFailed) {
@@ -285,6 +286,29 @@ class Runner<D extends MessageDef> implements ConsumerRunner {
     }
     reply(msg, "ack");
     this.#log.debug(this.#fields(received), "message handled");
+  }
+
+  /**
+   * Runs the handler; while it fails because a server it needs is away (its database restarting),
+   * it is run again here, with back-off, holding the delivery (working acks) instead of spending
+   * deliveries: an outage of minutes must not dead-letter a good message. Stop ends the wait (the
+   * message is redelivered later).
+   */
+  async #handleWhileAvailable(envelope: Envelope<D>, received: Received): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#options.handle(envelope);
+      } catch (error) {
+        if (!isUnavailable(error) || this.#stopping) throw error;
+        const waitMs = Math.min(250 * 2 ** (attempt - 1), 5_000);
+        if (attempt === 1 || attempt % 10 === 0)
+          this.#log.warn(
+            { ...this.#fields(received), attempt, retry_in_ms: waitMs, ...errorFields(error) },
+            "handler waits for a dependency that is away",
+          );
+        await pause(waitMs, this.#stopSignal.signal);
+      }
+    }
   }
 
   /** Dead-letters the message, then terminates it; if the dead letter cannot be written, retries later. */

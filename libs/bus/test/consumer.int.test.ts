@@ -75,6 +75,30 @@ async function remaining(nats: TestNats, stream: string): Promise<number> {
 }
 
 describe("a consumer", () => {
+  test("holds a message while its handler's database is away, spending no delivery, and handles it once it is back", async ({
+    nats,
+  }) => {
+    const { n, subject, publisher, start } = await rig(nats, { maxDeliver: 2, ackWaitMs: 1_000 });
+    const deliveries: number[] = [];
+    let away = 6;
+    await start({
+      handle: async (m) => {
+        deliveries.push(m.deliveryCount);
+        if (away-- > 0)
+          throw Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
+      },
+    });
+    await publisher.send(DoWork, subject, { n: 1 });
+    await waitFor(
+      "the message handled",
+      async () => (await remaining(nats, n.streams.commands)) === 0,
+      20_000,
+    );
+    // Seven runs of the handler across more than two ack waits, all in its first delivery.
+    expect(deliveries).toEqual([1, 1, 1, 1, 1, 1, 1]);
+    expect(await deadLetters(nats.jsm, n)).toEqual([]);
+  });
+
   test("hands a valid message to its handler as a typed envelope in the publisher's trace, then acks it", async ({
     nats,
   }) => {
