@@ -85,9 +85,23 @@ const eventStore0002: Migration = {
   },
 };
 
+/** When a message first went out: a deadline counts from there, not from before it could be sent. */
+const eventStore0003: Migration = {
+  async up(db) {
+    await sql`CREATE INDEX outbox_message ON outbox (message_id)`.execute(db);
+  },
+  async down(db) {
+    await sql`DROP INDEX outbox_message`.execute(db);
+  },
+};
+
 /** The library's migrations, defined in code. */
 export const eventStoreMigrations: MigrationProvider = {
-  getMigrations: async () => ({ "0001_event_store": eventStore0001, "0002_outbox_kept": eventStore0002 }),
+  getMigrations: async () => ({
+    "0001_event_store": eventStore0001,
+    "0002_outbox_kept": eventStore0002,
+    "0003_outbox_by_message": eventStore0003,
+  }),
 };
 
 export class MigrationFailed extends Error {

@@ -104,6 +104,8 @@ export interface EventStore<E extends DomainEvent, DB> {
    * every duplicate; returns the messages queued again.
    */
   resendCausedBy(messageId: string): Promise<number>;
+  /** When a message first went out (JetStream's ack), while the outbox keeps it; null if not (yet). */
+  firstSentAt(messageId: string): Promise<Date | null>;
   /** Forgets inbox records older than this (keep them longer than JetStream's redelivery and duplicate window). */
   pruneInbox(olderThanMs: number): Promise<number>;
   /** The store's catalog, routing and projections, for the package's own runners (createProjector). */
@@ -236,6 +238,11 @@ export async function createEventStore<const Defs extends readonly EventDef[], D
     },
     pruneInbox,
     resendCausedBy: (messageId) => requeueCausedBy(db, messageId),
+    async firstSentAt(messageId) {
+      const { rows } = await sql<{ first: Date | null }>`
+        SELECT min(sent_at) AS first FROM outbox WHERE message_id = ${messageId}::uuid`.execute(db);
+      return rows[0]?.first ?? null;
+    },
     close() {
       clearInterval(pruning);
       backlogGauge.remove();

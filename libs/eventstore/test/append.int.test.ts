@@ -281,6 +281,7 @@ describe("migrations", () => {
         { name: "0001_tallies", table: "service" },
         { name: "0001_event_store", table: "store" },
         { name: "0002_outbox_kept", table: "store" },
+        { name: "0003_outbox_by_message", table: "store" },
       ]);
     } finally {
       await store.close();

@@ -161,7 +161,8 @@ export function httpTelemetry(opts: HttpTelemetryOptions = {}): MiddlewareHandle
           user_agent: userAgent,
         };
         if (error !== undefined) Object.assign(fields, errorFields(error));
-        if (status >= 500) log.error(fields, "Request completed");
+        // 503 is "a dependency is away, retry": expected in an outage, not a bug to page someone for.
+        if (status >= 500 && status !== 503) log.error(fields, "Request completed");
         else if (status >= 400) log.warn(fields, "Request completed");
         else log.info(fields, "Request completed");
 

@@ -356,7 +356,7 @@ test("with vm-service and the streams missing, VM reads and commands are 503 pro
     const a = await gw.user("a");
     await expectProblem(await gw.fetch("/api/v1/vms", { headers: a.auth }), 503);
     // The gateway's own store is up: the create is recorded, answered 202, and sent once NATS can
-    // take it. It reads as pending meanwhile (never 404); commands on it wait for it (409, retry).
+    // take it. It reads as pending meanwhile (never 404); a command on it is "retry later" (503).
     const create = await gw.post("/api/v1/vms", { name: "nowhere" }, a.auth);
     expect(create.status).toBe(202);
     const { vm_id } = await create.json();
@@ -365,7 +365,7 @@ test("with vm-service and the streams missing, VM reads and commands are 503 pro
     expect(await read.json()).toMatchObject({ vm_id, name: "nowhere", status: "pending" });
     const stop = await gw.post(`/api/v1/vms/${vm_id}/stop`, {}, a.auth);
     expect(stop.headers.get("retry-after")).toBe("1");
-    await expectProblem(stop, 409);
+    await expectProblem(stop, 503);
     // Another user still does not see it.
     const b = await gw.user("b");
     await expectProblem(await gw.fetch(`/api/v1/vms/${vm_id}`, { headers: b.auth }), 503);

@@ -15,9 +15,7 @@ export function dataOf<T>(reply: QueryReply<T>, what: string): T {
     case "invalid":
       throw new Problem(422, reply.error.message);
     case "unavailable":
-      throw new Problem(503, `The service answering for ${what} is unavailable; retry later`, {
-        headers: { "Retry-After": "1" },
-      });
+      throw unavailable(what);
     default:
       throw new Problem(502, `The service answering for ${what} failed: ${reply.error.message}`);
   }
@@ -37,4 +35,11 @@ export function unlessRejected(outcome: CommandOutcome, what: string): Settled {
     default:
       throw new Problem(409, outcome.reason);
   }
+}
+
+/** The service answering for `what` is away: retry later. */
+export function unavailable(what: string): Problem {
+  return new Problem(503, `The service answering for ${what} is unavailable; retry later`, {
+    headers: { "Retry-After": "1" },
+  });
 }

@@ -28,7 +28,7 @@ import { Problem } from "../http/problem.ts";
 import { jsonBody, queryParams } from "../http/validate.ts";
 import type { UserRow } from "../store/users.ts";
 import { acknowledgedVm, acknowledgedVms, stillCreating } from "./acknowledged.ts";
-import { dataOf, unlessRejected } from "./outcomes.ts";
+import { dataOf, unavailable, unlessRejected } from "./outcomes.ts";
 import {
   actorOf,
   HistoryOut,
@@ -52,6 +52,8 @@ export interface VmRouteDeps {
 interface Visible {
   readonly vm: VmView;
   readonly acknowledgedOnly: boolean;
+  /** vm-service could not be asked: the view is the gateway's record alone. */
+  readonly serviceAway: boolean;
 }
 
 const VMS = ["vms"];
@@ -77,14 +79,16 @@ export function vmRoutes(app: Hono<AppEnv>, deps: VmRouteDeps, docs: OpenApi): v
     // Not found, or vm-service away: a create this gateway acknowledged still reads as pending.
     if (!reply.ok && (reply.error.code === "not_found" || reply.error.code === "unavailable")) {
       const acknowledged = await acknowledgedVm(commands, vmId.data, actor, reply.error.code);
-      if (acknowledged) return { vm: acknowledged, acknowledgedOnly: true };
+      if (acknowledged)
+        return { vm: acknowledged, acknowledgedOnly: true, serviceAway: reply.error.code === "unavailable" };
     }
-    return { vm: dataOf(reply, "VM"), acknowledgedOnly: false };
+    return { vm: dataOf(reply, "VM"), acknowledgedOnly: false, serviceAway: false };
   }
 
   /** A VM a command can go to: one vm-service has recorded (a create on its way answers 409, retry). */
   async function commandableVm(c: Context<AppEnv>, actor: Actor): Promise<VmView> {
-    const { vm, acknowledgedOnly } = await visibleVm(c, actor);
+    const { vm, acknowledgedOnly, serviceAway } = await visibleVm(c, actor);
+    if (serviceAway) throw unavailable("VM");
     if (acknowledgedOnly) throw stillCreating(vm.vmId);
     return vm;
   }

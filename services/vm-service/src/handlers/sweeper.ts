@@ -26,10 +26,44 @@ export interface SweepReport {
  * harmless).
  */
 export async function sweepOnce(deps: HandlerDeps): Promise<SweepReport> {
-  const deadlines = await fireDeadlines(deps);
+  // Just started, or just back from an outage of its database: answers that arrived meanwhile wait
+  // in the consumers. Let them catch up before anything is judged late.
+  const catchUpMs = Math.min(CATCH_UP_MS, ...Object.values(deps.deadlines));
+  const catchingUp = deps.now() - Math.max(deps.startedAtMs, lastFailureMs) < catchUpMs;
+  const deadlines = catchingUp ? 0 : await fireDeadlines(deps);
   const resent = await resendLate(deps);
-  const hosts = await judge(deps);
+  const hosts = catchingUp ? { hostsUnreachable: 0, hostsLost: 0 } : await judge(deps);
   return { deadlines, resent, ...hosts };
+}
+
+/**
+ * How long after a start or an outage deadlines and hosts wait for the consumers to catch up (no
+ * longer than the shortest deadline).
+ */
+const CATCH_UP_MS = 10_000;
+/** When a sweep last failed (its database away), by the service's clock. */
+let lastFailureMs = Number.NEGATIVE_INFINITY;
+
+/**
+ * A deadline measures the answer's lateness from when the step's command first went out. One due
+ * before that (the command could not be sent: the database or NATS was away) is moved to its send
+ * time plus the timeout; an unsent one waits a timeout more.
+ */
+async function sentLate(
+  deps: HandlerDeps,
+  d: { vm_id: string; due_at: Date; timeout_ms: number; command_id: string | null },
+): Promise<boolean> {
+  if (d.command_id === null) return false;
+  const first = await deps.store.firstSentAt(d.command_id);
+  const from = first ?? new Date(deps.now());
+  if (from.getTime() + d.timeout_ms <= d.due_at.getTime()) return false;
+  await deps.db
+    .updateTable("deadlines")
+    .set({ due_at: sql<Date>`${from}::timestamptz + make_interval(secs => ${d.timeout_ms / 1000})` })
+    .where("vm_id", "=", d.vm_id)
+    .where("due_at", "=", d.due_at)
+    .execute();
+  return true;
 }
 
 async function fireDeadlines(deps: HandlerDeps): Promise<number> {
@@ -40,7 +74,10 @@ async function fireDeadlines(deps: HandlerDeps): Promise<number> {
     .orderBy("due_at")
     .limit(200)
     .execute();
+  let fired = 0;
   for (const d of due) {
+    if (await sentLate(deps, d)) continue;
+    fired++;
     // The inbox key makes one deadline fire once even when two replicas sweep together.
     await driveVm(
       deps,
@@ -60,7 +97,7 @@ async function fireDeadlines(deps: HandlerDeps): Promise<number> {
       .where("due_at", "=", d.due_at)
       .execute();
   }
-  return due.length;
+  return fired;
 }
 
 /**
@@ -141,11 +178,11 @@ export function startSweeper(deps: HandlerDeps): { stop(): Promise<void> } {
     running = running.then(() =>
       stopped
         ? undefined
-        : sweepOnce(deps).catch((error) =>
-            isUnavailable(error)
-              ? log.warn(errorFields(error), "sweep skipped: the database is away")
-              : log.error(errorFields(error), "sweep failed"),
-          ),
+        : sweepOnce(deps).catch((error) => {
+            lastFailureMs = deps.now();
+            if (isUnavailable(error)) log.warn(errorFields(error), "sweep skipped: the database is away");
+            else log.error(errorFields(error), "sweep failed");
+          }),
     );
   }, deps.config.sweepIntervalMs);
   return {

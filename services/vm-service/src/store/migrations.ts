@@ -63,6 +63,8 @@ const migrations: Record<string, Migration> = {
           ADD COLUMN resend_at timestamptz,
           ADD COLUMN resends int NOT NULL DEFAULT 0;
         CREATE INDEX deadlines_resend ON deadlines (resend_at);
+        -- The step's command: its deadline counts from when it first went out.
+        ALTER TABLE deadlines ADD COLUMN command_id uuid;
       `.execute(db);
     },
   },

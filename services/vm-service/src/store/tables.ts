@@ -50,4 +50,6 @@ export interface DeadlinesTable {
   /** When the step's command is sent again if no answer came (before the deadline fails it). */
   resend_at: Date | null;
   resends: ColumnType<number, number | undefined, number>;
+  /** The message id of the step's command (a deadline counts from when it first went out). */
+  command_id: string | null;
 }

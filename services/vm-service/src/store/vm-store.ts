@@ -152,8 +152,11 @@ async function decideIn(
   } else if (outcome.deadline !== undefined) {
     const timeoutMs = deps.deadlines[outcome.deadline];
     // Due by the database's clock, which the sweeper reads too; the command is sent again first.
-    const due = sql<Date>`now() + make_interval(secs => ${timeoutMs / 1000})`;
+    // Whole milliseconds, as a JavaScript Date holds it: the sweeper finds a row again by its due_at.
+    const due = sql<Date>`date_trunc('milliseconds', now() + make_interval(secs => ${timeoutMs / 1000}))`;
     const resend = sql<Date>`now() + make_interval(secs => ${deps.resendAfterMs / 1000})`;
+    // Only a step's own command carries a message id the state derives (see outstanding()).
+    const commandId = outcome.commands.find((c) => c.messageId !== undefined)?.messageId ?? null;
     await tx
       .insertInto("deadlines")
       .values({
@@ -163,6 +166,7 @@ async function decideIn(
         due_at: due,
         resend_at: resend,
         resends: 0,
+        command_id: commandId,
       })
       .onConflict((oc) =>
         oc.column("vm_id").doUpdateSet((eb) => ({
@@ -171,6 +175,9 @@ async function decideIn(
           due_at: eb.ref("excluded.due_at"),
           resend_at: eb.ref("excluded.resend_at"),
           resends: 0,
+          // A deadline armed again for the same step (its host unreachable) keeps its command.
+          command_id: sql<string | null>`CASE WHEN deadlines.step = excluded.step
+            THEN coalesce(excluded.command_id, deadlines.command_id) ELSE excluded.command_id END`,
         })),
       )
       .execute();
