@@ -15,11 +15,11 @@ import { awaitGuestReady, consoleTails } from "../guest-ready.ts";
 import { KeyedLock } from "../keyed-lock.ts";
 import { macFor, netnsCommand } from "../network.ts";
 import { isAlive, spawnOrFail, terminate, waitForExit } from "../process.ts";
-import { guestArgs } from "../readiness.ts";
 import { type VmPaths, vmPaths } from "../run-dir.ts";
 import {
   adoptVm,
   type EndProcess,
+  findVm,
   prepareVm,
   stopVm,
   supervisedStatus,
@@ -27,6 +27,7 @@ import {
   writeRecord,
 } from "../supervision.ts";
 import { FirecrackerApiError, firecrackerCall } from "./api.ts";
+import { firecrackerBootArgs } from "./boot-args.ts";
 
 const log = createLogger("mikrom.provisioner.driver.firecracker");
 
@@ -255,6 +256,17 @@ export class FirecrackerDriver implements Driver {
     return adopted;
   }
 
+  async find(vmId: string): Promise<AdoptResult | undefined> {
+    return findVm(
+      this.#options.runDir,
+      vmId,
+      API_SOCKET,
+      (instance) => this.#own(instance),
+      (vm) => this.status(vm),
+      this.#keeper,
+    );
+  }
+
   async console(instance: Instance, maxBytes = DEFAULT_CONSOLE_BYTES): Promise<string> {
     return readTail(this.#own(instance).consoleLog, maxBytes);
   }
@@ -269,21 +281,4 @@ export class FirecrackerDriver implements Driver {
     }
     return instance;
   }
-}
-
-/**
- * The kernel command line for a Firecracker guest: the kernel's own `ip=` (for kernels with
- * CONFIG_IP_PNP; Debian's cloud kernel has it off) and the mikrom.* arguments the Mikrom guest's
- * /init reads.
- */
-export function firecrackerBootArgs(
-  spec: Pick<BootSpec, "vmId" | "ipAddress" | "prefixLength" | "gateway">,
-): string {
-  const ip = `ip=${spec.ipAddress}::${spec.gateway ?? ""}:${prefixToNetmask(spec.prefixLength)}::eth0:off`;
-  return ["console=ttyS0", "reboot=k", "panic=1", "pci=off", ip, ...guestArgs(spec)].join(" ");
-}
-
-export function prefixToNetmask(prefix: number): string {
-  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-  return [24, 16, 8, 0].map((shift) => (mask >>> shift) & 0xff).join(".");
 }

@@ -18,6 +18,7 @@ import { type VmPaths, vmPaths } from "../run-dir.ts";
 import {
   adoptVm,
   type EndProcess,
+  findVm,
   prepareVm,
   stopVm,
   supervisedStatus,
@@ -211,6 +212,17 @@ export class QemuDriver implements Driver {
     );
     log.info({ vm_id: adopted.instance.vmId, pid: adopted.instance.pid, status: adopted.status }, "adopted");
     return adopted;
+  }
+
+  async find(vmId: string): Promise<AdoptResult | undefined> {
+    return findVm(
+      this.#options.runDir,
+      vmId,
+      QMP_SOCKET,
+      (instance) => this.#own(instance),
+      (vm) => this.status(vm),
+      this.#keeper,
+    );
   }
 
   async console(instance: Instance, maxBytes = DEFAULT_CONSOLE_BYTES): Promise<string> {
