@@ -58,7 +58,11 @@ export const provisionerService: ServiceDefinition<Config, AgentStore, AgentPart
     });
     // The watch needs only the database: VMs that die while NATS is away are reported when it returns.
     agent.watch.start(config.heartbeatIntervalMs);
-    await untilAvailable("NATS", () => presence.register());
+    // Waits for NATS as long as it is away; a start given up on (stop meanwhile) ends the watch too.
+    await untilAvailable("NATS", () => presence.register()).catch(async (error: unknown) => {
+      await agent.watch.stop();
+      throw error;
+    });
     presence.start();
     log.info(
       {

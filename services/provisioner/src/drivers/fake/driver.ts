@@ -69,6 +69,8 @@ export class FakeDriver implements Driver {
     await rm(join(dir, "state"), { force: true });
     await mkdir(dir, { recursive: true });
     const started = Date.now();
+    // Durations from the monotonic clock: a wall clock set back during a boot must not make it negative.
+    const startedMono = performance.now();
     const consoleLog = join(dir, "console.log");
     await writeFile(consoleLog, `fake: booting ${spec.vmId}\n`);
     const spawned: Instance = {
@@ -102,7 +104,7 @@ export class FakeDriver implements Driver {
     await writeFile(consoleLog, `MIKROM-READY vm=${spec.vmId} ip=${spec.ipAddress}/${spec.prefixLength}\n`, {
       flag: "a",
     });
-    const instance: Instance = { ...spawned, bootMs: Date.now() - started };
+    const instance: Instance = { ...spawned, bootMs: Math.round(performance.now() - startedMono) };
     await writeFile(join(dir, RECORD), JSON.stringify(instance));
     await writeFile(join(dir, "state"), "running");
     log.debug({ vm_id: spec.vmId, boot_ms: instance.bootMs }, "fake VM running");

@@ -96,6 +96,8 @@ export class FirecrackerDriver implements Driver {
     const netns = this.#options.netns;
     const { tapOwned } = await prepareVm(spec, paths, { bridge: this.#options.bridge, netns });
     const spawnedAt = Date.now();
+    // Durations from the monotonic clock: a wall clock set back during a boot must not make it negative.
+    const spawnedAtMono = performance.now();
     let instance: Instance = {
       vmId: spec.vmId,
       driver: "firecracker",
@@ -127,7 +129,7 @@ export class FirecrackerDriver implements Driver {
         hypervisor: "firecracker",
         signal,
       });
-      instance = { ...instance, bootMs: Date.now() - spawnedAt };
+      instance = { ...instance, bootMs: Math.round(performance.now() - spawnedAtMono) };
       await writeRecord(paths.dir, instance);
       this.#keeper.watch(paths.console);
       log.info({ vm_id: spec.vmId, pid, boot_ms: instance.bootMs, ip: spec.ipAddress }, "guest ready");
@@ -143,7 +145,7 @@ export class FirecrackerDriver implements Driver {
   /** The socket appears some milliseconds after spawn: poll `GET /` until it answers. */
   async #awaitApi(pid: number, paths: VmPaths): Promise<void> {
     const timeoutMs = this.#options.apiTimeoutMs ?? 5000;
-    const deadline = Date.now() + timeoutMs;
+    const deadline = performance.now() + timeoutMs;
     for (;;) {
       try {
         await firecrackerCall(paths.socket, "GET", "/", undefined, 1000);
@@ -152,7 +154,7 @@ export class FirecrackerDriver implements Driver {
         if (!(await isAlive(pid))) {
           throw new BootFailed("spawn", "firecracker exited", await consoleTails(paths, "firecracker"));
         }
-        if (Date.now() >= deadline) {
+        if (performance.now() >= deadline) {
           throw new BootTimeout("spawn", timeoutMs, await consoleTails(paths, "firecracker"));
         }
         await delay(20);

@@ -104,6 +104,8 @@ export class QemuDriver implements Driver {
       tscKhz: this.#options.tscKhz,
     });
     const spawnedAt = Date.now();
+    // Durations from the monotonic clock: a wall clock set back during a boot must not make it negative.
+    const spawnedAtMono = performance.now();
     let instance: Instance = {
       vmId: spec.vmId,
       driver: "qemu",
@@ -131,7 +133,7 @@ export class QemuDriver implements Driver {
         hypervisor: "qemu",
         signal,
       });
-      const bootMs = Date.now() - spawnedAt;
+      const bootMs = Math.round(performance.now() - spawnedAtMono);
       await this.#expectRunning(paths);
       instance = { ...instance, bootMs };
       await writeRecord(paths.dir, instance);
