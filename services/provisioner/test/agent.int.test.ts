@@ -384,6 +384,35 @@ describe("the provisioner agent (fake driver)", () => {
     tap.close();
   });
 
+  test("a VM whose stop was under way when the agent died is found stopped at start, not lost, and the stop is answered", async ({
+    db,
+    nats,
+  }) => {
+    const tap = new EventTap(nats.nc, nats.namespace);
+    await withAgent({ db, nats }, {}, async (first, runDir) => {
+      // What a crash in the middle of a stop leaves: the row still `running` with the stop under
+      // way, and the VM's process ended (the driver never got to mark it stopped).
+      const vmId = "srv-0000001c";
+      const fake = new FakeDriver({ runDir });
+      const instance = await fake.boot(bootData(vmId));
+      await first.store.transaction((session) =>
+        recordVm(
+          session,
+          "fake",
+          { vmId, status: "running", spec: bootData(vmId), instance, operation: "ShutDownVm" },
+          [],
+        ),
+      );
+      await fake.crash(instance);
+      expect(await first.agent.reconcile()).toMatchObject({ lost: [] });
+      expect((await listHeld(first.store.db))[0]).toMatchObject({ status: "stopped", operation: undefined });
+      const id = await sendCommand(nats.nc, nats.namespace, HOST, ShutDownVm, { vmId });
+      expect((await tap.next("the answer", (e) => e.causationId === id)).type).toBe("VmShutDown");
+      expect(tap.of("VmLost")).toEqual([]);
+    });
+    tap.close();
+  });
+
   test("a VM booted by an agent that died before recording it is adopted at start, and its boot answered without a second one", async ({
     db,
     nats,

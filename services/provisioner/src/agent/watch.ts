@@ -115,6 +115,8 @@ export class HostWatch {
           const now = await loadVm(this.#store.db, held.vmId);
           if (now?.status !== "running") return;
           const found = await this.#actions.look(now.vmId, now);
+          // Only an ended process is news here (a paused VM is left as it is, as before).
+          if (found !== undefined && found.status !== "gone") return;
           if ((await this.#settle(now, found, "ended without a stop")) === "lost") lost.push(now.vmId);
         }),
       ).catch((error: unknown) =>
