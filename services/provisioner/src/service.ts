@@ -25,7 +25,7 @@ export type RunningAgent = RunningService<AgentStore> & AgentParts;
 /**
  * The agent on the skeleton: the driver (the best that works here, or MIKROM_DRIVER), the host's
  * store, the reconcile of what the store holds, the registration, the host's command consumer, the
- * console query and the heartbeat.
+ * console query, the heartbeat and the watch for VMs whose process ended.
  */
 export const provisionerService: ServiceDefinition<Config, AgentStore, AgentParts> = {
   name: "provisioner",
@@ -50,12 +50,19 @@ export const provisionerService: ServiceDefinition<Config, AgentStore, AgentPart
     await untilAvailable("the host's store", () => agent.reconcile());
     const presence = new HostPresence({
       publisher,
+      nc,
       names,
-      agent,
+      runningVms: () => agent.runningVms(),
       intervalMs: config.heartbeatIntervalMs,
       info: { hostId: config.hostId, driver: choice.name, vcpus: config.vcpus, memoryMb: config.memoryMb },
     });
-    await untilAvailable("NATS", () => presence.register());
+    // The watch needs only the database: VMs that die while NATS is away are reported when it returns.
+    agent.watch.start(config.heartbeatIntervalMs);
+    // Waits for NATS as long as it is away; a start given up on (stop meanwhile) ends the watch too.
+    await untilAvailable("NATS", () => presence.register()).catch(async (error: unknown) => {
+      await agent.watch.stop();
+      throw error;
+    });
     presence.start();
     log.info(
       {
@@ -96,6 +103,7 @@ export const provisionerService: ServiceDefinition<Config, AgentStore, AgentPart
         },
       ],
       async stop() {
+        await agent.watch.stop();
         if (config.stopVmsOnExit) await agent.stopAll();
         await presence.stop();
         await choice.driver.close();

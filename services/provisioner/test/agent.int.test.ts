@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import { callQuery } from "@mikrom/bus";
 import {
   BootVm,
@@ -11,7 +12,7 @@ import {
 } from "@mikrom/contracts";
 import { setLogDestination, startTelemetry } from "@mikrom/telemetry";
 import { describe, expect, test } from "@mikrom/testkit";
-import { FakeDriver } from "../src/drivers/index.ts";
+import { FakeDriver, type Instance } from "../src/drivers/index.ts";
 import { type RunningAgent, startProvisioner } from "../src/service.ts";
 import { listHeld, recordVm } from "../src/store/instances.ts";
 import { agentConfig, bootData, EventTap, sendCommand, tempRunDir } from "./support/agent-env.ts";
@@ -290,7 +291,7 @@ describe("the provisioner agent (fake driver)", () => {
     tap.close();
   });
 
-  test("a command delivered again after its answer was recorded is not acted on twice", async ({
+  test("a command delivered again after its answer is not acted on twice, and its answer is sent again as it was", async ({
     db,
     nats,
   }) => {
@@ -300,41 +301,137 @@ describe("the provisioner agent (fake driver)", () => {
       const boot = { type: "BootVm" as const, data: bootData(vmId) };
       await agent.agent.handle(boot, { messageId: "cmd-1" });
       await agent.agent.handle({ type: "ShutDownVm", data: { vmId } }, { messageId: "cmd-2" });
-      // The boot again, as JetStream redelivers a message whose ack was lost: the VM must stay stopped.
+      const answers = () => tap.events.filter((e) => e.data.vmId === vmId);
+      await tap.next("the two answers", () => answers().length === 2);
+      // The boot again, as JetStream redelivers a message whose ack was lost: the VM must stay
+      // stopped, and the boot's answer (which NATS may have lost) goes out again, the same message.
       await agent.agent.handle(boot, { messageId: "cmd-1" });
       expect((await listHeld(agent.store.db))[0]?.status).toBe("stopped");
-      await tap.next("the two answers", () => tap.events.filter((e) => e.data.vmId === vmId).length === 2);
-      expect(tap.events.filter((e) => e.data.vmId === vmId).map((e) => e.type)).toEqual([
-        "VmBooted",
-        "VmShutDown",
-      ]);
+      await tap.next("the boot's answer again", () => answers().length === 3);
+      const [booted, shutDown, again] = answers();
+      expect([booted?.type, shutDown?.type, again?.type]).toEqual(["VmBooted", "VmShutDown", "VmBooted"]);
+      expect(again?.messageId).toBe(booted?.messageId);
+      expect(again?.causationId).toBe("cmd-1");
+      expect((agent.driver.driver as FakeDriver).boots).toBe(1);
     });
     tap.close();
   });
 
-  test("a boot cut short by the agent's end is cleaned up at start, without a VmLost", async ({
+  test("a boot delivered twice at once gives one running guest and no failure", async ({ db, nats }) => {
+    const tap = new EventTap(nats.nc, nats.namespace);
+    await withAgent({ db, nats }, { MIKROM_FAKE_LATENCY_MS: "300" }, async (agent) => {
+      const fake = agent.driver.driver as FakeDriver;
+      // Sent twice (vm-service sending it again), both in flight at once.
+      const ids = await Promise.all([
+        sendCommand(nats.nc, nats.namespace, HOST, BootVm, bootData("srv-00000019")),
+        sendCommand(nats.nc, nats.namespace, HOST, BootVm, bootData("srv-00000019")),
+      ]);
+      // The same message twice at once (JetStream redelivering one whose handling seemed stuck).
+      const same = { type: "BootVm" as const, data: bootData("srv-0000001a", "10.0.0.26") };
+      await Promise.all([
+        agent.agent.handle(same, { messageId: "cmd-same" }),
+        agent.agent.handle(same, { messageId: "cmd-same" }),
+      ]);
+      for (const id of ids) {
+        expect((await tap.next(`the answer to ${id}`, (e) => e.causationId === id)).type).toBe("VmBooted");
+      }
+      // Its answer goes out (again only if it had gone out before the second delivery was handled).
+      await tap.next("the answer to cmd-same", (e) => e.causationId === "cmd-same" && e.type === "VmBooted");
+      expect(fake.boots).toBe(2);
+      expect(tap.of("VmBootFailed")).toEqual([]);
+      const statuses = Object.fromEntries((await listHeld(agent.store.db)).map((h) => [h.vmId, h.status]));
+      expect(statuses).toEqual({ "srv-00000019": "running", "srv-0000001a": "running" });
+    });
+    tap.close();
+  });
+
+  test("a boot cut short before the guest was ready is cleaned up at start, without a VmLost", async ({
     db,
     nats,
   }) => {
     const tap = new EventTap(nats.nc, nats.namespace);
     await withAgent({ db, nats }, {}, async (first, runDir) => {
-      // What a crash in the middle of a boot leaves: a `booting` row with the spawned VM's record.
+      // What a crash in the middle of a boot leaves: a `booting` row with the spawned VM's record,
+      // and a VM that never got ready (the fake's boot runs on its agent's timer: it dies with it).
+      const vmId = "srv-00000018";
+      const fake = new FakeDriver({ runDir, bootLatencyMs: 60_000 });
+      const cut = new AbortController();
+      let spawned: Instance | undefined;
+      const booting = fake
+        .boot(bootData(vmId), {
+          signal: cut.signal,
+          onSpawned: (i) => {
+            spawned = i;
+          },
+        })
+        .catch(() => undefined);
+      while (!spawned) await delay(10);
+      const instance = spawned;
+      await first.store.transaction((session) =>
+        recordVm(session, "fake", { vmId, status: "booting", spec: bootData(vmId), instance }, []),
+      );
+      expect(await fake.find(vmId)).toEqual({ status: "gone", instance });
+      expect(await first.agent.reconcile()).toMatchObject({ cleaned: [vmId], adopted: [], lost: [] });
+      expect(await fake.find(vmId)).toBeUndefined();
+      expect((await listHeld(first.store.db))[0]?.status).toBe("failed");
+      cut.abort();
+      await booting;
+      // The redelivered command then boots it afresh.
+      await sendCommand(nats.nc, nats.namespace, HOST, BootVm, bootData(vmId));
+      await tap.next("VmBooted", (e) => e.type === "VmBooted");
+      expect(tap.of("VmLost")).toEqual([]);
+    });
+    tap.close();
+  });
+
+  test("a VM whose stop was under way when the agent died is found stopped at start, not lost, and the stop is answered", async ({
+    db,
+    nats,
+  }) => {
+    const tap = new EventTap(nats.nc, nats.namespace);
+    await withAgent({ db, nats }, {}, async (first, runDir) => {
+      // What a crash in the middle of a stop leaves: the row still `running` with the stop under
+      // way, and the VM's process ended (the driver never got to mark it stopped).
+      const vmId = "srv-0000001c";
       const fake = new FakeDriver({ runDir });
-      const instance = await fake.boot(bootData("srv-00000018"));
+      const instance = await fake.boot(bootData(vmId));
       await first.store.transaction((session) =>
         recordVm(
           session,
           "fake",
-          { vmId: "srv-00000018", status: "booting", spec: bootData("srv-00000018"), instance },
+          { vmId, status: "running", spec: bootData(vmId), instance, operation: "ShutDownVm" },
           [],
         ),
       );
-      await first.agent.reconcile();
-      expect(await fake.status(instance)).toBe("gone");
-      expect((await listHeld(first.store.db))[0]?.status).toBe("failed");
-      // The redelivered command then boots it afresh.
-      await sendCommand(nats.nc, nats.namespace, HOST, BootVm, bootData("srv-00000018"));
-      await tap.next("VmBooted", (e) => e.type === "VmBooted");
+      await fake.crash(instance);
+      expect(await first.agent.reconcile()).toMatchObject({ lost: [] });
+      expect((await listHeld(first.store.db))[0]).toMatchObject({ status: "stopped", operation: undefined });
+      const id = await sendCommand(nats.nc, nats.namespace, HOST, ShutDownVm, { vmId });
+      expect((await tap.next("the answer", (e) => e.causationId === id)).type).toBe("VmShutDown");
+      expect(tap.of("VmLost")).toEqual([]);
+    });
+    tap.close();
+  });
+
+  test("a VM booted by an agent that died before recording it is adopted at start, and its boot answered without a second one", async ({
+    db,
+    nats,
+  }) => {
+    const tap = new EventTap(nats.nc, nats.namespace);
+    await withAgent({ db, nats }, {}, async (first, runDir) => {
+      // What a crash between the driver's boot and its record leaves: the row as it was before the
+      // boot (`booting`, no record: the fake never got to store one) and a VM that runs.
+      const vmId = "srv-0000001b";
+      const instance = await new FakeDriver({ runDir }).boot(bootData(vmId));
+      await first.store.transaction((session) =>
+        recordVm(session, "fake", { vmId, status: "booting", spec: bootData(vmId), instance: null }, []),
+      );
+      expect(await first.agent.reconcile()).toMatchObject({ adopted: [vmId], cleaned: [], lost: [] });
+      expect((await listHeld(first.store.db))[0]).toMatchObject({ status: "running", instance });
+      const id = await sendCommand(nats.nc, nats.namespace, HOST, BootVm, bootData(vmId));
+      const answer = await tap.next("the answer", (e) => e.causationId === id);
+      expect(answer.type).toBe("VmBooted");
+      expect((first.driver.driver as FakeDriver).boots).toBe(0);
       expect(tap.of("VmLost")).toEqual([]);
     });
     tap.close();

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { BootFailed, type BootSpec, BootTimeout, FakeDriver } from "../src/drivers/index.ts";
+import { BootFailed, type BootSpec, BootTimeout, FakeDriver, type Instance } from "../src/drivers/index.ts";
 
 const spec: BootSpec = {
   vmId: "srv-0000f00d",
@@ -21,6 +21,33 @@ afterEach(async () => {
 });
 
 describe("the fake driver", () => {
+  it("finds the VM it runs by its id, also after a driver restart, and nothing once it is destroyed", async () => {
+    const vm = await new FakeDriver({ runDir }).boot(spec);
+    const restarted = new FakeDriver({ runDir });
+    expect(await restarted.find(spec.vmId)).toEqual({ status: "running", instance: vm });
+    expect(await restarted.find("srv-0000beef")).toBeUndefined();
+    await restarted.crash(vm);
+    expect(await restarted.find(spec.vmId)).toEqual({ status: "gone", instance: vm });
+    await restarted.destroy(vm);
+    expect(await restarted.find(spec.vmId)).toBeUndefined();
+  });
+
+  it("records what it spawned before the VM is ready; a boot whose agent died is found gone, without a boot time", async () => {
+    const driver = new FakeDriver({ runDir, bootLatencyMs: 60_000 });
+    const cut = new AbortController();
+    const spawned: Instance[] = [];
+    const boot = driver
+      .boot(spec, { signal: cut.signal, onSpawned: (i) => void spawned.push(i) })
+      .catch(() => "cut");
+    while (spawned.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    const found = await new FakeDriver({ runDir }).find(spec.vmId);
+    expect(found).toEqual({ status: "gone", instance: spawned[0] });
+    expect(found?.instance.bootMs).toBeUndefined();
+    cut.abort();
+    expect(await boot).toBe("cut");
+    expect(driver.boots).toBe(1);
+  });
+
   it("boots, reports the readiness line, stops and destroys", async () => {
     const driver = new FakeDriver({ runDir });
     const vm = await driver.boot(spec);

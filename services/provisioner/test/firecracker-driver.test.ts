@@ -60,6 +60,18 @@ afterEach(async () => {
 });
 
 describe("the firecracker driver against the fake Firecracker", () => {
+  it("finds the VM it runs by its id from the run folder's record, as a restarted agent would", async () => {
+    const vm = await driver().boot(spec);
+    booted.push(vm);
+    const restarted = driver();
+    expect(await restarted.find(spec.vmId)).toEqual({ status: "running", instance: vm });
+    expect(await restarted.find("srv-0000fcff")).toBeUndefined();
+    await restarted.stop(vm);
+    expect((await restarted.find(spec.vmId))?.status).toBe("stopped");
+    await restarted.destroy(vm);
+    expect(await restarted.find(spec.vmId)).toBeUndefined();
+  });
+
   it("configures, starts, waits for the guest and stops it, each call accepted by the spec", async () => {
     const fc = driver();
     const vm = await fc.boot(spec);

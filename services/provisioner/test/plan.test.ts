@@ -1,6 +1,15 @@
 import { describe, expect, it } from "vitest";
-import { type AgentCommand, afterRestart, type HeldStatus, type HeldVm, plan } from "../src/agent/plan.ts";
-import type { Instance, InstanceStatus } from "../src/drivers/driver.ts";
+import {
+  type AgentCommand,
+  type Found,
+  type HeldStatus,
+  type HeldVm,
+  type Operation,
+  plan,
+  type Step,
+  settle,
+} from "../src/agent/plan.ts";
+import type { Instance } from "../src/drivers/driver.ts";
 
 const ctx = { hostId: "h1", driver: "fake" as const };
 const vmId = "srv-00000001";
@@ -12,7 +21,8 @@ const spec = {
   prefixLength: 24,
   gateway: "10.0.0.1",
 };
-const instance: Instance = {
+/** The record the store holds (from the boot it recorded). */
+const stored: Instance = {
   vmId,
   driver: "fake",
   consoleLog: "/run/x/console.log",
@@ -22,87 +32,231 @@ const instance: Instance = {
   startedAt: "2026-01-01T00:00:00.000Z",
   bootMs: 42,
 };
-function held(status: HeldStatus, withInstance = status !== "destroyed" && status !== "failed"): HeldVm {
-  return { vmId, status, spec, instance: withInstance ? instance : undefined, version: 3 };
+/** The record the driver has: a later boot than the store knows of (the agent died before recording it). */
+const latest: Instance = { ...stored, startedAt: "2026-01-01T00:05:00.000Z", bootMs: 7 };
+
+type Held = HeldStatus | "absent";
+type Driver = "nothing" | "running" | "half-booted" | "stopped" | "gone";
+const HELD: readonly Held[] = ["absent", "booting", "running", "stopped", "failed", "lost", "destroyed"];
+const DRIVER: readonly Driver[] = ["nothing", "running", "half-booted", "stopped", "gone"];
+
+function held(status: HeldStatus, operation?: Operation): HeldVm {
+  const withInstance = status !== "destroyed" && status !== "failed";
+  return { vmId, status, spec, instance: withInstance ? stored : undefined, version: 3, operation };
 }
+function heldIn(status: Held): HeldVm | undefined {
+  return status === "absent" ? undefined : held(status);
+}
+function found(driver: Driver): Found | undefined {
+  switch (driver) {
+    case "nothing":
+      return undefined;
+    case "running":
+      return { status: "running", instance: latest };
+    case "half-booted": {
+      // Spawned, never reported ready: the record has no boot time.
+      const { bootMs: _, ...spawned } = latest;
+      return { status: "running", instance: spawned };
+    }
+    default:
+      return { status: driver, instance: latest };
+  }
+}
+
+/** A step as a short word: `boot`, `boot/clear` (what the driver has goes first), `VmBooted>running` (answer, row status). */
+function describeStep(step: Step, driverHas: Found | undefined): string {
+  switch (step.kind) {
+    case "answer":
+      return step.change ? `${step.answer.type}>${step.change.status}` : step.answer.type;
+    case "boot":
+      if (!step.clear) return "boot";
+      if (step.clear !== driverHas?.instance) return "boot/clear(not the driver's record)";
+      return step.graceful ? "boot/graceful" : "boot/clear";
+    case "stop":
+      return step.instance === driverHas?.instance ? "stop" : "stop(not the driver's record)";
+    case "destroy":
+      return step.instance === (driverHas?.instance ?? undefined) ? "destroy" : "destroy(stored record)";
+  }
+}
+
 const boot: AgentCommand = { type: "BootVm", data: spec };
 const cmd = (type: Exclude<AgentCommand["type"], "BootVm">): AgentCommand =>
   ({ type, data: { vmId } }) as AgentCommand;
 
-/** [command, held status (or "absent"), driver status, expected step kind, expected answer type] */
-const table: Array<[AgentCommand, HeldStatus | "absent", InstanceStatus | undefined, string, string?]> = [
-  [boot, "absent", undefined, "boot"],
-  [boot, "running", "running", "answer", "VmBooted"],
-  [boot, "running", "gone", "boot"],
-  [boot, "stopped", "stopped", "boot"],
-  [boot, "failed", undefined, "boot"],
-  [boot, "destroyed", undefined, "boot"],
-  [cmd("ResumeVm"), "absent", undefined, "answer", "VmBootFailed"],
-  [cmd("ResumeVm"), "destroyed", undefined, "answer", "VmBootFailed"],
-  [cmd("ResumeVm"), "stopped", "stopped", "boot"],
-  [cmd("ResumeVm"), "lost", "gone", "boot"],
-  [cmd("ResumeVm"), "running", "running", "answer", "VmBooted"],
-  [cmd("RebootVm"), "running", "running", "boot"],
-  [cmd("RebootVm"), "stopped", "stopped", "boot"],
-  [cmd("RebootVm"), "absent", undefined, "answer", "VmBootFailed"],
-  [cmd("ShutDownVm"), "running", "running", "stop"],
-  [cmd("ShutDownVm"), "stopped", "stopped", "answer", "VmShutDown"],
-  [cmd("ShutDownVm"), "lost", "gone", "answer", "VmShutDown"],
-  [cmd("ShutDownVm"), "absent", undefined, "answer", "VmShutdownFailed"],
-  [cmd("DestroyVm"), "running", "running", "destroy"],
-  [cmd("DestroyVm"), "lost", "gone", "destroy"],
-  [cmd("DestroyVm"), "absent", undefined, "answer", "VmDestroyed"],
-  [cmd("DestroyVm"), "destroyed", undefined, "answer", "VmDestroyed"],
-];
+/**
+ * Every command × what the store holds × what the driver has. Columns: the driver has nothing, a VM
+ * running (ready, as asked), one half-booted (its agent died before the guest was ready), one
+ * stopped, one gone (its process ended).
+ */
+const expected: Record<AgentCommand["type"], Record<Held, readonly string[]>> = {
+  BootVm: {
+    //          nothing  running             half-booted   stopped       gone
+    absent: ["boot", "VmBooted>running", "boot/clear", "boot/clear", "boot/clear"],
+    booting: ["boot", "VmBooted>running", "boot/clear", "boot/clear", "boot/clear"],
+    running: ["boot", "VmBooted>running", "boot/clear", "boot/clear", "boot/clear"],
+    stopped: ["boot", "VmBooted>running", "boot/clear", "boot/clear", "boot/clear"],
+    failed: ["boot", "VmBooted>running", "boot/clear", "boot/clear", "boot/clear"],
+    lost: ["boot", "VmBooted>running", "boot/clear", "boot/clear", "boot/clear"],
+    destroyed: ["boot", "VmBooted>running", "boot/clear", "boot/clear", "boot/clear"],
+  },
+  ResumeVm: {
+    absent: ["VmBootFailed", "VmBootFailed", "VmBootFailed", "VmBootFailed", "VmBootFailed"],
+    booting: ["boot", "VmBooted>running", "boot/clear", "boot/clear", "boot/clear"],
+    running: ["boot", "VmBooted>running", "boot/clear", "boot/clear", "boot/clear"],
+    stopped: ["boot", "VmBooted>running", "boot/clear", "boot/clear", "boot/clear"],
+    failed: ["boot", "VmBooted>running", "boot/clear", "boot/clear", "boot/clear"],
+    lost: ["boot", "VmBooted>running", "boot/clear", "boot/clear", "boot/clear"],
+    destroyed: ["VmBootFailed", "VmBootFailed", "VmBootFailed", "VmBootFailed", "VmBootFailed"],
+  },
+  RebootVm: {
+    absent: ["VmBootFailed", "VmBootFailed", "VmBootFailed", "VmBootFailed", "VmBootFailed"],
+    booting: ["boot", "boot/graceful", "boot/clear", "boot/clear", "boot/clear"],
+    running: ["boot", "boot/graceful", "boot/clear", "boot/clear", "boot/clear"],
+    stopped: ["boot", "boot/graceful", "boot/clear", "boot/clear", "boot/clear"],
+    failed: ["boot", "boot/graceful", "boot/clear", "boot/clear", "boot/clear"],
+    lost: ["boot", "boot/graceful", "boot/clear", "boot/clear", "boot/clear"],
+    destroyed: ["VmBootFailed", "VmBootFailed", "VmBootFailed", "VmBootFailed", "VmBootFailed"],
+  },
+  ShutDownVm: {
+    absent: [
+      "VmShutdownFailed",
+      "VmShutdownFailed",
+      "VmShutdownFailed",
+      "VmShutdownFailed",
+      "VmShutdownFailed",
+    ],
+    booting: ["VmShutDown>stopped", "stop", "stop", "VmShutDown>stopped", "VmShutDown>stopped"],
+    running: ["VmShutDown>stopped", "stop", "stop", "VmShutDown>stopped", "VmShutDown>stopped"],
+    stopped: ["VmShutDown>stopped", "stop", "stop", "VmShutDown>stopped", "VmShutDown>stopped"],
+    failed: ["VmShutDown>failed", "stop", "stop", "VmShutDown>failed", "VmShutDown>failed"],
+    lost: ["VmShutDown>lost", "stop", "stop", "VmShutDown>lost", "VmShutDown>lost"],
+    destroyed: [
+      "VmShutdownFailed",
+      "VmShutdownFailed",
+      "VmShutdownFailed",
+      "VmShutdownFailed",
+      "VmShutdownFailed",
+    ],
+  },
+  DestroyVm: {
+    absent: ["VmDestroyed", "destroy", "destroy", "destroy", "destroy"],
+    booting: ["destroy(stored record)", "destroy", "destroy", "destroy", "destroy"],
+    running: ["destroy(stored record)", "destroy", "destroy", "destroy", "destroy"],
+    stopped: ["destroy(stored record)", "destroy", "destroy", "destroy", "destroy"],
+    failed: ["destroy", "destroy", "destroy", "destroy", "destroy"],
+    lost: ["destroy(stored record)", "destroy", "destroy", "destroy", "destroy"],
+    destroyed: ["VmDestroyed", "destroy", "destroy", "destroy", "destroy"],
+  },
+};
+
+const commands: Record<AgentCommand["type"], AgentCommand> = {
+  BootVm: boot,
+  ResumeVm: cmd("ResumeVm"),
+  RebootVm: cmd("RebootVm"),
+  ShutDownVm: cmd("ShutDownVm"),
+  DestroyVm: cmd("DestroyVm"),
+};
+const cases = Object.entries(expected).flatMap(([type, rows]) =>
+  HELD.flatMap((h) => DRIVER.map((d, i) => [type as AgentCommand["type"], h, d, rows[h][i]!] as const)),
+);
 
 describe("what the agent does with a command", () => {
-  it.each(table)("%o on a VM %s (driver says %s) is %s %s", (command, status, live, kind, answer) => {
-    const step = plan(command, status === "absent" ? undefined : held(status), live, ctx);
-    expect(step.kind).toBe(kind);
-    if (answer) expect(step.kind === "answer" && step.answer.type).toBe(answer);
+  it("covers every command, held status and driver status", () => {
+    expect(cases).toHaveLength(5 * HELD.length * DRIVER.length);
   });
 
-  it("a repeated boot of a running VM answers with the boot time it had", () => {
-    const step = plan(boot, held("running"), "running", ctx);
-    expect(step).toEqual({
+  it.each(cases)("%s on a VM held %s that the driver has %s: %s", (type, h, d, want) => {
+    const driverHas = found(d);
+    expect(describeStep(plan(commands[type], heldIn(h), driverHas, ctx), driverHas)).toBe(want);
+  });
+
+  it("a boot of a VM the driver runs as asked answers with its record and boot time, and records it running", () => {
+    expect(plan(boot, held("booting"), found("running"), ctx)).toEqual({
       kind: "answer",
-      answer: { type: "VmBooted", data: { vmId, hostId: "h1", driver: "fake", bootMs: 42 } },
+      answer: { type: "VmBooted", data: { vmId, hostId: "h1", driver: "fake", bootMs: 7 } },
+      change: { status: "running", spec, instance: latest },
     });
   });
 
-  it("a boot clears what an earlier boot left, and a reboot of a running VM stops it gracefully first", () => {
-    expect(plan(boot, held("stopped"), "stopped", ctx)).toMatchObject({
+  it("a VM that runs with another address than the boot asks for is replaced, not taken for it", () => {
+    const other: Found = { status: "running", instance: { ...latest, ipAddress: "10.0.0.99" } };
+    expect(plan(boot, held("running"), other, ctx)).toMatchObject({
       kind: "boot",
-      clear: instance,
+      clear: other.instance,
       graceful: false,
     });
-    expect(plan(cmd("RebootVm"), held("running"), "running", ctx)).toMatchObject({
-      clear: instance,
-      graceful: true,
+    expect(plan(cmd("ResumeVm"), held("stopped"), other, ctx)).toMatchObject({ kind: "boot" });
+  });
+
+  it("a resume and a reboot boot the spec the VM was first booted with", () => {
+    expect(plan(cmd("ResumeVm"), held("stopped"), found("stopped"), ctx)).toMatchObject({
+      kind: "boot",
+      spec,
+    });
+    expect(plan(cmd("RebootVm"), held("running"), found("running"), ctx)).toMatchObject({
+      kind: "boot",
+      spec,
     });
   });
 
-  it("a resume boots the spec the VM was first booted with", () => {
-    expect(plan(cmd("ResumeVm"), held("stopped"), "stopped", ctx)).toMatchObject({ kind: "boot", spec });
+  it("the host's tap goes into every boot, also of a spec stored without one", () => {
+    const tapped = { ...ctx, tap: "mk-00000001" };
+    expect(plan(boot, undefined, undefined, tapped)).toMatchObject({ spec: { tap: "mk-00000001" } });
+    expect(plan(cmd("ResumeVm"), held("stopped"), undefined, tapped)).toMatchObject({
+      spec: { ...spec, tap: "mk-00000001" },
+    });
   });
 
-  it("a shutdown of a VM recorded as running whose process is gone records it stopped", () => {
-    expect(plan(cmd("ShutDownVm"), held("running"), "gone", ctx)).toMatchObject({
+  it("a shutdown of a VM recorded as running whose process is gone records it stopped with the driver's record", () => {
+    expect(plan(cmd("ShutDownVm"), held("running"), found("gone"), ctx)).toMatchObject({
       kind: "answer",
-      status: "stopped",
+      change: { status: "stopped", instance: latest },
     });
   });
 });
 
-describe("what a restart makes of the VMs in the store", () => {
-  it.each([
-    ["running", "running", { status: "running", lost: false, clear: false }],
-    ["running", "gone", { status: "lost", lost: true, clear: false }],
-    ["running", "stopped", { status: "stopped", lost: false, clear: false }],
-    ["booting", "running", { status: "failed", lost: false, clear: true }],
-    ["stopped", "stopped", { status: "stopped", lost: false, clear: false }],
-    ["lost", "gone", { status: "lost", lost: false, clear: false }],
-  ] as const)("a VM recorded %s that the driver finds %s", (status, live, expected) => {
-    expect(afterRestart(held(status), live)).toEqual(expected);
+type Settles = readonly string[];
+/** What a VM becomes without a command, by held status × what the driver has (same columns as above). */
+const settles: Array<[string, HeldVm, Settles]> = [
+  ["booting", held("booting"), ["failed", "running", "failed+clear", "failed+clear", "failed+clear"]],
+  ["running", held("running"), ["lost!", "running", "running", "stopped", "lost!"]],
+  [
+    "running, a stop under way",
+    held("running", "ShutDownVm"),
+    ["stopped", "running", "running", "stopped", "stopped"],
+  ],
+  [
+    "running, a destroy under way",
+    held("running", "DestroyVm"),
+    ["stopped", "running", "running", "stopped", "stopped"],
+  ],
+  ["stopped", held("stopped"), ["stopped", "running", "stopped", "stopped", "stopped"]],
+  ["failed", held("failed"), ["failed", "running", "failed", "failed", "failed"]],
+  ["lost", held("lost"), ["lost", "running", "lost", "lost", "lost"]],
+];
+
+describe("what a VM has become when the agent looks without a command (at start, in the watch)", () => {
+  it.each(settles.flatMap(([name, h, row]) => DRIVER.map((d, i) => [name, d, h, row[i]!] as const)))(
+    "a VM held %s that the driver has %s",
+    (_name, d, h, want) => {
+      const driverHas = found(d);
+      const next = settle(h, driverHas);
+      const word = `${next.status}${next.lost ? "!" : ""}${next.clear ? "+clear" : ""}`;
+      expect(word).toBe(want);
+      if (next.clear) expect(next.clear).toBe(driverHas?.instance);
+    },
+  );
+
+  it("a boot whose agent died after the guest was ready is adopted with the driver's record", () => {
+    expect(settle(held("booting"), found("running"))).toEqual({
+      status: "running",
+      instance: latest,
+      lost: false,
+      clear: undefined,
+    });
+  });
+
+  it("a boot cut short forgets the record it clears", () => {
+    expect(settle(held("booting"), found("gone"))).toMatchObject({ instance: null, clear: latest });
   });
 });

@@ -100,6 +100,8 @@ describe(`the qemu driver with real guests (${"skip" in env ? `skipped: ${env.sk
       expect(await isAlive(record.pid!)).toBe(true);
 
       const driver = new QemuDriver(options(dir));
+      // Without the agent's record too: the VM's folder says what runs there.
+      expect(await driver.find("srv-0000e001")).toEqual({ status: "running", instance: record });
       const adopted = await driver.adopt(JSON.parse(JSON.stringify(record)));
       expect(adopted.status).toBe("running");
       // The guest printed the address it was given, as eth0 holds it; the driver read that line.
@@ -112,8 +114,10 @@ describe(`the qemu driver with real guests (${"skip" in env ? `skipped: ${env.sk
       expect(await driver.status(adopted.instance)).toBe("stopped");
       expect(await driver.console(adopted.instance)).toContain("MIKROM-POWEROFF");
 
+      expect((await driver.find("srv-0000e001"))?.status).toBe("stopped");
       await driver.destroy(adopted.instance);
       expect(await driver.status(adopted.instance)).toBe("gone");
+      expect(await driver.find("srv-0000e001")).toBeUndefined();
       await expect(access(record.qmpSocket!)).rejects.toThrow();
       await expect(access(record.runDir)).rejects.toThrow();
       expect(await processesMentioning(dir)).toEqual([]);

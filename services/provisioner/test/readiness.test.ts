@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { driverConfigFromEnv } from "../src/drivers/config.ts";
-import { firecrackerBootArgs, prefixToNetmask } from "../src/drivers/firecracker/driver.ts";
+import { firecrackerBootArgs, prefixToNetmask } from "../src/drivers/firecracker/boot-args.ts";
 import { macFor, tapNameFor } from "../src/drivers/network.ts";
 import { kernelCmdline, type QemuLaunch, qemuArgv } from "../src/drivers/qemu/args.ts";
 import { guestArgs, parseGuestReport } from "../src/drivers/readiness.ts";

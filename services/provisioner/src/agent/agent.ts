@@ -1,18 +1,17 @@
 import type { DriverName } from "@mikrom/contracts";
 import type { MetadataInput } from "@mikrom/eventstore";
-import { createLogger, errorFields, withContext, withSpan } from "@mikrom/telemetry";
-import type { Driver, Instance, InstanceStatus } from "../drivers/driver.ts";
-import { BootFailed, BootTimeout } from "../drivers/errors.ts";
+import { createLogger, withContext, withSpan } from "@mikrom/telemetry";
+import type { Driver } from "../drivers/driver.ts";
 import { tapNameFor } from "../drivers/network.ts";
-import type { AgentStore, ProvisionerEvent } from "../store/event-store.ts";
+import type { AgentStore } from "../store/event-store.ts";
 import { vmStream } from "../store/event-store.ts";
-import { countRunning, listHeld, loadVm, recordVm, type VmChange } from "../store/instances.ts";
-import { type AgentCommand, type Answer, afterRestart, type HeldVm, plan, type Step } from "./plan.ts";
-
-export type { AgentCommand };
-
-import { recordBoot } from "./metrics.ts";
+import { countRunning, loadVm, recordVm } from "../store/instances.ts";
+import { DriverActions } from "./actions.ts";
+import { type AgentCommand, type HeldVm, plan } from "./plan.ts";
 import { VmLocks } from "./vm-locks.ts";
+import { HostWatch, type ReconcileReport } from "./watch.ts";
+
+export type { AgentCommand, ReconcileReport };
 
 const log = createLogger("mikrom.provisioner.agent");
 
@@ -24,9 +23,6 @@ const SPAN: Readonly<Record<AgentCommand["type"], string>> = {
   ShutDownVm: "provisioner.stop",
   DestroyVm: "provisioner.destroy",
 };
-
-/** How much of the console a boot failure's reason carries (vm-service shows it as the VM's error). */
-const REASON_CONSOLE_CHARS = 400;
 
 export interface CommandMeta {
   /** The command's message id: the inbox key and the answer's causation id. */
@@ -44,22 +40,16 @@ export interface AgentOptions {
   readonly withTaps?: boolean;
 }
 
-export interface ReconcileReport {
-  readonly adopted: string[];
-  readonly lost: string[];
-  /** Boots cut short by the agent's own end, whose leftovers were removed. */
-  readonly cleaned: string[];
-}
-
 export interface ConsoleView {
   readonly status: Exclude<HeldVm["status"], "destroyed">;
   readonly output: string;
 }
 
 /**
- * The host agent's work: commands to driver calls and answers, the reconcile at start, and the
- * watch that finds VMs whose process ended. The instances table is the state; every fact is
- * appended with the state change that explains it, and the outbox relay publishes it.
+ * The host agent: commands in (one VM's at a time, each acted on once, each answered, again if it
+ * comes again), driver calls through DriverActions, and the VMs watched by HostWatch. The instances
+ * table is the state; every fact is appended with the state change that explains it, and the outbox
+ * relay publishes it.
  */
 export class Agent {
   readonly hostId: string;
@@ -69,6 +59,8 @@ export class Agent {
   readonly #consumer: string;
   readonly #locks = new VmLocks();
   readonly #withTaps: boolean;
+  readonly #actions: DriverActions;
+  readonly watch: HostWatch;
 
   constructor(options: AgentOptions) {
     this.#withTaps = options.withTaps ?? false;
@@ -77,10 +69,14 @@ export class Agent {
     this.hostId = options.hostId;
     this.driverName = options.driver.name;
     this.#consumer = options.consumer;
-  }
-
-  #attributes(vmId: string): Record<string, string> {
-    return { "provisioner.driver": this.driverName, "vm.id": vmId, "host.id": this.hostId };
+    this.#actions = new DriverActions({ store: this.#store, driver: this.#driver, hostId: this.hostId });
+    this.watch = new HostWatch({
+      store: this.#store,
+      driver: this.#driver,
+      hostId: this.hostId,
+      actions: this.#actions,
+      locks: this.#locks,
+    });
   }
 
   /** Handles one command; resolves once its answer is recorded. A throw means "retry later". */
@@ -89,7 +85,12 @@ export class Agent {
     return withContext({ vm_id: vmId, action: command.type }, () =>
       withSpan(
         SPAN[command.type],
-        { ...this.#attributes(vmId), "messaging.message.id": meta.messageId },
+        {
+          "provisioner.driver": this.driverName,
+          "vm.id": vmId,
+          "host.id": this.hostId,
+          "messaging.message.id": meta.messageId,
+        },
         () => this.#locks.run(vmId, () => this.#handle(command, meta)),
       ),
     );
@@ -99,14 +100,20 @@ export class Agent {
     const vmId = command.data.vmId;
     const started = performance.now();
     if (await this.#store.inboxHas(this.#consumer, meta.messageId)) {
-      // Redelivered after its answer was recorded (the ack was lost): acting again could undo a later command.
-      log.info({ message_id: meta.messageId }, `${command.type} already handled, skipped`);
+      // Delivered again after its answer was recorded: acting again could undo a later command, but
+      // the answer may have been lost on the way (NATS can lose what it acknowledged): send it again.
+      const resent = await this.#store.resendCausedBy(meta.messageId);
+      log.info(
+        { message_id: meta.messageId, resent },
+        `${command.type} already handled; not acted on again, its answer sent again`,
+      );
       return;
     }
     const held = await loadVm(this.#store.db, vmId);
-    const live = held?.instance ? await this.#status(held.instance) : undefined;
-    const step = plan(command, held, live, { hostId: this.hostId, driver: this.driverName });
-    const { change, answer } = await this.#execute(step, held);
+    const found = await this.#actions.look(vmId, held);
+    const tap = this.#withTaps ? tapNameFor(vmId) : undefined;
+    const step = plan(command, held, found, { hostId: this.hostId, driver: this.driverName, tap });
+    const { change, answer } = await this.#actions.execute(step, vmId, held, command.type);
 
     const metadata: MetadataInput = {
       correlationId: meta.correlationId ?? meta.messageId,
@@ -114,7 +121,7 @@ export class Agent {
     };
     const once = await this.#store.handleOnce(this.#consumer, meta.messageId, async (session) => {
       if (change) return recordVm(session, this.driverName, change, [answer], metadata);
-      // A VM this host never held (or a refusal): the answer goes into its history, no row.
+      // A VM this host does not hold (or a refusal): the answer goes into its history, no row.
       const { version } = await session.readStream(vmStream(vmId));
       await session.append(vmStream(vmId), [answer], { expectedVersion: version, metadata });
       return undefined;
@@ -131,255 +138,19 @@ export class Agent {
     else log.info(fields, `${command.type}: ${answer.type}`);
   }
 
-  async #execute(step: Step, held: HeldVm | undefined): Promise<{ change?: VmChange; answer: Answer }> {
-    const hostId = this.hostId;
-    switch (step.kind) {
-      case "answer": {
-        if (!held) return { answer: step.answer };
-        return {
-          answer: step.answer,
-          change: {
-            vmId: held.vmId,
-            status: step.status ?? held.status,
-            spec: held.spec,
-            instance: held.instance ?? null,
-          },
-        };
-      }
-      case "boot":
-        return this.#boot(step);
-      case "stop": {
-        const vmId = step.instance.vmId;
-        try {
-          await this.#driver.stop(step.instance);
-          return {
-            change: { vmId, status: "stopped", spec: held!.spec, instance: step.instance },
-            answer: { type: "VmShutDown", data: { vmId, hostId } },
-          };
-        } catch (error) {
-          log.error(errorFields(error), "stopping the VM failed");
-          return {
-            change: { vmId, status: held!.status, spec: held!.spec, instance: step.instance },
-            answer: { type: "VmShutdownFailed", data: { vmId, hostId, reason: messageOf(error) } },
-          };
-        }
-      }
-      case "destroy": {
-        const vmId = held!.vmId;
-        // No answer for a destroy that failed: the throw has the command retried, then dead-lettered.
-        if (step.instance) await this.#driver.destroy(step.instance);
-        return {
-          change: { vmId, status: "destroyed", spec: held!.spec, instance: null },
-          answer: { type: "VmDestroyed", data: { vmId, hostId } },
-        };
-      }
-    }
-  }
-
-  async #boot(step: Extract<Step, { kind: "boot" }>): Promise<{ change: VmChange; answer: Answer }> {
-    const spec =
-      this.#withTaps && !step.spec.tap ? { ...step.spec, tap: tapNameFor(step.spec.vmId) } : step.spec;
-    const vmId = spec.vmId;
-    const hostId = this.hostId;
-    const booting = (instance: Instance | null): Promise<HeldVm> =>
-      this.#store.transaction((session) =>
-        recordVm(session, this.driverName, { vmId, status: "booting", spec, instance }, []),
-      );
-    let bootStarted: number | undefined;
-    try {
-      if (step.clear) {
-        // What an earlier boot left (a stopped or lost VM, or the running one of a reboot) goes first.
-        if (step.graceful) await this.#driver.stop(step.clear);
-        await this.#driver.destroy(step.clear);
-      }
-      await booting(null);
-      bootStarted = performance.now();
-      const instance = await this.#driver.boot(spec, {
-        onSpawned: async (spawned) => void (await booting(spawned)),
-      });
-      recordBoot(this.driverName, (performance.now() - bootStarted) / 1000);
-      log.info({ pid: instance.pid, boot_ms: instance.bootMs, ip: spec.ipAddress }, "VM booted");
-      return {
-        change: { vmId, status: "running", spec, instance },
-        answer: {
-          type: "VmBooted",
-          data: { vmId, hostId, driver: this.driverName, bootMs: instance.bootMs ?? 0 },
-        },
-      };
-    } catch (error) {
-      const failure = bootFailure(error);
-      // Only the driver's boot is timed; a failure clearing an earlier boot's leftovers is not one.
-      if (bootStarted !== undefined) {
-        recordBoot(this.driverName, (performance.now() - bootStarted) / 1000, failure.step);
-      }
-      log.warn({ ...errorFields(error), boot_step: failure.step }, "boot failed");
-      return {
-        change: { vmId, status: "failed", spec, instance: null },
-        answer: { type: "VmBootFailed", data: { vmId, hostId, ...failure } },
-      };
-    }
-  }
-
-  /** The driver's status of a record; a record it cannot read counts as gone. */
-  async #status(instance: Instance): Promise<InstanceStatus> {
-    try {
-      return await this.#driver.status(instance);
-    } catch (error) {
-      log.warn({ vm_id: instance.vmId, ...errorFields(error) }, "could not read the VM's status");
-      return "gone";
-    }
-  }
-
-  /**
-   * At start: every VM in the store is checked against the host. Running ones are adopted (the
-   * driver re-attaches), dead ones are reported with VmLost, boots cut short by the agent's own end
-   * are cleaned up (their command is redelivered and boots afresh).
-   */
+  /** At start: every VM in the store checked against the driver (see HostWatch.reconcile). */
   reconcile(): Promise<ReconcileReport> {
-    return withSpan(
-      "provisioner.reconcile",
-      { "provisioner.driver": this.driverName, "host.id": this.hostId },
-      async () => {
-        const report = { adopted: [] as string[], lost: [] as string[], cleaned: [] as string[] };
-        for (const held of await listHeld(this.#store.db)) {
-          await withContext({ vm_id: held.vmId, action: "reconcile" }, () =>
-            this.#locks.run(held.vmId, () => this.#reconcileOne(held, report)),
-          ).catch((error: unknown) =>
-            log.error(
-              { vm_id: held.vmId, ...errorFields(error) },
-              "could not reconcile the VM; it is left as it was",
-            ),
-          );
-        }
-        log.info(
-          { adopted: report.adopted.length, lost: report.lost.length, cleaned: report.cleaned.length },
-          "reconciled the VMs of this host",
-        );
-        return report;
-      },
-    );
+    return this.watch.reconcile();
   }
 
-  async #reconcileOne(
-    held: HeldVm,
-    report: { adopted: string[]; lost: string[]; cleaned: string[] },
-  ): Promise<void> {
-    let live: InstanceStatus | undefined;
-    let instance = held.instance;
-    if (instance) {
-      const adopted = await withSpan("provisioner.adopt", this.#attributes(held.vmId), () =>
-        this.#driver.adopt(instance),
-      );
-      live = adopted.status;
-      instance = adopted.instance;
-    }
-    const next = afterRestart(held, live);
-    if (next.clear && instance) await this.#driver.destroy(instance);
-    if (next.status === "running") report.adopted.push(held.vmId);
-    if (next.clear) report.cleaned.push(held.vmId);
-    if (next.lost) {
-      report.lost.push(held.vmId);
-      log.warn({ pid: instance?.pid }, "VM lost while the agent was down");
-    }
-    if (next.status === held.status && !next.lost && !next.clear) return;
-    const events: ProvisionerEvent[] = next.lost
-      ? [
-          {
-            type: "VmLost",
-            data: {
-              vmId: held.vmId,
-              hostId: this.hostId,
-              reason: `its ${this.driverName} process${instance?.pid ? ` (pid ${instance.pid})` : ""} ended while the agent was down`,
-            },
-          },
-        ]
-      : [];
-    await this.#store.transaction((session) =>
-      recordVm(
-        session,
-        this.driverName,
-        {
-          vmId: held.vmId,
-          status: next.status,
-          spec: held.spec,
-          instance: next.clear ? null : (instance ?? null),
-        },
-        events,
-      ),
-    );
-  }
-
-  /**
-   * The watch, run with every heartbeat: a running VM whose process ended without a stop is reported
-   * lost. VMs in the middle of an operation are left to it.
-   */
-  async findLost(): Promise<string[]> {
-    const lost: string[] = [];
-    for (const held of await listHeld(this.#store.db)) {
-      if (held.status !== "running" || !held.instance || this.#locks.busy(held.vmId)) continue;
-      await withContext({ vm_id: held.vmId, action: "watch" }, () =>
-        this.#locks.run(held.vmId, async () => {
-          const now = await loadVm(this.#store.db, held.vmId);
-          if (now?.status !== "running" || !now.instance) return;
-          if ((await this.#status(now.instance)) !== "gone") return;
-          log.warn({ pid: now.instance.pid }, "VM lost: its process ended without a stop");
-          lost.push(held.vmId);
-          await this.#store.transaction((session) =>
-            recordVm(
-              session,
-              this.driverName,
-              { vmId: now.vmId, status: "lost", spec: now.spec, instance: now.instance! },
-              [
-                {
-                  type: "VmLost",
-                  data: {
-                    vmId: now.vmId,
-                    hostId: this.hostId,
-                    reason: `its ${this.driverName} process${now.instance!.pid ? ` (pid ${now.instance!.pid})` : ""} ended without a stop`,
-                  },
-                },
-              ],
-            ),
-          );
-        }),
-      ).catch((error: unknown) =>
-        log.error({ vm_id: held.vmId, ...errorFields(error) }, "watching the VM failed"),
-      );
-    }
-    return lost;
+  /** One round of the watch: running VMs whose process ended without a stop, reported lost. */
+  findLost(): Promise<string[]> {
+    return this.watch.findLost();
   }
 
   /** For PROVISIONER_STOP_VMS_ON_EXIT: stops every running VM and reports it lost to vm-service. */
-  async stopAll(): Promise<void> {
-    for (const held of await listHeld(this.#store.db)) {
-      if (held.status !== "running" || !held.instance) continue;
-      const instance = held.instance;
-      await withContext({ vm_id: held.vmId, action: "stop-on-exit" }, () =>
-        this.#locks.run(held.vmId, async () => {
-          await withSpan("provisioner.stop", this.#attributes(held.vmId), () => this.#driver.stop(instance));
-          await this.#store.transaction((session) =>
-            recordVm(
-              session,
-              this.driverName,
-              { vmId: held.vmId, status: "stopped", spec: held.spec, instance },
-              [
-                {
-                  type: "VmLost",
-                  data: {
-                    vmId: held.vmId,
-                    hostId: this.hostId,
-                    reason: "the agent stopped it on exit (PROVISIONER_STOP_VMS_ON_EXIT)",
-                  },
-                },
-              ],
-            ),
-          );
-          log.info({}, "VM stopped with the agent");
-        }),
-      ).catch((error: unknown) =>
-        log.error({ vm_id: held.vmId, ...errorFields(error) }, "could not stop the VM on exit"),
-      );
-    }
+  stopAll(): Promise<void> {
+    return this.watch.stopAll();
   }
 
   runningVms(): Promise<number> {
@@ -393,17 +164,4 @@ export class Agent {
     const output = held.instance ? await this.#driver.console(held.instance, maxBytes).catch(() => "") : "";
     return { status: held.status, output };
   }
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-/** VmBootFailed's step and reason: the driver's step, its message, and the end of the console. */
-function bootFailure(error: unknown): { step: string; reason: string } {
-  if (error instanceof BootFailed || error instanceof BootTimeout) {
-    const tail = error.consoleTail.trim().slice(-REASON_CONSOLE_CHARS);
-    return { step: error.step, reason: tail ? `${error.message}; console: ${tail}` : error.message };
-  }
-  return { step: "agent", reason: messageOf(error) };
 }

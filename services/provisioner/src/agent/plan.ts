@@ -1,8 +1,9 @@
 /**
- * What the agent does with a command, as data: given what this host holds for the VM and what the
- * driver says of it now, either answer at once (the host is already where the command wants it:
- * that is what makes a redelivered or repeated command harmless) or act through the driver. Pure:
- * no I/O, no clock.
+ * What the agent does with a command, as data: given what this host's store holds for the VM and
+ * what the driver has for it now, either answer at once (the host is already where the command wants
+ * it: that is what makes a repeated or redelivered command harmless) or act through the driver.
+ * The driver's view wins over the store's: the agent may have died between a driver call and its
+ * record, so a VM found running as asked is running, whatever the row says. Pure: no I/O, no clock.
  */
 import type {
   BootVm,
@@ -27,6 +28,9 @@ export type AgentCommand =
   | MessageOf<typeof RebootVm>
   | MessageOf<typeof DestroyVm>;
 
+/** A command whose driver work was under way: stored before the driver is called, cleared with the answer. */
+export type Operation = AgentCommand["type"];
+
 /** The answers a command gets (VmLost is the agent's own finding, never an answer). */
 export type Answer =
   | MessageOf<typeof VmBooted>
@@ -37,7 +41,7 @@ export type Answer =
 
 /**
  * Where a VM is on this host:
- * - `booting`: a boot was under way (a row left so by a crash is cleaned up at start);
+ * - `booting`: a boot (or the clearing before it) was under way;
  * - `running`: booted, with the driver's record;
  * - `stopped`: stopped on command (the record and the console are kept);
  * - `failed`: the last boot failed (the driver cleaned up);
@@ -53,11 +57,31 @@ export interface HeldVm {
   readonly instance: Instance | undefined;
   /** Version of the VM's event stream. */
   readonly version: number;
+  /**
+   * The command whose driver work was under way when the row was last written, if any: a process
+   * that ended meanwhile was ended by it (a stop, a destroy, a reboot), not lost.
+   */
+  readonly operation: Operation | undefined;
+}
+
+/** What the driver has for the VM now (Driver.find, else the stored record's status). */
+export interface Found {
+  readonly status: InstanceStatus;
+  readonly instance: Instance;
+}
+
+/** The row a step leaves (the operation marker is cleared with it). */
+export interface Change {
+  readonly status: HeldStatus;
+  readonly spec: BootSpec;
+  /** `null` forgets the record (the driver removed everything). */
+  readonly instance: Instance | null;
 }
 
 export type Step =
-  | { readonly kind: "answer"; readonly answer: Answer; readonly status?: HeldStatus }
-  /** Boot `spec`; first destroy `clear` (what an earlier boot left), stopping it gracefully when `graceful`. */
+  /** Answer now; `change` is the row to write with it (none for a VM this host does not hold). */
+  | { readonly kind: "answer"; readonly answer: Answer; readonly change?: Change }
+  /** Boot `spec`; first destroy `clear` (what the driver has for the VM), stopping it gracefully when `graceful`. */
   | {
       readonly kind: "boot";
       readonly spec: BootSpec;
@@ -70,10 +94,12 @@ export type Step =
 export interface PlanContext {
   readonly hostId: string;
   readonly driver: DriverName;
+  /** The tap this host gives the VM (the driver creates it on its bridge), if it gives one. */
+  readonly tap?: string | undefined;
 }
 
-/** The spec of a BootVm as the driver takes it (the tap is the driver config's business). */
-export function bootSpecOf(data: MessageOf<typeof BootVm>["data"]): BootSpec {
+/** The spec of a BootVm as the driver takes it, with the host's tap when it gives one. */
+export function bootSpecOf(data: MessageOf<typeof BootVm>["data"], tap?: string): BootSpec {
   return {
     vmId: data.vmId,
     vcpuCount: data.vcpuCount,
@@ -81,85 +107,134 @@ export function bootSpecOf(data: MessageOf<typeof BootVm>["data"]): BootSpec {
     ipAddress: data.ipAddress,
     prefixLength: data.prefixLength,
     gateway: data.gateway,
+    ...(tap ? { tap } : {}),
   };
 }
 
 /**
+ * The driver's VM when it runs as `spec` asks: its process lives, its guest reported ready (a
+ * record without `bootMs` is a boot cut short), with the address asked for.
+ */
+export function runningAsAsked(found: Found | undefined, spec: BootSpec): Instance | undefined {
+  const ok =
+    found?.status === "running" &&
+    found.instance.bootMs !== undefined &&
+    found.instance.ipAddress === spec.ipAddress &&
+    found.instance.prefixLength === spec.prefixLength;
+  return ok ? found.instance : undefined;
+}
+
+/**
  * @param held what the store holds for the VM (undefined: never seen here)
- * @param live the driver's status of `held.instance` (undefined when there is no record)
+ * @param found what the driver has for the VM now (undefined: nothing at all)
  */
 export function plan(
   command: AgentCommand,
   held: HeldVm | undefined,
-  live: InstanceStatus | undefined,
+  found: Found | undefined,
   ctx: PlanContext,
 ): Step {
   const vmId = command.data.vmId;
   const { hostId } = ctx;
   const here = held !== undefined && held.status !== "destroyed";
-  const runs = here && held.status === "running" && live === "running" && held.instance !== undefined;
-  const booted = (): Step => ({
+  const withTap = (spec: BootSpec): BootSpec => (ctx.tap && !spec.tap ? { ...spec, tap: ctx.tap } : spec);
+  const booted = (spec: BootSpec, instance: Instance): Step => ({
     kind: "answer",
-    answer: {
-      type: "VmBooted",
-      data: { vmId, hostId, driver: ctx.driver, bootMs: held?.instance?.bootMs ?? 0 },
-    },
+    answer: { type: "VmBooted", data: { vmId, hostId, driver: ctx.driver, bootMs: instance.bootMs ?? 0 } },
+    change: { status: "running", spec, instance },
   });
   const notHere = `VM ${vmId} is not on host ${hostId}`;
+  const bootFailed = (): Step => ({
+    kind: "answer",
+    answer: { type: "VmBootFailed", data: { vmId, hostId, step: "prepare", reason: notHere } },
+  });
 
   switch (command.type) {
-    case "BootVm":
-      if (runs) return booted();
-      return { kind: "boot", spec: bootSpecOf(command.data), clear: held?.instance, graceful: false };
-    case "ResumeVm":
-      if (!here)
-        return {
-          kind: "answer",
-          answer: { type: "VmBootFailed", data: { vmId, hostId, step: "prepare", reason: notHere } },
-        };
-      if (runs) return booted();
-      return { kind: "boot", spec: held.spec, clear: held.instance, graceful: false };
-    case "RebootVm":
-      if (!here)
-        return {
-          kind: "answer",
-          answer: { type: "VmBootFailed", data: { vmId, hostId, step: "prepare", reason: notHere } },
-        };
-      return { kind: "boot", spec: held.spec, clear: held.instance, graceful: runs };
-    case "ShutDownVm":
+    case "BootVm": {
+      const spec = bootSpecOf(command.data, ctx.tap);
+      // Already running as asked (booted before, or by an agent that died before recording it).
+      const running = runningAsAsked(found, spec);
+      if (running) return booted(spec, running);
+      return { kind: "boot", spec, clear: found?.instance, graceful: false };
+    }
+    case "ResumeVm": {
+      if (!here) return bootFailed();
+      const spec = withTap(held.spec);
+      const running = runningAsAsked(found, spec);
+      if (running) return booted(spec, running);
+      return { kind: "boot", spec, clear: found?.instance, graceful: false };
+    }
+    case "RebootVm": {
+      if (!here) return bootFailed();
+      const spec = withTap(held.spec);
+      // A reboot acts even on a VM that runs: a redelivered one reboots again, and the VM still runs.
+      return {
+        kind: "boot",
+        spec,
+        clear: found?.instance,
+        graceful: runningAsAsked(found, spec) !== undefined,
+      };
+    }
+    case "ShutDownVm": {
       if (!here)
         return {
           kind: "answer",
           answer: { type: "VmShutdownFailed", data: { vmId, hostId, reason: notHere } },
         };
-      if (runs) return { kind: "stop", instance: held.instance! };
+      if (found?.status === "running") return { kind: "stop", instance: found.instance };
       // It does not run (stopped before, lost, or a boot that failed): that is what was asked.
+      const status = held.status === "running" || held.status === "booting" ? "stopped" : held.status;
       return {
         kind: "answer",
         answer: { type: "VmShutDown", data: { vmId, hostId } },
-        ...(held.status === "running" || held.status === "booting" ? { status: "stopped" as const } : {}),
+        change: { status, spec: held.spec, instance: found?.instance ?? held.instance ?? null },
       };
+    }
     case "DestroyVm":
-      if (!here) return { kind: "answer", answer: { type: "VmDestroyed", data: { vmId, hostId } } };
-      return { kind: "destroy", instance: held.instance };
+      // Whatever the driver has goes, even for a VM the store says is destroyed (a destroy cut short).
+      if (!here && !found) return { kind: "answer", answer: { type: "VmDestroyed", data: { vmId, hostId } } };
+      return { kind: "destroy", instance: found?.instance ?? held?.instance };
   }
 }
 
-/** The status of an adopted VM after an agent restart, and whether it must be reported lost. */
-export function afterRestart(
-  held: HeldVm,
-  live: InstanceStatus | undefined,
-): { status: HeldStatus; lost: boolean; clear: boolean } {
+/** What became of a VM while no command acted on it, and what to do about it. */
+export interface Settled {
+  readonly status: HeldStatus;
+  readonly instance: Instance | null;
+  /** Report VmLost: its process ended without a stop. */
+  readonly lost: boolean;
+  /** Destroy this first: what a boot cut short left. */
+  readonly clear: Instance | undefined;
+}
+
+/**
+ * What a VM in the store has become, by what the driver has for it: at start (after the agent's own
+ * end, which may have cut any step short) and in the watch. A VM found running as its spec asks is
+ * running whatever the row says (adopted); a boot cut short is cleared and `failed` (its command is
+ * delivered again); a running VM whose process ended is lost, unless a command of ours was ending it.
+ */
+export function settle(held: HeldVm, found: Found | undefined): Settled {
+  const kept = found?.instance ?? held.instance ?? null;
+  const as = (status: HeldStatus, lost = false): Settled => ({
+    status,
+    instance: kept,
+    lost,
+    clear: undefined,
+  });
+  const running = runningAsAsked(found, held.spec);
+  if (running) return { status: "running", instance: running, lost: false, clear: undefined };
   switch (held.status) {
     case "booting":
-      // The boot was cut short with the agent: whatever it left goes; the command is redelivered.
-      return { status: "failed", lost: false, clear: true };
+      // Cut short before the guest was ready (or never spawned): what it left goes.
+      return { status: "failed", instance: null, lost: false, clear: found?.instance };
     case "running":
-      if (live === "running") return { status: "running", lost: false, clear: false };
+      if (found?.status === "running") return as("running");
       // Stopped on purpose (the agent died between the stop and recording it): the stop is redelivered.
-      if (live === "stopped") return { status: "stopped", lost: false, clear: false };
-      return { status: "lost", lost: true, clear: false };
+      if (found?.status === "stopped") return as("stopped");
+      // Ended by a stop, destroy or reboot under way: its command is redelivered and finishes.
+      if (held.operation !== undefined) return as("stopped");
+      return as("lost", true);
     default:
-      return { status: held.status, lost: false, clear: false };
+      return as(held.status);
   }
 }

@@ -107,7 +107,7 @@ export interface FollowOptions<T> {
 
 /** Reads the file as it grows, line by line, until a line matches, the writer dies, or the deadline. */
 export async function followLines<T>(path: string, options: FollowOptions<T>): Promise<FollowOutcome<T>> {
-  const deadline = Date.now() + options.timeoutMs;
+  const deadline = performance.now() + options.timeoutMs;
   const pollMs = options.pollMs ?? 50;
   let offset = 0;
   let partial = "";
@@ -136,7 +136,7 @@ export async function followLines<T>(path: string, options: FollowOptions<T>): P
       }
       return { kind: "exited" };
     }
-    const left = deadline - Date.now();
+    const left = deadline - performance.now();
     if (left <= 0) return { kind: "timeout" };
     await delay(Math.min(pollMs, left));
   }

@@ -49,7 +49,10 @@ export const Instance = z.object({
   /** qemu: how the CPU is run. */
   accel: z.enum(["kvm", "tcg"]).optional(),
   startedAt: z.iso.datetime(),
-  /** Milliseconds from spawn to the guest's readiness line. */
+  /**
+   * Milliseconds from spawn to the guest's readiness line. Set only once the guest reported ready:
+   * a record without it whose process still runs is a boot cut short (the agent died waiting).
+   */
   bootMs: z.number().nonnegative().optional(),
 });
 export type Instance = z.infer<typeof Instance>;
@@ -89,6 +92,12 @@ export interface Driver {
   status(instance: Instance): Promise<InstanceStatus>;
   /** Re-attaches to a VM from a stored record (after an agent restart) and says whether it still runs. */
   adopt(record: unknown): Promise<AdoptResult>;
+  /**
+   * What the driver has for the VM now, read from the VM's own run folder whatever the agent's store
+   * says (the agent may have died between a boot and its record): undefined when it has nothing. A
+   * VM found running is re-attached, as by `adopt`.
+   */
+  find(vmId: string): Promise<AdoptResult | undefined>;
   /** The last `maxBytes` of the VM's console output. */
   console(instance: Instance, maxBytes?: number): Promise<string>;
   /** Releases the driver's own resources (timers); running VMs are left running. */

@@ -74,11 +74,11 @@ export async function isOurProcess(pid: number, marker: string): Promise<boolean
 
 /** Resolves true once the process has ended, false if it still runs at the deadline. */
 export async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   for (;;) {
     if (!(await isAlive(pid))) return true;
-    if (Date.now() >= deadline) return false;
-    await delay(Math.min(20, Math.max(1, deadline - Date.now())));
+    if (performance.now() >= deadline) return false;
+    await delay(Math.min(20, Math.max(1, deadline - performance.now())));
   }
 }
 

@@ -4,7 +4,7 @@ import { type AdoptResult, type BootSpec, Instance, type InstanceStatus } from "
 import { BootFailed, InvalidInstance } from "./errors.ts";
 import { createTap, removeTap } from "./network.ts";
 import { isAlive, isOurProcess } from "./process.ts";
-import { ensureDir, type VmPaths } from "./run-dir.ts";
+import { ensureDir, type VmPaths, vmPaths } from "./run-dir.ts";
 
 /*
  * What the process drivers (QEMU, Firecracker) do alike around the hypervisor process they
@@ -127,4 +127,34 @@ export async function adoptVm(
   const current = await status(vm);
   if (vm.pid && (await isAlive(vm.pid)) && current !== "gone") keeper.watch(vm.consoleLog);
   return { status: current, instance: vm };
+}
+
+/**
+ * The VM the run folder records (instance.json, written at spawn and again at readiness), its
+ * status, and its console followed again while it lives; undefined when the folder holds no record
+ * of this driver's. This is what tells the agent that a VM runs which its store does not know of.
+ */
+export async function findVm(
+  runDir: string,
+  vmId: string,
+  socketName: string,
+  own: (instance: Instance) => Instance,
+  status: (vm: Instance) => Promise<InstanceStatus>,
+  keeper: ConsoleKeeper,
+): Promise<AdoptResult | undefined> {
+  let paths: VmPaths;
+  try {
+    paths = vmPaths(runDir, vmId, socketName);
+  } catch {
+    return undefined;
+  }
+  const record = await readRecord(paths.dir);
+  if (!record || record.vmId !== vmId) return undefined;
+  try {
+    own(record);
+  } catch {
+    // Another driver's record (the host changed drivers): not a VM this driver can act on.
+    return undefined;
+  }
+  return adoptVm(record, own, status, keeper);
 }

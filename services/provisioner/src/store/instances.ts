@@ -1,6 +1,6 @@
 import type { MetadataInput, Session } from "@mikrom/eventstore";
 import type { Kysely } from "kysely";
-import type { HeldStatus, HeldVm } from "../agent/plan.ts";
+import type { HeldStatus, HeldVm, Operation } from "../agent/plan.ts";
 import { BootSpec, type DriverName, Instance } from "../drivers/driver.ts";
 import { type ProvisionerEvent, vmStream } from "./event-store.ts";
 import type { ProvisionerTables } from "./tables.ts";
@@ -13,6 +13,7 @@ function toHeld(row: {
   spec: unknown;
   instance: unknown;
   stream_version: number;
+  operation: string | null;
 }): HeldVm {
   const instance = row.instance === null ? undefined : Instance.parse(row.instance);
   return {
@@ -21,6 +22,7 @@ function toHeld(row: {
     spec: BootSpec.parse(row.spec),
     instance,
     version: row.stream_version,
+    operation: (row.operation ?? undefined) as Operation | undefined,
   };
 }
 
@@ -28,7 +30,7 @@ function toHeld(row: {
 export async function loadVm(db: Db, vmId: string, forUpdate = false): Promise<HeldVm | undefined> {
   let query = db
     .selectFrom("instances")
-    .select(["vm_id", "status", "spec", "instance", "stream_version"])
+    .select(["vm_id", "status", "spec", "instance", "stream_version", "operation"])
     .where("vm_id", "=", vmId);
   if (forUpdate) query = query.forUpdate();
   const row = await query.executeTakeFirst();
@@ -39,7 +41,7 @@ export async function loadVm(db: Db, vmId: string, forUpdate = false): Promise<H
 export async function listHeld(db: Db): Promise<HeldVm[]> {
   const rows = await db
     .selectFrom("instances")
-    .select(["vm_id", "status", "spec", "instance", "stream_version"])
+    .select(["vm_id", "status", "spec", "instance", "stream_version", "operation"])
     .where("status", "<>", "destroyed")
     .orderBy("vm_id")
     .execute();
@@ -52,6 +54,8 @@ export interface VmChange {
   readonly spec: BootSpec;
   /** `null` forgets the record (the driver removed everything). */
   readonly instance: Instance | null;
+  /** The command about to act through the driver; a change without it clears the marker. */
+  readonly operation?: Operation | undefined;
 }
 
 /**
@@ -86,6 +90,7 @@ export async function recordVm(
     socket: instance?.qmpSocket ?? instance?.apiSocket ?? null,
     console_log: instance?.consoleLog ?? null,
     stream_version: version,
+    operation: change.operation ?? null,
     updated_at: new Date(),
   };
   await session.db
@@ -99,6 +104,7 @@ export async function recordVm(
     spec: change.spec,
     instance: instance ?? undefined,
     version,
+    operation: change.operation,
   };
 }
 

@@ -33,6 +33,20 @@ const m001: Migration = {
   },
 };
 
+/**
+ * The command whose driver work is under way, written before the driver is called and cleared with
+ * the answer: after the agent's own crash, a VM whose process ended meanwhile was ended by that
+ * command (a stop, a destroy, a reboot), and is not reported lost; the command is redelivered.
+ */
+const m002: Migration = {
+  async up(db) {
+    await sql`ALTER TABLE instances ADD COLUMN operation text`.execute(db);
+  },
+  async down(db) {
+    await sql`ALTER TABLE instances DROP COLUMN operation`.execute(db);
+  },
+};
+
 export const provisionerMigrations: MigrationProvider = {
-  getMigrations: async () => ({ "001-instances": m001 }),
+  getMigrations: async () => ({ "001-instances": m001, "002-operation": m002 }),
 };

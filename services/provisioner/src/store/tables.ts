@@ -13,6 +13,8 @@ export interface InstancesTable {
   socket: string | null;
   console_log: string | null;
   stream_version: number;
+  /** The command whose driver work is under way (see migration 002). */
+  operation: string | null;
   created_at: Generated<Date>;
   updated_at: ColumnType<Date, Date | undefined, Date>;
 }

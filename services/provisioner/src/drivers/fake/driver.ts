@@ -5,6 +5,7 @@ import { createLogger } from "@mikrom/telemetry";
 import { readTail } from "../console-log.ts";
 import {
   type AdoptResult,
+  type BootOptions,
   BootSpec,
   DEFAULT_CONSOLE_BYTES,
   type Driver,
@@ -31,39 +32,66 @@ export interface FakeDriverOptions {
 
 type FakeState = "running" | "stopped";
 
+/** The VM's record in its folder, as the process drivers keep instance.json: `find` reads it. */
+const RECORD = "instance.json";
+
 /**
  * No hypervisor: VMs are files with a state, for load and failure tests of everything above the
  * driver. Boots take the configured latency and fail at the configured rate; `crash` makes a VM
- * vanish as a dead hypervisor process would.
+ * vanish as a dead hypervisor process would. Like the process drivers, a boot writes the VM's
+ * record when it "spawns" (calling `onSpawned`) and again, with `bootMs`, once the VM runs; the
+ * latency is the agent's own timer, so a boot whose agent died never completes (it is `gone`).
  */
 export class FakeDriver implements Driver {
   readonly name = "fake" as const;
   readonly #options: FakeDriverOptions;
   readonly #random: () => number;
+  #boots = 0;
 
   constructor(options: FakeDriverOptions) {
     this.#options = options;
     this.#random = options.random ?? Math.random;
   }
 
-  async boot(input: BootSpec, options: { signal?: AbortSignal } = {}): Promise<Instance> {
+  /** Boots started by this driver (a VM that runs is never booted twice: tests count on it). */
+  get boots(): number {
+    return this.#boots;
+  }
+
+  async boot(input: BootSpec, options: BootOptions = {}): Promise<Instance> {
     const parsed = BootSpec.safeParse(input);
     if (!parsed.success) throw new BootFailed("prepare", `invalid boot spec: ${parsed.error.message}`);
     const spec = parsed.data;
     const dir = join(this.#options.runDir, spec.vmId);
     if ((await this.#state(dir)) === "running")
       throw new BootFailed("prepare", `VM ${spec.vmId} already runs`);
+    this.#boots++;
+    await rm(join(dir, "state"), { force: true });
     await mkdir(dir, { recursive: true });
     const started = Date.now();
+    // Durations from the monotonic clock: a wall clock set back during a boot must not make it negative.
+    const startedMono = performance.now();
     const consoleLog = join(dir, "console.log");
     await writeFile(consoleLog, `fake: booting ${spec.vmId}\n`);
+    const spawned: Instance = {
+      vmId: spec.vmId,
+      driver: "fake",
+      consoleLog,
+      runDir: dir,
+      ipAddress: spec.ipAddress,
+      prefixLength: spec.prefixLength,
+      ...(spec.tap ? { tap: spec.tap } : {}),
+      startedAt: new Date(started).toISOString(),
+    };
 
     const latency = this.#latency();
     try {
+      await writeFile(join(dir, RECORD), JSON.stringify(spawned));
+      await options.onSpawned?.(spawned);
       await delay(latency, undefined, options.signal ? { signal: options.signal } : {});
     } catch (error) {
       await rm(dir, { recursive: true, force: true });
-      throw options.signal?.reason ?? error;
+      throw options.signal?.aborted ? options.signal.reason : error;
     }
     const failureRate = this.#options.failureRate ?? 0;
     if (failureRate > 0 && this.#random() < failureRate) {
@@ -76,17 +104,8 @@ export class FakeDriver implements Driver {
     await writeFile(consoleLog, `MIKROM-READY vm=${spec.vmId} ip=${spec.ipAddress}/${spec.prefixLength}\n`, {
       flag: "a",
     });
-    const instance: Instance = {
-      vmId: spec.vmId,
-      driver: "fake",
-      consoleLog,
-      runDir: dir,
-      ipAddress: spec.ipAddress,
-      prefixLength: spec.prefixLength,
-      ...(spec.tap ? { tap: spec.tap } : {}),
-      startedAt: new Date(started).toISOString(),
-      bootMs: Date.now() - started,
-    };
+    const instance: Instance = { ...spawned, bootMs: Math.round(performance.now() - startedMono) };
+    await writeFile(join(dir, RECORD), JSON.stringify(instance));
     await writeFile(join(dir, "state"), "running");
     log.debug({ vm_id: spec.vmId, boot_ms: instance.bootMs }, "fake VM running");
     return instance;
@@ -112,6 +131,20 @@ export class FakeDriver implements Driver {
     if (!parsed.success) throw new InvalidInstance(`not an instance record: ${parsed.error.message}`);
     const instance = this.#own(parsed.data);
     return { status: await this.status(instance), instance };
+  }
+
+  async find(vmId: string): Promise<AdoptResult | undefined> {
+    const text = await readFile(join(this.#options.runDir, vmId, RECORD), "utf8").catch(() => undefined);
+    if (text === undefined) return undefined;
+    let record: unknown;
+    try {
+      record = JSON.parse(text);
+    } catch {
+      return undefined;
+    }
+    const parsed = Instance.safeParse(record);
+    if (!parsed.success || parsed.data.driver !== "fake" || parsed.data.vmId !== vmId) return undefined;
+    return { status: await this.status(parsed.data), instance: parsed.data };
   }
 
   async console(instance: Instance, maxBytes = DEFAULT_CONSOLE_BYTES): Promise<string> {

@@ -15,11 +15,11 @@ import { awaitGuestReady, consoleTails } from "../guest-ready.ts";
 import { KeyedLock } from "../keyed-lock.ts";
 import { macFor, netnsCommand } from "../network.ts";
 import { isAlive, spawnOrFail, terminate, waitForExit } from "../process.ts";
-import { guestArgs } from "../readiness.ts";
 import { type VmPaths, vmPaths } from "../run-dir.ts";
 import {
   adoptVm,
   type EndProcess,
+  findVm,
   prepareVm,
   stopVm,
   supervisedStatus,
@@ -27,6 +27,7 @@ import {
   writeRecord,
 } from "../supervision.ts";
 import { FirecrackerApiError, firecrackerCall } from "./api.ts";
+import { firecrackerBootArgs } from "./boot-args.ts";
 
 const log = createLogger("mikrom.provisioner.driver.firecracker");
 
@@ -95,6 +96,8 @@ export class FirecrackerDriver implements Driver {
     const netns = this.#options.netns;
     const { tapOwned } = await prepareVm(spec, paths, { bridge: this.#options.bridge, netns });
     const spawnedAt = Date.now();
+    // Durations from the monotonic clock: a wall clock set back during a boot must not make it negative.
+    const spawnedAtMono = performance.now();
     let instance: Instance = {
       vmId: spec.vmId,
       driver: "firecracker",
@@ -126,7 +129,7 @@ export class FirecrackerDriver implements Driver {
         hypervisor: "firecracker",
         signal,
       });
-      instance = { ...instance, bootMs: Date.now() - spawnedAt };
+      instance = { ...instance, bootMs: Math.round(performance.now() - spawnedAtMono) };
       await writeRecord(paths.dir, instance);
       this.#keeper.watch(paths.console);
       log.info({ vm_id: spec.vmId, pid, boot_ms: instance.bootMs, ip: spec.ipAddress }, "guest ready");
@@ -142,7 +145,7 @@ export class FirecrackerDriver implements Driver {
   /** The socket appears some milliseconds after spawn: poll `GET /` until it answers. */
   async #awaitApi(pid: number, paths: VmPaths): Promise<void> {
     const timeoutMs = this.#options.apiTimeoutMs ?? 5000;
-    const deadline = Date.now() + timeoutMs;
+    const deadline = performance.now() + timeoutMs;
     for (;;) {
       try {
         await firecrackerCall(paths.socket, "GET", "/", undefined, 1000);
@@ -151,7 +154,7 @@ export class FirecrackerDriver implements Driver {
         if (!(await isAlive(pid))) {
           throw new BootFailed("spawn", "firecracker exited", await consoleTails(paths, "firecracker"));
         }
-        if (Date.now() >= deadline) {
+        if (performance.now() >= deadline) {
           throw new BootTimeout("spawn", timeoutMs, await consoleTails(paths, "firecracker"));
         }
         await delay(20);
@@ -255,6 +258,17 @@ export class FirecrackerDriver implements Driver {
     return adopted;
   }
 
+  async find(vmId: string): Promise<AdoptResult | undefined> {
+    return findVm(
+      this.#options.runDir,
+      vmId,
+      API_SOCKET,
+      (instance) => this.#own(instance),
+      (vm) => this.status(vm),
+      this.#keeper,
+    );
+  }
+
   async console(instance: Instance, maxBytes = DEFAULT_CONSOLE_BYTES): Promise<string> {
     return readTail(this.#own(instance).consoleLog, maxBytes);
   }
@@ -269,21 +283,4 @@ export class FirecrackerDriver implements Driver {
     }
     return instance;
   }
-}
-
-/**
- * The kernel command line for a Firecracker guest: the kernel's own `ip=` (for kernels with
- * CONFIG_IP_PNP; Debian's cloud kernel has it off) and the mikrom.* arguments the Mikrom guest's
- * /init reads.
- */
-export function firecrackerBootArgs(
-  spec: Pick<BootSpec, "vmId" | "ipAddress" | "prefixLength" | "gateway">,
-): string {
-  const ip = `ip=${spec.ipAddress}::${spec.gateway ?? ""}:${prefixToNetmask(spec.prefixLength)}::eth0:off`;
-  return ["console=ttyS0", "reboot=k", "panic=1", "pci=off", ip, ...guestArgs(spec)].join(" ");
-}
-
-export function prefixToNetmask(prefix: number): string {
-  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-  return [24, 16, 8, 0].map((shift) => (mask >>> shift) & 0xff).join(".");
 }

@@ -18,6 +18,7 @@ import { type VmPaths, vmPaths } from "../run-dir.ts";
 import {
   adoptVm,
   type EndProcess,
+  findVm,
   prepareVm,
   stopVm,
   supervisedStatus,
@@ -103,6 +104,8 @@ export class QemuDriver implements Driver {
       tscKhz: this.#options.tscKhz,
     });
     const spawnedAt = Date.now();
+    // Durations from the monotonic clock: a wall clock set back during a boot must not make it negative.
+    const spawnedAtMono = performance.now();
     let instance: Instance = {
       vmId: spec.vmId,
       driver: "qemu",
@@ -130,7 +133,7 @@ export class QemuDriver implements Driver {
         hypervisor: "qemu",
         signal,
       });
-      const bootMs = Date.now() - spawnedAt;
+      const bootMs = Math.round(performance.now() - spawnedAtMono);
       await this.#expectRunning(paths);
       instance = { ...instance, bootMs };
       await writeRecord(paths.dir, instance);
@@ -211,6 +214,17 @@ export class QemuDriver implements Driver {
     );
     log.info({ vm_id: adopted.instance.vmId, pid: adopted.instance.pid, status: adopted.status }, "adopted");
     return adopted;
+  }
+
+  async find(vmId: string): Promise<AdoptResult | undefined> {
+    return findVm(
+      this.#options.runDir,
+      vmId,
+      QMP_SOCKET,
+      (instance) => this.#own(instance),
+      (vm) => this.status(vm),
+      this.#keeper,
+    );
   }
 
   async console(instance: Instance, maxBytes = DEFAULT_CONSOLE_BYTES): Promise<string> {
