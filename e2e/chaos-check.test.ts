@@ -271,6 +271,15 @@ describe("the chaos checker", () => {
     }
   });
 
+  it("does not count a refusal the audit log holds: CommandRejected is no part of a VM's history", () => {
+    const data = clean();
+    const audit = {
+      ...data.final.audit,
+      "srv-a": { eventIds: ["e1", "r1", "e2"], types: ["VmCreated", "CommandRejected", "VmRunning"] },
+    };
+    expect(counted({ ...data, final: { ...data.final, audit } })).toEqual({});
+  });
+
   it("counts final reads that failed and a fresh VM that did not run", () => {
     const data = clean();
     const final = { ...data.final, readErrors: ["GET /api/v1/ippools/stats: 503"] };

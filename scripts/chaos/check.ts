@@ -281,14 +281,25 @@ export function addresses(final: FinalReads): Violation[] {
 }
 
 /**
+ * Published on a VM's subject, audited, but by design no part of its history: vm-service's answer
+ * to a command it refused.
+ */
+export const NOT_IN_HISTORY = ["CommandRejected"];
+
+/**
  * A live VM whose history (its event ids) and the audit log's entries for it differ: missing from the
  * audit log, in it but not in the history, or in it twice. (A deleted VM's history is not served.)
  */
 export function auditMismatches(final: FinalReads): Violation[] {
   const out: Violation[] = [];
   for (const [vmId, history] of Object.entries(final.histories)) {
-    const audited = final.audit[vmId];
-    if (audited === undefined || history.status !== 200) continue;
+    const all = final.audit[vmId];
+    if (all === undefined || history.status !== 200) continue;
+    const kept = all.types.map((type) => !NOT_IN_HISTORY.includes(type));
+    const audited = {
+      eventIds: all.eventIds.filter((_, i) => kept[i]),
+      types: all.types.filter((_, i) => kept[i]),
+    };
     const inHistory = new Set(history.eventIds);
     const inAudit = new Set(audited.eventIds);
     const missing = history.eventIds.filter((id) => !inAudit.has(id));

@@ -211,7 +211,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
 
     // Everything runs, nothing is paused; then the system settles.
     await everythingRuns(running, bus, pg, progress);
-    await running.ready(90_000).catch((error: unknown) => progress(`not ready: ${(error as Error).message}`));
+    await running
+      .ready(Math.min(90, opts.settleS) * 1000)
+      .catch((error: unknown) => progress(`not ready: ${(error as Error).message}`));
     interrupted();
     const settleStarted = Date.now();
     const settled = await settle(api, adminToken, opts.settleS * 1000, signal, progress);
@@ -510,7 +512,7 @@ async function readFinal(
   progress(`reading the history and audit entries of ${ids.size} VMs`);
   await eachLimited([...ids], 6, async (vmId) => readOne(vmId));
   // The audit log follows the events a little behind: a mismatch must last before it counts.
-  for (let round = 1; round <= 5; round++) {
+  for (let round = 1; round <= 3; round++) {
     const partial = {
       vms,
       histories,
@@ -526,7 +528,7 @@ async function readFinal(
       if (h.status === 404 && audit[vmId]?.eventIds.length === 0) lagging.push(vmId);
     const retry = [...new Set([...lagging, ...failed.keys()])];
     if (retry.length === 0 || signal.aborted) break;
-    progress(`audit or history of ${retry.length} VMs differ or were unreadable: reading again (${round}/5)`);
+    progress(`audit or history of ${retry.length} VMs differ or were unreadable: reading again (${round}/3)`);
     await sleep(3_000, signal);
     for (const id of retry) failed.delete(id);
     await eachLimited(retry, 6, async (vmId) => readOne(vmId));
