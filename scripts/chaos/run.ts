@@ -223,6 +223,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     progress("final reads");
     const final = await readFinal(api, adminToken, load.creates, settled, signal, progress);
     interrupted();
+    const hosts = await hostEvents(api, adminToken, signal);
     progress("fresh create -> running -> delete");
     const fresh = await freshCheck(api, users[0]!.token, opts, signal);
     progress(`fresh: ${fresh.ok ? "ok" : "FAIL"} (${fresh.detail})`);
@@ -249,6 +250,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       crashes,
       info: info(load.responses, load.creates, final),
       fresh,
+      hosts,
       files: {
         services: join(reportDir, "services.log"),
         faults: join(reportDir, "faults.log"),
@@ -535,6 +537,35 @@ async function readFinal(
   }
   readErrors.push(...failed.values());
   return { vms, histories, audit, auditCreated: auditCreated ?? null, allocated, settled, readErrors };
+}
+
+/**
+ * The host's presence as the audit log recorded it, for explaining a host that vm-service lost:
+ * every registration and stop, and the last heartbeats (with the time each carried).
+ */
+async function hostEvents(api: string, token: string, signal: AbortSignal): Promise<Record<string, unknown>> {
+  const brief = (e: { type: string; data: Record<string, unknown>; recorded_at?: string }) => ({
+    type: e.type,
+    at: e.data.at ?? e.data.startedAt,
+    recorded_at: e.recorded_at,
+  });
+  const out: Record<string, unknown> = {};
+  for (const type of ["HostRegistered", "HostStopped"]) {
+    const items = await auditPages(api, token, `type=${type}`, signal);
+    out[type] = items?.map(brief) ?? "unreadable";
+  }
+  const first = await retrying(() =>
+    call(api, "GET", "/api/v1/audit?type=HostHeartbeat&page_size=20", { token, signal }),
+  );
+  if (first.status === 200) {
+    const last = Math.max(1, Number(first.body.total_pages));
+    const page = await retrying(() =>
+      call(api, "GET", `/api/v1/audit?type=HostHeartbeat&page_size=20&page=${last}`, { token, signal }),
+    );
+    out.heartbeats = first.body.total;
+    out.lastHeartbeats = page.status === 200 ? page.body.items.map(brief) : "unreadable";
+  }
+  return out;
 }
 
 /** A new VM is created, runs and is deleted through the API. */
