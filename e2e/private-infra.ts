@@ -3,7 +3,7 @@
  * other tests run against are never stopped.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { chown, mkdtemp, rm } from "node:fs/promises";
+import { chown, mkdtemp, readFile, rm } from "node:fs/promises";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,7 +22,7 @@ export async function freePort(): Promise<number> {
 }
 
 /** Resolves once something accepts TCP connections on the port, or throws at the deadline. */
-async function listening(port: number, timeoutMs: number): Promise<void> {
+export async function listening(port: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
@@ -44,6 +44,12 @@ export interface PrivatePostgres {
   start(): Promise<void>;
   /** `pg_ctl stop -m fast`: sessions are ended, the server goes away. */
   stop(): Promise<void>;
+  /** `pg_ctl stop -m immediate`: the server dies as in a crash (recovery runs at the next start). */
+  crash(): Promise<void>;
+  /** The postmaster's process id while the server runs (from `postmaster.pid`). */
+  pid(): Promise<number | undefined>;
+  /** The server's own log (kept until `remove`). */
+  readonly logFile: string;
   /** Stops the server and removes the cluster. */
   remove(): Promise<void>;
 }
@@ -80,15 +86,26 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`;
   const pgCtl = (...args: string[]) => asPostgres([`${PG_BIN}/pg_ctl`, "-D", data, ...args]);
   let running = false;
+  const logFile = join(dir, "server.log");
   const cluster: PrivatePostgres = {
     url: (database) => `postgres://postgres@127.0.0.1:${port}/${database}`,
+    logFile,
     async start() {
-      await pgCtl("-o", options, "-l", join(dir, "server.log"), "-w", "-t", "30", "start");
+      await pgCtl("-o", options, "-l", logFile, "-w", "-t", "30", "start");
       running = true;
     },
     async stop() {
       await pgCtl("-m", "fast", "-w", "-t", "30", "stop");
       running = false;
+    },
+    async crash() {
+      await pgCtl("-m", "immediate", "-w", "-t", "30", "stop");
+      running = false;
+    },
+    async pid() {
+      const text = await readFile(join(data, "postmaster.pid"), "utf8").catch(() => "");
+      const pid = Number(text.split("\n")[0]);
+      return Number.isInteger(pid) && pid > 0 ? pid : undefined;
     },
     async remove() {
       if (running) await cluster.stop().catch(() => {});
@@ -101,6 +118,8 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
 
 export interface PrivateNats {
   readonly url: string;
+  /** The server's process id while it runs. */
+  pid(): number | undefined;
   /** SIGKILL: the server dies as in a crash, with no goodbye to its clients. */
   kill(): Promise<void>;
   /** Starts it again on the same port and store folder (JetStream recovers its streams from the store). */
@@ -117,6 +136,7 @@ export async function startPrivateNats(): Promise<PrivateNats> {
   let exited: Promise<void> = Promise.resolve();
   const nats: PrivateNats = {
     url: `nats://127.0.0.1:${port}`,
+    pid: () => (child && child.exitCode === null && child.signalCode === null ? child.pid : undefined),
     async start() {
       const proc = spawn(NATS_SERVER, ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", dir], {
         stdio: "ignore",
