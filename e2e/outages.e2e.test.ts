@@ -174,7 +174,10 @@ describe("outages and exhaustion, end to end", () => {
       const failing = await until(
         "vm-service logging its database failure for the VM in flight",
         async () => problemsOf(e2e, "vm-service", inFlight, before),
-        (lines) => lines.some((l) => l.message === "handler waits for a dependency that is away" && l.trace_id !== undefined),
+        (lines) =>
+          lines.some(
+            (l) => l.message === "handler waits for a dependency that is away" && l.trace_id !== undefined,
+          ),
       );
       // (Other lines may come first, e.g. the pool reporting an idle connection the server ended.)
       const line = failing.find((l) => l.message === "handler waits for a dependency that is away")!;

@@ -46,7 +46,7 @@ const UNREACHABLE_CODES = new Set([
   "53300",
 ]);
 const UNREACHABLE_MESSAGES =
-  /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended unexpectedly)/;
+  /^(Connection terminated|timeout exceeded when trying to connect|timeout expired|Client has encountered a connection error|Connection ended unexpectedly)/;
 
 /** True when the error (or a cause of it) says a database server could not be reached or went away. */
 export function isStoreUnreachable(error: unknown, depth = 0): boolean {
