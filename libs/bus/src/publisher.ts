@@ -57,14 +57,14 @@ export function createPublisher(nc: NatsConnection, options: { logger?: Logger }
     const headers = copyHeaders(opts.headers);
     headers.set(Header.MsgId, opts.msgId);
     const timeout = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    const deadline = Date.now() + (opts.retryForMs ?? DEFAULT_RETRY_FOR_MS);
+    const deadline = performance.now() + (opts.retryForMs ?? DEFAULT_RETRY_FOR_MS);
     return tracePublish({ subject, messageId: opts.msgId, headers }, async () => {
       for (let attempt = 1; ; attempt++) {
         try {
           return await js.publish(subject, data, { msgID: opts.msgId, headers, timeout });
         } catch (error) {
           const wait = Math.min(100 * 2 ** (attempt - 1), 2_000);
-          if (!isTransient(error) || Date.now() + wait > deadline) throw error;
+          if (!isTransient(error) || performance.now() + wait > deadline) throw error;
           // The same msgId on every attempt: if an earlier one was stored after all, this one is a duplicate.
           log.warn(
             { subject, message_id: opts.msgId, attempt, ...errorFields(error) },
