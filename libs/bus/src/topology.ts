@@ -21,7 +21,11 @@ export interface ConsumerSpec {
   durable: string;
   /** One subject filter (nats-server 2.9 has no multi-filter consumers). */
   filterSubject: string;
-  /** How long a delivery may go without an ack or a `working()` before it is redelivered (default 30 s). */
+  /**
+   * How long a delivery may go without an ack or a `working()` before it is redelivered (default 5 s).
+   * A running handler holds its delivery with working acks, so this only bounds how long the messages
+   * a dead or paused replica held wait: well inside the shortest step deadline that waits on them.
+   */
   ackWaitMs?: number;
   /** Deliveries before a message is dead-lettered (default 5); bounded, and more than `backoffMs` has entries. */
   maxDeliver?: number;
@@ -33,6 +37,9 @@ export interface ConsumerSpec {
   deliverPolicy?: "all" | "new";
   description?: string;
 }
+
+/** See ConsumerSpec.ackWaitMs. */
+export const DEFAULT_ACK_WAIT_MS = 5_000;
 
 export interface TopologyOptions {
   consumers?: readonly ConsumerSpec[];
@@ -100,7 +107,7 @@ export function consumerConfig(spec: ConsumerSpec): Partial<ConsumerConfig> & { 
       `consumer ${spec.durable}: with backoffMs the first ack wait is backoffMs[0]; ackWaitMs (${spec.ackWaitMs}) disagrees`,
     );
   }
-  const ackWaitMs = backoff[0] ?? spec.ackWaitMs ?? 30_000;
+  const ackWaitMs = backoff[0] ?? spec.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
   return {
     durable_name: spec.durable,
     ack_policy: AckPolicy.Explicit,

@@ -19,7 +19,7 @@ const Env = BaseEnv.extend({
   /** How many commands one instance handles at once (each holds a database connection). */
   IPPOOL_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(8),
   /** How long a command may run without an ack before another instance gets it (working acks extend it). */
-  IPPOOL_ACK_WAIT_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000),
+  IPPOOL_ACK_WAIT_MS: z.coerce.number().int().min(1_000).max(600_000).default(5_000),
 });
 
 export interface Config {

@@ -26,7 +26,7 @@ const Env = BaseEnv.extend({
   /** Commands handled at once (boots of different VMs run in parallel; one VM's are serialized). */
   PROVISIONER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
   /** How long a command may go without an ack; `working` acks extend it while a boot runs. */
-  PROVISIONER_ACK_WAIT_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000),
+  PROVISIONER_ACK_WAIT_MS: z.coerce.number().int().min(1_000).max(600_000).default(5_000),
   /** Stop every VM when the agent stops gracefully (default: VMs outlive the agent). */
   PROVISIONER_STOP_VMS_ON_EXIT: flag,
 });

@@ -72,7 +72,7 @@ export function vmService(
         startedAtMs: (opts.now ?? Date.now)(),
         ...(opts.onDecision ? { onDecision: opts.onDecision } : {}),
       };
-      const retry = { maxDeliver: 10, backoffMs: [30_000] };
+      const retry = { maxDeliver: 10 };
       const ippool = "vm-service-ippool-events";
       const provisioner = "vm-service-provisioner-events";
       const queries = serveQueries({ ...deps, nc });
