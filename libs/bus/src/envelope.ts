@@ -8,7 +8,7 @@ export type Envelope<D extends MessageDef = MessageDef> = D extends MessageDef
       readonly type: D["type"];
       readonly data: DataOf<D>;
       readonly subject: string;
-      /** `Nats-Msg-Id`, else `<stream>:<sequence>`: stable across redeliveries, the key for an inbox. */
+      /** `Mikrom-Message-Id`, else `Nats-Msg-Id`, else `<stream>:<sequence>`: the same on every copy, the key for an inbox. */
       readonly messageId: string;
       readonly correlationId: string | undefined;
       readonly causationId: string | undefined;
@@ -30,7 +30,11 @@ export interface Received {
 }
 
 export function messageIdOf(received: Received): string {
-  return headerValue(received.headers, Header.MsgId) ?? `${received.stream}:${received.streamSequence}`;
+  return (
+    headerValue(received.headers, Header.MessageId) ??
+    headerValue(received.headers, Header.MsgId) ??
+    `${received.stream}:${received.streamSequence}`
+  );
 }
 
 /**

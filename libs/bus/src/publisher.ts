@@ -3,12 +3,15 @@ import { type DataOf, Header, type MessageDef, parse } from "@mikrom/contracts";
 import { createLogger, errorFields, type Logger, tracePublish } from "@mikrom/telemetry";
 import { jetstream, type PubAck } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { copyHeaders, type HeadersInit } from "./headers.ts";
+import { copyHeaders, type HeadersInit, headerValue } from "./headers.ts";
 import { pause } from "./retry.ts";
 import { isTransient } from "./unavailable.ts";
 
 export interface PublishOptions {
-  /** Becomes `Nats-Msg-Id`: JetStream drops a second message with the same id inside the duplicate window. */
+  /**
+   * The message id (`Mikrom-Message-Id`), and its `Nats-Msg-Id`: JetStream drops a second message with
+   * the same id inside the duplicate window, unless the headers mark it sent again (`Mikrom-Resend`).
+   */
   msgId: string;
   headers?: HeadersInit;
   /** Wait for one ack this long (default 5 s). */
@@ -55,13 +58,16 @@ export function createPublisher(nc: NatsConnection, options: { logger?: Logger }
 
   async function publish(subject: string, data: Uint8Array | string, opts: PublishOptions): Promise<PubAck> {
     const headers = copyHeaders(opts.headers);
-    headers.set(Header.MsgId, opts.msgId);
+    headers.set(Header.MessageId, opts.msgId);
+    const resend = headerValue(headers, Header.Resend);
+    const msgID = resend === undefined ? opts.msgId : `${opts.msgId}:resend:${resend}`;
+    headers.set(Header.MsgId, msgID);
     const timeout = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const deadline = performance.now() + (opts.retryForMs ?? DEFAULT_RETRY_FOR_MS);
     return tracePublish({ subject, messageId: opts.msgId, headers }, async () => {
       for (let attempt = 1; ; attempt++) {
         try {
-          return await js.publish(subject, data, { msgID: opts.msgId, headers, timeout });
+          return await js.publish(subject, data, { msgID, headers, timeout });
         } catch (error) {
           const wait = Math.min(100 * 2 ** (attempt - 1), 2_000);
           if (!isTransient(error) || performance.now() + wait > deadline) throw error;

@@ -99,6 +99,37 @@ describe("a consumer", () => {
     expect(await deadLetters(nats.jsm, n)).toEqual([]);
   });
 
+  test("gets a message sent again on purpose (Mikrom-Resend) inside JetStream's duplicate window, under the same message id", async ({
+    nats,
+  }) => {
+    const { n, subject, publisher, start } = await rig(nats);
+    const seen: string[] = [];
+    await start({ handle: async (m) => void seen.push(m.messageId) });
+    const id = "0b1c2d3e-0000-4000-8000-000000000001";
+    await publisher.send(DoWork, subject, { n: 1 }, { messageId: id });
+    // The same message again: dropped by the duplicate window...
+    const dropped = await publisher.send(DoWork, subject, { n: 1 }, { messageId: id });
+    expect(dropped.duplicate).toBe(true);
+    // ...unless it is marked sent again, and each resend gets through once.
+    const again = await publisher.send(
+      DoWork,
+      subject,
+      { n: 1 },
+      { messageId: id, headers: { [Header.Resend]: "1" } },
+    );
+    expect(again.duplicate).toBe(false);
+    const twice = await publisher.send(
+      DoWork,
+      subject,
+      { n: 1 },
+      { messageId: id, headers: { [Header.Resend]: "1" } },
+    );
+    expect(twice.duplicate).toBe(true);
+    await waitFor("both copies handled", () => seen.length === 2);
+    expect(seen).toEqual([id, id]);
+    expect(await remaining(nats, n.streams.commands)).toBe(0);
+  });
+
   test("hands a valid message to its handler as a typed envelope in the publisher's trace, then acks it", async ({
     nats,
   }) => {

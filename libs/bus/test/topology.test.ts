@@ -12,7 +12,7 @@ describe("a consumer declaration", () => {
       ack_policy: "explicit",
       deliver_policy: "all",
       filter_subject: "ns.cmd.svc.>",
-      ack_wait: nanos(30_000),
+      ack_wait: nanos(5_000),
       max_deliver: 5,
       max_ack_pending: 1_000,
     });

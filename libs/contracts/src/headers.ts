@@ -7,7 +7,16 @@ export const Header = {
   TraceState: "tracestate",
   B3: "b3",
   Baggage: "baggage",
+  /** JetStream's de-duplication id: the message id, or, on a message sent again on purpose, one of its own. */
   MsgId: "Nats-Msg-Id",
+  /** The message's own id, the same on every copy: a receiver's inbox key. */
+  MessageId: "Mikrom-Message-Id",
+  /**
+   * Set (a count) on a message sent again on purpose, by a sender that saw no answer or a receiver
+   * answering again: JetStream's duplicate window must not drop it while the first copy is stored,
+   * so it goes with a `Nats-Msg-Id` of its own; the receiver's inbox, keyed by the message id, drops it.
+   */
+  Resend: "Mikrom-Resend",
   Type: "Mikrom-Type",
   SchemaVersion: "Mikrom-Schema-Version",
   CorrelationId: "Mikrom-Correlation-Id",

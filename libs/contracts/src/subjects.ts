@@ -9,6 +9,10 @@ export interface Names {
   command(service: string, ...rest: string[]): string;
   /** `<ns>.evt.<context>.<entityId>.<EventType>` */
   event(context: string, entityId: string, type: string): string;
+  /** Filter: every command to a service, `<ns>.cmd.<service>.>`, or to one host, `<ns>.cmd.<service>.<hostId>.*` */
+  commandsTo(service: string, hostId?: string): string;
+  /** Filter: a context's events, `<ns>.evt.<context>.*.*`, or one entity's, `<ns>.evt.<context>.<entityId>.*` */
+  eventsOf(context: string, entityId?: string): string;
   /** `<ns>.qry.<service>.<name>` (core NATS request-reply) */
   query(service: string, name: string): string;
   /** `<ns>.dlq.<original subject>` */
@@ -37,6 +41,21 @@ export function names(namespace = "mikrom"): Names {
       [ns, "evt", token(context, "context"), token(entityId, "entity id"), token(type, "event type")].join(
         ".",
       ),
+    commandsTo: (service, hostId) =>
+      [
+        ns,
+        "cmd",
+        token(service, "service"),
+        ...(hostId === undefined ? [">"] : [token(hostId, "host id"), "*"]),
+      ].join("."),
+    eventsOf: (context, entityId) =>
+      [
+        ns,
+        "evt",
+        token(context, "context"),
+        entityId === undefined ? "*" : token(entityId, "entity id"),
+        "*",
+      ].join("."),
     query: (service, name) => [ns, "qry", token(service, "service"), token(name, "query")].join("."),
     deadLetter: (subject) => `${ns}.dlq.${subject}`,
     allCommands: `${ns}.cmd.>`,

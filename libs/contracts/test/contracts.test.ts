@@ -51,6 +51,16 @@ describe("subjects and streams", () => {
     expect(names("t1").allEvents).toBe("t1.evt.>");
   });
 
+  it("build the filters consumers and subscriptions use", () => {
+    const n = names();
+    expect(n.commandsTo("vm")).toBe("mikrom.cmd.vm.>");
+    expect(n.commandsTo("provisioner", "host-1")).toBe("mikrom.cmd.provisioner.host-1.*");
+    expect(n.eventsOf("ippool")).toBe("mikrom.evt.ippool.*.*");
+    expect(n.eventsOf("vm", "srv-1a2b3c4d")).toBe("mikrom.evt.vm.srv-1a2b3c4d.*");
+    expect(() => n.eventsOf("vm", "srv.1")).toThrow(/entity id "srv.1"/);
+    expect(() => n.commandsTo("provisioner", "*")).toThrow(/host id/);
+  });
+
   it("refuse tokens that would change a subject's shape", () => {
     expect(() => names().event("vm", "a.b", "VmRunning")).toThrow(/entity id "a.b"/);
     expect(() => names().command("vm", ">")).toThrow(/not a valid subject token/);

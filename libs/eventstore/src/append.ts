@@ -179,15 +179,18 @@ export function isUniqueViolation(error: unknown, constraint: string): boolean {
   return e?.code === "23505" && e.constraint === constraint;
 }
 
+/** The row's headers marked sent again once more (see Header.Resend): past JetStream's duplicate window. */
+const BUMP_RESEND = `jsonb_set(headers, '{Mikrom-Resend}', to_jsonb((COALESCE((headers->>'Mikrom-Resend')::int, 0) + 1)::text))`;
+
 /**
  * A message handled before and delivered again: what it caused is queued to be sent again, with the
- * same message ids (the rows kept after sending; see relay.retentionMs). Whoever waits for the answer
+ * same message ids, marked sent again (the rows kept after sending; see relay.retentionMs). Whoever waits for the answer
  * and missed it (its copy lost with a crashed NATS, or never seen) gets it now; others drop it.
  */
 export async function requeueCausedBy(db: Kysely<EventStoreTables>, causationId: string): Promise<number> {
   const { rows } = await sql<{ rows: string }>`${sql.raw(PREPARED)}
     WITH ob AS (
-      UPDATE outbox SET sent_at = NULL
+      UPDATE outbox SET sent_at = NULL, headers = ${sql.raw(BUMP_RESEND)}
       WHERE headers->>'Mikrom-Causation-Id' = ${causationId} AND sent_at IS NOT NULL
       RETURNING 1
     ), wake AS (

@@ -121,6 +121,35 @@ describe("the inbox", () => {
     }
   });
 
+  test("a message delivered again has what it caused queued again, marked sent again past JetStream's duplicate window", async ({
+    db,
+  }) => {
+    const store = await openTallyStore(db.url);
+    try {
+      await store.handleOnce("answers", "ask-1", (tx) =>
+        tx.append("tally-r", [{ type: "TallyOpened", data: { tallyId: "r", name: "r" } }], {
+          expectedVersion: 0,
+        }),
+      );
+      const outbox = () =>
+        sql<{ sent: boolean; resend: string | null }>`
+          SELECT sent_at IS NOT NULL AS sent, headers->>${Header.Resend} AS resend FROM outbox
+          WHERE headers->>${Header.CausationId} = 'ask-1'`
+          .execute(store.db)
+          .then((r) => r.rows);
+      expect(await outbox()).toEqual([{ sent: false, resend: null }]);
+      const markSent = () => sql`UPDATE outbox SET sent_at = now()`.execute(store.db);
+      await markSent();
+      expect(await store.handleOnce("answers", "ask-1", async () => "twice")).toEqual({ duplicate: true });
+      expect(await outbox()).toEqual([{ sent: false, resend: "1" }]);
+      await markSent();
+      await store.handleOnce("answers", "ask-1", async () => "thrice");
+      expect(await outbox()).toEqual([{ sent: false, resend: "2" }]);
+    } finally {
+      await store.close();
+    }
+  });
+
   test("a handler that fails leaves no inbox record, so the redelivery is applied", async ({ db }) => {
     const store = await openTallyStore(db.url);
     try {

@@ -53,6 +53,8 @@ export interface OutgoingCommand {
   readonly correlationId: string;
   /** Bound on the publish, retries included. */
   readonly timeoutMs: number;
+  /** Set (its count) when the command is sent again: it must pass JetStream's duplicate window. */
+  readonly resend?: number;
 }
 
 /** An event seen on a command context's subjects, with the message that caused it. */

@@ -50,7 +50,7 @@ export class NatsBackend implements Backend {
     this.#names = names(namespace);
     this.#publisher = createPublisher(nc);
     for (const context of COMMAND_CONTEXTS) {
-      nc.subscribe(`${this.#names.namespace}.evt.${context}.*.*`, {
+      nc.subscribe(this.#names.eventsOf(context), {
         callback: (error, m) => {
           const causationId = m?.headers?.get(Header.CausationId);
           if (error || !causationId || this.#listeners.size === 0) return;
@@ -84,6 +84,7 @@ export class NatsBackend implements Backend {
           timeoutMs: command.timeoutMs,
           // Within the request's own bound: a retry after it would answer a client that has gone.
           retryForMs: command.timeoutMs,
+          ...(command.resend !== undefined && { headers: { [Header.Resend]: String(command.resend) } }),
         },
       );
     } catch (error) {
@@ -118,7 +119,7 @@ export class NatsBackend implements Backend {
   async events(options: { context: string; afterSequence?: number }): Promise<EventFeed> {
     const consumer = await this.#js.consumers
       .get(this.#names.streams.events, {
-        filter_subjects: `${this.#names.namespace}.evt.${options.context}.>`,
+        filter_subjects: this.#names.eventsOf(options.context),
         ...(options.afterSequence === undefined
           ? { deliver_policy: DeliverPolicy.New }
           : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: options.afterSequence + 1 }),

@@ -70,7 +70,7 @@ export const ippoolService: ServiceDefinition<Config, IppoolStore, { store: Ippo
         {
           stream: names.streams.commands,
           durable: COMMANDS_DURABLE,
-          filterSubject: `${names.namespace}.cmd.${IPPOOL_SERVICE}.>`,
+          filterSubject: names.commandsTo(IPPOOL_SERVICE),
           ackWaitMs: config.ackWaitMs,
           maxDeliver: 10,
           description: "ippool-service: pool and allocation commands, shared by every instance",

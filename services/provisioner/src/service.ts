@@ -85,7 +85,7 @@ export const provisionerService: ServiceDefinition<Config, AgentStore, AgentPart
         {
           stream: names.streams.commands,
           durable,
-          filterSubject: `${names.command(PROVISIONER_SERVICE, config.hostId)}.*`,
+          filterSubject: names.commandsTo(PROVISIONER_SERVICE, config.hostId),
           ackWaitMs: config.ackWaitMs,
           maxDeliver: 5,
           // Never more than the host handles at once: the rest waits at the server for a free worker.

@@ -87,7 +87,7 @@ export function vmService(
             ...retry,
             stream: names.streams.commands,
             durable: "vm-service-commands",
-            filterSubject: `${names.namespace}.cmd.${VM_SERVICE}.>`,
+            filterSubject: names.commandsTo(VM_SERVICE),
             registry: new Registry(vmCommands),
             concurrency: lanes,
             handle: async (e) => {
@@ -98,7 +98,7 @@ export function vmService(
             ...retry,
             stream: names.streams.events,
             durable: ippool,
-            filterSubject: `${names.namespace}.evt.${IPPOOL_SERVICE}.*.*`,
+            filterSubject: names.eventsOf(IPPOOL_SERVICE),
             registry: new Registry(ippoolEvents),
             concurrency: lanes,
             handle: async (e) => {
@@ -109,7 +109,7 @@ export function vmService(
             ...retry,
             stream: names.streams.events,
             durable: provisioner,
-            filterSubject: `${names.namespace}.evt.${PROVISIONER_SERVICE}.*.*`,
+            filterSubject: names.eventsOf(PROVISIONER_SERVICE),
             registry: new Registry(provisionerEvents),
             concurrency: lanes,
             handle: async (e) => {
@@ -120,7 +120,7 @@ export function vmService(
             ...retry,
             stream: names.streams.events,
             durable: "vm-service-host-events",
-            filterSubject: `${names.namespace}.evt.${HOST_CONTEXT}.*.*`,
+            filterSubject: names.eventsOf(HOST_CONTEXT),
             registry: new Registry([HostRegistered, HostHeartbeat, HostStopped]),
             concurrency: 2,
             handle: (e) => onHostEvent(deps, delivery<HostEvent>(e)),

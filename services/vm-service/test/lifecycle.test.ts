@@ -535,17 +535,21 @@ describe("the lifecycle process", () => {
     ] as const) {
       const vm = vmIn(status);
       const step = stepOf(vm)!;
-      const again = react({ type: "ResendDue", data: { step } }, vm, ctx);
+      const again = react({ type: "ResendDue", data: { step, attempt: 3 } }, vm, ctx);
       expect(again.events).toEqual([]);
       expect(again.deadline).toBeUndefined();
-      // The very commands (ids included) the step started with.
-      expect(again.commands).toEqual(outstanding(vm));
+      // The very commands (ids included) the step started with, marked sent again.
+      expect(again.commands).toEqual(outstanding(vm).map((c) => ({ ...c, resend: 3 })));
       expect(again.commands).toHaveLength(1);
       expect(again.commands[0]?.messageId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-8000-8000-[0-9a-f]{12}$/);
     }
-    expect(react({ type: "ResendDue", data: { step: "boot" } }, vmIn("running"), ctx)).toEqual(nothing_);
+    expect(react({ type: "ResendDue", data: { step: "boot", attempt: 1 } }, vmIn("running"), ctx)).toEqual(
+      nothing_,
+    );
     // A resend of a step already answered is stale.
-    expect(react({ type: "ResendDue", data: { step: "boot" } }, vmIn("stopping"), ctx)).toEqual(nothing_);
+    expect(react({ type: "ResendDue", data: { step: "boot", attempt: 1 } }, vmIn("stopping"), ctx)).toEqual(
+      nothing_,
+    );
   });
 
   it("a step sends the same command when it starts as when it is late", () => {

@@ -146,7 +146,7 @@ export class Commands {
     for (const command of due) {
       this.#resending.add(command.command_id);
       try {
-        await runInCarrier(command.carrier, () => this.#send(command));
+        await runInCarrier(command.carrier, () => this.#send(command, command.attempts));
         sent++;
         if (command.attempts % 10 === 1)
           log.info(
@@ -160,7 +160,8 @@ export class Commands {
     return sent;
   }
 
-  #send(command: CommandRecord): Promise<void> {
+  /** Sends a recorded command; `resend` (a count) marks it sent again. */
+  #send(command: CommandRecord, resend?: number): Promise<void> {
     const def = DEFS.get(command.type);
     if (!def) throw new Error(`no contract for command ${command.type}`);
     return this.#backend.publish({
@@ -171,6 +172,7 @@ export class Commands {
       commandId: command.command_id,
       correlationId: command.correlation_id,
       timeoutMs: this.#options.timeoutMs,
+      ...(resend !== undefined && { resend }),
     });
   }
 

@@ -49,14 +49,21 @@ export async function acknowledgedVm(
   return undefined;
 }
 
-/** Acknowledged creates not among `known`, for the first page of a list. */
+/**
+ * Acknowledged creates vm-service does not show, for the first page of a list: not among `known`
+ * (the page), and not recorded by vm-service (`recorded`), which may list them on a later page
+ * while their outcome is still on its way to the gateway.
+ */
 export async function acknowledgedVms(
   commands: Commands,
   actor: Actor,
   known: ReadonlySet<string>,
+  recorded: (vmId: string) => Promise<boolean>,
 ): Promise<VmView[]> {
   const creates = await commands.unsettledCreates(actor.superuser ? null : actor.userId);
-  return creates.map(pendingView).filter((vm) => !known.has(vm.vmId));
+  const candidates = creates.map(pendingView).filter((vm) => !known.has(vm.vmId));
+  const unknown = await Promise.all(candidates.map(async (vm) => !(await recorded(vm.vmId))));
+  return candidates.filter((_, i) => unknown[i]);
 }
 
 /** A command on a VM still being created waits for it: retry, it will be there. */

@@ -199,7 +199,14 @@ export function vmRoutes(app: Hono<AppEnv>, deps: VmRouteDeps, docs: OpenApi): v
       // Creates acknowledged and not recorded by vm-service yet are the newest: they head page 1.
       const acknowledged =
         q.page === 1 && (q.status === undefined || q.status === "pending")
-          ? await acknowledgedVms(commands, request.actor, new Set(list.items.map((v) => v.vmId)))
+          ? await acknowledgedVms(
+              commands,
+              request.actor,
+              new Set(list.items.map((v) => v.vmId)),
+              async (vmId) =>
+                (await backend.query(VM_SERVICE, GetVm, { vmId, actor: request.actor }, deps.queryTimeoutMs))
+                  .ok,
+            )
           : [];
       const items = [...acknowledged, ...list.items].slice(0, q.page_size);
       return c.json(paged(items.map(vmOut), list.total + acknowledged.length, q.page, q.page_size));

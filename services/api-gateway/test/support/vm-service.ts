@@ -93,7 +93,7 @@ export class FakeVmService {
     void (async () => {
       for await (const m of service.#messages!) {
         service.commandsSeen.push(m.headers?.get(Header.Type) ?? "");
-        service.commandIds.push(m.headers?.get(Header.MsgId) ?? "");
+        service.commandIds.push(m.headers?.get(Header.MessageId) ?? "");
         if (!service.answering) {
           m.ack();
           continue;
@@ -101,7 +101,7 @@ export class FakeVmService {
         // Decided at once (state changes synchronously), answered without holding up the next
         // command: the real service works on many VMs at a time too.
         void service
-          .#decide(m.headers?.get(Header.Type) ?? "", m.json(), m.headers?.get(Header.MsgId) ?? "")
+          .#decide(m.headers?.get(Header.Type) ?? "", m.json(), m.headers?.get(Header.MessageId) ?? "")
           .finally(() => m.ack());
       }
     })();

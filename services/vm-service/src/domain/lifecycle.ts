@@ -49,14 +49,18 @@ export type IppoolCommand = MessageOf<typeof AllocateIp> | MessageOf<typeof Rele
  * A command this service sends, with where it goes and, for a step's command, its message id
  * (derived from the state, so that sending it again sends the same message).
  */
-export type Outgoing =
+export type Outgoing = (
   | { readonly service: "ippool"; readonly command: IppoolCommand; readonly messageId?: string }
   | {
       readonly service: "provisioner";
       readonly hostId: string;
       readonly command: ProvisionerCommand;
       readonly messageId?: string;
-    };
+    }
+) & {
+  /** Set on a step's command sent again (its count): it must reach the receiver past JetStream's duplicate window. */
+  readonly resend?: number;
+};
 
 /**
  * The IP pool's answer to an AllocateIp, with its causation id: the message id of the AllocateIp it
@@ -81,7 +85,7 @@ export type ProcessInput =
   | { readonly type: "HostAvailable"; readonly data: { readonly hostId: string } }
   | { readonly type: "DeadlineReached"; readonly data: { readonly step: Step; readonly timeoutMs: number } }
   /** The step's answer is late: its command may have been lost on the way, send it again. */
-  | { readonly type: "ResendDue"; readonly data: { readonly step: Step } };
+  | { readonly type: "ResendDue"; readonly data: { readonly step: Step; readonly attempt: number } };
 
 /**
  * The outcome of one input: events to append, commands to send with them (same transaction), and the
@@ -368,7 +372,7 @@ export function react(input: ProcessInput, vm: Vm, ctx: ReactContext): Decision 
       // Sent again under the id it first went with: a receiver that handled it drops it (and answers
       // again); one that never got it (a NATS crash lost it) acts now.
       if (stepOf(vm) !== input.data.step) return NOTHING;
-      return { ...NOTHING, commands: outstanding(vm) };
+      return { ...NOTHING, commands: outstanding(vm).map((c) => ({ ...c, resend: input.data.attempt })) };
     case "DeadlineReached": {
       const { step, timeoutMs } = input.data;
       // A deadline of a step already answered is stale: the table row raced the answer.

@@ -84,7 +84,7 @@ export async function waitVm(
   deps: HandlerDeps & { nc: NatsConnection },
   req: RequestOf<typeof WaitVm>,
 ): Promise<ResponseOf<typeof WaitVm>> {
-  const sub = deps.nc.subscribe(`${deps.names.namespace}.evt.${VM_SERVICE}.${req.vmId}.*`);
+  const sub = deps.nc.subscribe(deps.names.eventsOf(VM_SERVICE, req.vmId));
   try {
     let row = await visibleVm(deps, req.vmId, req.actor, { deletedToo: true });
     const reached = (r: VmRow): boolean => !r.deleted && r.status === req.status;

@@ -114,7 +114,12 @@ async function resendLate(deps: HandlerDeps): Promise<number> {
     .limit(200)
     .execute();
   for (const d of late) {
-    await driveVm(deps, d.vm_id, { type: "ResendDue", data: { step: d.step as Step } }, null);
+    await driveVm(
+      deps,
+      d.vm_id,
+      { type: "ResendDue", data: { step: d.step as Step, attempt: d.resends + 1 } },
+      null,
+    );
     const nextMs = Math.min(MAX_RESEND_MS, deps.config.resendAfterMs * 2 ** (d.resends + 1));
     await deps.db
       .updateTable("deadlines")

@@ -1,4 +1,4 @@
-import { type Actor, CommandRejected, type Names, parse, vmEvents } from "@mikrom/contracts";
+import { type Actor, CommandRejected, Header, type Names, parse, vmEvents } from "@mikrom/contracts";
 import { createEventStore, type EventStore, type OutgoingMessage, type Session } from "@mikrom/eventstore";
 import { type Kysely, sql } from "kysely";
 import type { Refusal } from "../domain/decide.ts";
@@ -81,11 +81,18 @@ export async function lockUser(tx: Tx, userId: number): Promise<void> {
   await sql`SELECT pg_advisory_xact_lock(hashtext(${`user:${userId}`}))`.execute(tx);
 }
 
-function message(type: string, subject: string, data: unknown, id?: string): OutgoingMessage {
+function message(
+  type: string,
+  subject: string,
+  data: unknown,
+  id?: string,
+  resend?: number,
+): OutgoingMessage {
   const def = definitionOf(type);
   // The same schema validates on the way out as on receipt: a bug here is caught before the wire.
   return {
     ...(id !== undefined ? { id } : {}),
+    ...(resend !== undefined ? { headers: { [Header.Resend]: String(resend) } } : {}),
     subject,
     type,
     schemaVersion: def.version,
@@ -126,7 +133,7 @@ async function decideIn(
   }
 
   const commands = outcome.commands.map((out) =>
-    message(out.command.type, subjectOf(deps.names, out), out.command.data, out.messageId),
+    message(out.command.type, subjectOf(deps.names, out), out.command.data, out.messageId, out.resend),
   );
   let state = vm;
   let operations: readonly EndedOperation[] = [];
