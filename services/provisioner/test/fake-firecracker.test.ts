@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -6,7 +7,19 @@ import { FirecrackerApiError, firecrackerCall } from "../src/drivers/firecracker
 import { type FakeFirecracker, startFakeFirecracker } from "../src/drivers/firecracker/fake-server.ts";
 import { FIRECRACKER_SPEC_FILE, loadFirecrackerSpec } from "../src/drivers/firecracker/spec.ts";
 
-const REFERENCE_SPEC = "/work/shared/reference/firecracker-swagger.yaml";
+/** The shared reference copy, beside the repository (`../shared/reference`). */
+const REFERENCE_SPEC = join(
+  import.meta.dirname,
+  "..",
+  "..",
+  "..",
+  "..",
+  "shared",
+  "reference",
+  "firecracker-swagger.yaml",
+);
+/** sha256 of the official v1.16.1 spec (the reference copy's): the copy the fake serves may not drift. */
+const OFFICIAL_SHA256 = "a514abec7b29700c5ca8bdaebbb960e4ffb46fe1fd4869094c6c63630a6fa41c";
 const spec = loadFirecrackerSpec();
 
 let dir: string;
@@ -49,8 +62,12 @@ async function fault(
 describe("the fake Firecracker's spec", () => {
   it("is the official v1.16.1 spec, the same as the shared reference copy", async () => {
     expect(spec.version).toBe("1.16.1");
-    const reference = await readFile(REFERENCE_SPEC, "utf8").catch(() => undefined);
-    if (reference !== undefined) expect(await readFile(FIRECRACKER_SPEC_FILE, "utf8")).toBe(reference);
+    const ours = await readFile(FIRECRACKER_SPEC_FILE);
+    expect(createHash("sha256").update(ours).digest("hex")).toBe(OFFICIAL_SHA256);
+    // Where the shared reference is checked out beside the repository, it is the same file.
+    const reference = await readFile(REFERENCE_SPEC).catch(() => undefined);
+    if (reference !== undefined)
+      expect(createHash("sha256").update(reference).digest("hex")).toBe(OFFICIAL_SHA256);
   });
 
   it("knows the operations the driver uses", () => {
