@@ -8,7 +8,7 @@ import {
   plan,
   type Step,
   settle,
-} from "../src/agent/plan.ts";
+} from "../src/domain/plan.ts";
 import type { Instance } from "../src/drivers/driver.ts";
 
 const ctx = { hostId: "h1", driver: "fake" as const };

@@ -1,11 +1,11 @@
 import type { DriverName } from "@mikrom/contracts";
 import { createLogger, errorFields } from "@mikrom/telemetry";
+import type { Answer, Found, HeldVm, Operation, Step } from "../domain/plan.ts";
 import type { Driver, Instance } from "../drivers/driver.ts";
 import { BootFailed, BootTimeout } from "../drivers/errors.ts";
 import type { AgentStore } from "../store/event-store.ts";
 import { recordVm, type VmChange } from "../store/instances.ts";
 import { recordBoot } from "./metrics.ts";
-import type { Answer, Found, HeldVm, Operation, Step } from "./plan.ts";
 
 const log = createLogger("mikrom.provisioner.agent");
 

@@ -1,13 +1,13 @@
 import type { DriverName } from "@mikrom/contracts";
 import type { MetadataInput } from "@mikrom/eventstore";
 import { createLogger, withContext, withSpan } from "@mikrom/telemetry";
+import { type AgentCommand, type HeldVm, plan } from "../domain/plan.ts";
 import type { Driver } from "../drivers/driver.ts";
 import { tapNameFor } from "../drivers/network.ts";
 import type { AgentStore } from "../store/event-store.ts";
 import { vmStream } from "../store/event-store.ts";
 import { countRunning, loadVm, recordVm } from "../store/instances.ts";
 import { DriverActions } from "./actions.ts";
-import { type AgentCommand, type HeldVm, plan } from "./plan.ts";
 import { VmLocks } from "./vm-locks.ts";
 import { HostWatch, type ReconcileReport } from "./watch.ts";
 

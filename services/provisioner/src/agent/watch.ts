@@ -1,10 +1,10 @@
 import { setTimeout as delay } from "node:timers/promises";
 import { createLogger, errorFields, withContext, withSpan } from "@mikrom/telemetry";
+import { type Found, type HeldVm, settle } from "../domain/plan.ts";
 import type { Driver, Instance } from "../drivers/driver.ts";
 import type { AgentStore, ProvisionerEvent } from "../store/event-store.ts";
 import { listHeld, loadVm, recordVm } from "../store/instances.ts";
 import type { DriverActions } from "./actions.ts";
-import { type Found, type HeldVm, settle } from "./plan.ts";
 import type { VmLocks } from "./vm-locks.ts";
 
 const log = createLogger("mikrom.provisioner.agent");

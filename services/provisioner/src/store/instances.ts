@@ -1,6 +1,6 @@
 import type { MetadataInput, Session } from "@mikrom/eventstore";
 import type { Kysely } from "kysely";
-import type { HeldStatus, HeldVm, Operation } from "../agent/plan.ts";
+import type { HeldStatus, HeldVm, Operation } from "../domain/plan.ts";
 import { BootSpec, type DriverName, Instance } from "../drivers/driver.ts";
 import { type ProvisionerEvent, vmStream } from "./event-store.ts";
 import type { ProvisionerTables } from "./tables.ts";
