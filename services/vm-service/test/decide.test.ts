@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { type DecideContext, decide, type Refusal, type VmCommandType } from "../src/domain/decide.ts";
-import { type Decision, type Outgoing, plan } from "../src/domain/lifecycle.ts";
+import { type Decision, type Outgoing, plan } from "../src/domain/outgoing.ts";
 import { evolve, type Lifecycle, transitions, type VmEvent } from "../src/domain/vm.ts";
 import { ADMIN, commands, OWNER, STRANGER, VM_ID, vmIn } from "./fixtures.ts";
 

@@ -2,13 +2,11 @@ import { describe, expect, it } from "vitest";
 import type { HostLoad } from "../src/domain/hosts.ts";
 import {
   type AllocationAnswer,
-  type Decision,
-  outstanding,
   type ProcessInput,
-  plan,
   type ReactContext,
   react,
 } from "../src/domain/lifecycle.ts";
+import { type Decision, outstanding, plan } from "../src/domain/outgoing.ts";
 import {
   evolve,
   type Lifecycle,

@@ -1,15 +1,8 @@
 import type {
-  AllocateIp,
-  BootVm,
-  DestroyVm,
   IpAllocated,
   IpAllocationFailed,
   IpReleased,
   MessageOf,
-  RebootVm,
-  ReleaseIp,
-  ResumeVm,
-  ShutDownVm,
   VmBooted,
   VmBootFailed,
   VmDestroyed,
@@ -17,50 +10,15 @@ import type {
   VmShutDown,
   VmShutdownFailed,
 } from "@mikrom/contracts";
-import { type DecideContext, decide, isRefusal, type Refusal, type VmCommand } from "./decide.ts";
 import { type HostLoad, isUnreachable, noRoomMessage, pickHost } from "./hosts.ts";
-import {
-  awaitingHost,
-  evolve,
-  outstandingAllocation,
-  type Step,
-  type StepCommand,
-  stepCommandId,
-  stepOf,
-  type Vm,
-  type VmEvent,
-} from "./vm.ts";
+import { type Decision, ippool, outstanding, provisioner, withFollowUps } from "./outgoing.ts";
+import { awaitingHost, outstandingAllocation, type Step, stepOf, type Vm } from "./vm.ts";
 
 /**
  * The process that drives every VM operation to a final state: which command follows each VM event,
  * which VM event follows each answer from the IP pool or a provisioner, the deadline of every step,
  * and the compensation that gives back what a failed operation took.
  */
-
-export type ProvisionerCommand =
-  | MessageOf<typeof BootVm>
-  | MessageOf<typeof ShutDownVm>
-  | MessageOf<typeof ResumeVm>
-  | MessageOf<typeof RebootVm>
-  | MessageOf<typeof DestroyVm>;
-export type IppoolCommand = MessageOf<typeof AllocateIp> | MessageOf<typeof ReleaseIp>;
-
-/**
- * A command this service sends, with where it goes and, for a step's command, its message id
- * (derived from the state, so that sending it again sends the same message).
- */
-export type Outgoing = (
-  | { readonly service: "ippool"; readonly command: IppoolCommand; readonly messageId?: string }
-  | {
-      readonly service: "provisioner";
-      readonly hostId: string;
-      readonly command: ProvisionerCommand;
-      readonly messageId?: string;
-    }
-) & {
-  /** Set on a step's command sent again (its count): it must reach the receiver past JetStream's duplicate window. */
-  readonly resend?: number;
-};
 
 /**
  * The IP pool's answer to an AllocateIp, with its causation id: the message id of the AllocateIp it
@@ -87,16 +45,6 @@ export type ProcessInput =
   /** The step's answer is late: its command may have been lost on the way, send it again. */
   | { readonly type: "ResendDue"; readonly data: { readonly step: Step; readonly attempt: number } };
 
-/**
- * The outcome of one input: events to append, commands to send with them (same transaction), and the
- * VM's deadline afterwards: a step (replacing any other), `null` (none), or `undefined` (unchanged).
- */
-export interface Decision {
-  readonly events: VmEvent[];
-  readonly commands: Outgoing[];
-  readonly deadline: Step | null | undefined;
-}
-
 export interface ReactContext {
   /** The host registry, for a placement or a deadline (empty for other inputs). */
   readonly hosts: readonly HostLoad[];
@@ -105,121 +53,6 @@ export interface ReactContext {
 }
 
 const NOTHING: Decision = Object.freeze({ events: [], commands: [], deadline: undefined });
-
-function ippool(command: IppoolCommand): Outgoing {
-  return { service: "ippool", command };
-}
-
-/** The AllocateIp the VM sends as `after` (its state once the event that starts the step is folded in). */
-function allocate(after: Vm, vmId: string): Outgoing {
-  const messageId = outstandingAllocation(after);
-  const command: IppoolCommand = {
-    type: "AllocateIp",
-    data: { vmId, ...(after.pool !== null ? { pool: after.pool } : {}) },
-  };
-  return messageId !== null ? { service: "ippool", command, messageId } : { service: "ippool", command };
-}
-function provisioner(hostId: string, command: ProvisionerCommand): Outgoing {
-  return { service: "provisioner", hostId, command };
-}
-
-/** Everything the VM holds, given back: the address (or the one an allocation may still bring) and the host. */
-function giveBack(vm: Vm, vmId: string): Outgoing[] {
-  const out: Outgoing[] = [];
-  if (vm.ipAddress !== null || vm.allocating) out.push(ippool({ type: "ReleaseIp", data: { vmId } }));
-  if (vm.hostId !== null) out.push(provisioner(vm.hostId, { type: "DestroyVm", data: { vmId } }));
-  return out;
-}
-
-/**
- * The command the step in flight waits on an answer to, with its message id: sent when the step
- * starts, and sent again, the same message, while the answer is late. None while the VM waits for a
- * host, or is settled.
- */
-export function outstanding(vm: Vm): Outgoing[] {
-  const vmId = vm.vmId;
-  const step = stepOf(vm);
-  if (vmId === null || step === null) return [];
-  if (step === "allocate") return [allocate(vm, vmId)];
-  const hostId = vm.hostId;
-  if (hostId === null) return [];
-  const send = (command: ProvisionerCommand, kind: StepCommand): Outgoing[] => [
-    { service: "provisioner", hostId, command, messageId: stepCommandId(vmId, vm.stepVersion, kind) },
-  ];
-  switch (step) {
-    case "boot":
-      return send(
-        {
-          type: "BootVm",
-          data: {
-            vmId,
-            vcpuCount: vm.vcpuCount,
-            memoryMb: vm.memoryMb,
-            ipAddress: vm.ipAddress!,
-            // Always set when the lifecycle places a VM; the fallbacks only cover hand-made history.
-            prefixLength: vm.lease?.prefixLength ?? 24,
-            gateway: vm.lease?.gateway ?? vm.ipAddress!.replace(/\.\d+$/, ".1"),
-          },
-        },
-        "boot",
-      );
-    case "start":
-      return send({ type: "ResumeVm", data: { vmId } }, "resume");
-    case "stop":
-      return send({ type: "ShutDownVm", data: { vmId } }, "shutdown");
-    case "restart":
-      return send({ type: "RebootVm", data: { vmId } }, "reboot");
-    case "delete":
-      return send({ type: "DestroyVm", data: { vmId } }, "destroy");
-    case "schedule":
-      return [];
-  }
-}
-
-/**
- * Which commands follow one of our events, given the state just before it, and the deadline after
- * it: a step starts with its command and its deadline; a failure or a delete gives back what the VM
- * held; a settled status ends the deadline.
- */
-export function follow(
-  event: VmEvent,
-  before: Vm,
-): { commands: Outgoing[]; deadline: Step | null | undefined } {
-  const vmId = event.data.vmId;
-  switch (event.type) {
-    case "VmUpdated":
-      return { commands: [], deadline: undefined };
-    case "VmDeleted":
-      // The host already destroyed the VM (or never had it): only the address is left to give back.
-      return { commands: giveBack({ ...before, hostId: null }, vmId), deadline: null };
-    case "VmFailed":
-      return { commands: giveBack(before, vmId), deadline: null };
-    default: {
-      const after = evolve(before, event);
-      return { commands: outstanding(after), deadline: stepOf(after) };
-    }
-  }
-}
-
-/** Our events with everything that follows them, threading the state through. */
-export function withFollowUps(events: VmEvent[], vm: Vm, extra: Outgoing[] = []): Decision {
-  const commands: Outgoing[] = [...extra];
-  let deadline: Step | null | undefined;
-  let state = vm;
-  for (const event of events) {
-    const f = follow(event, state);
-    commands.push(...f.commands);
-    if (f.deadline !== undefined) deadline = f.deadline;
-    state = evolve(state, event);
-  }
-  return { events, commands, deadline };
-}
-
-/** A user's command: decided, then followed by the commands it sends out. */
-export function plan(cmd: VmCommand, vm: Vm, ctx: DecideContext): Decision | Refusal {
-  const events = decide(cmd, vm, ctx);
-  return isRefusal(events) ? events : withFollowUps(events, vm);
-}
 
 function failed(vm: Vm, step: string, errorMessage: string): Decision {
   const vmId = vm.vmId!;

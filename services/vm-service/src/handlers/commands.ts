@@ -1,6 +1,6 @@
 import { createLogger, withContext, withSpan } from "@mikrom/telemetry";
 import type { VmCommand } from "../domain/decide.ts";
-import { plan } from "../domain/lifecycle.ts";
+import { plan } from "../domain/outgoing.ts";
 import { countUserVms, hostStatus } from "../store/read-model.ts";
 import { type HandleResult, handleVm, lockUser } from "../store/vm-store.ts";
 import type { Delivery, HandlerDeps } from "./context.ts";

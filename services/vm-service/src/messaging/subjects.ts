@@ -16,7 +16,7 @@ import {
   VM_SERVICE,
   vmEvents,
 } from "@mikrom/contracts";
-import type { Outgoing } from "../domain/lifecycle.ts";
+import type { Outgoing } from "../domain/outgoing.ts";
 
 const OUTGOING: readonly MessageDef[] = [
   AllocateIp,

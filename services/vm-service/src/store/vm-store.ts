@@ -2,8 +2,8 @@ import { type Actor, CommandRejected, Header, type Names, parse, vmEvents } from
 import { createEventStore, type EventStore, type OutgoingMessage, type Session } from "@mikrom/eventstore";
 import { type Kysely, sql } from "kysely";
 import type { Refusal } from "../domain/decide.ts";
-import type { Decision } from "../domain/lifecycle.ts";
 import { type EndedOperation, endedOperations } from "../domain/operations.ts";
+import type { Decision } from "../domain/outgoing.ts";
 import { replay, type Step, type Vm, type VmEvent } from "../domain/vm.ts";
 import { definitionOf, subjectOf, vmEventSubject } from "../messaging/subjects.ts";
 import { recordOperations } from "../metrics.ts";
