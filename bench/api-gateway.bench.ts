@@ -108,7 +108,7 @@ try {
   const vmService = await FakeVmService.start(nc, namespace);
   const db = openDatabase<GatewayDb>(database.url, { max: 16 });
   await migrate(db);
-  const { app, accounts } = createApp({
+  const { app, accounts, commands } = createApp({
     config: {
       jwtSecret: "bench-secret-bench-secret-bench-secret!!",
       rateLimit: { windowMs: 60_000, perIp: 1e9, perUser: 1e9, authPerIp: 1e9 },
@@ -122,6 +122,8 @@ try {
     db,
     backend: await NatsBackend.create(nc, namespace),
   });
+  // Outcomes are heard (and commands re-sent) only once started, as the gateway service does.
+  commands.start();
   const user = await accounts.register({ email: "bench@example.com", password: "bench password" });
   const { access_token } = await accounts.issue(user);
 
@@ -175,6 +177,7 @@ try {
   floor.server.closeAllConnections();
   gateway.server.close();
   floor.server.close();
+  await commands.stop();
   await vmService.stop();
   await db.destroy();
 } finally {
