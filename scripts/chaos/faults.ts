@@ -131,10 +131,16 @@ export function startFaults(targets: FaultTargets, opts: FaultOptions): Faults {
       try {
         await hold(pausedMs);
       } finally {
-        // The tree again: nothing new can have been forked by a stopped parent, but be sure.
-        signalAll([...new Set([...pids, ...(await processTree(pid))])], "SIGCONT");
+        // The stopped processes first, at once: reading the process tree again walks /proc and has
+        // taken tens of seconds on a loaded machine, which stretched a 5 s pause past a minute.
+        signalAll(pids, "SIGCONT");
         record.backAt = since();
         log(`fault pause ${target}: SIGCONT`);
+        // Then the tree again: nothing new can have been forked by a stopped parent, but be sure.
+        signalAll(
+          (await processTree(pid)).filter((p) => !pids.includes(p)),
+          "SIGCONT",
+        );
       }
     });
   }

@@ -4,7 +4,8 @@
  * signals to every process of a server.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { readdirSync, readFileSync } from "node:fs";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { freePort, listening, startPrivateNats } from "../../e2e/private-infra.ts";
 import { sleep } from "./random.ts";
@@ -135,10 +136,17 @@ async function metaLeader(httpPorts: number[], timeoutMs = 30_000): Promise<void
 /** A process and all its descendants (from /proc), e.g. the postmaster and its backends. */
 export async function processTree(root: number): Promise<number[]> {
   const parents = new Map<number, number[]>();
-  for (const entry of await readdir("/proc")) {
+  // Read synchronously: a few hundred tiny files take milliseconds this way, while queued on a busy
+  // libuv thread pool they took seconds, and a pause's SIGCONT waited on them.
+  for (const entry of readdirSync("/proc")) {
     const pid = Number(entry);
     if (!Number.isInteger(pid)) continue;
-    const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+    let stat = "";
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    } catch {
+      continue; // gone meanwhile
+    }
     // Fields after the command (which may hold spaces), in parentheses: state, ppid, …
     const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     const ppid = Number(rest[1]);

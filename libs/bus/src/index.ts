@@ -13,6 +13,7 @@ export {
   type Sent,
 } from "./publisher.ts";
 export { callQuery, QueryFailed, type QueryServer, type QuerySpec, querySpec, serveQuery } from "./query.ts";
+export { queued } from "./queued.ts";
 export { DEFAULT_RETRY_DELAYS_MS, nakDelayMs, pause } from "./retry.ts";
 export { shutdown } from "./shutdown.ts";
 export {

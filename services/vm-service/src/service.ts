@@ -1,4 +1,4 @@
-import type { Envelope } from "@mikrom/bus";
+import { type Envelope, queued } from "@mikrom/bus";
 import {
   HOST_CONTEXT,
   HostHeartbeat,
@@ -70,6 +70,7 @@ export function vmService(
         resendAfterMs: config.resendAfterMs,
         now: opts.now ?? Date.now,
         startedAtMs: (opts.now ?? Date.now)(),
+        commandsWaiting: async (filter) => (await queued(nc, names.streams.commands, filter)) > 0,
         ...(opts.onDecision ? { onDecision: opts.onDecision } : {}),
       };
       const retry = { maxDeliver: 10 };

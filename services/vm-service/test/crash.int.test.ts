@@ -125,7 +125,10 @@ describe("the service killed in the middle of a create", () => {
     let child = await startProcess(db, nats, env);
     await setUp(w, vmId);
     await kill9(child);
-    // Nobody answers the allocation; the deadline row written with VmCreated is all that remains.
+    // The IP pool took the allocation and never answered; the deadline row written with VmCreated
+    // is all that remains.
+    await w.commands.ofType("AllocateIp", vmId);
+    expect(await w.takeCommands("ippool")).toBeGreaterThan(0);
     child = await startProcess(db, nats, env);
     try {
       const vm = await w.until(vmId, "error");

@@ -118,6 +118,14 @@ export class World {
     return id;
   }
 
+  /** A service takes every command waiting for it and loses them (a crash before it answered). */
+  async takeCommands(service: string): Promise<number> {
+    const { purged } = await this.nats.jsm.streams.purge(this.names.streams.commands, {
+      filter: this.names.commandsTo(service),
+    });
+    return purged;
+  }
+
   /** Sends a VM command and returns its outcome: the first event it caused, or its CommandRejected. */
   async command<D extends MessageDef>(verb: string, def: D, data: DataOf<D>): Promise<Msg> {
     const id = randomUUID();

@@ -305,6 +305,43 @@ describe("the VM lifecycle over NATS and PostgreSQL", () => {
     });
   });
 
+  test("an allocation waiting in the IP pool's queue outlives its deadline; taken and never answered, it fails", async ({
+    db,
+    nats,
+  }) => {
+    const w = new World(nats);
+    const allocations = () =>
+      w.commands.messages.filter((m) => m.headers?.get("Mikrom-Type") === "AllocateIp");
+    await withService(
+      testConfig(db, nats, { ALLOCATE_TIMEOUT_MS: "400", RESEND_AFTER_MS: "100" }),
+      async () => {
+        await registerHost(w);
+        const vmId = vmIdOf(9);
+        await create(w, vmId);
+        await w.commands.ofType("AllocateIp", vmId);
+        // The IP pool is down: its queue holds the command past several deadlines and resend times;
+        // the VM waits, and nothing more is sent into a queue nobody drains.
+        await new Promise((r) => setTimeout(r, 1_000));
+        const queued = allocations().length;
+        await new Promise((r) => setTimeout(r, 1_500));
+        expect((await w.query(GetVm, { vmId, actor: OWNER })).status).toBe("pending");
+        expect(allocations()).toHaveLength(queued);
+        // It is back, takes every command and loses them: now the answer is late, the command is sent
+        // again, and at the deadline the VM fails.
+        const taking = setInterval(() => void w.takeCommands("ippool").catch(() => {}), 50);
+        try {
+          const vm = await w.until(vmId, "error");
+          expect(vm.errorMessage).toBe(
+            "allocate timed out: no answer from the IP pool service within 400 ms",
+          );
+        } finally {
+          clearInterval(taking);
+        }
+        expect(allocations().length).toBeGreaterThan(queued);
+      },
+    );
+  });
+
   test("a step whose command was lost is sent again, the same message, before its deadline", async ({
     db,
     nats,

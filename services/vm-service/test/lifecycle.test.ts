@@ -582,6 +582,22 @@ describe("the lifecycle process", () => {
     }
   });
 
+  it("a deadline whose receiver has not taken its commands yet (down, or behind) waits instead of failing the VM", () => {
+    const behind = (step: Step): ProcessInput => ({
+      type: "DeadlineReached",
+      data: { step, timeoutMs: 500, receiverBehind: true },
+    });
+    const vm = vmIn("pending");
+    expect(react(behind("allocate"), vm, ctx)).toEqual({ ...nothing_, deadline: "allocate" });
+    // Still stale when the step was answered meanwhile.
+    expect(react(behind("allocate"), vmIn("provisioning"), ctx)).toEqual({
+      ...nothing_,
+      deadline: undefined,
+    });
+    // Once the receiver has taken its queue, the same deadline fails the VM.
+    expect(react(deadline("allocate"), vm, ctx).events.map((e) => e.type)).toEqual(["VmFailed"]);
+  });
+
   it("every step it starts has a deadline that fails the VM when it passes", () => {
     for (const status of [
       "pending",

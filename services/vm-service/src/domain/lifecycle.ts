@@ -41,7 +41,18 @@ export type ProcessInput =
   | { readonly type: "HostLost"; readonly data: { readonly hostId: string; readonly reason: string } }
   /** A host registered or heartbeated: a VM waiting for one may now fit. */
   | { readonly type: "HostAvailable"; readonly data: { readonly hostId: string } }
-  | { readonly type: "DeadlineReached"; readonly data: { readonly step: Step; readonly timeoutMs: number } }
+  | {
+      readonly type: "DeadlineReached";
+      readonly data: {
+        readonly step: Step;
+        readonly timeoutMs: number;
+        /**
+         * The step's receiver has not taken the commands sent to it yet (its work queue holds them):
+         * it is away or behind, so the answer is not late, it is not due yet.
+         */
+        readonly receiverBehind?: boolean;
+      };
+    }
   /** The step's answer is late: its command may have been lost on the way, send it again. */
   | { readonly type: "ResendDue"; readonly data: { readonly step: Step; readonly attempt: number } };
 
@@ -213,6 +224,9 @@ export function react(input: ProcessInput, vm: Vm, ctx: ReactContext): Decision 
       // Its host is unreachable, not gone: the step waits for it (a new deadline), and the VM is
       // failed only if the host is declared lost.
       if (isUnreachable(ctx.hosts, vm.hostId)) return { ...NOTHING, deadline: step };
+      // The IP pool (say) is down or its queue is long: its command waits there and is taken when it
+      // is back. Failing now would fail every VM created during an outage longer than the deadline.
+      if (input.data.receiverBehind) return { ...NOTHING, deadline: step };
       if (step === "schedule") {
         // Room may have come back without a host event (another VM gave its capacity back): one last look.
         const placed = place(vm, heldLease(vm), ctx);

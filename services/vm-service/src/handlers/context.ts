@@ -14,6 +14,8 @@ export interface HandlerDeps extends StoreDeps {
   readonly now: () => number;
   /** When this process started listening (by `now`): hosts are not judged before a whole heartbeat timeout. */
   readonly startedAtMs: number;
+  /** Whether commands to a service (a subject filter) wait in the commands work queue, not yet taken. */
+  readonly commandsWaiting?: (filter: string) => Promise<boolean>;
 }
 
 /** One received message as the handlers need it (from a @mikrom/bus envelope). */

@@ -1,4 +1,5 @@
 import { isUnavailable } from "@mikrom/bus";
+import { IPPOOL_SERVICE } from "@mikrom/contracts";
 import { createLogger, errorFields } from "@mikrom/telemetry";
 import { sql } from "kysely";
 import { judgeHosts } from "../domain/hosts.ts";
@@ -75,14 +76,23 @@ async function fireDeadlines(deps: HandlerDeps): Promise<number> {
     .limit(200)
     .execute();
   let fired = 0;
+  // Asked once a sweep, and only when an allocation is due: one request to JetStream.
+  let ippoolBehind: Promise<boolean> | undefined;
   for (const d of due) {
     if (await sentLate(deps, d)) continue;
+    const receiverBehind =
+      d.step === "allocate" && deps.commandsWaiting
+        ? await (ippoolBehind ??= deps.commandsWaiting(deps.names.commandsTo(IPPOOL_SERVICE)))
+        : false;
     fired++;
     // The inbox key makes one deadline fire once even when two replicas sweep together.
     await driveVm(
       deps,
       d.vm_id,
-      { type: "DeadlineReached", data: { step: d.step as Step, timeoutMs: d.timeout_ms } },
+      {
+        type: "DeadlineReached",
+        data: { step: d.step as Step, timeoutMs: d.timeout_ms, ...(receiverBehind && { receiverBehind }) },
+      },
       {
         consumer: "deadlines",
         messageId: `${d.vm_id}:${d.step}:${d.due_at.getTime()}`,
@@ -113,7 +123,13 @@ async function resendLate(deps: HandlerDeps): Promise<number> {
     .orderBy("resend_at")
     .limit(200)
     .execute();
+  let ippoolBehind: Promise<boolean> | undefined;
+  let resent = 0;
   for (const d of late) {
+    // A copy in a queue nobody drains yet adds nothing: sent again once the receiver takes its queue.
+    if (d.step === "allocate" && deps.commandsWaiting)
+      if (await (ippoolBehind ??= deps.commandsWaiting(deps.names.commandsTo(IPPOOL_SERVICE)))) continue;
+    resent++;
     await driveVm(
       deps,
       d.vm_id,
@@ -131,7 +147,7 @@ async function resendLate(deps: HandlerDeps): Promise<number> {
       .where("step", "=", d.step)
       .execute();
   }
-  return late.length;
+  return resent;
 }
 
 /**
