@@ -230,6 +230,31 @@ describe("web console", () => {
     }
   });
 
+  test("the admin pages are the API's: a user gets its 403, a superuser the users and pools", async ({
+    db,
+    nats,
+  }) => {
+    const w = await consoleWorld(db.url, nats);
+    try {
+      const user = new Browser(w.gw.url);
+      await user.login(w.a.email);
+      const refused = await user.fetch("/users");
+      expect(refused.status).toBe(403);
+      expect(await refused.text()).toContain("enough privileges");
+      expect(await (await user.fetch("/")).text()).not.toContain('href="/users"');
+
+      const root = new Browser(w.gw.url);
+      await root.login(w.root.email);
+      const users = await (await root.fetch("/users")).text();
+      expect(users).toContain(w.b.email);
+      const pools = await root.fetch("/ippools");
+      expect(pools.status).toBe(200);
+      expect(await pools.text()).toContain("<meter");
+    } finally {
+      await w.close();
+    }
+  });
+
   test("the event stream is the API's, for the session's user only", async ({ db, nats }) => {
     const w = await consoleWorld(db.url, nats);
     try {

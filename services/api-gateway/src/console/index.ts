@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import type { AppEnv } from "../http/env.ts";
 import { Api } from "./api.ts";
 import { assetRoutes } from "./assets.ts";
+import { adminPages } from "./pages/admin.ts";
 import { authPages } from "./pages/auth.ts";
 import type { ConsoleDeps } from "./pages/context.ts";
 import { consoleErrors } from "./pages/errors.ts";
@@ -32,6 +33,7 @@ export function mountConsole(app: Hono<AppEnv>, options: ConsoleOptions): void {
   assetRoutes(ui);
   authPages(ui, deps);
   vmPages(ui, deps);
+  adminPages(ui, deps);
   eventStream(ui, deps);
   app.route("/", ui);
 }

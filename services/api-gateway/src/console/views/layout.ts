@@ -19,6 +19,10 @@ export interface Shell {
 
 const SECTIONS: ReadonlyArray<{ id: Section; href: string; label: string; superuser: boolean }> = [
   { id: "vms", href: "/", label: "VMs", superuser: false },
+  { id: "hosts", href: "/hosts", label: "Hosts", superuser: true },
+  { id: "ippools", href: "/ippools", label: "IP pools", superuser: true },
+  { id: "users", href: "/users", label: "Users", superuser: true },
+  { id: "audit", href: "/audit", label: "Audit log", superuser: true },
 ];
 
 /** A hidden field every form carries: this browser's CSRF token. */
