@@ -11,8 +11,10 @@ export function trace(traceId: string | null, grafanaUrl: string | undefined): J
   const href = traceUrl(grafanaUrl, traceId);
   const short = html`<code title=${traceId}>${traceId.slice(0, 12)}…</code>`;
   return href
-    ? html`<a href=${href} target="_blank" rel="noopener noreferrer" aria-label=${`Trace ${traceId} in Grafana (opens in a new tab)`}>${short}</a>`
-    : html`<span aria-label=${`Trace ${traceId}`}>${short}</span>`;
+    ? html`<a href=${href} target="_blank" rel="noopener noreferrer">
+        ${short}<span class="visually-hidden"> (the whole trace in Grafana, in a new tab)</span>
+      </a>`
+    : short;
 }
 
 function details(vm: Vm): JSXNode {

@@ -69,7 +69,7 @@ export function vmList(page: Page<Vm>, csrf: string, showOwner: boolean): JSXNod
     page.items.length === 0
       ? html`<p class="empty">No VMs yet. Create one above; it shows here as it starts.</p>`
       : html`<table class="list">
-          <caption>${showOwner ? "Every VM" : "Your VMs"} (${page.total})</caption>
+          <caption>${showOwner ? "All VMs" : "Your VMs"} (${page.total})</caption>
           <thead>
             <tr>
               <th scope="col">Name</th>
