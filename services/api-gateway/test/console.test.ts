@@ -137,7 +137,14 @@ describe("console: words and links", () => {
 
   it("goes back only to a path of this console", () => {
     expect(localPath("/vms/srv-1")).toBe("/vms/srv-1");
-    for (const away of ["//evil.example", "/\\evil.example", "https://evil.example", "", undefined])
+    for (const away of [
+      "//evil.example",
+      "/\\evil.example",
+      "https://evil.example",
+      "/a\r\nSet-Cookie: x=1",
+      "",
+      undefined,
+    ])
       expect(localPath(away)).toBe("/");
   });
 

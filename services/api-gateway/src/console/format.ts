@@ -55,8 +55,12 @@ export function eventSummary(e: Pick<VmEvent, "type" | "data">): string {
   }
 }
 
-/** A path on this console to go back to after a form, never another site (`//evil`, `/\evil`). */
+/**
+ * A path on this console to go back to after a form, never another site (`//evil`, `/\evil`) nor a
+ * header split by a line break.
+ */
 export function localPath(raw: string | undefined, fallback = "/"): string {
   if (!raw?.startsWith("/") || raw.startsWith("//") || raw.startsWith("/\\")) return fallback;
-  return raw;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it refuses
+  return /[\u0000-\u001f\u007f]/.test(raw) ? fallback : raw;
 }
