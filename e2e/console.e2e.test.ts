@@ -18,8 +18,8 @@ const ARTIFACTS = join(import.meta.dirname, "..", "test-results", "console");
 const GRAFANA = "http://grafana.e2e.invalid:3000";
 const ALICE = { email: "alice@console.example", password: "alice-password-1" };
 const BOB = { email: "bob@console.example", password: "bob-password-12" };
-/** Long enough to see each step of an operation on the page, short enough for a quick run. */
-const FAKE_LATENCY_MS = "1500";
+/** A boot long enough to see it progress on the page (the fake driver slows boots only). */
+const FAKE_LATENCY_MS = "3000";
 const UNTIL = { timeout: 60_000 };
 
 /** WCAG 2.0-2.2 A and AA, and axe's best practices. */
@@ -109,15 +109,46 @@ async function statusIs(row: Locator, status: string): Promise<void> {
     .waitFor(UNTIL);
 }
 
-/** Marks the document: the mark survives anything but a reload or a navigation. */
-async function markDocument(page: Page): Promise<void> {
-  await page.evaluate(() => {
-    (globalThis as { consoleTestMark?: boolean }).consoleTestMark = true;
-  });
+/**
+ * Marks the document (the mark survives anything but a reload or a navigation) and records what it
+ * shows from now on: each VM's statuses in order, and whether progress was shown (a progress bar, or
+ * a busy button while its operation is sent). A recorder sees a state however briefly it was shown.
+ */
+async function watch(page: Page): Promise<void> {
+  await page.evaluate(`(() => {
+    const seen = (globalThis.consoleTestSeen = { statuses: {}, progress: false });
+    globalThis.consoleTestMark = true;
+    const look = () => {
+      for (const el of document.querySelectorAll("[data-vm-status]")) {
+        const list = (seen.statuses[el.dataset.vmStatus] ??= []);
+        const status = el.textContent.trim();
+        if (list.at(-1) !== status) list.push(status);
+      }
+      if (document.querySelector("main progress, button[aria-busy=true]")) seen.progress = true;
+    };
+    new MutationObserver(look).observe(document.body, {
+      subtree: true, childList: true, attributes: true, characterData: true,
+    });
+    look();
+  })()`);
+}
+
+interface Seen {
+  statuses: Record<string, string[]>;
+  progress: boolean;
+}
+
+function seen(page: Page): Promise<Seen> {
+  return page.evaluate<Seen>("globalThis.consoleTestSeen");
+}
+
+/** Waits a while for a state that may be brief; the recorder, not this, is what the test asserts. */
+async function briefly(locator: Locator): Promise<void> {
+  await locator.waitFor({ timeout: 15_000 }).catch(() => {});
 }
 
 async function stillSameDocument(page: Page): Promise<boolean> {
-  return page.evaluate(() => (globalThis as { consoleTestMark?: boolean }).consoleTestMark === true);
+  return page.evaluate<boolean>("globalThis.consoleTestMark === true");
 }
 
 async function createVm(page: Page, name: string): Promise<void> {
@@ -186,16 +217,21 @@ describe("web console in Chromium", () => {
       await logIn(page, ALICE);
       await page.getByText("No VMs yet").waitFor();
       await check(page, "02-vms-empty");
-      await markDocument(page);
+      await watch(page);
 
       await createVm(page, "web-1");
       const row = rowOf(page, "web-1");
       await row.waitFor(UNTIL);
       // Progress while the operation runs, then running: all on the same document.
-      await row.locator("progress").waitFor(UNTIL);
+      await briefly(row.locator("progress"));
       await shot(page, "03-vm-creating");
       await statusIs(row, "running");
       expect(await stillSameDocument(page), "the page reloaded").toBe(true);
+      const vmId = (await row.getAttribute("data-vm-row"))!;
+      const created = await seen(page);
+      expect(created.progress, "progress was shown").toBe(true);
+      expect(created.statuses[vmId]?.[0]).toMatch(/^(pending|provisioning)$/);
+      expect(created.statuses[vmId]?.at(-1)).toBe("running");
       await expect(row.locator("progress").count()).resolves.toBe(0);
       const address = await text(row.locator('td[data-label="Address"]'));
       expect(address).toMatch(/^172\.16\.0\.\d+$/);
@@ -217,29 +253,37 @@ describe("web console in Chromium", () => {
       await check(page, "05-vm-page");
 
       // Stop from the VM's page: progress, then stopped, without a reload.
-      await markDocument(page);
+      await watch(page);
       await page.getByRole("button", { name: "Stop web-1" }).click();
-      await page.locator("#vm-summary progress").waitFor(UNTIL);
-      await shot(page, "06-vm-stopping");
+      await briefly(page.locator("#vm-summary progress"));
+      await shot(page, "06-vm-stop-sent");
       await page
         .locator("#vm-summary [data-vm-status]")
         .filter({ hasText: /^stopped$/ })
         .waitFor(UNTIL);
       await page.getByText("Stopped", { exact: true }).waitFor(UNTIL);
       expect(await stillSameDocument(page), "the page reloaded").toBe(true);
+      const stopped = await seen(page);
+      expect(stopped.progress, "progress was shown").toBe(true);
+      expect(stopped.statuses[vmId]).toEqual(expect.arrayContaining(["running", "stopped"]));
       await shot(page, "07-vm-stopped");
 
       // Delete from the list: the row shows progress, then leaves.
       await nav(page, "VMs").click();
       await page.getByRole("heading", { name: "Virtual machines" }).waitFor();
-      await markDocument(page);
+      await watch(page);
       await statusIs(rowOf(page, "web-1"), "stopped");
       await page.getByRole("button", { name: "Delete web-1" }).click();
-      await statusIs(rowOf(page, "web-1"), "deleting");
-      await shot(page, "08-vm-deleting");
+      await briefly(
+        rowOf(page, "web-1")
+          .locator("[data-vm-status]")
+          .filter({ hasText: /^deleting$/ }),
+      );
+      await shot(page, "08-vm-delete-sent");
       await rowOf(page, "web-1").waitFor({ state: "detached", ...UNTIL });
       await page.getByText("No VMs yet").waitFor();
       expect(await stillSameDocument(page), "the page reloaded").toBe(true);
+      expect((await seen(page)).progress, "progress was shown").toBe(true);
     } finally {
       await context.close();
     }
@@ -256,7 +300,7 @@ describe("web console in Chromium", () => {
       await createVm(alice.page, "alice-vm");
       await statusIs(rowOf(alice.page, "alice-vm"), "running");
       const aliceVm = (await rowOf(alice.page, "alice-vm").getAttribute("data-vm-row"))!;
-      await markDocument(alice.page);
+      await watch(alice.page);
 
       await logIn(bob.page, BOB);
       await createVm(bob.page, "bob-vm");
