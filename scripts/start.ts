@@ -41,7 +41,8 @@ try {
     [
       "",
       `Mikrom is up. API: ${system.apiUrl}/api/v1   docs: ${system.apiUrl}/docs`,
-      `Log in as ${env.MIKROM_ADMIN_EMAIL} / ${password}:`,
+      `Web console: ${system.apiUrl}/ (open it in a browser)`,
+      `Log in there, or with the API, as ${env.MIKROM_ADMIN_EMAIL} / ${password}:`,
       `  curl -s ${system.apiUrl}/api/v1/auth/login/json -H 'content-type: application/json' \\`,
       `    -d '{"username":"${env.MIKROM_ADMIN_EMAIL}","password":"${password}"}'`,
       "Ctrl-C stops every service.",

@@ -11,6 +11,7 @@ import { Tokens } from "./auth/tokens.ts";
 import { type Backend, BackendUnavailable } from "./backend.ts";
 import { Commands } from "./commands/dispatcher.ts";
 import type { Config } from "./config.ts";
+import { mountConsole } from "./console/index.ts";
 import type { AppEnv } from "./http/env.ts";
 import { idempotency } from "./http/idempotency.ts";
 import { OpenApi } from "./http/openapi.ts";
@@ -43,6 +44,7 @@ export interface GatewayDeps {
     | "bodyLimitBytes"
     | "sseHeartbeatMs"
     | "trustProxy"
+    | "grafanaUrl"
   >;
   readonly db: Kysely<GatewayDb>;
   readonly backend: Backend;
@@ -116,6 +118,7 @@ export function createApp(deps: GatewayDeps): Gateway {
   ippoolRoutes(app, { backend, commands, queryTimeoutMs: config.queryTimeoutMs }, docs);
   auditRoutes(app, { backend, queryTimeoutMs: config.queryTimeoutMs }, docs);
   docsRoutes(app, docs, VERSION);
+  mountConsole(app, { jwtSecret: config.jwtSecret, grafanaUrl: config.grafanaUrl });
 
   app.notFound((c) => problemResponse(c, new Problem(404, `No route for ${c.req.method} ${c.req.path}`)));
   app.onError((error, c) => {

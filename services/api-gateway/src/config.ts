@@ -31,6 +31,8 @@ export interface Config {
   readonly sseHeartbeatMs: number;
   /** Take the client IP from X-Forwarded-For (only behind a proxy that sets it). */
   readonly trustProxy: boolean;
+  /** Grafana's address: the web console links trace ids to it (Explore, the Tempo datasource). */
+  readonly grafanaUrl?: string | undefined;
   /** The gateway answers health on its API port. */
   readonly healthPort?: undefined;
 }
@@ -58,6 +60,8 @@ const Env = BaseEnv.extend({
   BODY_LIMIT_BYTES: int(1024 * 1024),
   SSE_HEARTBEAT_MS: int(15_000),
   TRUST_PROXY: bool,
+  // Empty is "not set", as a compose file's `GRAFANA_URL=` writes it.
+  GRAFANA_URL: z.union([z.literal(""), z.url({ protocol: /^https?$/ })]).optional(),
 });
 
 export class ConfigError extends Error {
@@ -114,5 +118,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     sseHeartbeatMs: e.SSE_HEARTBEAT_MS,
     trustProxy: e.TRUST_PROXY,
+    grafanaUrl: e.GRAFANA_URL ? e.GRAFANA_URL.replace(/\/+$/, "") : undefined,
   };
 }
