@@ -1,54 +1,46 @@
 /**
- * The container health check of Mikrom's images (Docker HEALTHCHECK and Kubernetes exec probes).
- *   node probe.ts http <path>  GET http://127.0.0.1:$HEALTH_PORT<path> (else $PORT) answers 2xx
- *   node probe.ts deps         a worker (no HTTP port): the NATS and PostgreSQL servers its
- *                              environment names accept connections
- * A worker's liveness is its process (it exits when it cannot go on, and the container with it), so
- * `deps` says "this replica can work", no more. Runs in the image with Node's type stripping.
+ * The container health check of Mikrom's images (the Dockerfile's HEALTHCHECK):
+ *   node probe.ts <PORT_VARIABLE> <path>   GET http://127.0.0.1:$<PORT_VARIABLE><path> answers 2xx
+ * The image names the variable because the services answer health on different ports: the gateway on
+ * its API port (PORT, /health), a worker on its health port (HEALTH_PORT, /health/ready); the
+ * environment every service shares sets HEALTH_PORT for the gateway too, where nothing listens.
+ * Runs in the image with Node's type stripping.
  */
-import { connect } from "node:net";
+import { get } from "node:http";
 
 const TIMEOUT_MS = 2_000;
 
-function reachable(url: string, defaultPort: number): Promise<string | null> {
-  const { hostname, port } = new URL(url);
-  return new Promise((resolve) => {
-    const socket = connect({ host: hostname, port: Number(port || defaultPort), timeout: TIMEOUT_MS });
-    const done = (problem: string | null): void => {
-      socket.destroy();
-      resolve(problem);
-    };
-    socket.once("connect", () => done(null));
-    socket.once("timeout", () => done(`${hostname}:${port || defaultPort}: timed out`));
-    socket.once("error", (error) => done(`${hostname}:${port || defaultPort}: ${error.message}`));
+/** The URL to ask, or what is wrong with the arguments or the environment. */
+export function healthUrl(args: readonly string[], env: NodeJS.ProcessEnv): string | Error {
+  const [variable, path] = args;
+  if (!variable || !path?.startsWith("/") || args.length !== 2)
+    return new Error(`usage: node probe.ts <PORT_VARIABLE> </path> (got: ${args.join(" ") || "nothing"})`);
+  const port = env[variable];
+  if (!port) return new Error(`${variable} is not set: no port to ask ${path} on`);
+  return `http://127.0.0.1:${port}${path}`;
+}
+
+/** The status code `url` answers with; node:http, not fetch, whose first call loads undici in each probe. */
+function statusOf(url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = get(url, { timeout: TIMEOUT_MS }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.once("timeout", () => req.destroy(new Error(`${url}: no answer within ${TIMEOUT_MS} ms`)));
+    req.once("error", reject);
   });
 }
 
-async function probe(args: string[]): Promise<string | null> {
-  const env = process.env;
-  if (args[0] === "http") {
-    const port = env.HEALTH_PORT || env.PORT || "8080";
-    const res = await fetch(`http://127.0.0.1:${port}${args[1] ?? "/health"}`, {
-      signal: AbortSignal.timeout(TIMEOUT_MS),
-    });
-    return res.ok ? null : `HTTP ${res.status}`;
-  }
-  if (args[0] === "deps") {
-    const database =
-      env.GATEWAY_DATABASE_URL ||
-      env.VM_DATABASE_URL ||
-      env.IPPOOL_DATABASE_URL ||
-      env.PROVISIONER_DATABASE_URL ||
-      env.DATABASE_URL ||
-      "postgres://127.0.0.1:5432";
-    const nats = (env.NATS_URL || "nats://127.0.0.1:4222").split(",")[0]!.trim();
-    const problems = await Promise.all([reachable(nats, 4222), reachable(database, 5432)]);
-    const found = problems.filter(Boolean);
-    return found.length ? found.join("; ") : null;
-  }
-  return `unknown probe ${args.join(" ")}: use "http <path>" or "deps"`;
+async function probe(args: readonly string[]): Promise<string | null> {
+  const url = healthUrl(args, process.env);
+  if (url instanceof Error) return url.message;
+  const status = await statusOf(url);
+  return status >= 200 && status < 300 ? null : `${url}: HTTP ${status}`;
 }
 
-const problem = await probe(process.argv.slice(2)).catch((error: Error) => error.message);
-if (problem) process.stderr.write(`unhealthy: ${problem}\n`);
-process.exit(problem ? 1 : 0);
+if (import.meta.main) {
+  const problem = await probe(process.argv.slice(2)).catch((error: Error) => error.message);
+  if (problem) process.stderr.write(`unhealthy: ${problem}\n`);
+  process.exit(problem ? 1 : 0);
+}

@@ -26,7 +26,9 @@ describe("Dockerfiles", () => {
       lines(dockerfile(svc)).findLastIndex((l) => l.startsWith("FROM ")),
     );
     expect(final).toContain("USER node");
-    expect(final.find((l) => l.startsWith("HEALTHCHECK"))).toMatch(/node", "probe\.ts", "(http|deps)"/);
+    // The gateway answers health on its API port; a worker on HEALTH_PORT, which the gateway ignores.
+    const check = svc === "api-gateway" ? '"PORT", "/health"' : '"HEALTH_PORT", "/health/ready"';
+    expect(final.find((l) => l.startsWith("HEALTHCHECK"))).toMatch(`CMD ["node", "probe.ts", ${check}]`);
     expect(final.at(-1)).toBe(`CMD ["node", "services/${svc}/src/main.ts"]`);
   });
 
