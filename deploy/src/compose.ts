@@ -6,7 +6,7 @@ import { repoRoot } from "./env-reads.ts";
 
 export interface ComposeService {
   image?: string;
-  build?: { context: string; dockerfile: string };
+  build?: { context: string; dockerfile: string; args?: Record<string, string>; target?: string };
   environment?: Record<string, string | number | boolean | null>;
   healthcheck?: { test: string[] | string };
   volumes?: string[];

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
+import { loadCompose } from "../src/compose.ts";
 import { type K8sObject, k8sDir, kustomizations, render, validateObject } from "../src/k8s.ts";
 import { renderAuthConf, SERVICES } from "../src/nats-permissions.ts";
 
@@ -54,6 +55,13 @@ describe("Kubernetes manifests", () => {
       expect(hpa.spec.minReplicas).toBeGreaterThanOrEqual(2);
     },
   );
+
+  test.each(SERVICES)("%s runs the image compose builds for it from the Dockerfile", (svc) => {
+    const workload = find(rendered.get("base")!, svc === "provisioner" ? "DaemonSet" : "Deployment", svc);
+    const [name] = String(workload.spec.template.spec.containers[0].image).split(":");
+    expect(name).toBe(String(loadCompose().services[svc]!.image).split(":")[0]);
+    expect(name).toBe(`mikrom/${svc}`);
+  });
 
   test("the provisioner is a DaemonSet on KVM nodes with /dev/kvm and the network privileges", () => {
     const ds = find(production, "DaemonSet", "provisioner");
