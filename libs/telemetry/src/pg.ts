@@ -15,9 +15,10 @@ const require = createRequire(import.meta.url);
  * `import pg` (or kysely's PostgresDialect over a pg Pool) emits spans. test/pg.int.test.ts proves it.
  */
 export function patchLoadedPg(_instrumentation: PgInstrumentation): void {
-  for (const name of ["pg", "pg-pool"]) {
+  // Each by its literal name, so that a dependency check sees what this package requires.
+  for (const load of [() => require("pg"), () => require("pg-pool")]) {
     try {
-      require(name);
+      load();
     } catch {
       // Not installed: nothing to instrument.
     }
