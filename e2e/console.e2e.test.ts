@@ -1,6 +1,5 @@
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { createRequire } from "node:module";
 import { join } from "node:path";
 import { createTestDatabase, createTestNats, type TestDatabase, type TestNats } from "@mikrom/testkit";
 import { type Browser, type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
@@ -174,7 +173,7 @@ describe("web console in Chromium", () => {
       );
     await rm(ARTIFACTS, { recursive: true, force: true });
     await mkdir(ARTIFACTS, { recursive: true });
-    axeSource = await readFile(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+    axeSource = await readFile(new URL(import.meta.resolve("axe-core/axe.min.js")), "utf8");
     db = await createTestDatabase(inject("databaseUrl"));
     nats = await createTestNats(inject("natsUrl"));
     e2e = await startE2eSystem({
