@@ -47,13 +47,13 @@ COPY libs/ ./libs/
 COPY services/${SERVICE}/package.json ./services/${SERVICE}/
 COPY services/${SERVICE}/src ./services/${SERVICE}/src
 COPY deploy/docker/probe.ts ./probe.ts
-# For the command below: Docker expands no build argument in CMD, the shell expands this at start.
+# For the command below: Docker expands no variable in CMD, so its shell expands this one at start.
 ENV MIKROM_SERVICE=${SERVICE}
 USER node
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["node", "probe.ts", "HEALTH_PORT", "/health/ready"]
 # exec: node replaces the shell, so it is the process that gets SIGTERM.
-CMD exec node "services/${MIKROM_SERVICE}/src/main.ts"
+CMD ["sh", "-c", "exec node \"services/${MIKROM_SERVICE}/src/main.ts\""]
 
 # The REST API on port 8080: healthy when GET /health answers there (it serves no HEALTH_PORT).
 FROM service AS api-gateway

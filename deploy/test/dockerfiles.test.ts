@@ -83,9 +83,10 @@ describe("the Dockerfile", () => {
     const img = imageOf(svc);
     expect(img.last("USER")?.args).toBe("node");
     expect(img.last("WORKDIR")?.args).toBe("/app");
-    // Shell form, the service's name from ENV at start; exec makes node the process signals reach.
-    const cmd = substitute(img.last("CMD")!.args, img.env);
-    expect(cmd).toBe(`exec node "services/${svc}/src/main.ts"`);
+    // A shell reads the service's name from ENV at start; exec makes node the process signals reach.
+    const [shell, flag, script] = execForm(img.last("CMD")!.args) ?? [];
+    expect([shell, flag]).toEqual(["sh", "-c"]);
+    expect(substitute(script ?? "", img.env)).toBe(`exec node "services/${svc}/src/main.ts"`);
     expect(existsSync(join(repoRoot, "services", svc, "src", "main.ts"))).toBe(true);
     expect(img.instructions.filter((i) => i.keyword === "COPY").map((i) => i.args)).toContain(
       `services/${svc}/src ./services/${svc}/src`,
