@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { Text } from "@mikrom/contracts";
 import { z } from "zod";
 import { Problem } from "../http/problem.ts";
 import type { RefreshTokenStore } from "../store/refresh-tokens.ts";
@@ -7,7 +8,12 @@ import { unauthorized } from "./middleware.ts";
 import { hashPassword, verifyPassword } from "./passwords.ts";
 import { ACCESS_TTL_SECONDS, InvalidToken, type Tokens } from "./tokens.ts";
 
-export const Password = z.string().min(8).max(100);
+export const Password = Text.min(8).max(100);
+/** A password as presented at login: any length it could have been set with, checked by its hash. */
+export const LoginPassword = Text.min(1).max(100);
+/** A username or an email, as presented at login. */
+export const LoginName = Text.min(1).max(255);
+export const FullName = Text.max(255);
 export const Username = z
   .string()
   .min(3)
