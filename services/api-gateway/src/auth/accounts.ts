@@ -63,6 +63,16 @@ export function userOut(row: UserRow): UserOut {
   };
 }
 
+/**
+ * The refusal of an email or a username someone already has, the same for both and naming neither:
+ * its wording must not confirm that an address has an account. (The 409 itself still tells a taken
+ * pair from a free one, as any sign-up that logs in at once must; docs/SECURITY.md says what is
+ * left and what closes it.)
+ */
+export function identityTaken(): Problem {
+  return new Problem(409, "Registration failed: choose another email or username");
+}
+
 export interface Registration {
   email: string;
   password: string;
@@ -93,8 +103,7 @@ export class Accounts {
         isSuperuser: superuser,
       });
     } catch (error) {
-      if (error instanceof DuplicateUser)
-        throw new Problem(409, `A user with this ${error.field} already exists`);
+      if (error instanceof DuplicateUser) throw identityTaken();
       throw error;
     }
   }
