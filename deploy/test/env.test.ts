@@ -3,6 +3,7 @@ import { loadCompose } from "../src/compose.ts";
 import { envProblems } from "../src/env-policy.ts";
 import { envReads, readsOfSource } from "../src/env-reads.ts";
 import { type K8sObject, k8sDir, render } from "../src/k8s.ts";
+import { OPERATOR_SECRETS } from "../src/k8s-secrets.ts";
 import { SERVICES, type Service } from "../src/nats-permissions.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: rendered manifests are walked as plain data
@@ -21,8 +22,13 @@ function k8sEnv(objects: K8sObject[], service: Service): Set<string> {
     const ref = source.configMapRef ?? source.secretRef;
     const kind = source.configMapRef ? "ConfigMap" : "Secret";
     const obj = objects.find((o) => o.kind === kind && o.metadata.name === ref.name) as Any;
-    if (!obj) throw new Error(`${service}: envFrom names ${kind} ${ref.name}, which is not in the manifests`);
-    for (const key of Object.keys({ ...obj.data, ...obj.stringData })) names.add(key);
+    // Secrets are the operator's (none ships): their keys are the ones k8s-secrets.ts declares.
+    const keys = obj
+      ? Object.keys({ ...obj.data, ...obj.stringData })
+      : Object.keys(OPERATOR_SECRETS.find((s) => kind === "Secret" && s.name === ref.name)?.keys ?? {});
+    if (!keys.length)
+      throw new Error(`${service}: envFrom names ${kind} ${ref.name}, which nothing provides`);
+    for (const key of keys) names.add(key);
   }
   return names;
 }

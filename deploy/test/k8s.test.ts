@@ -1,9 +1,12 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { BaseEnv, parseEnv } from "@mikrom/runtime";
 import { describe, expect, test } from "vitest";
 import { loadCompose } from "../src/compose.ts";
+import { loadConfig as gatewayConfig } from "../../services/api-gateway/src/config.ts";
 import { type K8sObject, k8sDir, kustomizations, render, validateObject } from "../src/k8s.ts";
-import { renderAuthConf, SERVICES } from "../src/nats-permissions.ts";
+import { OPERATOR_SECRETS, operatorSecrets, secretsNamed } from "../src/k8s-secrets.ts";
+import { passwordVariable, renderAuthConf, SERVICES } from "../src/nats-permissions.ts";
 
 const rendered = new Map(kustomizations().map((dir) => [dir.slice(k8sDir.length + 1), render(dir)]));
 const production = rendered.get("overlays/production")!;
@@ -88,13 +91,12 @@ describe("Kubernetes manifests", () => {
     expect(find(production, "PodDisruptionBudget", "nats").spec.maxUnavailable).toBe(1);
   });
 
-  test("PostgreSQL is a CloudNativePG cluster with a synchronous standby, bootstrapped by the example secret", () => {
+  test("PostgreSQL is a CloudNativePG cluster with a synchronous standby, bootstrapped by the operator's secret", () => {
     const db = find(production, "Cluster", "mikrom-db");
     expect(db.spec.instances).toBe(3);
     expect(db.spec.minSyncReplicas).toBe(1);
-    expect(find(production, "Secret", db.spec.bootstrap.initdb.secret.name).type).toBe(
-      "kubernetes.io/basic-auth",
-    );
+    const owner = OPERATOR_SECRETS.find((s) => s.name === db.spec.bootstrap.initdb.secret.name);
+    expect(owner?.type).toBe("kubernetes.io/basic-auth");
   });
 
   test("network policies deny ingress by default and open NATS and PostgreSQL to their clients only", () => {
@@ -114,13 +116,71 @@ describe("Kubernetes manifests", () => {
     }
   });
 
-  test("the collector runs on every node with its config, and the secrets are marked as examples", () => {
+  test("the collector runs on every node with its config", () => {
     expect(find(production, "DaemonSet", "otel-collector")).toBeDefined();
-    const example = readFileSync(join(k8sDir, "base", "secrets.example.yaml"), "utf8");
-    expect(example).toMatch(/EXAMPLE/);
-    const secrets = production.filter((o) => o.kind === "Secret") as Any[];
-    for (const s of secrets) {
-      expect(Object.values(s.stringData).some((v) => String(v).includes("change-me"))).toBe(true);
+  });
+});
+
+describe("secrets: none ships; the operator creates them", () => {
+  test.each([...rendered.keys()])(
+    "%s holds no Secret, and every Secret it names is one the operator creates",
+    (dir) => {
+      const objects = rendered.get(dir)!;
+      expect(objects.filter((o) => o.kind === "Secret").map((o) => o.metadata.name)).toEqual([]);
+      expect(new Set(secretsNamed(objects))).toEqual(new Set(OPERATOR_SECRETS.map((s) => s.name)));
+    },
+  );
+
+  test("deploy/README.md says how to create each of them", () => {
+    const readme = readFileSync(join(k8sDir, "..", "README.md"), "utf8");
+    expect(readme).toContain("node_modules/.bin/node deploy/src/k8s-secrets.ts");
+    for (const secret of OPERATOR_SECRETS) {
+      expect(readme, secret.name).toContain(`\`${secret.name}\``);
+      for (const key of Object.keys(secret.keys)) expect(readme, `${secret.name}.${key}`).toContain(key);
+    }
+  });
+
+  test("k8s-secrets.ts writes them with fresh values that pass the API schema and the services' own checks", () => {
+    const written = operatorSecrets({ adminEmail: "root@example.org" });
+    const again = operatorSecrets({ adminEmail: "root@example.org" });
+    expect(written.map((s) => s.metadata.name)).toEqual(OPERATOR_SECRETS.map((s) => s.name));
+    expect(written.flatMap((s) => validateObject(s as unknown as K8sObject))).toEqual([]);
+    const data = (name: string): Record<string, string> =>
+      written.find((s) => s.metadata.name === name)!.stringData;
+    expect(data("api-gateway-secrets").JWT_SECRET).not.toBe(
+      again.find((s) => s.metadata.name === "api-gateway-secrets")!.stringData.JWT_SECRET,
+    );
+    for (const secret of written) {
+      expect(secret.metadata.namespace).toBe("mikrom");
+      expect(Object.keys(secret.stringData).sort()).toEqual(
+        Object.keys(OPERATOR_SECRETS.find((s) => s.name === secret.metadata.name)!.keys).sort(),
+      );
+    }
+
+    // The gateway starts in production with its Secret and its ConfigMaps, as its pod would.
+    const configMap = (name: string): Record<string, string> => find(production, "ConfigMap", name).data;
+    const gatewayEnv = {
+      ...configMap("mikrom-common"),
+      ...configMap("api-gateway-config"),
+      ...data("api-gateway-secrets"),
+    };
+    expect(gatewayEnv.NODE_ENV).toBe("production");
+    expect(gatewayConfig(gatewayEnv).admin?.email).toBe("root@example.org");
+
+    const owner = data("mikrom-db-owner");
+    for (const service of SERVICES) {
+      const env = data(`${service}-secrets`);
+      expect(() => parseEnv(service, BaseEnv, env), service).not.toThrow();
+      // Each NATS_URL carries the password the NATS server has for that user; each database URL the owner's.
+      const nats = new URL(env.NATS_URL!);
+      expect([nats.username, nats.password]).toEqual([
+        service,
+        data("nats-passwords")[passwordVariable(service)],
+      ]);
+      for (const [key, value] of Object.entries(env).filter(([k]) => k.endsWith("DATABASE_URL"))) {
+        const db = new URL(value);
+        expect([db.username, db.password], `${service} ${key}`).toEqual([owner.username, owner.password]);
+      }
     }
   });
 });

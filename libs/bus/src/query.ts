@@ -10,7 +10,14 @@ import {
   type QueryReply,
   ValidationFailed,
 } from "@mikrom/contracts";
-import { createLogger, errorFields, type Logger, traceHandle, tracePublish } from "@mikrom/telemetry";
+import {
+  createLogger,
+  currentTraceId,
+  errorFields,
+  type Logger,
+  traceHandle,
+  tracePublish,
+} from "@mikrom/telemetry";
 import {
   headers as emptyHeaders,
   errors,
@@ -106,7 +113,7 @@ export function serveQuery<Q extends MessageDef, R extends z.ZodType>(
           }
           return { ok: true, data: response.data };
         } catch (error) {
-          const failure = asFailure(error);
+          const failure = answerFor(error, spec.request.type);
           const level = failure.code === "internal" ? "error" : "debug";
           log[level](
             { subject: msg.subject, code: failure.code, ...errorFields(error) },
@@ -140,6 +147,25 @@ export function serveQuery<Q extends MessageDef, R extends z.ZodType>(
       await Promise.all(inFlight);
     },
   };
+}
+
+/**
+ * What the server tells the caller about a failure. Its own refusals (QueryFailed) and the caller's
+ * invalid request say why; anything else is the server's business: the caller learns the code and
+ * where to look, while the error's own text (a database's message names tables, columns, addresses)
+ * stays in this service's log, found by the trace id.
+ */
+function answerFor(error: unknown, type: string): QueryFailed {
+  const failure = asFailure(error);
+  if (error instanceof QueryFailed || error instanceof ValidationFailed) return failure;
+  const trace = currentTraceId();
+  const where = `see the log of the service that answers it${trace ? ` (trace ${trace})` : ""}`;
+  return new QueryFailed(
+    failure.code,
+    failure.code === "unavailable"
+      ? `${type}: the answering service's database is unavailable; retry later`
+      : `${type} failed inside the service that answers it; ${where}`,
+  );
 }
 
 function asFailure(error: unknown): QueryFailed {

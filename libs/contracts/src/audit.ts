@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { Timestamp, UserId } from "./ids.ts";
 import { query } from "./message.ts";
+import { Text } from "./text.ts";
 
 /** The audit service keeps every event of every service; it answers `<ns>.qry.audit.<name>`. */
 export const AUDIT_SERVICE = "audit";
@@ -20,12 +21,15 @@ export const AuditEntry = z.object({
 });
 export type AuditEntry = z.infer<typeof AuditEntry>;
 
+/** A text filter of the audit log (a VM id, an event type): compared with what is stored. */
+export const AuditFilter = Text.min(1).max(64);
+
 export const ListAudit = query(
   "list",
   z.object({
     userId: UserId.optional(),
-    vmId: z.string().optional(),
-    type: z.string().optional(),
+    vmId: AuditFilter.optional(),
+    type: AuditFilter.optional(),
     from: Timestamp.optional(),
     to: Timestamp.optional(),
     page: z.int().min(1).default(1),

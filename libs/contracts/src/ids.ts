@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { Text } from "./text.ts";
 
 /** `srv-` and 8 hex digits, minted by the gateway. */
 export const VmId = z.string().regex(/^srv-[0-9a-f]{8}$/, "must be srv- followed by 8 hex digits");
@@ -26,7 +27,7 @@ export const Ipv4 = z.ipv4();
 /** Who asked: carried in every command so the owning service can check ownership and record the actor. */
 export const Actor = z.object({
   userId: UserId,
-  userName: z.string().min(1),
+  userName: Text.min(1),
   superuser: z.boolean().default(false),
 });
 export type Actor = z.infer<typeof Actor>;

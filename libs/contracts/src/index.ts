@@ -22,4 +22,5 @@ export {
 } from "./message.ts";
 export * from "./provisioner.ts";
 export { type Names, names } from "./subjects.ts";
+export { Text } from "./text.ts";
 export * from "./vm.ts";

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { Ipv4, Timestamp, VmId } from "./ids.ts";
 import { command, event, query } from "./message.ts";
+import { Text } from "./text.ts";
 
 /**
  * The service that owns IP pools: commands to `<ns>.cmd.ippool.<verb>`. Pool events go to
@@ -10,12 +11,11 @@ import { command, event, query } from "./message.ts";
 export const IPPOOL_SERVICE = "ippool";
 
 export const PoolId = z.string().regex(/^pool-[0-9a-f]{8}$/, "must be pool- followed by 8 hex digits");
-export const PoolName = z
-  .string()
-  .min(1)
+export const PoolName = Text.min(1)
   .max(64)
   .regex(/^[a-zA-Z0-9][a-zA-Z0-9_-]*$/, "letters, digits, '-' and '_' only");
-export const Cidr = z.string().min(9).max(18);
+export const Cidr = Text.min(9).max(18);
+export const PoolDescription = Text.max(500);
 
 export const PoolDefinition = z.object({
   name: PoolName,
@@ -23,7 +23,7 @@ export const PoolDefinition = z.object({
   gateway: Ipv4,
   rangeStart: Ipv4,
   rangeEnd: Ipv4,
-  description: z.string().max(500).nullable().default(null),
+  description: PoolDescription.nullable().default(null),
 });
 
 export const CreatePool = command("CreatePool", 1, PoolDefinition.extend({ poolId: PoolId }));
@@ -33,7 +33,7 @@ export const UpdatePool = command(
   z.object({
     poolId: PoolId,
     name: PoolName.optional(),
-    description: z.string().max(500).nullable().optional(),
+    description: PoolDescription.nullable().optional(),
     active: z.boolean().optional(),
   }),
 );
@@ -48,7 +48,7 @@ export const PoolUpdated = event(
   z.object({
     poolId: PoolId,
     name: PoolName.optional(),
-    description: z.string().max(500).nullable().optional(),
+    description: PoolDescription.nullable().optional(),
     active: z.boolean().optional(),
   }),
 );

@@ -1,6 +1,8 @@
 import { z } from "zod";
 import { Actor, HostId, Ipv4, Timestamp, UserId, VmId, VmName } from "./ids.ts";
+import { PoolName } from "./ippool.ts";
 import { command, event, query } from "./message.ts";
+import { Text } from "./text.ts";
 
 /** The service that owns VMs; commands go to `<ns>.cmd.vm.<verb>`, events to `<ns>.evt.vm.<vmId>.<Type>`. */
 export const VM_SERVICE = "vm";
@@ -20,7 +22,7 @@ export type VmStatus = z.infer<typeof VmStatus>;
 
 export const VcpuCount = z.int().min(1).max(32);
 export const MemoryMb = z.int().min(128).max(32768);
-export const VmDescription = z.string().max(500).nullable();
+export const VmDescription = Text.max(500).nullable();
 
 // Commands: the gateway mints vmId; every command carries its actor.
 export const CreateVm = command(
@@ -33,7 +35,8 @@ export const CreateVm = command(
     description: VmDescription.default(null),
     vcpuCount: VcpuCount.default(1),
     memoryMb: MemoryMb.default(512),
-    pool: z.string().min(1).max(64).optional(),
+    /** The pool to allocate from, by the name ippool-service allocates by (default pool when absent). */
+    pool: PoolName.optional(),
   }),
 );
 export const UpdateVm = command(

@@ -1,10 +1,20 @@
 import { z } from "zod";
+import { urlCredentialProblem } from "./secrets.ts";
+
+/** No placeholder password inside a URL (an example's `change-me` copied into a deployment). */
+const withoutPlaceholderPassword = (url: string, ctx: z.RefinementCtx): void => {
+  const problem = urlCredentialProblem(url);
+  if (problem) ctx.addIssue({ code: "custom", message: problem });
+};
 
 /** The variables every service reads, named the same everywhere (compose, manifests, docs). */
 export const BaseEnv = z.object({
-  NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222"),
+  NATS_URL: z.string().min(1).superRefine(withoutPlaceholderPassword).default("nats://127.0.0.1:4222"),
   /** A server and a base database name; each service keeps its own database derived from it. */
-  DATABASE_URL: z.url().default("postgres://postgres@127.0.0.1:5432/mikrom"),
+  DATABASE_URL: z
+    .url()
+    .superRefine(withoutPlaceholderPassword)
+    .default("postgres://postgres@127.0.0.1:5432/mikrom"),
   MIKROM_NAMESPACE: z
     .string()
     .regex(/^[A-Za-z0-9_-]+$/, "letters, digits, '-' and '_' only")

@@ -3,6 +3,14 @@ export { BaseEnv, parseEnv } from "./env.ts";
 export { type Checks, serveHealth } from "./health.ts";
 export { runService } from "./main.ts";
 export {
+  PASSWORD,
+  type SecretPolicy,
+  SIGNING_KEY,
+  secretProblem,
+  URL_PASSWORD_COMMAND,
+  urlCredentialProblem,
+} from "./secrets.ts";
+export {
   type ConsumerDefinition,
   type RunningService,
   type ServiceConfig,

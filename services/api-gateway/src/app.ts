@@ -88,8 +88,12 @@ export function createApp(deps: GatewayDeps): Gateway {
   app.use(
     bodyLimit({
       maxSize: config.bodyLimitBytes,
+      // The rest of the body is still on its way and will not be read: the connection cannot carry
+      // another request, so the answer says so instead of promising keep-alive and then closing.
       onError: () => {
-        throw new Problem(413, `Request body is larger than ${config.bodyLimitBytes} bytes`);
+        throw new Problem(413, `Request body is larger than ${config.bodyLimitBytes} bytes`, {
+          headers: { Connection: "close" },
+        });
       },
     }),
   );

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { BaseEnv, parseEnv, serviceDatabaseUrl } from "@mikrom/runtime";
+import { BaseEnv, PASSWORD, parseEnv, SIGNING_KEY, secretProblem, serviceDatabaseUrl } from "@mikrom/runtime";
 import { z } from "zod";
 
 /** Everything the gateway reads from its environment, parsed once at start. */
@@ -47,7 +47,13 @@ const Env = BaseEnv.extend({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   GATEWAY_DATABASE_URL: z.url().optional(),
   NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
-  JWT_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
+  JWT_SECRET: z
+    .string()
+    .min(
+      SIGNING_KEY.minLength,
+      `must be at least ${SIGNING_KEY.minLength} characters: set JWT_SECRET to a random value of ${SIGNING_KEY.minLength} characters or more, e.g. \`${SIGNING_KEY.generate}\``,
+    )
+    .optional(),
   MIKROM_ADMIN_EMAIL: z.email().optional(),
   MIKROM_ADMIN_PASSWORD: z.string().min(8).max(100).optional(),
   RATE_LIMIT_WINDOW_MS: int(60_000),
@@ -74,6 +80,31 @@ export function gatewayDatabaseUrl(baseUrl: string): string {
   return url.pathname.endsWith("_gateway") ? url.toString() : serviceDatabaseUrl(baseUrl, "gateway");
 }
 
+/**
+ * In production no secret may be a default, a placeholder from an example, or guessable: anyone who
+ * knows the JWT secret signs tokens for any user, superusers included. Development takes what it
+ * is given (and makes up a JWT secret when there is none).
+ */
+function productionSecretProblems(
+  jwtSecret: string | undefined,
+  adminPassword: string | undefined,
+): string[] {
+  const problems: string[] = [];
+  if (!jwtSecret) {
+    problems.push(
+      `JWT_SECRET: required in production: set it to a random value, e.g. \`${SIGNING_KEY.generate}\``,
+    );
+  } else {
+    const problem = secretProblem("JWT_SECRET", jwtSecret, SIGNING_KEY);
+    if (problem) problems.push(problem);
+  }
+  if (adminPassword) {
+    const problem = secretProblem("MIKROM_ADMIN_PASSWORD", adminPassword, PASSWORD);
+    if (problem) problems.push(problem);
+  }
+  return problems;
+}
+
 /** Parses the environment, naming every missing or malformed variable at once. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   let e: z.infer<typeof Env>;
@@ -83,8 +114,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     // Callers and tests tell a bad environment from other start failures by this type.
     throw new ConfigError((error as Error).message, { cause: error });
   }
-  if (e.NODE_ENV === "production" && !e.JWT_SECRET) {
-    throw new ConfigError("api-gateway configuration is invalid:\n  JWT_SECRET: required in production");
+  if (e.NODE_ENV === "production") {
+    const problems = productionSecretProblems(e.JWT_SECRET, e.MIKROM_ADMIN_PASSWORD);
+    if (problems.length) {
+      throw new ConfigError(`api-gateway configuration is invalid:\n  ${problems.join("\n  ")}`);
+    }
   }
   if (Boolean(e.MIKROM_ADMIN_EMAIL) !== Boolean(e.MIKROM_ADMIN_PASSWORD)) {
     throw new ConfigError(

@@ -68,6 +68,30 @@ describe("registration", () => {
     }
   });
 
+  test("a taken email and a taken username get one and the same refusal, which names neither", async ({
+    db,
+  }) => {
+    const gw = await startGateway(db.url);
+    try {
+      const first = { email: "carol@example.com", password: PASSWORD, username: "carol" };
+      expect((await gw.post("/api/v1/auth/register", first)).status).toBe(201);
+      const byEmail = await problemOf(
+        await gw.post("/api/v1/auth/register", { email: "Carol@example.com", password: PASSWORD }),
+      );
+      const byUsername = await problemOf(
+        await gw.post("/api/v1/auth/register", { ...first, email: "someone@else.org" }),
+      );
+      expectProblem(byEmail, 409);
+      expectProblem(byUsername, 409);
+      // Nothing in the wording tells which one exists, nor echoes the address.
+      expect(byEmail.body.detail).toBe(byUsername.body.detail);
+      expect(String(byEmail.body.detail)).not.toMatch(/already exists|carol/i);
+      expect(byEmail.body.detail).toBe("Registration failed: choose another email or username");
+    } finally {
+      await gw.close();
+    }
+  });
+
   test("invalid and malformed bodies are 422 listing each field", async ({ db }) => {
     const gw = await startGateway(db.url);
     try {

@@ -1,3 +1,4 @@
+import { connect } from "node:net";
 import { describe, expect, test } from "@mikrom/testkit";
 import pg from "pg";
 import { problemOf, startGateway } from "./support/gateway.ts";
@@ -116,6 +117,43 @@ describe("idempotency keys", () => {
   });
 });
 
+/**
+ * Sends `head` and `body` on a raw socket (leaving the declared body unfinished), reads the answer
+ * as its Content-Length says, and tells who ended the connection within 3 s.
+ */
+function rawExchange(
+  url: string,
+  head: string,
+  body: Uint8Array,
+): Promise<{ head: string; body: string; ended: "by the server" | "not in time" }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname);
+    let received = Buffer.alloc(0);
+    const timer = setTimeout(() => finish("not in time"), 3_000);
+    function finish(ended: "by the server" | "not in time"): void {
+      clearTimeout(timer);
+      socket.destroy();
+      const text = received.toString("utf8");
+      const split = text.indexOf("\r\n\r\n");
+      if (split < 0) {
+        reject(new Error(`no answer: ${JSON.stringify(text)}`));
+        return;
+      }
+      const length = Number(/^content-length: *(\d+)$/im.exec(text.slice(0, split))?.[1] ?? -1);
+      resolve({ head: text.slice(0, split), body: text.slice(split + 4, split + 4 + length), ended });
+    }
+    socket.on("data", (chunk) => {
+      received = Buffer.concat([received, chunk]);
+    });
+    socket.on("end", () => finish("by the server"));
+    // Writing into a connection the server has ended is the client's EPIPE, not the answer's fault.
+    socket.on("error", () => {});
+    socket.write(head);
+    socket.write(body);
+  });
+}
+
 describe("edges of HTTP", () => {
   test("a body over the limit is 413 problem+json", async ({ db }) => {
     const gw = await startGateway(db.url, { config: { bodyLimitBytes: 1024 } });
@@ -125,6 +163,56 @@ describe("edges of HTTP", () => {
       );
       expect(p.status).toBe(413);
       expect(p.type).toContain("application/problem+json");
+    } finally {
+      await gw.close();
+    }
+  });
+
+  test("a 413 closes the connection (Connection: close): an upload still going gets the answer, not a reset", async ({
+    db,
+  }) => {
+    const gw = await startGateway(db.url, { config: { bodyLimitBytes: 1024 } });
+    try {
+      const small = await gw.post("/api/v1/auth/register", { email: "a@b.io", password: "x".repeat(5000) });
+      expect(small.status).toBe(413);
+      expect(small.headers.get("connection")).toBe("close");
+      await small.body?.cancel();
+
+      // 16 MiB sent over more than a second: the server has answered long before the client is done.
+      const chunk = new Uint8Array(64 * 1024).fill(0x61);
+      let sent = 0;
+      const body = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          if (sent++ === 256) return controller.close();
+          await new Promise((r) => setTimeout(r, 5));
+          controller.enqueue(chunk);
+        },
+      });
+      const big = await gw.fetch("/api/v1/auth/register", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body,
+        duplex: "half",
+      } as RequestInit);
+      expect(big.status).toBe(413);
+      expect(big.headers.get("connection")).toBe("close");
+      expect((await problemOf(big)).body.detail).toMatch(/larger than 1024 bytes/);
+
+      // On the wire: the whole answer arrives, then the server ends the connection itself.
+      const {
+        head,
+        body: text,
+        ended,
+      } = await rawExchange(
+        gw.url,
+        `POST /api/v1/auth/register HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: 4000000\r\n\r\n`,
+        new Uint8Array(256 * 1024).fill(0x61),
+      );
+      expect(head).toMatch(/^HTTP\/1\.1 413 /);
+      expect(head).toMatch(/^connection: close$/im);
+      expect(head).not.toMatch(/keep-alive/i);
+      expect(JSON.parse(text).status).toBe(413);
+      expect(ended).toBe("by the server");
     } finally {
       await gw.close();
     }

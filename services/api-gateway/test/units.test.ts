@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { InvalidToken, Tokens } from "../src/auth/tokens.ts";
 import { ConfigError, gatewayDatabaseUrl, loadConfig } from "../src/config.ts";
@@ -23,6 +24,42 @@ describe("config", () => {
   it("refuses production without a JWT secret, and an admin email without a password", () => {
     expect(() => loadConfig({ NODE_ENV: "production" })).toThrow(ConfigError);
     expect(() => loadConfig({ MIKROM_ADMIN_EMAIL: "root@example.com" })).toThrow(/go together/);
+  });
+
+  it("refuses production with a default, placeholder, short or regular secret, saying what to set and how", () => {
+    const good = { NODE_ENV: "production", JWT_SECRET: randomBytes(48).toString("base64") };
+    expect(loadConfig(good).jwtSecret).toBe(good.JWT_SECRET);
+    for (const jwt of [
+      "development-only-secret-change-me-0123456789", // docker-compose.yml's default of old
+      "change-me-to-32-or-more-random-characters", // the Kubernetes example of old
+      "change-me",
+      "0123456789abcdef0123456789abcdef",
+    ]) {
+      expect(() => loadConfig({ ...good, JWT_SECRET: jwt }), jwt).toThrow(
+        /JWT_SECRET: .*set JWT_SECRET to a random value .*`openssl rand -base64 48`/,
+      );
+    }
+    const admin = { ...good, MIKROM_ADMIN_EMAIL: "root@example.com" };
+    for (const password of ["mikrom-admin", "change-me-admin", "admin12345"]) {
+      expect(() => loadConfig({ ...admin, MIKROM_ADMIN_PASSWORD: password }), password).toThrow(
+        /MIKROM_ADMIN_PASSWORD: .*`openssl rand -base64 18`/,
+      );
+    }
+    expect(loadConfig({ ...admin, MIKROM_ADMIN_PASSWORD: "glacier orbit fennel tundra" }).admin?.email).toBe(
+      "root@example.com",
+    );
+    // Both at once: every problem is named in one error.
+    expect(() =>
+      loadConfig({
+        ...admin,
+        JWT_SECRET: "change-me-to-32-or-more-random-characters",
+        MIKROM_ADMIN_PASSWORD: "mikrom-admin",
+      }),
+    ).toThrow(/JWT_SECRET[\s\S]*MIKROM_ADMIN_PASSWORD/);
+    // Development keeps working with whatever it is given.
+    expect(loadConfig({ JWT_SECRET: "development-only-secret-change-me-0123456789" }).environment).toBe(
+      "development",
+    );
   });
 
   it("splits CORS origins", () => {

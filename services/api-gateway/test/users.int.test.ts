@@ -57,7 +57,7 @@ describe("users: who may do what", () => {
   test("a user changes their own name and password, never their superuser flag, never another user", async ({
     db,
   }) => {
-    const { gw, a, b } = await cast(db.url);
+    const { gw, a, b, root } = await cast(db.url);
     try {
       const renamed = await put(gw, `/api/v1/users/${a.id}`, a, {
         full_name: "Ana A",
@@ -75,7 +75,14 @@ describe("users: who may do what", () => {
       expect(elevate.body.error).toBe(elevate.body.detail);
       expect((await put(gw, `/api/v1/users/${b.id}`, a, { full_name: "hacked" })).status).toBe(403);
       expect((await put(gw, `/api/v1/users/${a.id}`, a, { email: "not-an-email" })).status).toBe(422);
-      expect((await put(gw, `/api/v1/users/${a.id}`, a, { email: b.email })).status).toBe(409);
+      // Taken: the same refusal whichever is taken, naming neither (accounts are not confirmed by it).
+      const taken = await problemOf(await put(gw, `/api/v1/users/${a.id}`, a, { email: b.email }));
+      expect(taken.status).toBe(409);
+      const rootName = (await (await gw.fetch("/api/v1/auth/me", { headers: root.auth })).json()).username;
+      const takenName = await problemOf(await put(gw, `/api/v1/users/${a.id}`, a, { username: rootName }));
+      expect(takenName.status).toBe(409);
+      expect(taken.body.detail).toBe(takenName.body.detail);
+      expect(String(taken.body.detail)).not.toMatch(/already exists/);
       const me = await (await gw.fetch("/api/v1/auth/me", { headers: a.auth })).json();
       expect(me.is_superuser).toBe(false);
     } finally {

@@ -105,4 +105,39 @@ describe("the audit service", () => {
       await admin.end();
     }
   });
+
+  test("a filter with a NUL is refused as invalid by the service itself; a database error's text never reaches the caller", async ({
+    db,
+    nats,
+  }) => {
+    const config = loadConfig({ NATS_URL: nats.url, DATABASE_URL: db.url, MIKROM_NAMESPACE: nats.namespace });
+    const service = await startService(config);
+    const nc = await connectNats({ servers: nats.url, name: "audit test" });
+    const client = new pg.Client({ connectionString: config.databaseUrl });
+    try {
+      // Asked directly, as any NATS client could: callQuery would refuse it before sending.
+      const subject = querySpec(names(nats.namespace), AUDIT_SERVICE, ListAudit).subject;
+      const ask = async (request: unknown) =>
+        JSON.parse((await nc.request(subject, JSON.stringify(request), { timeout: 5_000 })).string());
+      const nul = await ask({ vmId: "srv-\u0000", page: 1, pageSize: 50 });
+      expect(nul).toMatchObject({ ok: false, error: { code: "invalid" } });
+      expect(nul.error.message).toMatch(/vmId: must not contain NUL/);
+      expect(nul.error.message).not.toMatch(/UTF8|encoding|0x00/);
+
+      await client.connect();
+      await client.query("ALTER TABLE audit_log RENAME TO audit_log_away");
+      const broken = await ask({ page: 1, pageSize: 50 });
+      expect(broken).toMatchObject({ ok: false, error: { code: "internal" } });
+      expect(broken.error.message).not.toMatch(/audit_log|relation|does not exist/);
+      await client.query("ALTER TABLE audit_log_away RENAME TO audit_log");
+    } finally {
+      await client.end();
+      await nc.close();
+      await service.stop();
+      const admin = new pg.Client({ connectionString: db.url });
+      await admin.connect();
+      await admin.query(`DROP DATABASE IF EXISTS "${db.name}_audit" WITH (FORCE)`);
+      await admin.end();
+    }
+  });
 });

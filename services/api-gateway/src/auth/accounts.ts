@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { Text } from "@mikrom/contracts";
 import { z } from "zod";
 import { Problem } from "../http/problem.ts";
 import type { RefreshTokenStore } from "../store/refresh-tokens.ts";
@@ -7,7 +8,12 @@ import { unauthorized } from "./middleware.ts";
 import { hashPassword, verifyPassword } from "./passwords.ts";
 import { ACCESS_TTL_SECONDS, InvalidToken, type Tokens } from "./tokens.ts";
 
-export const Password = z.string().min(8).max(100);
+export const Password = Text.min(8).max(100);
+/** A password as presented at login: any length it could have been set with, checked by its hash. */
+export const LoginPassword = Text.min(1).max(100);
+/** A username or an email, as presented at login. */
+export const LoginName = Text.min(1).max(255);
+export const FullName = Text.max(255);
 export const Username = z
   .string()
   .min(3)
@@ -57,6 +63,16 @@ export function userOut(row: UserRow): UserOut {
   };
 }
 
+/**
+ * The refusal of an email or a username someone already has, the same for both and naming neither:
+ * its wording must not confirm that an address has an account. (The 409 itself still tells a taken
+ * pair from a free one, as any sign-up that logs in at once must; docs/SECURITY.md says what is
+ * left and what closes it.)
+ */
+export function identityTaken(): Problem {
+  return new Problem(409, "Registration failed: choose another email or username");
+}
+
 export interface Registration {
   email: string;
   password: string;
@@ -87,8 +103,7 @@ export class Accounts {
         isSuperuser: superuser,
       });
     } catch (error) {
-      if (error instanceof DuplicateUser)
-        throw new Problem(409, `A user with this ${error.field} already exists`);
+      if (error instanceof DuplicateUser) throw identityTaken();
       throw error;
     }
   }

@@ -1,4 +1,4 @@
-import { AUDIT_SERVICE, type AuditEntry, ListAudit } from "@mikrom/contracts";
+import { AUDIT_SERVICE, type AuditEntry, AuditFilter, ListAudit } from "@mikrom/contracts";
 import type { Hono } from "hono";
 import { z } from "zod";
 import { requireSuperuser } from "../auth/middleware.ts";
@@ -16,8 +16,8 @@ export interface AuditRouteDeps {
 
 const AuditQuery = PageQuery.extend({
   user_id: z.coerce.number().int().positive().optional(),
-  vm_id: z.string().min(1).max(64).optional(),
-  type: z.string().min(1).max(64).optional(),
+  vm_id: AuditFilter.optional(),
+  type: AuditFilter.optional(),
   from: z.iso.datetime({ offset: true }).optional(),
   to: z.iso.datetime({ offset: true }).optional(),
 });

@@ -1,6 +1,17 @@
 import type { Hono } from "hono";
 import { z } from "zod";
-import { type Accounts, Email, Password, TokenOut, Username, UserOut, userOut } from "../auth/accounts.ts";
+import {
+  type Accounts,
+  Email,
+  FullName,
+  LoginName,
+  LoginPassword,
+  Password,
+  TokenOut,
+  Username,
+  UserOut,
+  userOut,
+} from "../auth/accounts.ts";
 import { requireUser } from "../auth/middleware.ts";
 import type { AppEnv } from "../http/env.ts";
 import type { OpenApi } from "../http/openapi.ts";
@@ -10,20 +21,20 @@ export const RegisterBody = z.object({
   email: Email,
   password: Password,
   username: Username.optional().describe("derived from the email when absent"),
-  full_name: z.string().max(255).nullable().optional(),
-  name: z.string().max(255).optional().describe("the Go client's spelling of full_name"),
+  full_name: FullName.nullable().optional(),
+  name: FullName.optional().describe("the Go client's spelling of full_name"),
 });
 const RegisterOut = UserOut.extend({ user: UserOut }).extend(TokenOut.omit({ user: true }).shape);
 
 const LoginForm = z.object({
-  username: z.string().min(1).max(255).describe("username or email"),
-  password: z.string().min(1).max(100),
+  username: LoginName.describe("username or email"),
+  password: LoginPassword,
 });
 const LoginJson = z
   .object({
-    username: z.string().min(1).max(255).optional(),
-    email: z.string().min(1).max(255).optional(),
-    password: z.string().min(1).max(100),
+    username: LoginName.optional(),
+    email: LoginName.optional(),
+    password: LoginPassword,
   })
   .refine((b) => b.username !== undefined || b.email !== undefined, {
     message: "username or email is required",

@@ -1,4 +1,4 @@
-import { Cidr, Ipv4, PoolName, type PoolStats, type PoolView } from "@mikrom/contracts";
+import { Cidr, Ipv4, PoolDescription, PoolName, type PoolStats, type PoolView } from "@mikrom/contracts";
 import { z } from "zod";
 
 /** The IP pool API's shapes (the earlier system's field names) and their mapping from the contracts. */
@@ -8,11 +8,11 @@ export const PoolCreateBody = z.object({
   gateway: Ipv4,
   start_ip: Ipv4,
   end_ip: Ipv4,
-  description: z.string().max(500).nullable().optional(),
+  description: PoolDescription.nullable().optional(),
 });
 export const PoolPatchBody = z.object({
   name: PoolName.optional(),
-  description: z.string().max(500).nullable().optional(),
+  description: PoolDescription.nullable().optional(),
   is_active: z.boolean().optional(),
 });
 export const SuggestBody = z.object({ cidr: Cidr });

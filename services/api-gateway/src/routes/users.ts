@@ -1,6 +1,6 @@
 import type { Hono } from "hono";
 import { z } from "zod";
-import { Email, Password, Username, UserOut, userOut } from "../auth/accounts.ts";
+import { Email, FullName, identityTaken, Password, Username, UserOut, userOut } from "../auth/accounts.ts";
 import { requireSuperuser, requireUser } from "../auth/middleware.ts";
 import { hashPassword } from "../auth/passwords.ts";
 import type { AppEnv } from "../http/env.ts";
@@ -15,8 +15,8 @@ const UserIdParam = z.coerce.number().int().positive().max(2_147_483_647);
 export const UserUpdate = z.object({
   email: Email.optional(),
   username: Username.optional(),
-  full_name: z.string().max(255).nullable().optional(),
-  name: z.string().max(255).optional(),
+  full_name: FullName.nullable().optional(),
+  name: FullName.optional(),
   password: Password.optional(),
   is_active: z.boolean().optional(),
   is_superuser: z.boolean().optional(),
@@ -111,8 +111,7 @@ export function userRoutes(
       if (body.password !== undefined || body.is_active === false) await refreshTokens.revokeAll(id);
       return c.json(userOut(updated));
     } catch (error) {
-      if (error instanceof DuplicateUser)
-        throw new Problem(409, `A user with this ${error.field} already exists`);
+      if (error instanceof DuplicateUser) throw identityTaken();
       throw error;
     }
   });

@@ -1,4 +1,4 @@
-import { type Actor, VmDescription, VmName, VmStatus, type VmView } from "@mikrom/contracts";
+import { type Actor, PoolName, VmDescription, VmName, VmStatus, type VmView } from "@mikrom/contracts";
 import { z } from "zod";
 import type { UserRow } from "../store/users.ts";
 
@@ -7,7 +7,7 @@ export const VmCreateBody = z.object({
   description: VmDescription.optional(),
   vcpu_count: z.int().min(1).max(32).default(1),
   memory_mb: z.int().min(128).max(32768).default(512),
-  pool: z.string().min(1).max(64).optional().describe("IP pool name (default pool when absent)"),
+  pool: PoolName.optional().describe("IP pool name (default pool when absent)"),
 });
 
 export const VmPatchBody = z.object({ name: VmName.optional(), description: VmDescription.optional() });
