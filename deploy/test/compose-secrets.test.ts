@@ -124,7 +124,10 @@ const cli = composeCli();
 describe.skipIf(!cli)(
   `the compose CLI (${cli?.join(" ") ?? "absent: docker compose or docker-compose"})`,
   () => {
-    test("refuses the file with no .env, naming a secret and how to make it; takes it with compose-env.ts's", () => {
+    // Debian's docker-compose (Python) takes seconds to start, and far longer on a loaded machine.
+    test("refuses the file with no .env, naming a secret and how to make it; takes it with compose-env.ts's", {
+      timeout: 180_000,
+    }, () => {
       const dir = mkdtempSync(join(tmpdir(), "mikrom-compose-"));
       try {
         copyFileSync(join(repoRoot, "docker-compose.yml"), join(dir, "docker-compose.yml"));
