@@ -13,10 +13,29 @@ async function liveDocument(): Promise<OpenApiDocument> {
   return (await res.json()) as OpenApiDocument;
 }
 
+/** Routes that are not the API: middleware (`use`) and the documentation itself. */
+const UNDOCUMENTED = new Set([
+  "ALL /*",
+  "ALL /api/*",
+  "GET /openapi.json",
+  "GET /docs",
+  "GET /docs/init.js",
+  "GET /docs/assets/{file}",
+]);
+
 describe("the OpenAPI document", () => {
   it("keeps every path, method, parameter, request body and response it ever promised", async () => {
     const live = promises(await liveDocument());
     const lost = [...promises(BEFORE)].filter((promise) => !live.has(promise));
     expect(lost).toEqual([]);
+  });
+
+  it("describes every route the app answers, and every operation it describes is a route", async () => {
+    const app = offlineApp();
+    const routes = new Set(app.routes.map((r) => `${r.method} ${r.path.replace(/:([A-Za-z_]+)/g, "{$1}")}`));
+    const operations = [...promises(await liveDocument())].filter((p) => /^[A-Z]+ \S+$/.test(p));
+    const undocumented = [...routes].filter((r) => !UNDOCUMENTED.has(r) && !operations.includes(r));
+    expect(undocumented).toEqual([]);
+    expect(operations.filter((op) => !routes.has(op))).toEqual([]);
   });
 });
