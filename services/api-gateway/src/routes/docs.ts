@@ -1,9 +1,8 @@
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Hono } from "hono";
-import type { AppEnv } from "../http/env.ts";
-import type { OpenApi } from "../http/openapi.ts";
+import type { GatewayApp } from "../http/env.ts";
+import { type OpenApi, openApiDocument } from "../http/openapi.ts";
 
 // Swagger UI is served from the package itself, so the docs work where the API has no internet.
 const SWAGGER_UI = "/docs/assets";
@@ -39,10 +38,17 @@ const DOCS_CSP = [
   "frame-ancestors 'none'",
 ].join("; ");
 
-export function docsRoutes(app: Hono<AppEnv>, docs: OpenApi, version: string): void {
+export function docsRoutes(app: GatewayApp, docs: OpenApi, version: string): void {
   let cached: string | undefined;
   app.get("/openapi.json", (c) => {
-    cached ??= JSON.stringify(docs.document({ title: "Mikrom API", version }));
+    if (cached === undefined) {
+      const info = { title: "Mikrom API", version };
+      const document = openApiDocument(app, info);
+      // Routes not yet registered with app.openapi are still described by the hand-written document.
+      for (const [path, operations] of Object.entries(docs.document(info).paths as object))
+        document.paths = { ...document.paths, [path]: { ...document.paths?.[path], ...operations } };
+      cached = JSON.stringify(document);
+    }
     return c.body(cached, 200, { "Content-Type": "application/json" });
   });
   app.get("/docs", (c) => {

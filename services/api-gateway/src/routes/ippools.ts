@@ -12,12 +12,12 @@ import {
   ValidatePool,
 } from "@mikrom/contracts";
 import { withSpan } from "@mikrom/telemetry";
-import type { Context, Hono } from "hono";
+import type { Context } from "hono";
 import { requireSuperuser } from "../auth/middleware.ts";
 import type { Backend } from "../backend.ts";
 import type { Commands } from "../commands/dispatcher.ts";
 import { commandIdFor, entityIdFor } from "../commands/ids.ts";
-import type { AppEnv } from "../http/env.ts";
+import type { AppEnv, GatewayApp } from "../http/env.ts";
 import type { OpenApi } from "../http/openapi.ts";
 import { PageQuery, paged, pageOf } from "../http/paging.ts";
 import { Problem, validationProblem } from "../http/problem.ts";
@@ -44,7 +44,7 @@ export interface PoolRouteDeps {
 
 const TAGS = ["ippools"];
 
-export function ippoolRoutes(app: Hono<AppEnv>, deps: PoolRouteDeps, docs: OpenApi): void {
+export function ippoolRoutes(app: GatewayApp, deps: PoolRouteDeps, docs: OpenApi): void {
   const { backend } = deps;
   const ask = <T>(reply: Promise<import("@mikrom/contracts").QueryReply<T>>, what = "IP pool"): Promise<T> =>
     reply.then((r) => dataOf(r, what));

@@ -16,12 +16,12 @@ import {
   WaitVm,
 } from "@mikrom/contracts";
 import { setContext, withSpan } from "@mikrom/telemetry";
-import type { Context, Hono } from "hono";
+import type { Context } from "hono";
 import { requireUser } from "../auth/middleware.ts";
 import type { Backend, CommandOutcome } from "../backend.ts";
 import type { CommandRequest, Commands } from "../commands/dispatcher.ts";
 import { commandIdFor, entityIdFor } from "../commands/ids.ts";
-import type { AppEnv } from "../http/env.ts";
+import type { AppEnv, GatewayApp } from "../http/env.ts";
 import type { OpenApi } from "../http/openapi.ts";
 import { paged, pageOf } from "../http/paging.ts";
 import { Problem } from "../http/problem.ts";
@@ -66,7 +66,7 @@ const LIFECYCLE = {
   restart: { def: RestartVm, status: "restarting", message: "VM restart initiated" },
 } as const;
 
-export function vmRoutes(app: Hono<AppEnv>, deps: VmRouteDeps, docs: OpenApi): void {
+export function vmRoutes(app: GatewayApp, deps: VmRouteDeps, docs: OpenApi): void {
   const { backend, commands } = deps;
 
   /** The caller's VM (or anyone's for a superuser); otherwise 404, malformed ids included. */
