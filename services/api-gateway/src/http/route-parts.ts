@@ -1,5 +1,5 @@
 import type { MiddlewareHandler } from "hono";
-import type { z } from "zod";
+import { z } from "zod";
 import { ProblemSchema } from "./problem.ts";
 
 /** The parts a route definition (`createRoute`) is made of, so that every route spells them alike. */
@@ -28,6 +28,22 @@ export function jsonRequest<S extends z.ZodType>(
   schema: S,
 ): { required: true; content: { "application/json": { schema: S } } } {
   return { required: true, content: { "application/json": { schema } } };
+}
+
+type FirstValues<Shape extends z.ZodRawShape> = z.ZodObject<{
+  [K in keyof Shape]: z.ZodPipe<z.ZodTransform<unknown, unknown>, Shape[K]>;
+}>;
+
+/**
+ * A route's query schema whose parameters each take the first of repeated values (`?page=1&page=2`
+ * is page 1), as the gateway has always read them: the route's validator hands a schema every value.
+ */
+export function firstValues<Shape extends z.ZodRawShape>(query: z.ZodObject<Shape>): FirstValues<Shape> {
+  const first = (value: unknown): unknown => (Array.isArray(value) ? value[0] : value);
+  const shape = Object.fromEntries(
+    Object.entries(query.shape).map(([name, schema]) => [name, z.preprocess(first, schema)]),
+  );
+  return z.object(shape) as FirstValues<Shape>;
 }
 
 /**

@@ -5,7 +5,7 @@ import { superuserOnly } from "../auth/middleware.ts";
 import type { Backend } from "../backend.ts";
 import type { GatewayApp } from "../http/env.ts";
 import { PageQuery, paged, pageOf } from "../http/paging.ts";
-import { BEARER, json, problemJson } from "../http/route-parts.ts";
+import { BEARER, firstValues, json, problemJson } from "../http/route-parts.ts";
 import { dataOf } from "./outcomes.ts";
 
 export interface AuditRouteDeps {
@@ -57,7 +57,7 @@ export const listAudit = createRoute({
   tags: ["audit"],
   middleware: superuserOnly,
   security: BEARER,
-  request: { query: AuditQuery },
+  request: { query: firstValues(AuditQuery) },
   responses: {
     200: json("A page of audit entries, oldest first", pageOf(AuditOut)),
     403: problemJson("Not a superuser"),

@@ -6,7 +6,7 @@ import { signedIn } from "../auth/middleware.ts";
 import type { Backend, FeedEvent } from "../backend.ts";
 import type { GatewayApp } from "../http/env.ts";
 import { validationProblem } from "../http/problem.ts";
-import { BEARER } from "../http/route-parts.ts";
+import { BEARER, firstValues } from "../http/route-parts.ts";
 import type { UserRow } from "../store/users.ts";
 import { actorOf } from "./vm-schemas.ts";
 
@@ -80,7 +80,7 @@ export const vmEvents = createRoute({
   tags: ["events"],
   middleware: signedIn,
   security: BEARER,
-  request: { query: EventsQuery },
+  request: { query: firstValues(EventsQuery) },
   responses: {
     200: { description: "text/event-stream", content: { "text/event-stream": { schema: z.string() } } },
   },

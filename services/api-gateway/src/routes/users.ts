@@ -6,7 +6,7 @@ import { hashPassword } from "../auth/passwords.ts";
 import type { GatewayApp } from "../http/env.ts";
 import { PageQuery, paged, pageOf } from "../http/paging.ts";
 import { notFound, Problem } from "../http/problem.ts";
-import { BEARER, inOrder, json, jsonRequest, problemJson } from "../http/route-parts.ts";
+import { BEARER, firstValues, inOrder, json, jsonRequest, problemJson } from "../http/route-parts.ts";
 import { readJson } from "../http/validate.ts";
 import type { RefreshTokenStore } from "../store/refresh-tokens.ts";
 import { DuplicateUser, type UserStore } from "../store/users.ts";
@@ -33,7 +33,7 @@ export const listUsers = createRoute({
   tags: USERS,
   middleware: superuserOnly,
   security: BEARER,
-  request: { query: PageQuery },
+  request: { query: firstValues(PageQuery) },
   responses: {
     200: json("A page of users", pageOf(UserOut)),
     403: problemJson("Not a superuser"),
