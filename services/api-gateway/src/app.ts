@@ -25,7 +25,7 @@ import { eventRoutes } from "./routes/events.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { ippoolRoutes } from "./routes/ippools.ts";
 import { userRoutes } from "./routes/users.ts";
-import { vmRoutes } from "./routes/vms.ts";
+import { vmRoutes } from "./routes/vms/index.ts";
 import type { GatewayDb } from "./store/db.ts";
 import { RefreshTokenStore } from "./store/refresh-tokens.ts";
 import { UserStore } from "./store/users.ts";
@@ -109,7 +109,7 @@ export function createApp(deps: GatewayDeps): Gateway {
   healthRoutes(app, { db, backend });
   authRoutes(app, accounts);
   userRoutes(app, { users, refreshTokens });
-  vmRoutes(app, { backend, commands, queryTimeoutMs: config.queryTimeoutMs }, docs);
+  vmRoutes(app, { backend, commands, queryTimeoutMs: config.queryTimeoutMs });
   eventRoutes(app, { backend, heartbeatMs: config.sseHeartbeatMs, queryTimeoutMs: config.queryTimeoutMs });
   ippoolRoutes(app, { backend, commands, queryTimeoutMs: config.queryTimeoutMs }, docs);
   auditRoutes(app, { backend, queryTimeoutMs: config.queryTimeoutMs });

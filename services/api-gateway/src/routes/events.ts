@@ -8,7 +8,7 @@ import type { GatewayApp } from "../http/env.ts";
 import { validationProblem } from "../http/problem.ts";
 import { BEARER, firstValues } from "../http/route-parts.ts";
 import type { UserRow } from "../store/users.ts";
-import { actorOf } from "./vm-schemas.ts";
+import { actorOf } from "./vms/schemas.ts";
 
 export interface EventRouteDeps {
   readonly backend: Backend;
