@@ -23,7 +23,7 @@ import { authRoutes } from "./routes/auth.ts";
 import { docsRoutes } from "./routes/docs.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { healthRoutes } from "./routes/health.ts";
-import { ippoolRoutes } from "./routes/ippools.ts";
+import { ippoolRoutes } from "./routes/ippools/index.ts";
 import { userRoutes } from "./routes/users.ts";
 import { vmRoutes } from "./routes/vms/index.ts";
 import type { GatewayDb } from "./store/db.ts";
@@ -111,7 +111,7 @@ export function createApp(deps: GatewayDeps): Gateway {
   userRoutes(app, { users, refreshTokens });
   vmRoutes(app, { backend, commands, queryTimeoutMs: config.queryTimeoutMs });
   eventRoutes(app, { backend, heartbeatMs: config.sseHeartbeatMs, queryTimeoutMs: config.queryTimeoutMs });
-  ippoolRoutes(app, { backend, commands, queryTimeoutMs: config.queryTimeoutMs }, docs);
+  ippoolRoutes(app, { backend, commands, queryTimeoutMs: config.queryTimeoutMs });
   auditRoutes(app, { backend, queryTimeoutMs: config.queryTimeoutMs });
   docsRoutes(app, docs, VERSION);
 
