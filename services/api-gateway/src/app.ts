@@ -13,7 +13,6 @@ import { Commands } from "./commands/dispatcher.ts";
 import type { Config } from "./config.ts";
 import type { AppEnv, GatewayApp } from "./http/env.ts";
 import { idempotency } from "./http/idempotency.ts";
-import { OpenApi } from "./http/openapi.ts";
 import { Problem, problemResponse } from "./http/problem.ts";
 import { limitPerIp, RateLimiter } from "./http/rate-limit.ts";
 import { clientIp, corsPolicy, securityHeaders } from "./http/security.ts";
@@ -66,7 +65,6 @@ export function createApp(deps: GatewayDeps): Gateway {
   const tokens = new Tokens(config.jwtSecret, deps.now);
   const refreshTokens = new RefreshTokenStore(db);
   const accounts = new Accounts(users, refreshTokens, tokens);
-  const docs = new OpenApi();
   // Every route's inputs are validated by its definition; what they refuse is a 422 problem document.
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
   const commands = new Commands(db, backend, { timeoutMs: config.commandTimeoutMs });
@@ -113,7 +111,7 @@ export function createApp(deps: GatewayDeps): Gateway {
   eventRoutes(app, { backend, heartbeatMs: config.sseHeartbeatMs, queryTimeoutMs: config.queryTimeoutMs });
   ippoolRoutes(app, { backend, commands, queryTimeoutMs: config.queryTimeoutMs });
   auditRoutes(app, { backend, queryTimeoutMs: config.queryTimeoutMs });
-  docsRoutes(app, docs, VERSION);
+  docsRoutes(app, VERSION);
 
   app.notFound((c) => problemResponse(c, new Problem(404, `No route for ${c.req.method} ${c.req.path}`)));
   app.onError((error, c) => {

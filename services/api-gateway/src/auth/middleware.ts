@@ -24,7 +24,7 @@ function tokenOf(c: Context): string | undefined {
 
 /**
  * Authenticates when a token is present, without refusing anything: public routes ignore the
- * outcome, protected ones call `requireUser`. Knowing the user this early lets the per-user rate
+ * outcome, protected ones have `signedIn` or `superuserOnly` as route middleware. Knowing the user this early lets the per-user rate
  * limit and the idempotency scope apply to every route.
  */
 export function authenticate(deps: {
@@ -57,14 +57,14 @@ export function authenticate(deps: {
 }
 
 /** The caller, or the 401/403 that explains why there is none (`authenticate` left one or the other). */
-export function requireUser(c: Context): UserRow {
+function requireUser(c: Context): UserRow {
   const user: UserRow | undefined = c.get("user");
   if (user) return user;
   const problem: Problem | undefined = c.get("authProblem");
   throw problem ?? unauthorized();
 }
 
-export function requireSuperuser(c: Context): UserRow {
+function requireSuperuser(c: Context): UserRow {
   const user = requireUser(c);
   if (!user.is_superuser) throw new Problem(403, "The user doesn't have enough privileges");
   return user;
