@@ -38,4 +38,21 @@ describe("the OpenAPI document", () => {
     expect(undocumented).toEqual([]);
     expect(operations.filter((op) => !routes.has(op))).toEqual([]);
   });
+
+  it("every operation it says needs a token refuses a request without one (401 problem+json)", async () => {
+    const app = offlineApp();
+    const doc = (await liveDocument()) as OpenApiDocument & {
+      paths: Record<string, Record<string, { security?: unknown[] }>>;
+    };
+    const open: string[] = [];
+    for (const [path, operations] of Object.entries(doc.paths)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        if (!operation.security?.length) continue;
+        const res = await app.request(path.replace(/\{[^}]+\}/g, "x"), { method: method.toUpperCase() });
+        if (res.status !== 401 || !res.headers.get("content-type")?.includes("application/problem+json"))
+          open.push(`${method.toUpperCase()} ${path} -> ${res.status}`);
+      }
+    }
+    expect(open).toEqual([]);
+  });
 });
