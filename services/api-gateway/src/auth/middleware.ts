@@ -24,8 +24,8 @@ function tokenOf(c: Context): string | undefined {
 
 /**
  * Authenticates when a token is present, without refusing anything: public routes ignore the
- * outcome, protected ones have `signedIn` or `superuserOnly` as route middleware. Knowing the user this early lets the per-user rate
- * limit and the idempotency scope apply to every route.
+ * outcome, protected ones have `signedIn` or `superuserOnly` as route middleware. Knowing the user
+ * this early lets the per-user rate limit and the idempotency scope apply to every route.
  */
 export function authenticate(deps: {
   tokens: Tokens;

@@ -2,7 +2,7 @@ import type { MiddlewareHandler } from "hono";
 import { z } from "zod";
 import { ProblemSchema } from "./problem.ts";
 
-/** The parts a route definition (`createRoute`) is made of, so that every route spells them alike. */
+// The parts a route definition (`createRoute`) is made of, so that every route spells them alike.
 
 /** The security requirement of a route behind `signedIn` or `superuserOnly`. */
 export const BEARER: Array<Record<string, string[]>> = [{ bearer: [] }];

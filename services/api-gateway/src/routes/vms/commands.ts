@@ -95,7 +95,10 @@ const lifecycleRoute = (verb: keyof typeof LIFECYCLE) =>
     },
   });
 
-/** The VM commands: each answers once vm-service accepted or refused it, or 202 when it did not say in time. */
+/**
+ * The VM commands: each answers once vm-service accepted or refused it, or 202 when it did not say
+ * in time.
+ */
 export function vmCommandRoutes(app: GatewayApp, vms: VmAccess): void {
   app.openapi(createVm, async (c) => {
     const user = c.get("user");

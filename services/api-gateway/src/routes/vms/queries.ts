@@ -57,7 +57,10 @@ export const waitForVm = createRoute({
   responses: { 200: json("Whether it was reached, and the VM", WaitOut), 404: NO_SUCH_VM },
 });
 
-/** The VM reads: vm-service's read model, with the creates this gateway acknowledged and it has not recorded yet. */
+/**
+ * The VM reads: vm-service's read model, with the creates this gateway acknowledged that it has not
+ * recorded yet.
+ */
 export function vmQueryRoutes(app: GatewayApp, vms: VmAccess): void {
   app.openapi(listVms, async (c) => {
     const user = c.get("user");
