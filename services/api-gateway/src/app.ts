@@ -1,7 +1,7 @@
+import { OpenAPIHono } from "@hono/zod-openapi";
 import { isUnavailable } from "@mikrom/bus";
 import { ValidationFailed } from "@mikrom/contracts";
 import { createLogger, errorFields, httpTelemetry, type Logger } from "@mikrom/telemetry";
-import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import type { Kysely } from "kysely";
@@ -12,20 +12,20 @@ import { type Backend, BackendUnavailable } from "./backend.ts";
 import { Commands } from "./commands/dispatcher.ts";
 import type { Config } from "./config.ts";
 import { mountConsole } from "./console/index.ts";
-import type { AppEnv } from "./http/env.ts";
+import type { AppEnv, GatewayApp } from "./http/env.ts";
 import { idempotency } from "./http/idempotency.ts";
-import { OpenApi } from "./http/openapi.ts";
 import { Problem, problemResponse } from "./http/problem.ts";
 import { limitPerIp, RateLimiter } from "./http/rate-limit.ts";
 import { clientIp, corsPolicy, securityHeaders } from "./http/security.ts";
+import { validationHook } from "./http/validate.ts";
 import { auditRoutes } from "./routes/audit.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { docsRoutes } from "./routes/docs.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { healthRoutes } from "./routes/health.ts";
-import { ippoolRoutes } from "./routes/ippools.ts";
+import { ippoolRoutes } from "./routes/ippools/index.ts";
 import { userRoutes } from "./routes/users.ts";
-import { vmRoutes } from "./routes/vms.ts";
+import { vmRoutes } from "./routes/vms/index.ts";
 import type { GatewayDb } from "./store/db.ts";
 import { RefreshTokenStore } from "./store/refresh-tokens.ts";
 import { UserStore } from "./store/users.ts";
@@ -54,7 +54,7 @@ export interface GatewayDeps {
 }
 
 export interface Gateway {
-  readonly app: Hono<AppEnv>;
+  readonly app: GatewayApp;
   readonly accounts: Accounts;
   /** Start it to watch outcomes and re-send what has none; stop it before the database closes. */
   readonly commands: Commands;
@@ -67,8 +67,8 @@ export function createApp(deps: GatewayDeps): Gateway {
   const tokens = new Tokens(config.jwtSecret, deps.now);
   const refreshTokens = new RefreshTokenStore(db);
   const accounts = new Accounts(users, refreshTokens, tokens);
-  const docs = new OpenApi();
-  const app = new Hono<AppEnv>();
+  // Every route's inputs are validated by its definition; what they refuse is a 422 problem document.
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
   const commands = new Commands(db, backend, { timeoutMs: config.commandTimeoutMs });
 
   app.use(httpTelemetry({ logger: createLogger("mikrom.api-gateway.http") }));
@@ -110,18 +110,14 @@ export function createApp(deps: GatewayDeps): Gateway {
     idempotency(db, { leaseMs: config.commandTimeoutMs + 2 * config.queryTimeoutMs + 5_000 }),
   );
 
-  healthRoutes(app, { db, backend }, docs);
-  authRoutes(app, accounts, docs);
-  userRoutes(app, { users, refreshTokens }, docs);
-  vmRoutes(app, { backend, commands, queryTimeoutMs: config.queryTimeoutMs }, docs);
-  eventRoutes(
-    app,
-    { backend, heartbeatMs: config.sseHeartbeatMs, queryTimeoutMs: config.queryTimeoutMs },
-    docs,
-  );
-  ippoolRoutes(app, { backend, commands, queryTimeoutMs: config.queryTimeoutMs }, docs);
-  auditRoutes(app, { backend, queryTimeoutMs: config.queryTimeoutMs }, docs);
-  docsRoutes(app, docs, VERSION);
+  healthRoutes(app, { db, backend });
+  authRoutes(app, accounts);
+  userRoutes(app, { users, refreshTokens });
+  vmRoutes(app, { backend, commands, queryTimeoutMs: config.queryTimeoutMs });
+  eventRoutes(app, { backend, heartbeatMs: config.sseHeartbeatMs, queryTimeoutMs: config.queryTimeoutMs });
+  ippoolRoutes(app, { backend, commands, queryTimeoutMs: config.queryTimeoutMs });
+  auditRoutes(app, { backend, queryTimeoutMs: config.queryTimeoutMs });
+  docsRoutes(app, VERSION);
   mountConsole(app, { jwtSecret: config.jwtSecret, grafanaUrl: config.grafanaUrl });
 
   app.notFound((c) => problemResponse(c, new Problem(404, `No route for ${c.req.method} ${c.req.path}`)));

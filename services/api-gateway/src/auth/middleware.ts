@@ -1,6 +1,6 @@
 import { setContext } from "@mikrom/telemetry";
 import type { Context, MiddlewareHandler } from "hono";
-import type { AppEnv } from "../http/env.ts";
+import type { AppEnv, CallerEnv } from "../http/env.ts";
 import { Problem } from "../http/problem.ts";
 import { type RateLimiter, tooManyRequests } from "../http/rate-limit.ts";
 import type { UserRow, UserStore } from "../store/users.ts";
@@ -24,8 +24,8 @@ function tokenOf(c: Context): string | undefined {
 
 /**
  * Authenticates when a token is present, without refusing anything: public routes ignore the
- * outcome, protected ones call `requireUser`. Knowing the user this early lets the per-user rate
- * limit and the idempotency scope apply to every route.
+ * outcome, protected ones have `signedIn` or `superuserOnly` as route middleware. Knowing the user
+ * this early lets the per-user rate limit and the idempotency scope apply to every route.
  */
 export function authenticate(deps: {
   tokens: Tokens;
@@ -56,15 +56,32 @@ export function authenticate(deps: {
   };
 }
 
-/** The caller, or the 401/403 that explains why there is none. */
-export function requireUser(c: Context<AppEnv>): UserRow {
-  const user = c.get("user");
+/** The caller, or the 401/403 that explains why there is none (`authenticate` left one or the other). */
+function requireUser(c: Context): UserRow {
+  const user: UserRow | undefined = c.get("user");
   if (user) return user;
-  throw c.get("authProblem") ?? unauthorized();
+  const problem: Problem | undefined = c.get("authProblem");
+  throw problem ?? unauthorized();
 }
 
-export function requireSuperuser(c: Context<AppEnv>): UserRow {
+function requireSuperuser(c: Context): UserRow {
   const user = requireUser(c);
   if (!user.is_superuser) throw new Problem(403, "The user doesn't have enough privileges");
   return user;
 }
+
+/**
+ * Route middleware (a route's `middleware`, beside `security: BEARER`): the caller must be signed
+ * in. It runs before the route's inputs are validated, so a request without a valid token is a 401
+ * whatever else is wrong with it.
+ */
+export const signedIn: MiddlewareHandler<CallerEnv> = async (c, next) => {
+  requireUser(c);
+  await next();
+};
+
+/** Route middleware: the caller must be a superuser (401 without a token, 403 for anyone else). */
+export const superuserOnly: MiddlewareHandler<CallerEnv> = async (c, next) => {
+  requireSuperuser(c);
+  await next();
+};

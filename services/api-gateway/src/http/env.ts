@@ -1,3 +1,4 @@
+import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { UserRow } from "../store/users.ts";
 import type { Problem } from "./problem.ts";
 
@@ -13,3 +14,11 @@ export interface AppEnv {
     idempotencyKey: string | undefined;
   };
 }
+
+/** What a route behind `signedIn` or `superuserOnly` knows: who is calling. */
+export interface CallerEnv {
+  Variables: { user: UserRow };
+}
+
+/** The gateway's app: routes are registered with `app.openapi(route, handler)`, so each is described once. */
+export type GatewayApp = OpenAPIHono<AppEnv>;

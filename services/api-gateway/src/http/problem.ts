@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import type { z } from "zod";
+import { z } from "zod";
 
 /** One invalid field of a request: where it is (`body.name`, `query.page`) and what is wrong. */
 export interface FieldError {
@@ -55,6 +55,28 @@ const TITLES: Record<number, string> = {
   504: "Gateway Timeout",
 };
 
+/** The problem document's schema, for the OpenAPI document (`components.schemas.Problem`). */
+export const ProblemSchema = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.int(),
+    detail: z.string(),
+    error: z.string().describe("The same text as detail (read by the Go command-line client)"),
+    instance: z.string(),
+    errors: z
+      .array(
+        z.object({
+          field: z.string(),
+          message: z.string(),
+          loc: z.array(z.union([z.string(), z.number()])),
+          type: z.string(),
+        }),
+      )
+      .optional(),
+  })
+  .meta({ id: "Problem" });
+
 export interface ProblemBody {
   type: string;
   title: string;
@@ -92,7 +114,10 @@ export function problemResponse(c: Context, problem: Problem): Response {
   return c.body(JSON.stringify(body), problem.status, { "Content-Type": "application/problem+json" });
 }
 
-export function fieldErrors(source: "body" | "query" | "path", error: z.ZodError): FieldError[] {
+/** Where a request's invalid input was. */
+export type FieldSource = "body" | "query" | "path" | "header" | "cookie";
+
+export function fieldErrors(source: FieldSource, error: z.ZodError): FieldError[] {
   return error.issues.map((issue) => {
     const path = issue.path.map((p) => (typeof p === "symbol" ? String(p) : p));
     return {

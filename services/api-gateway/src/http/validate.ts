@@ -1,16 +1,42 @@
-import type { Context } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import type { z } from "zod";
-import { fieldErrors, Problem, validationProblem } from "./problem.ts";
+import type { AppEnv } from "./env.ts";
+import { type FieldSource, fieldErrors, Problem, validationProblem } from "./problem.ts";
+
+type Target = "json" | "form" | "query" | "param" | "header" | "cookie";
+const SOURCE: Record<Target, FieldSource> = {
+  json: "body",
+  form: "body",
+  query: "query",
+  param: "path",
+  header: "header",
+  cookie: "cookie",
+};
 
 /**
- * Reads and validates a JSON body. A body that is not JSON at all is a 422 on `body` (as FastAPI
- * answered), not a 400, so clients handle one kind of input error.
+ * The `defaultHook` of the gateway's app: a request a route's schemas refuse ends as the same 422
+ * problem document a handler's own refusal would be (`errors` lists each field, `detail` names them).
  */
-export async function jsonBody<S extends z.ZodType>(c: Context, schema: S): Promise<z.output<S>> {
+export function validationHook(result: { target: string; success: boolean; error?: z.ZodError }): void {
+  if (result.success || !result.error) return;
+  throw validationProblem(fieldErrors(SOURCE[result.target as Target] ?? "body", result.error));
+}
+
+/**
+ * Route middleware for a route whose body is JSON (`jsonRequest(schema)`): the body is read as JSON
+ * whatever its Content-Type says, as the earlier API read it (`curl -d` labels JSON a form). An empty
+ * or malformed body is a 422 on `body`, as FastAPI answered, not a 400, so clients handle one kind
+ * of input error. The route's validator then sees the body labelled `application/json`.
+ */
+export const readJson: MiddlewareHandler<AppEnv> = async (c, next) => {
   const text = await c.req.text();
-  let value: unknown;
+  if (text.length === 0) {
+    throw validationProblem([
+      { field: "body", message: "a JSON body is required", loc: ["body"], type: "missing" },
+    ]);
+  }
   try {
-    value = text.length === 0 ? undefined : JSON.parse(text);
+    JSON.parse(text);
   } catch (error) {
     throw validationProblem([
       {
@@ -21,48 +47,33 @@ export async function jsonBody<S extends z.ZodType>(c: Context, schema: S): Prom
       },
     ]);
   }
-  if (value === undefined) {
-    throw validationProblem([
-      { field: "body", message: "a JSON body is required", loc: ["body"], type: "missing" },
-    ]);
-  }
-  return parseWith("body", schema, value);
-}
+  labelBody(c, "application/json");
+  await next();
+};
 
-export function parseWith<S extends z.ZodType>(
-  source: "body" | "query" | "path",
-  schema: S,
-  value: unknown,
-): z.output<S> {
-  const result = schema.safeParse(value);
-  if (!result.success) throw validationProblem(fieldErrors(source, result.error));
-  return result.data;
-}
-
-export function queryParams<S extends z.ZodType>(c: Context, schema: S): z.output<S> {
-  return parseWith("query", schema, c.req.query());
-}
-
-export function pathParam<S extends z.ZodType>(c: Context, name: string, schema: S): z.output<S> {
-  const result = schema.safeParse(c.req.param(name));
-  if (!result.success) {
-    throw validationProblem(
-      fieldErrors("path", result.error).map((e) => ({ ...e, field: `path.${name}`, loc: ["path", name] })),
-    );
-  }
-  return result.data;
-}
-
-/** A form (`application/x-www-form-urlencoded` or multipart) as a plain object of strings. */
-export async function formBody(c: Context): Promise<Record<string, string>> {
+/**
+ * Route middleware for a route whose body is a form: only its text fields count, and a body that is
+ * not a form (or no body) reads as an empty form, so what is missing is listed as missing. The route's
+ * validator then sees those fields, labelled `application/x-www-form-urlencoded`.
+ */
+export const readForm: MiddlewareHandler<AppEnv> = async (c, next) => {
+  let parsed: Record<string, unknown>;
   try {
-    const form = await c.req.parseBody();
-    const out: Record<string, string> = {};
-    for (const [key, value] of Object.entries(form)) if (typeof value === "string") out[key] = value;
-    return out;
+    parsed = await c.req.parseBody();
   } catch {
     throw new Problem(422, "Validation failed: body: malformed form body", {
       errors: [{ field: "body", message: "malformed form body", loc: ["body"], type: "form_invalid" }],
     });
   }
+  const form = new FormData();
+  for (const [key, value] of Object.entries(parsed)) if (typeof value === "string") form.set(key, value);
+  // The parsed form stands in for the body: the validator reads it from here instead of parsing again.
+  c.req.bodyCache.formData = form;
+  labelBody(c, "application/x-www-form-urlencoded");
+  await next();
+};
+
+/** The body has been read already; its label now says what it was read as, for the route's validator. */
+function labelBody(c: Context, type: string): void {
+  if (c.req.header("content-type") !== type) c.req.raw.headers.set("content-type", type);
 }

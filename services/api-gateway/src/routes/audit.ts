@@ -1,12 +1,11 @@
+import { createRoute } from "@hono/zod-openapi";
 import { AUDIT_SERVICE, type AuditEntry, AuditFilter, ListAudit } from "@mikrom/contracts";
-import type { Hono } from "hono";
 import { z } from "zod";
-import { requireSuperuser } from "../auth/middleware.ts";
+import { superuserOnly } from "../auth/middleware.ts";
 import type { Backend } from "../backend.ts";
-import type { AppEnv } from "../http/env.ts";
-import type { OpenApi } from "../http/openapi.ts";
+import type { GatewayApp } from "../http/env.ts";
 import { PageQuery, paged, pageOf } from "../http/paging.ts";
-import { queryParams } from "../http/validate.ts";
+import { BEARER, firstValues, json, problemJson } from "../http/route-parts.ts";
 import { dataOf } from "./outcomes.ts";
 
 export interface AuditRouteDeps {
@@ -50,20 +49,25 @@ const auditOut = (e: AuditEntry): z.infer<typeof AuditOut> => ({
   data: e.data,
 });
 
+export const listAudit = createRoute({
+  method: "get",
+  path: "/api/v1/audit",
+  summary:
+    "The audit log: every event with its actor and trace id (superuser); filter by user, VM, type, time",
+  tags: ["audit"],
+  middleware: superuserOnly,
+  security: BEARER,
+  request: { query: firstValues(AuditQuery) },
+  responses: {
+    200: json("A page of audit entries, oldest first", pageOf(AuditOut)),
+    403: problemJson("Not a superuser"),
+  },
+});
+
 /** `GET /api/v1/audit`: every event of the system, who caused it and its trace (superuser). */
-export function auditRoutes(app: Hono<AppEnv>, deps: AuditRouteDeps, docs: OpenApi): void {
-  docs.add({
-    method: "get",
-    path: "/api/v1/audit",
-    summary:
-      "The audit log: every event with its actor and trace id (superuser); filter by user, VM, type, time",
-    tags: ["audit"],
-    query: AuditQuery,
-    responses: { 200: { description: "A page of audit entries, oldest first", schema: pageOf(AuditOut) } },
-  });
-  app.get("/api/v1/audit", async (c) => {
-    requireSuperuser(c);
-    const q = queryParams(c, AuditQuery);
+export function auditRoutes(app: GatewayApp, deps: AuditRouteDeps): void {
+  app.openapi(listAudit, async (c) => {
+    const q = c.req.valid("query");
     const request = {
       page: q.page,
       pageSize: q.page_size,
@@ -77,6 +81,6 @@ export function auditRoutes(app: Hono<AppEnv>, deps: AuditRouteDeps, docs: OpenA
       await deps.backend.query(AUDIT_SERVICE, ListAudit, request, deps.queryTimeoutMs),
       "audit log",
     );
-    return c.json(paged(page.items.map(auditOut), page.total, q.page, q.page_size));
+    return c.json(paged(page.items.map(auditOut), page.total, q.page, q.page_size), 200);
   });
 }

@@ -1,4 +1,5 @@
-import type { Hono } from "hono";
+import { createRoute } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
 import { z } from "zod";
 import {
   type Accounts,
@@ -12,10 +13,10 @@ import {
   UserOut,
   userOut,
 } from "../auth/accounts.ts";
-import { requireUser } from "../auth/middleware.ts";
-import type { AppEnv } from "../http/env.ts";
-import type { OpenApi } from "../http/openapi.ts";
-import { formBody, jsonBody, parseWith } from "../http/validate.ts";
+import { signedIn } from "../auth/middleware.ts";
+import type { AppEnv, GatewayApp } from "../http/env.ts";
+import { BEARER, json, jsonRequest, problemJson } from "../http/route-parts.ts";
+import { readForm, readJson } from "../http/validate.ts";
 
 export const RegisterBody = z.object({
   email: Email,
@@ -43,22 +44,79 @@ const LoginJson = z
 const RefreshBody = z.object({ refresh_token: z.string().min(1).max(4096) });
 
 const AUTH = ["auth"];
+const WRONG_CREDENTIALS = problemJson("Wrong credentials");
 
-export function authRoutes(app: Hono<AppEnv>, accounts: Accounts, docs: OpenApi): void {
-  docs.add({
-    method: "post",
-    path: "/api/v1/auth/register",
-    summary: "Create an account",
-    tags: AUTH,
-    auth: false,
-    body: RegisterBody,
-    responses: {
-      201: { description: "Created", schema: RegisterOut },
-      409: { description: "Email or username taken", problem: true },
+/** The Go client posts JSON to the login form's route; the earlier web clients post a form. */
+const isJson = (contentType: string | undefined): boolean =>
+  contentType?.toLowerCase().includes("json") ?? false;
+const readLogin: MiddlewareHandler<AppEnv> = (c, next) =>
+  isJson(c.req.header("content-type")) ? readJson(c, next) : readForm(c, next);
+
+export const register = createRoute({
+  method: "post",
+  path: "/api/v1/auth/register",
+  summary: "Create an account",
+  tags: AUTH,
+  middleware: readJson,
+  request: { body: jsonRequest(RegisterBody) },
+  responses: {
+    201: json("Created", RegisterOut),
+    409: problemJson("Email or username taken"),
+  },
+});
+
+export const login = createRoute({
+  method: "post",
+  path: "/api/v1/auth/login",
+  summary: "Log in with a form (username or email + password) or a JSON body {email, password}",
+  tags: AUTH,
+  middleware: readLogin,
+  request: {
+    // Not `required`: each media type is validated only when it is the one sent.
+    body: {
+      content: {
+        "application/x-www-form-urlencoded": { schema: LoginForm },
+        "application/json": { schema: LoginJson },
+      },
     },
+  },
+  responses: { 200: json("Tokens", TokenOut), 401: WRONG_CREDENTIALS },
+});
+
+export const loginJson = createRoute({
+  method: "post",
+  path: "/api/v1/auth/login/json",
+  summary: "Log in with a JSON body",
+  tags: AUTH,
+  middleware: readJson,
+  request: { body: jsonRequest(LoginJson) },
+  responses: { 200: json("Tokens", TokenOut), 401: WRONG_CREDENTIALS },
+});
+
+export const refresh = createRoute({
+  method: "post",
+  path: "/api/v1/auth/refresh",
+  summary: "Trade a refresh token for a new pair; the presented one is used up",
+  tags: AUTH,
+  middleware: readJson,
+  request: { body: jsonRequest(RefreshBody) },
+  responses: { 200: json("Tokens", TokenOut) },
+});
+
+const me = (path: string) =>
+  createRoute({
+    method: "get",
+    path,
+    summary: "The caller's account",
+    tags: AUTH,
+    middleware: signedIn,
+    security: BEARER,
+    responses: { 200: json("The user", UserOut) },
   });
-  app.post("/api/v1/auth/register", async (c) => {
-    const body = await jsonBody(c, RegisterBody);
+
+export function authRoutes(app: GatewayApp, accounts: Accounts): void {
+  app.openapi(register, async (c) => {
+    const body = c.req.valid("json");
     const user = await accounts.register({
       email: body.email,
       password: body.password,
@@ -70,67 +128,24 @@ export function authRoutes(app: Hono<AppEnv>, accounts: Accounts, docs: OpenApi)
     return c.json({ ...out, user: out, ...tokenFields }, 201);
   });
 
-  docs.add({
-    method: "post",
-    path: "/api/v1/auth/login",
-    summary: "Log in with a form (username or email + password) or a JSON body {email, password}",
-    tags: AUTH,
-    auth: false,
-    form: LoginForm,
-    responses: {
-      200: { description: "Tokens", schema: TokenOut },
-      401: { description: "Wrong credentials", problem: true },
-    },
-  });
-  app.post("/api/v1/auth/login", async (c) => {
-    // The Go client posts JSON here; the earlier web clients post a form. Both are answered.
-    if (c.req.header("content-type")?.toLowerCase().includes("json")) {
-      const body = await jsonBody(c, LoginJson);
-      return c.json(await accounts.login((body.email ?? body.username)!, body.password));
+  // With two media types the library types each body as either schema; only the one sent was validated.
+  app.openapi(login, async (c) => {
+    if (isJson(c.req.header("content-type"))) {
+      const body = c.req.valid("json") as z.output<typeof LoginJson>;
+      return c.json(await accounts.login((body.email ?? body.username)!, body.password), 200);
     }
-    const body = parseWith("body", LoginForm, await formBody(c));
-    return c.json(await accounts.login(body.username, body.password));
+    const body = c.req.valid("form") as z.output<typeof LoginForm>;
+    return c.json(await accounts.login(body.username, body.password), 200);
   });
 
-  docs.add({
-    method: "post",
-    path: "/api/v1/auth/login/json",
-    summary: "Log in with a JSON body",
-    tags: AUTH,
-    auth: false,
-    body: LoginJson,
-    responses: {
-      200: { description: "Tokens", schema: TokenOut },
-      401: { description: "Wrong credentials", problem: true },
-    },
-  });
-  app.post("/api/v1/auth/login/json", async (c) => {
-    const body = await jsonBody(c, LoginJson);
-    return c.json(await accounts.login((body.username ?? body.email)!, body.password));
+  app.openapi(loginJson, async (c) => {
+    const body = c.req.valid("json");
+    return c.json(await accounts.login((body.username ?? body.email)!, body.password), 200);
   });
 
-  docs.add({
-    method: "post",
-    path: "/api/v1/auth/refresh",
-    summary: "Trade a refresh token for a new pair; the presented one is used up",
-    tags: AUTH,
-    auth: false,
-    body: RefreshBody,
-    responses: { 200: { description: "Tokens", schema: TokenOut } },
-  });
-  app.post("/api/v1/auth/refresh", async (c) => {
-    const body = await jsonBody(c, RefreshBody);
-    return c.json(await accounts.refresh(body.refresh_token));
-  });
+  app.openapi(refresh, async (c) => c.json(await accounts.refresh(c.req.valid("json").refresh_token), 200));
 
   for (const path of ["/api/v1/auth/me", "/api/v1/auth/profile"]) {
-    docs.add({
-      method: "get",
-      path,
-      summary: "The caller's account",
-      tags: AUTH,
-      responses: { 200: { description: "The user", schema: UserOut } },
-    });
-    app.get(path, (c) => c.json(userOut(requireUser(c))));
+    app.openapi(me(path), (c) => c.json(userOut(c.get("user")), 200));
   }
 }

@@ -1,9 +1,8 @@
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Hono } from "hono";
-import type { AppEnv } from "../http/env.ts";
-import type { OpenApi } from "../http/openapi.ts";
+import type { GatewayApp } from "../http/env.ts";
+import { openApiDocument } from "../http/openapi.ts";
 
 // Swagger UI is served from the package itself, so the docs work where the API has no internet.
 const SWAGGER_UI = "/docs/assets";
@@ -39,10 +38,11 @@ const DOCS_CSP = [
   "frame-ancestors 'none'",
 ].join("; ");
 
-export function docsRoutes(app: Hono<AppEnv>, docs: OpenApi, version: string): void {
+/** The OpenAPI document of every route registered before the first request, and a page to read it. */
+export function docsRoutes(app: GatewayApp, version: string): void {
   let cached: string | undefined;
   app.get("/openapi.json", (c) => {
-    cached ??= JSON.stringify(docs.document({ title: "Mikrom API", version }));
+    cached ??= JSON.stringify(openApiDocument(app, { title: "Mikrom API", version }));
     return c.body(cached, 200, { "Content-Type": "application/json" });
   });
   app.get("/docs", (c) => {

@@ -1,14 +1,14 @@
+import { createRoute } from "@hono/zod-openapi";
 import { GetVm, VM_SERVICE, type VmStatus } from "@mikrom/contracts";
-import type { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import { z } from "zod";
-import { requireUser } from "../auth/middleware.ts";
+import { signedIn } from "../auth/middleware.ts";
 import type { Backend, FeedEvent } from "../backend.ts";
-import type { AppEnv } from "../http/env.ts";
-import type { OpenApi } from "../http/openapi.ts";
+import type { GatewayApp } from "../http/env.ts";
 import { validationProblem } from "../http/problem.ts";
+import { BEARER, firstValues } from "../http/route-parts.ts";
 import type { UserRow } from "../store/users.ts";
-import { actorOf } from "./vm-schemas.ts";
+import { actorOf } from "./vms/schemas.ts";
 
 export interface EventRouteDeps {
   readonly backend: Backend;
@@ -72,20 +72,23 @@ function lastEventId(raw: string | undefined): number | undefined {
   ]);
 }
 
-export function eventRoutes(app: Hono<AppEnv>, deps: EventRouteDeps, docs: OpenApi): void {
-  docs.add({
-    method: "get",
-    path: "/api/v1/events/vms",
-    summary:
-      "Server-Sent Events of your VMs (a superuser: all). Each event's id is its stream sequence: send it back as Last-Event-ID to resume without a gap",
-    tags: ["events"],
-    query: EventsQuery,
-    responses: {
-      200: { description: "text/event-stream", contentType: "text/event-stream", schema: z.string() },
-    },
-  });
-  app.get("/api/v1/events/vms", async (c) => {
-    const user = requireUser(c);
+export const vmEvents = createRoute({
+  method: "get",
+  path: "/api/v1/events/vms",
+  summary:
+    "Server-Sent Events of your VMs (a superuser: all). Each event's id is its stream sequence: send it back as Last-Event-ID to resume without a gap",
+  tags: ["events"],
+  middleware: signedIn,
+  security: BEARER,
+  request: { query: firstValues(EventsQuery) },
+  responses: {
+    200: { description: "text/event-stream", content: { "text/event-stream": { schema: z.string() } } },
+  },
+});
+
+export function eventRoutes(app: GatewayApp, deps: EventRouteDeps): void {
+  app.openapi(vmEvents, async (c) => {
+    const user = c.get("user");
     const lastId = lastEventId(c.req.header("last-event-id") ?? c.req.query("last_event_id"));
     const feed = await deps.backend.events({
       context: "vm",

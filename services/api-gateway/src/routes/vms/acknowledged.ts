@@ -1,7 +1,7 @@
 import type { Actor, CreateVm, DataOf, VmView } from "@mikrom/contracts";
-import type { Commands } from "../commands/dispatcher.ts";
-import type { CommandRecord } from "../commands/ledger.ts";
-import { Problem } from "../http/problem.ts";
+import type { Commands } from "../../commands/dispatcher.ts";
+import type { CommandRecord } from "../../commands/ledger.ts";
+import { Problem } from "../../http/problem.ts";
 
 /**
  * VMs the gateway acknowledged (201 or 202) that vm-service does not show yet: a create still on its

@@ -94,3 +94,8 @@ export const FIELD: Record<string, string> = {
   rangeStart: "start_ip",
   rangeEnd: "end_ip",
 };
+
+export const PoolAccepted = z.object({ message: z.string(), id: z.string() });
+
+/** A pool's path. Not a PoolId: a malformed id reads as a pool that does not exist (404), not a 422. */
+export const PoolPath = z.object({ pool_id: z.string() });

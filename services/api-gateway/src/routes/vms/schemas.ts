@@ -1,6 +1,6 @@
 import { type Actor, PoolName, VmDescription, VmName, VmStatus, type VmView } from "@mikrom/contracts";
 import { z } from "zod";
-import type { UserRow } from "../store/users.ts";
+import type { UserRow } from "../../store/users.ts";
 
 export const VmCreateBody = z.object({
   name: VmName,
@@ -86,3 +86,6 @@ export function vmOut(v: VmView): VmOut {
 export function actorOf(user: UserRow): Actor {
   return { userId: user.id, userName: user.username, superuser: user.is_superuser };
 }
+
+/** A VM's path. Not a VmId: a malformed id reads as a VM that does not exist (404), not a 422. */
+export const VmPath = z.object({ vm_id: z.string() });
