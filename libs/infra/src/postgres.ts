@@ -6,7 +6,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { chmod, chown, mkdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join, relative } from "node:path";
@@ -113,12 +113,47 @@ async function serverUser(): Promise<{ uid: number; gid: number } | undefined> {
   }
 }
 
-function notReachable(path: string, error: unknown): Error {
+function notReachable(path: string, why: string): Error {
   return new Error(
     `the embedded PostgreSQL runs as the user "${USER}" (PostgreSQL refuses root), and that user cannot reach ${path} ` +
-      `(${(error as Error).message}): keep the project in a folder other users may enter (not under /root), ` +
+      `(${why}): keep the project and MIKROM_HOME in folders other users may enter (not under /root), ` +
       "run npm start as another user, or set DATABASE_URL",
   );
+}
+
+/** The first folder above `path` (or `path` itself, with `self`) that `owner` may not pass through. */
+function closedTo(path: string, owner: { uid: number; gid: number }, self: number): string | undefined {
+  const folders: string[] = [];
+  for (let dir = dirname(path); ; dir = dirname(dir)) {
+    folders.unshift(dir);
+    if (dir === dirname(dir)) break;
+  }
+  const checks: Array<[string, number]> = [...folders.map((f): [string, number] => [f, 1]), [path, self]];
+  for (const [at, need] of checks) {
+    let mode: number;
+    let uid: number;
+    let gid: number;
+    try {
+      ({ mode, uid, gid } = statSync(at));
+    } catch {
+      return undefined; // made later, by us, for it
+    }
+    const bits = uid === owner.uid ? mode >> 6 : gid === owner.gid ? mode >> 3 : mode;
+    if ((bits & need) !== need) return at;
+  }
+  return undefined;
+}
+
+/** As root: the server's user must reach the binaries and the data folder, or nothing works. */
+function checkReachable(bins: Binaries, dataDir: string, owner: { uid: number; gid: number }): void {
+  for (const [path, need] of [
+    [bins.postgres, 5],
+    [bins.initdb, 5],
+    [dataDir, 0],
+  ] as const) {
+    const closed = closedTo(path, owner, need);
+    if (closed) throw notReachable(path, `${closed} is closed to it`);
+  }
 }
 
 async function initdb(
@@ -153,7 +188,7 @@ async function initdb(
       { stdio: ["ignore", log, log], ...owner, env: { ...process.env, LC_ALL: "C" } },
     );
     const code = await new Promise<number | null>((resolve, reject) => {
-      child.once("error", (error) => reject(owner ? notReachable(bins.initdb, error) : error));
+      child.once("error", (error) => reject(owner ? notReachable(bins.initdb, error.message) : error));
       child.once("exit", (c) => resolve(c));
     });
     if (code !== 0) {
@@ -176,6 +211,7 @@ async function initdb(
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<RunningPostgres> {
   const bins = await postgresBinaries();
   const owner = await serverUser();
+  if (owner) checkReachable(bins, options.dataDir, owner);
   const initialised = !existsSync(join(options.dataDir, "PG_VERSION"));
   if (initialised) await initdb(bins, options, owner);
   let password: string;
@@ -204,7 +240,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   closeFd(log);
   let failure: Error | undefined;
   child.once("error", (error) => {
-    failure = owner ? notReachable(bins.postgres, error) : error;
+    failure = owner ? notReachable(bins.postgres, error.message) : error;
   });
   child.once("exit", (code, signal) => {
     failure ??= new Error(

@@ -1,5 +1,5 @@
 import { execFile, spawn } from "node:child_process";
-import { mkdtemp, rm, stat } from "node:fs/promises";
+import { chmod, mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -71,6 +71,30 @@ describe("servers of Mikrom's own", () => {
       await rm(home, { recursive: true, force: true });
     }
   }, 90_000);
+
+  it.runIf(process.getuid?.() === 0)(
+    "as root, a folder the postgres user cannot enter is named, with what to do, before anything starts",
+    async () => {
+      const closed = await mkdtemp(join(tmpdir(), "mikrom-infra-closed-"));
+      await chmod(closed, 0o700);
+      try {
+        const error = (await startOwnServers({
+          home: join(closed, "home"),
+          postgres: { database: "postgres" },
+        }).catch((e: unknown) => e)) as Error;
+        expect(error.message).toContain(
+          `the embedded PostgreSQL runs as the user "postgres" (PostgreSQL refuses root)`,
+        );
+        expect(error.message).toContain(
+          `(${closed} is closed to it): keep the project and MIKROM_HOME in folders`,
+        );
+        expect(await running(closed)).toBe("");
+      } finally {
+        await rm(closed, { recursive: true, force: true });
+      }
+    },
+    30_000,
+  );
 
   it("stop when the process that started them is killed", async () => {
     const home = await mkdtemp(join(tmpdir(), "mikrom-infra-orphan-"));
