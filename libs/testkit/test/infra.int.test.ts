@@ -2,8 +2,9 @@ import { execFile } from "node:child_process";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { describe, expect, it } from "vitest";
+import { describe, expect, inject, it } from "vitest";
 import { InfrastructureMissing, resolveInfrastructure } from "../src/index.ts";
+import "../src/provided.ts";
 import { isStale, uniqueName } from "../src/names.ts";
 
 const run = promisify(execFile);
@@ -32,10 +33,8 @@ const unshareAllowed = await canUnshare();
 describe("finding infrastructure", () => {
   it("fails fast, naming PostgreSQL at its address and what to do, when DATABASE_URL does not answer", async () => {
     const port = await closedPort();
-    const env = {
-      NATS_URL: "nats://127.0.0.1:4222",
-      DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/x`,
-    };
+    // The run's own NATS (local, or of its own) beside a PostgreSQL that is not there.
+    const env = { NATS_URL: inject("natsUrl"), DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/x` };
     const started = Date.now();
     const error = await resolveInfrastructure(env).catch((e: unknown) => e);
     expect(Date.now() - started).toBeLessThan(10_000);
@@ -50,10 +49,7 @@ describe("finding infrastructure", () => {
 
   it("names NATS when it is the one missing", async () => {
     const port = await closedPort();
-    const env = {
-      NATS_URL: `nats://127.0.0.1:${port}`,
-      DATABASE_URL: "postgres://postgres@127.0.0.1:5432/postgres",
-    };
+    const env = { NATS_URL: `nats://127.0.0.1:${port}`, DATABASE_URL: inject("databaseUrl") };
     const error = (await resolveInfrastructure(env).catch((e: unknown) => e)) as Error;
     expect(error.message).toContain(
       `NATS at 127.0.0.1:${port} refused the connection: start it (nats-server -js)`,
@@ -62,10 +58,7 @@ describe("finding infrastructure", () => {
   });
 
   it("takes the servers from NATS_URL and DATABASE_URL when they answer", async () => {
-    const env = {
-      NATS_URL: "nats://127.0.0.1:4222",
-      DATABASE_URL: "postgres://postgres@127.0.0.1:5432/postgres",
-    };
+    const env = { NATS_URL: inject("natsUrl"), DATABASE_URL: inject("databaseUrl") };
     const infra = await resolveInfrastructure(env);
     expect(infra).toMatchObject({
       ...{ natsUrl: env.NATS_URL, databaseUrl: env.DATABASE_URL },
