@@ -16,6 +16,7 @@ COPY package.json package-lock.json ./
 COPY libs/bus/package.json libs/bus/
 COPY libs/contracts/package.json libs/contracts/
 COPY libs/eventstore/package.json libs/eventstore/
+COPY libs/infra/package.json libs/infra/
 COPY libs/runtime/package.json libs/runtime/
 COPY libs/telemetry/package.json libs/telemetry/
 COPY libs/testkit/package.json libs/testkit/

@@ -2,6 +2,7 @@ import { names } from "@mikrom/contracts";
 import { describe, expect, test } from "@mikrom/testkit";
 import { beforeAll } from "vitest";
 import { connectNats, createPublisher, declareTopology, shutdown, startConsumer } from "../src/index.ts";
+import { startOwnNatsServer } from "./nats-server.ts";
 import { captureLogs, DoWork, gate, registry, waitFor } from "./support.ts";
 
 let logs: Array<Record<string, unknown>>;
@@ -105,5 +106,22 @@ describe("graceful shutdown", () => {
     ).toBe(true);
     never.open(); // let the abandoned handler end; its ack goes nowhere
     await waitFor("the abandoned handler to end", () => runner.inFlight() === 0);
+  });
+
+  test("with the server gone, stops after the drain deadline and closes the connection", async () => {
+    const server = await startOwnNatsServer();
+    try {
+      const nc = await connectNats({ servers: server.url, name: "shutdown-no-server" });
+      await server.kill();
+      const started = Date.now();
+      await shutdown(nc, { drainTimeoutMs: 500 });
+      expect(Date.now() - started).toBeLessThan(5_000);
+      expect(nc.isClosed()).toBe(true);
+      expect(logs.some((l) => String(l.message).startsWith("NATS connection not drained in time"))).toBe(
+        true,
+      );
+    } finally {
+      await server.dispose();
+    }
   });
 });

@@ -9,6 +9,9 @@ import {
 } from "./service.ts";
 import { Stopped } from "./wait.ts";
 
+/** How long an ordered stop may take before the process exits anyway (scripts/system.ts waits 15 s). */
+const STOP_DEADLINE_MS = 20_000;
+
 /**
  * The life of a service process: telemetry first (so start-up is traced and logged), then the
  * service through the skeleton. It exits only when told to (SIGTERM, SIGINT, SIGHUP, or its parent
@@ -46,6 +49,12 @@ export async function runService<C extends ServiceConfig, S extends ServiceStore
     if (stopping.signal.aborted) return;
     stopping.abort();
     log.info({ signal: why }, "stopping");
+    // A stop that cannot finish (NATS gone mid-drain, its parent gone and nobody left to kill it)
+    // still ends the process.
+    setTimeout(() => {
+      log.error({ deadline_ms: STOP_DEADLINE_MS }, `${name} did not stop in time; exiting`);
+      process.exit(1);
+    }, STOP_DEADLINE_MS).unref();
     try {
       await service?.stop();
       log.info({}, `${name} stopped`);

@@ -1,6 +1,18 @@
-import { connect } from "@nats-io/transport-node";
-import pg from "pg";
-import { InfrastructureMissing, reason } from "./errors.ts";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  canInstallNatsServer,
+  ensureNatsServer,
+  findNatsServer,
+  HOW_TO_INSTALL_NATS,
+  type OwnServers,
+  probeNats,
+  probePostgres,
+  serverAddress,
+  startOwnServers,
+} from "@mikrom/infra";
+import { InfrastructureMissing } from "./errors.ts";
 
 export const LOCAL_NATS_URL = "nats://127.0.0.1:4222";
 export const LOCAL_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -8,108 +20,79 @@ export const LOCAL_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres";
 export interface Infrastructure {
   natsUrl: string;
   databaseUrl: string;
-  /** Stops what this process started (testcontainers); a no-op for servers that were already running. */
+  /** What was started for this run: `embedded` PostgreSQL, a `spawned` nats-server; `found` otherwise. */
+  postgres: "found" | "embedded";
+  nats: "found" | "spawned";
+  /** Stops what this run started (and removes its files); a no-op for servers that were already running. */
   stop(): Promise<void>;
 }
 
-export async function probePostgres(url: string): Promise<string | undefined> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 });
-  try {
-    await client.connect();
-    await client.query("select 1");
-    return undefined;
-  } catch (error) {
-    return reason(error);
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
-
-export async function probeNats(url: string): Promise<string | undefined> {
-  try {
-    const nc = await connect({ servers: url, timeout: 3000, reconnect: false });
-    try {
-      const info = nc.info;
-      if (!info?.jetstream) return "JetStream is not enabled on this server (start nats-server with -js)";
-      return undefined;
-    } finally {
-      await nc.close();
-    }
-  } catch (error) {
-    return reason(error);
-  }
-}
-
-async function dockerAnswers(): Promise<boolean> {
-  try {
-    const { getContainerRuntimeClient } = await import("testcontainers");
-    await getContainerRuntimeClient();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function startContainers(): Promise<Infrastructure> {
-  const { GenericContainer, Wait } = await import("testcontainers");
-  const [postgres, nats] = await Promise.all([
-    new GenericContainer("postgres:15-alpine")
-      .withEnvironment({ POSTGRES_HOST_AUTH_METHOD: "trust" })
-      .withExposedPorts(5432)
-      .withWaitStrategy(Wait.forLogMessage(/database system is ready to accept connections/, 2))
-      .start(),
-    new GenericContainer("nats:2.10-alpine")
-      .withCommand(["-js"])
-      .withExposedPorts(4222)
-      .withWaitStrategy(Wait.forLogMessage(/Server is ready/))
-      .start(),
-  ]);
-  return {
-    natsUrl: `nats://${nats.getHost()}:${nats.getMappedPort(4222)}`,
-    databaseUrl: `postgres://postgres@${postgres.getHost()}:${postgres.getMappedPort(5432)}/postgres`,
-    async stop() {
-      await Promise.all([postgres.stop(), nats.stop()]);
-    },
-  };
-}
-
-const HOW_TO_START = {
-  postgres:
-    "Start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n" +
-    "  or point DATABASE_URL at a running server (postgres://user@host:port/db).",
-  nats:
-    "Start it with: start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- " +
-    "-a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log\n" +
-    "  or point NATS_URL at a running server with JetStream (nats://host:port).",
-};
-
 /**
- * Finds NATS (with JetStream) and PostgreSQL for a test run: the URLs in NATS_URL / DATABASE_URL
- * when set, else the local servers, else containers when a Docker engine answers. When none
- * works it fails at once, naming what is missing and how to start it.
+ * Finds NATS (with JetStream) and PostgreSQL for a test run. NATS_URL / DATABASE_URL when set, and
+ * then they must answer: a run never quietly goes elsewhere. Unset, the local servers when they
+ * answer (127.0.0.1:4222, 127.0.0.1:5432 as postgres), else servers of the run's own: an embedded
+ * PostgreSQL (without fsync: the run's data is thrown away) and a nats-server with JetStream, in a
+ * temporary folder removed at the end. When one cannot be had the run stops at once, saying why.
  */
-export async function resolveInfrastructure(env = process.env): Promise<Infrastructure> {
-  const natsUrl = env.NATS_URL ?? LOCAL_NATS_URL;
-  const databaseUrl = env.DATABASE_URL ?? LOCAL_DATABASE_URL;
+export async function resolveInfrastructure(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Promise<Infrastructure> {
+  const givenNats = env.NATS_URL || undefined;
+  const givenDatabase = env.DATABASE_URL || undefined;
+  const natsUrl = givenNats ?? LOCAL_NATS_URL;
+  const databaseUrl = givenDatabase ?? LOCAL_DATABASE_URL;
   const [natsProblem, postgresProblem] = await Promise.all([probeNats(natsUrl), probePostgres(databaseUrl)]);
-  if (!natsProblem && !postgresProblem) return { natsUrl, databaseUrl, stop: async () => {} };
 
-  const explicit = env.NATS_URL !== undefined || env.DATABASE_URL !== undefined;
-  if (!explicit && (await dockerAnswers())) return startContainers();
-
-  const missing: string[] = [];
-  if (postgresProblem) {
-    missing.push(
-      `PostgreSQL is not reachable at ${redact(databaseUrl)} (${postgresProblem}).\n  ${HOW_TO_START.postgres}`,
+  const problems: string[] = [];
+  if (givenDatabase && postgresProblem) {
+    problems.push(
+      `PostgreSQL at ${serverAddress(databaseUrl, 5432)} ${postgresProblem.what}: start it, ` +
+        "or unset DATABASE_URL to let the tests use the local server or an embedded one",
     );
   }
-  if (natsProblem) {
-    missing.push(`NATS is not usable at ${natsUrl} (${natsProblem}).\n  ${HOW_TO_START.nats}`);
+  if (givenNats && natsProblem) {
+    problems.push(
+      `NATS at ${serverAddress(natsUrl, 4222)} ${natsProblem.what}: start it (nats-server -js), ` +
+        "or unset NATS_URL to let the tests use the local server or one of their own",
+    );
   }
-  const docker = explicit ? "" : "\nNo Docker engine answers either, so testcontainers cannot stand in.";
-  throw new InfrastructureMissing(`the tests need real infrastructure:\n${missing.join("\n")}${docker}`);
-}
+  const ownPostgres = !givenDatabase && postgresProblem !== undefined;
+  const ownNats = !givenNats && natsProblem !== undefined;
+  if (ownNats && !findNatsServer() && !canInstallNatsServer()) {
+    problems.push(
+      `no NATS answers at ${LOCAL_NATS_URL} and nats-server is not installed: ${HOW_TO_INSTALL_NATS}`,
+    );
+  }
+  if (problems.length > 0) {
+    throw new InfrastructureMissing(`the tests need real infrastructure:\n  ${problems.join("\n  ")}`);
+  }
+  if (!ownPostgres && !ownNats) {
+    return { natsUrl, databaseUrl, postgres: "found", nats: "found", stop: async () => {} };
+  }
 
-function redact(url: string): string {
-  return url.replace(/\/\/([^:@/]+):[^@/]+@/, "//$1:***@");
+  const home = await mkdtemp(join(tmpdir(), "mikrom-test-servers-"));
+  let servers: OwnServers;
+  try {
+    const binary = ownNats
+      ? (findNatsServer() ?? (await ensureNatsServer((l) => process.stderr.write(`${l}\n`))))
+      : undefined;
+    servers = await startOwnServers({
+      home,
+      ...(ownPostgres && { postgres: { database: "postgres", durable: false } }),
+      ...(binary && { nats: { binary } }),
+    });
+  } catch (error) {
+    await rm(home, { recursive: true, force: true });
+    throw new InfrastructureMissing(`the tests' own servers did not start: ${(error as Error).message}`);
+  }
+  return {
+    natsUrl: servers.nats?.url ?? natsUrl,
+    databaseUrl: servers.postgres?.url ?? databaseUrl,
+    postgres: ownPostgres ? "embedded" : "found",
+    nats: ownNats ? "spawned" : "found",
+    async stop() {
+      await servers.stop();
+      await rm(home, { recursive: true, force: true });
+    },
+  };
 }

@@ -5,6 +5,8 @@ import { z } from "zod";
 /** Everything the gateway reads from its environment, parsed once at start. */
 export interface Config {
   readonly port: number;
+  /** The address the API listens on (HOST); undefined: every interface. */
+  readonly host: string | undefined;
   readonly natsUrl: string;
   /** The gateway's own database (users, refresh tokens, idempotency keys). */
   readonly databaseUrl: string;
@@ -45,6 +47,8 @@ const bool = z
 
 const Env = BaseEnv.extend({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  /** The API's bind address: `127.0.0.1` for this machine only; unset, every interface. */
+  HOST: z.string().min(1).optional(),
   GATEWAY_DATABASE_URL: z.url().optional(),
   NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
   JWT_SECRET: z
@@ -127,6 +131,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   return {
     port: e.PORT,
+    host: e.HOST,
     natsUrl: e.NATS_URL,
     databaseUrl: e.GATEWAY_DATABASE_URL ?? gatewayDatabaseUrl(e.DATABASE_URL),
     namespace: e.MIKROM_NAMESPACE,

@@ -57,9 +57,18 @@ export const gatewayService: ServiceDefinition<Config, GatewayStore, object> = {
     }, 3_600_000);
     sweeper.unref();
 
-    const server = serve({ fetch: app.fetch, port: config.port }, (info) => {
-      log.info({ port: info.port }, `API gateway listening on http://127.0.0.1:${info.port} (docs at /docs)`);
-    });
+    const server = serve(
+      { fetch: app.fetch, port: config.port, ...(config.host && { hostname: config.host }) },
+      (info) => {
+        // What the socket is bound to, as the kernel says: `0.0.0.0` or `::` is every interface.
+        const host = info.family === "IPv6" ? `[${info.address}]` : info.address;
+        const every = info.address === "0.0.0.0" || info.address === "::" ? " (every interface)" : "";
+        log.info(
+          { host: info.address, port: info.port },
+          `API gateway listening on http://${host}:${info.port}${every} (docs at /docs)`,
+        );
+      },
+    );
     return {
       async stop() {
         clearInterval(sweeper);

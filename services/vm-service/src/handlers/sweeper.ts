@@ -67,6 +67,16 @@ async function sentLate(
   return true;
 }
 
+/** Whether AllocateIp commands wait in the IP pool's queue: asked at most once per asker. */
+function ippoolQueueAsker(deps: HandlerDeps): () => Promise<boolean> {
+  let answer: Promise<boolean> | undefined;
+  return () => {
+    if (!deps.commandsWaiting) return Promise.resolve(false);
+    answer ??= deps.commandsWaiting(deps.names.commandsTo(IPPOOL_SERVICE));
+    return answer;
+  };
+}
+
 async function fireDeadlines(deps: HandlerDeps): Promise<number> {
   const due = await deps.db
     .selectFrom("deadlines")
@@ -77,13 +87,10 @@ async function fireDeadlines(deps: HandlerDeps): Promise<number> {
     .execute();
   let fired = 0;
   // Asked once a sweep, and only when an allocation is due: one request to JetStream.
-  let ippoolBehind: Promise<boolean> | undefined;
+  const ippoolBehind = ippoolQueueAsker(deps);
   for (const d of due) {
     if (await sentLate(deps, d)) continue;
-    const receiverBehind =
-      d.step === "allocate" && deps.commandsWaiting
-        ? await (ippoolBehind ??= deps.commandsWaiting(deps.names.commandsTo(IPPOOL_SERVICE)))
-        : false;
+    const receiverBehind = d.step === "allocate" ? await ippoolBehind() : false;
     fired++;
     // The inbox key makes one deadline fire once even when two replicas sweep together.
     await driveVm(
@@ -123,12 +130,11 @@ async function resendLate(deps: HandlerDeps): Promise<number> {
     .orderBy("resend_at")
     .limit(200)
     .execute();
-  let ippoolBehind: Promise<boolean> | undefined;
+  const ippoolBehind = ippoolQueueAsker(deps);
   let resent = 0;
   for (const d of late) {
     // A copy in a queue nobody drains yet adds nothing: sent again once the receiver takes its queue.
-    if (d.step === "allocate" && deps.commandsWaiting)
-      if (await (ippoolBehind ??= deps.commandsWaiting(deps.names.commandsTo(IPPOOL_SERVICE)))) continue;
+    if (d.step === "allocate" && (await ippoolBehind())) continue;
     resent++;
     await driveVm(
       deps,
