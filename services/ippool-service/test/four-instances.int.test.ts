@@ -52,7 +52,11 @@ async function readOutcomes(
         const type = m.subject.split(".").at(-1)!;
         if (type === "IpAllocated" || type === "IpAllocationFailed") {
           const data = m.json<{ vmId: string; address?: string; reason?: string }>();
-          outcomes.push({ eventId: m.headers?.get(Header.MsgId) ?? "", type, ...data });
+          outcomes.push({
+            eventId: (m.headers?.get(Header.MessageId) || m.headers?.get(Header.MsgId)) ?? "",
+            type,
+            ...data,
+          });
         }
       }
     }

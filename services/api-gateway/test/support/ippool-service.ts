@@ -57,7 +57,7 @@ export class FakeIppoolService {
         await service.#decide(
           m.headers?.get(Header.Type) ?? "",
           m.json(),
-          m.headers?.get(Header.MsgId) ?? "",
+          (m.headers?.get(Header.MessageId) || m.headers?.get(Header.MsgId)) ?? "",
         );
         m.ack();
       }

@@ -49,7 +49,7 @@ export class EventTap {
           data: msg.json(),
           causationId: msg.headers?.get(Header.CausationId) ?? "",
           correlationId: msg.headers?.get(Header.CorrelationId) ?? "",
-          messageId: msg.headers?.get(Header.MsgId) ?? "",
+          messageId: (msg.headers?.get(Header.MessageId) || msg.headers?.get(Header.MsgId)) ?? "",
         });
       },
     });
