@@ -119,7 +119,8 @@ async function main(): Promise<void> {
       say(`restarting ${service} in ${delayMs / 1000} s`);
     },
   });
-  await system.ready();
+  // Five processes importing at once on a busy 2-core machine have taken a minute: wait longer.
+  await system.ready(180_000);
   if (admin?.source === "new" && adminResult === "exists") await forgetAdmin(files.admin);
   say(banner(system.apiUrl, admin, adminResult));
 }

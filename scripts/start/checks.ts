@@ -80,6 +80,11 @@ export async function check(
     problems.push(`NATS at ${serverAddress(natsUrl, 4222)} ${natsProblem.what}: ${fix}`);
   }
   if (pgBinaries) problems.push(pgBinaries);
+  if (Boolean(given("MIKROM_ADMIN_EMAIL")) !== Boolean(given("MIKROM_ADMIN_PASSWORD"))) {
+    problems.push(
+      "MIKROM_ADMIN_EMAIL and MIKROM_ADMIN_PASSWORD go together: set both, or neither to use the generated superuser",
+    );
+  }
   const natsMissing = !natsUrl && findNatsServer() === undefined;
   // Installing it is the one thing done after the checks pass (as root on Debian); say how elsewhere.
   if (natsMissing && !canInstallNatsServer())
