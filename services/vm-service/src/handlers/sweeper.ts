@@ -124,7 +124,7 @@ async function fireDeadlines(deps: HandlerDeps): Promise<number> {
 async function resendLate(deps: HandlerDeps): Promise<number> {
   const late = await deps.db
     .selectFrom("deadlines")
-    .select(["vm_id", "step", "resends"])
+    .select(["vm_id", "step", "resends", "command_id"])
     .where("resend_at", "<=", sql<Date>`now()`)
     .where("due_at", ">", sql<Date>`now()`)
     .orderBy("resend_at")
@@ -133,6 +133,8 @@ async function resendLate(deps: HandlerDeps): Promise<number> {
   const ippoolBehind = ippoolQueueAsker(deps);
   let resent = 0;
   for (const d of late) {
+    // Not out yet (NATS or the relay is behind): the first send is still to come, nothing to repeat.
+    if (d.command_id !== null && (await deps.store.firstSentAt(d.command_id)) === null) continue;
     // A copy in a queue nobody drains yet adds nothing: sent again once the receiver takes its queue.
     if (d.step === "allocate" && (await ippoolBehind())) continue;
     resent++;
