@@ -163,7 +163,7 @@ describe("npm start", () => {
         const pid = target === "npm" ? npm.child.pid! : await startScriptPid(npm.child.pid!);
         process.kill(pid, signal);
         await npm.exited;
-        expect(await settle(npm.child.pid!, home, 20_000)).toEqual([]);
+        expect(await settle(npm.child.pid!, home, 45_000)).toEqual([]);
         return banner;
       } finally {
         // A failed assertion must not leave a system running.
@@ -236,7 +236,7 @@ describe("npm start", () => {
       await runThenSignal({}, "SIGTERM", "start.ts");
       // Killed outright: the services see their parent gone, and so does the servers' keeper.
       await runThenSignal({}, "SIGKILL", "start.ts");
-    }, 240_000);
+    }, 420_000);
 
     test("each jq recipe of the README reads the log file as written", async () => {
       const recipes = readmeJqRecipes();

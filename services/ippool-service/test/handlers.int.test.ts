@@ -35,9 +35,9 @@ function outcomes(entries: Awaited<ReturnType<typeof outbox>>): Outcome[] {
 }
 
 describe("command handlers on the event store", () => {
-  test("300 concurrent allocations, then duplicates, give 253 distinct addresses and 47 exhausted", async ({
-    db,
-  }) => {
+  test("300 concurrent allocations, then duplicates, give 253 distinct addresses and 47 exhausted", {
+    timeout: 90_000,
+  }, async ({ db }) => {
     const { store, names } = await openTestStore(db.url, 8);
     try {
       await ensureDefaultPool(store, names, layout);

@@ -337,7 +337,6 @@ describe("the VM lifecycle over NATS and PostgreSQL", () => {
         } finally {
           clearInterval(taking);
         }
-        expect(allocations().length).toBeGreaterThan(queued);
       },
     );
   });
