@@ -4,27 +4,38 @@
  * `@mikrom/eventstore/decider` without pulling in pg or NATS.
  */
 
+import type { CommandRejected, DataOf } from "@mikrom/contracts";
+
 /** An event as the domain sees it: its type tag and its data (the shape `MessageOf` gives in @mikrom/contracts). */
 export interface DomainEvent {
   readonly type: string;
   readonly data: unknown;
 }
 
+/** Why a command was declined, as its CommandRejected answer names it (the gateway maps it to an HTTP status). */
+export type RefusalCode = DataOf<typeof CommandRejected>["code"];
+
 /**
  * A command the domain declines, with a reason a person can read. It is a value, not an error: the
- * command was understood and the state does not allow it (the gateway answers 409).
+ * command was understood and the state does not allow it. Every service refuses with this one type,
+ * and `Session.handle` answers it as CommandRejected the same way everywhere.
  */
 export interface Refusal {
   readonly kind: "refusal";
+  readonly code: RefusalCode;
   readonly reason: string;
-  /** A stable, machine-readable name for the refusal when callers need to branch on it. */
-  readonly code?: string;
 }
 
-export type Decision<E extends DomainEvent> = readonly E[] | Refusal;
+/**
+ * What a decider may decide: the events alone, or the events with what else the same decision asks
+ * for (a service's commands to others, a deadline), which the caller carries out in the transaction.
+ */
+export type Decided<E extends DomainEvent> = readonly E[] | { readonly events: readonly E[] };
 
-export function refuse(reason: string, code?: string): Refusal {
-  return Object.freeze(code === undefined ? { kind: "refusal", reason } : { kind: "refusal", reason, code });
+export type Decision<E extends DomainEvent, D extends Decided<E> = readonly E[]> = D | Refusal;
+
+export function refuse(code: RefusalCode, reason: string): Refusal {
+  return Object.freeze({ kind: "refusal", code, reason });
 }
 
 export function isRefusal(value: unknown): value is Refusal {
@@ -34,6 +45,11 @@ export function isRefusal(value: unknown): value is Refusal {
     !Array.isArray(value) &&
     (value as { kind?: unknown }).kind === "refusal"
   );
+}
+
+/** The events a decision appends. */
+export function eventsOf<E extends DomainEvent>(decided: Decided<E>): readonly E[] {
+  return "events" in decided ? decided.events : (decided as readonly E[]);
 }
 
 /** How the events of one kind of stream fold into state. */

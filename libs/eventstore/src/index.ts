@@ -1,12 +1,15 @@
 export { type EventDef, type EventsOf, type Upcaster, upcaster } from "./catalog.ts";
 export {
+  type Decided,
   type Decider,
   type Decision,
   type DomainEvent,
   type Evolver,
+  eventsOf,
   fold,
   isRefusal,
   type Refusal,
+  type RefusalCode,
   refuse,
   type Stream,
 } from "./decider.ts";
@@ -41,6 +44,7 @@ export type {
   AppendResult,
   HandleOptions,
   HandleResult,
+  RefusalRouter,
   Session,
   StreamEvents,
 } from "./session.ts";

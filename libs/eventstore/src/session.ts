@@ -1,9 +1,18 @@
 import { randomUUID } from "node:crypto";
+import { CommandRejected, parse } from "@mikrom/contracts";
 import type { Kysely } from "kysely";
 import { type AppendInput, appendOne, insertOutbox } from "./append.ts";
 import type { EventCatalog } from "./catalog.ts";
 import type { AppendCombiner } from "./combiner.ts";
-import { type Decision, type DomainEvent, isRefusal, type Refusal, type Stream } from "./decider.ts";
+import {
+  type Decided,
+  type Decision,
+  type DomainEvent,
+  eventsOf,
+  isRefusal,
+  type Refusal,
+  type Stream,
+} from "./decider.ts";
 import type { EventMetadata, MetadataInput, NewEvent, RecordedEvent } from "./event.ts";
 import { currentMetadata } from "./metadata.ts";
 import { messageHeaders, type OutboxRow, type OutgoingMessage, type Router } from "./outbox.ts";
@@ -31,21 +40,32 @@ export interface StreamEvents<E extends DomainEvent> {
   readonly events: RecordedEvent<E>[];
 }
 
-export interface HandleOptions {
+export interface HandleOptions<D = unknown> {
   readonly metadata?: MetadataInput;
   /** Reloads and decides again this many times after a ConcurrencyConflict (default 3); only outside a transaction. */
   readonly maxRetries?: number;
+  /** The command decided: a refusal is then answered as CommandRejected, where the store routes refusals. */
+  readonly command?: string;
+  /** Messages (commands to other services) the decision sends with its events, in the same commit. */
+  readonly messages?: (decided: D) => readonly OutgoingMessage[];
 }
 
-export type HandleResult<S, E extends DomainEvent> =
+export type HandleResult<S, E extends DomainEvent, D = readonly E[]> =
   | {
       readonly outcome: "accepted";
+      readonly decided: D;
       /** The events appended; none when the decider found nothing to do. */
       readonly events: RecordedEvent<E>[];
+      /** The stream's events before this decision, and the state they fold into. */
+      readonly history: RecordedEvent<E>[];
+      readonly before: S;
       readonly state: S;
       readonly version: number;
     }
   | { readonly outcome: "refused"; readonly refusal: Refusal; readonly state: S; readonly version: number };
+
+/** Where the CommandRejected answering a refusal on a stream goes, and the entity it names. */
+export type RefusalRouter = (streamId: string) => { readonly subject: string; readonly entityId: string };
 
 /** What a unit of work can do inside one transaction. */
 export interface Session<E extends DomainEvent, DB> {
@@ -53,12 +73,16 @@ export interface Session<E extends DomainEvent, DB> {
   readonly db: Kysely<DB>;
   append(streamId: string, events: readonly NewEvent<E>[], options: AppendOptions): Promise<AppendResult<E>>;
   readStream(streamId: string, options?: { afterVersion?: number }): Promise<StreamEvents<E>>;
-  /** Load, fold, decide, append; a conflict aborts the transaction and the unit of work is retried whole. */
-  handle<S>(
+  /**
+   * The one command path: load the stream, fold, run the pure `decide`, append with the expected
+   * version and the decision's messages, or answer a refusal. A conflict aborts the transaction and
+   * the unit of work is retried whole.
+   */
+  handle<S, D extends Decided<E> = readonly E[]>(
     stream: Stream<S, E>,
-    decide: (state: S) => Decision<E>,
-    options?: HandleOptions,
-  ): Promise<HandleResult<S, E>>;
+    decide: (state: S) => Decision<E, D>,
+    options?: HandleOptions<D>,
+  ): Promise<HandleResult<S, E, D>>;
   send(messages: readonly OutgoingMessage[]): Promise<void>;
 }
 
@@ -67,6 +91,7 @@ export interface StoreParts<E extends DomainEvent, DB> {
   readonly catalog: EventCatalog<E>;
   readonly route: Router<E> | undefined;
   readonly projections: readonly Projection<E, DB>[];
+  readonly refusals: RefusalRouter | undefined;
   /** Group commit for appends outside a transaction. */
   readonly combiner?: AppendCombiner;
 }
@@ -190,23 +215,36 @@ export class Operations<E extends DomainEvent, DB> implements Session<E, DB> {
     return { version: events.at(-1)?.streamVersion ?? afterVersion, events };
   }
 
-  async handle<S>(
+  async handle<S, D extends Decided<E> = readonly E[]>(
     stream: Stream<S, E>,
-    decide: (state: S) => Decision<E>,
-    options: HandleOptions = {},
-  ): Promise<HandleResult<S, E>> {
-    const { version, events } = await this.readStream(stream.id);
+    decide: (state: S) => Decision<E, D>,
+    options: HandleOptions<D> = {},
+  ): Promise<HandleResult<S, E, D>> {
+    const { version, events: history } = await this.readStream(stream.id);
     let state = stream.initialState;
-    for (const event of events) state = stream.evolve(state, event);
-    const decision = decide(state);
-    if (isRefusal(decision)) return { outcome: "refused", refusal: decision, state, version };
-    if (decision.length === 0) return { outcome: "accepted", events: [], state, version };
-    const appended = await this.append(stream.id, decision, {
+    for (const event of history) state = stream.evolve(state, event);
+    const before = state;
+    const decided = decide(state);
+    if (isRefusal(decided)) {
+      const to = options.command !== undefined ? this.#parts.refusals?.(stream.id) : undefined;
+      if (to) await this.send([rejection(to.subject, to.entityId, options.command!, decided)]);
+      return { outcome: "refused", refusal: decided, state, version };
+    }
+    const appended = await this.append(stream.id, eventsOf(decided), {
       expectedVersion: version,
       ...(options.metadata && { metadata: options.metadata }),
+      ...(options.messages && { messages: options.messages(decided) }),
     });
     for (const event of appended.events) state = stream.evolve(state, event);
-    return { outcome: "accepted", events: appended.events, state, version: appended.nextVersion };
+    return {
+      outcome: "accepted",
+      decided,
+      events: appended.events,
+      history,
+      before,
+      state,
+      version: appended.nextVersion,
+    };
   }
 
   async send(messages: readonly OutgoingMessage[]): Promise<void> {
@@ -218,4 +256,10 @@ export class Operations<E extends DomainEvent, DB> implements Session<E, DB> {
       JSON.stringify(metadata.trace ?? {}),
     );
   }
+}
+
+/** A refusal as every service answers it: CommandRejected, validated on the way out as on receipt. */
+function rejection(subject: string, entityId: string, command: string, refusal: Refusal): OutgoingMessage {
+  const data = parse(CommandRejected, { entityId, command, code: refusal.code, reason: refusal.reason });
+  return { subject, type: CommandRejected.type, schemaVersion: CommandRejected.version, data };
 }

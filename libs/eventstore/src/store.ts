@@ -5,7 +5,7 @@ import type { MigrationProvider } from "kysely/migration";
 import { requeueCausedBy } from "./append.ts";
 import { EventCatalog, type EventDef, type EventsOf, type Upcaster } from "./catalog.ts";
 import { AppendCombiner } from "./combiner.ts";
-import type { Decision, DomainEvent, Stream } from "./decider.ts";
+import type { Decided, Decision, DomainEvent, Stream } from "./decider.ts";
 import { ConcurrencyConflict } from "./errors.ts";
 import { type Checkpoint, checkpointOf, type NewEvent, type RecordedEvent, START } from "./event.ts";
 import { databaseName, observeOutboxBacklog } from "./metrics.ts";
@@ -21,6 +21,7 @@ import {
   type HandleOptions,
   type HandleResult,
   Operations,
+  type RefusalRouter,
   type Session,
   type StoreParts,
   type StreamEvents,
@@ -33,6 +34,8 @@ export interface EventStoreOptions<Defs extends readonly EventDef[], DB> {
   readonly upcasters?: readonly Upcaster[];
   /** Subject (and headers) of each event to publish through the outbox; events it maps to undefined stay private. */
   readonly route?: Router<EventsOf<Defs>>;
+  /** Where a refusal decided by `handle` is answered (CommandRejected); unset, refusals go unanswered. */
+  readonly refusals?: RefusalRouter;
   /** Read models written in the append transaction. */
   readonly projections?: readonly Projection<EventsOf<Defs>, DB>[];
   /** The service's own migrations, run after the store's (with their own history table). */
@@ -72,12 +75,12 @@ export interface EventStore<E extends DomainEvent, DB> {
   readStream(streamId: string, options?: { afterVersion?: number }): Promise<StreamEvents<E>>;
   /** Every event after a checkpoint, in commit-safe order (see Checkpoint). */
   readAll(options?: { after?: Checkpoint; limit?: number }): Promise<ReadAllResult<E>>;
-  /** Load the stream, fold, decide, append with the expected version; on conflict reload and retry. */
-  handle<S>(
+  /** Session.handle in a transaction of its own; on conflict reload and retry. */
+  handle<S, D extends Decided<E> = readonly E[]>(
     stream: Stream<S, E>,
-    decide: (state: S) => Decision<E>,
-    options?: HandleOptions,
-  ): Promise<HandleResult<S, E>>;
+    decide: (state: S) => Decision<E, D>,
+    options?: HandleOptions<D>,
+  ): Promise<HandleResult<S, E, D>>;
   send(messages: readonly OutgoingMessage[]): Promise<void>;
   /** Runs a unit of work in one transaction; retried whole after a ConcurrencyConflict. */
   transaction<T>(work: (session: Session<E, DB>) => Promise<T>, options?: TransactionOptions): Promise<T>;
@@ -138,6 +141,7 @@ export async function createEventStore<const Defs extends readonly EventDef[], D
     catalog: new EventCatalog<E>(options.events, options.upcasters),
     route: options.route,
     projections: options.projections ?? [],
+    refusals: options.refusals,
     combiner: new AppendCombiner(db, poolSize),
   };
   const root = new Operations<E, DB>(parts, db, false);

@@ -3,17 +3,16 @@ import { fold, isRefusal, refuse } from "../src/decider.ts";
 import { type Tally, type TallyCommand, tally } from "./fixtures/tally.ts";
 
 describe("refusals", () => {
-  it("are plain values with a reason and an optional code", () => {
-    expect(refuse("VM is not running")).toEqual({ kind: "refusal", reason: "VM is not running" });
-    expect(refuse("VM is not running", "not-running")).toEqual({
+  it("are plain values with the code their CommandRejected carries and a reason", () => {
+    expect(refuse("conflict", "VM is not running")).toEqual({
       kind: "refusal",
+      code: "conflict",
       reason: "VM is not running",
-      code: "not-running",
     });
   });
 
   it("are told apart from a list of events", () => {
-    expect(isRefusal(refuse("no"))).toBe(true);
+    expect(isRefusal(refuse("conflict", "invalid"))).toBe(true);
     expect(isRefusal([])).toBe(false);
     expect(isRefusal([{ type: "X", data: {} }])).toBe(false);
     expect(isRefusal(null)).toBe(false);
@@ -36,7 +35,7 @@ describe("a decider (the tests' tally)", () => {
       "refuses to open it twice",
       open,
       { type: "Open", tallyId: "t", name: "n" },
-      refuse("tally t already exists", "exists"),
+      refuse("conflict", "tally t already exists"),
     ],
     [
       "adds to an open tally",
@@ -48,13 +47,13 @@ describe("a decider (the tests' tally)", () => {
       "refuses to add to a closed tally",
       closed,
       { type: "Add", tallyId: "t", by: 2 },
-      refuse("tally t is closed", "not-open"),
+      refuse("conflict", "tally t is closed"),
     ],
     [
       "refuses to close a tally that does not exist",
       none,
       { type: "Close", tallyId: "t" },
-      refuse("tally t is none", "not-open"),
+      refuse("conflict", "tally t is none"),
     ],
   ];
   it.each(cases)("%s", (_, state, command, expected) => {

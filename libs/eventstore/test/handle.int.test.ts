@@ -1,7 +1,7 @@
 import { describe, expect, test } from "@mikrom/testkit";
 import { sql } from "kysely";
 import pg from "pg";
-import { ConcurrencyConflict } from "../src/index.ts";
+import { ConcurrencyConflict, isRefusal } from "../src/index.ts";
 import { type TallyCommand, tableRows, talliesProjection, tally, tallyStream } from "./fixtures/tally.ts";
 import { openTallyStore, waitFor } from "./support.ts";
 
@@ -49,7 +49,7 @@ describe("store.handle", () => {
       const again = await store.handle(tallyStream("h"), run({ type: "Open", tallyId: "h", name: "h" }));
       expect(again).toEqual({
         outcome: "refused",
-        refusal: { kind: "refusal", reason: "tally h already exists", code: "exists" },
+        refusal: { kind: "refusal", code: "conflict", reason: "tally h already exists" },
         state: { status: "open", total: 5 },
         version: 2,
       });
@@ -64,11 +64,53 @@ describe("store.handle", () => {
     try {
       await store.handle(tallyStream("n"), run({ type: "Open", tallyId: "n", name: "n" }));
       const result = await store.handle(tallyStream("n"), () => []);
-      expect(result).toEqual({
+      expect(result).toMatchObject({
         outcome: "accepted",
+        decided: [],
         events: [],
+        before: { status: "open", total: 0 },
         state: { status: "open", total: 0 },
         version: 1,
+      });
+      expect(result.outcome === "accepted" && result.history.map((e) => e.type)).toEqual(["TallyOpened"]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test("a decision's messages go out with its events; a refusal of a named command is answered", async ({
+    db,
+  }) => {
+    const store = await openTallyStore(db.url);
+    const outbox = () =>
+      sql<{ subject: string; data: unknown }>`SELECT subject, data FROM outbox ORDER BY id`
+        .execute(store.db)
+        .then((r) => r.rows);
+    try {
+      const decide = (state: Parameters<typeof tally.decide>[1]) => {
+        const events = tally.decide({ type: "Open", tallyId: "m", name: "m" }, state);
+        return isRefusal(events) ? events : { events, note: "opened" };
+      };
+      const opened = await store.handle(tallyStream("m"), decide, {
+        command: "Open",
+        messages: (d) => [
+          { subject: "mikrom.cmd.x.note", type: "Note", schemaVersion: 1, data: { note: d.note } },
+        ],
+      });
+      expect(opened).toMatchObject({ outcome: "accepted", decided: { note: "opened" }, version: 1 });
+      expect(await outbox()).toEqual([
+        { subject: "mikrom.evt.tally.m.TallyOpened", data: { tallyId: "m", name: "m" } },
+        { subject: "mikrom.cmd.x.note", data: { note: "opened" } },
+      ]);
+
+      // Unnamed, a refusal is only returned; named, it is answered as CommandRejected.
+      await store.handle(tallyStream("m"), decide);
+      expect(await outbox()).toHaveLength(2);
+      const refused = await store.handle(tallyStream("m"), decide, { command: "Open" });
+      expect(refused).toMatchObject({ outcome: "refused", refusal: { code: "conflict" } });
+      expect((await outbox()).at(-1)).toEqual({
+        subject: "mikrom.evt.tally.m.CommandRejected",
+        data: { entityId: "m", command: "Open", code: "conflict", reason: "tally m already exists" },
       });
     } finally {
       await store.close();

@@ -1,5 +1,6 @@
 import { createServer } from "node:net";
 import { setTimeout as delay } from "node:timers/promises";
+import { names } from "@mikrom/contracts";
 import { injectHeaders, runInCarrier } from "@mikrom/telemetry";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { headers } from "@nats-io/transport-node";
@@ -92,6 +93,13 @@ export function openTallyStore(
     upcasters: tallyUpcasters,
     migrations: readModelMigrations,
     route: tallyRoute(options.namespace ?? "mikrom"),
+    refusals: (streamId) => {
+      const tallyId = streamId.replace(/^tally-/, "");
+      return {
+        subject: names(options.namespace ?? "mikrom").event("tally", tallyId, "CommandRejected"),
+        entityId: tallyId,
+      };
+    },
     ...(options.projections && { projections: options.projections }),
     pool: { max: options.poolSize ?? 5 },
     ...(options.inboxRetentionMs !== undefined && { inboxRetentionMs: options.inboxRetentionMs }),

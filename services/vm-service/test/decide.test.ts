@@ -1,5 +1,6 @@
+import { isRefusal, type RefusalCode } from "@mikrom/eventstore/decider";
 import { describe, expect, it } from "vitest";
-import { type DecideContext, decide, type Refusal, type VmCommandType } from "../src/domain/decide.ts";
+import { type DecideContext, decide, type VmCommandType } from "../src/domain/decide.ts";
 import { type Decision, type Outgoing, plan } from "../src/domain/outgoing.ts";
 import { evolve, type Lifecycle, transitions, type VmEvent } from "../src/domain/vm.ts";
 import { ADMIN, commands, OWNER, STRANGER, VM_ID, vmIn } from "./fixtures.ts";
@@ -8,14 +9,14 @@ const ctx: DecideContext = { userVmCount: 0, maxVmsPerUser: 10 };
 
 type Expected =
   | { events: VmEvent["type"][]; sends: string[]; deadline: string | null | undefined }
-  | { refused: Refusal["code"]; reason: string };
+  | { refused: RefusalCode; reason: string };
 
 const ok = (events: VmEvent["type"][], sends: string[], deadline: string | null | undefined): Expected => ({
   events,
   sends,
   deadline,
 });
-const no = (code: Refusal["code"], reason: string): Expected => ({ refused: code, reason });
+const no = (code: RefusalCode, reason: string): Expected => ({ refused: code, reason });
 const notFound = no("not_found", `VM ${VM_ID} not found`);
 const notRunning = (s: string): Expected => no("conflict", `VM is not running (current status: ${s})`);
 const cannotStart = (s: string): Expected => no("conflict", `VM cannot be started (current status: ${s})`);
@@ -132,10 +133,10 @@ describe("the VM decider", () => {
     expect(vm.status).toBe(status);
     const result = plan(commands[cmdType](), vm, ctx);
     if ("refused" in expected) {
-      expect(result).toEqual({ refused: true, code: expected.refused, reason: expected.reason });
+      expect(result).toEqual({ kind: "refusal", code: expected.refused, reason: expected.reason });
       return;
     }
-    if ("refused" in result) throw new Error(`refused: ${result.reason}`);
+    if (isRefusal(result)) throw new Error(`refused: ${result.reason}`);
     expect(result.events.map((e) => e.type)).toEqual(expected.events);
     expect(sendsOf(result)).toEqual(expected.sends);
     expect(result.deadline).toEqual(expected.deadline);
@@ -170,13 +171,13 @@ describe("the VM decider", () => {
 
   it("refuses a create past the per-user limit", () => {
     expect(decide(commands.CreateVm(), vmIn("absent"), { userVmCount: 10, maxVmsPerUser: 10 })).toEqual({
-      refused: true,
+      kind: "refusal",
       code: "limit",
       reason: "VM limit reached: at most 10 VMs per user",
     });
     expect(
       decide(commands.CreateVm(), vmIn("absent"), { userVmCount: 9, maxVmsPerUser: 10 }),
-    ).not.toHaveProperty("refused");
+    ).not.toHaveProperty("kind");
   });
 
   it("treats another user's VM as not found", () => {

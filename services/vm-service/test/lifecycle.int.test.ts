@@ -188,7 +188,7 @@ describe("the VM lifecycle over NATS and PostgreSQL", () => {
         messageId: accepted.headers!.get(Header.CausationId),
         correlationId: null,
       });
-      expect(again.kind).toBe("duplicate");
+      expect(again.outcome).toBe("duplicate");
       expect((await w.query(VmHistory, { vmId, actor: OWNER })).events).toHaveLength(before.events.length);
 
       await w.commands.ofType("ShutDownVm", vmId);

@@ -1,3 +1,4 @@
+import { isRefusal, type Refusal } from "@mikrom/eventstore/decider";
 import { describe, expect, it } from "vitest";
 import type { HostLoad } from "../src/domain/hosts.ts";
 import {
@@ -408,7 +409,7 @@ describe("the lifecycle process", () => {
       );
     const created = plan(commands.CreateVm(), vmIn("absent"), { userVmCount: 0, maxVmsPerUser: 10 });
     const started = plan(commands.StartVm(), vmIn("error"), { userVmCount: 1, maxVmsPerUser: 10 });
-    if ("refused" in created || "refused" in started) throw new Error("refused");
+    if (isRefusal(created) || isRefusal(started)) throw new Error("refused");
     expect(idsSent(created)).toEqual([outstandingAllocation(replay(created.events, vmIn("absent")))]);
     expect(idsSent(started)).toEqual([outstandingAllocation(replay(started.events, vmIn("error")))]);
     expect(idsSent(created)).toEqual([firstRequest]);
@@ -444,8 +445,8 @@ describe("the lifecycle process", () => {
 
   it("drives a create to running and a failed VM back to running through a fresh provisioning", () => {
     let vm = vmIn("absent");
-    const apply = (d: Decision | { refused: true }): void => {
-      if ("refused" in d) throw new Error("refused");
+    const apply = (d: Decision | Refusal): void => {
+      if (isRefusal(d)) throw new Error("refused");
       for (const e of d.events) vm = evolve(vm, e);
     };
     apply(plan(commands.CreateVm(), vm, { userVmCount: 0, maxVmsPerUser: 10 }));
@@ -497,7 +498,7 @@ describe("the lifecycle process", () => {
 
   it("deletes a VM waiting for a host at once and releases its address", () => {
     const d = plan(commands.DeleteVm(), waitingPending, { userVmCount: 1, maxVmsPerUser: 10 });
-    if ("refused" in d) throw new Error("refused");
+    if (isRefusal(d)) throw new Error("refused");
     expect(summary(d)).toEqual({
       events: ["VmDeleteRequested", "VmDeleted"],
       sends: [release],
@@ -552,7 +553,7 @@ describe("the lifecycle process", () => {
 
   it("a step sends the same command when it starts as when it is late", () => {
     const created = plan(commands.CreateVm(), vmIn("absent"), { userVmCount: 0, maxVmsPerUser: 10 });
-    if ("refused" in created) throw new Error("refused");
+    if (isRefusal(created)) throw new Error("refused");
     let vm = replay(created.events, vmIn("absent"));
     expect(created.commands).toEqual(outstanding(vm));
     const placed = react(ipAllocated, vm, ctx);

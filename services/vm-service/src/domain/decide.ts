@@ -1,8 +1,6 @@
 import type {
   Actor,
-  CommandRejected,
   CreateVm,
-  DataOf,
   DeleteVm,
   MessageOf,
   RestartVm,
@@ -11,6 +9,7 @@ import type {
   UpdateVm,
   VmStatus,
 } from "@mikrom/contracts";
+import { type Refusal, refuse } from "@mikrom/eventstore/decider";
 import type { Vm, VmEvent } from "./vm.ts";
 
 export type VmCommand =
@@ -21,23 +20,6 @@ export type VmCommand =
   | MessageOf<typeof RestartVm>
   | MessageOf<typeof DeleteVm>;
 export type VmCommandType = VmCommand["type"];
-
-export type RefusalCode = DataOf<typeof CommandRejected>["code"];
-
-/** A command the VM does not accept in its state; `reason` is what the user reads (the gateway's 409). */
-export interface Refusal {
-  readonly refused: true;
-  readonly code: RefusalCode;
-  readonly reason: string;
-}
-
-export function refuse(code: RefusalCode, reason: string): Refusal {
-  return { refused: true, code, reason };
-}
-
-export function isRefusal(x: unknown): x is Refusal {
-  return typeof x === "object" && x !== null && (x as Refusal).refused === true;
-}
 
 /** What the decider needs beyond the VM itself, read by the shell before deciding. */
 export interface DecideContext {

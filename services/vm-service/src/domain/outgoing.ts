@@ -8,7 +8,8 @@ import type {
   ResumeVm,
   ShutDownVm,
 } from "@mikrom/contracts";
-import { type DecideContext, decide, isRefusal, type Refusal, type VmCommand } from "./decide.ts";
+import { isRefusal, type Refusal } from "@mikrom/eventstore/decider";
+import { type DecideContext, decide, type VmCommand } from "./decide.ts";
 import {
   evolve,
   outstandingAllocation,

@@ -9,10 +9,10 @@ import type {
 } from "@mikrom/contracts";
 import { createLogger, setContext, withContext, withSpan } from "@mikrom/telemetry";
 import { sql } from "kysely";
-import type { HostStatus } from "../domain/hosts.ts";
+import type { HostLoad, HostStatus } from "../domain/hosts.ts";
 import { type ProcessInput, react } from "../domain/lifecycle.ts";
 import { hostLoads } from "../store/read-model.ts";
-import { type HandleResult, handleVm, type Inbound, lockScheduling, type Tx } from "../store/vm-store.ts";
+import { handleVm, type Inbound, lockScheduling, type Tx, type VmResult } from "../store/vm-store.ts";
 import type { Delivery, HandlerDeps } from "./context.ts";
 
 const log = createLogger("mikrom.vm-service.lifecycle");
@@ -53,36 +53,45 @@ function operationOf(input: ProcessInput): string {
   }
 }
 
+/**
+ * The hosts an input needs: a placement reads them under the scheduling lock, so two VMs never share
+ * a last slot; a deadline reads them to know whether the VM's host is only unreachable.
+ */
+async function hostsFor(tx: Tx, input: ProcessInput): Promise<HostLoad[]> {
+  const placing =
+    input.type === "IpAllocated" ||
+    input.type === "HostAvailable" ||
+    (input.type === "DeadlineReached" && input.data.step === "schedule");
+  if (placing) await lockScheduling(tx);
+  return placing || input.type === "DeadlineReached" ? hostLoads(tx) : [];
+}
+
 /** Feeds one input to the lifecycle for one VM, in one transaction with its effects. */
 export async function driveVm(
   deps: HandlerDeps,
   vmId: string,
   input: ProcessInput,
   inbound: Inbound | null,
-): Promise<HandleResult> {
+): Promise<VmResult> {
   const action = operationOf(input);
   return withContext({ vm_id: vmId, action }, () =>
     withSpan(`service.vm.${action}`, { "mikrom.vm.id": vmId, "mikrom.input": input.type }, async (span) => {
-      const result = await handleVm(deps, vmId, inbound, null, async (vm, tx) => {
-        if (vm.userId !== null) setContext({ user_id: String(vm.userId) });
-        // A placement reads the hosts under the scheduling lock, so two VMs never share a last slot;
-        // a deadline reads them to know whether the VM's host is only unreachable.
-        const placing =
-          (input.type === "IpAllocated" && vm.allocating) ||
-          input.type === "HostAvailable" ||
-          (input.type === "DeadlineReached" && input.data.step === "schedule");
-        if (placing) await lockScheduling(tx);
-        const hosts = placing || input.type === "DeadlineReached" ? await hostLoads(tx) : [];
-        return react(input, vm, {
-          hosts,
-          nowMs: deps.now(),
-          heartbeatTimeoutMs: deps.config.hostHeartbeatTimeoutMs,
-        });
+      const result = await handleVm(deps, {
+        vmId,
+        inbound,
+        context: (tx) => hostsFor(tx, input),
+        decide: (vm, hosts) =>
+          react(input, vm, {
+            hosts,
+            nowMs: deps.now(),
+            heartbeatTimeoutMs: deps.config.hostHeartbeatTimeoutMs,
+          }),
       });
-      span.setAttribute("mikrom.outcome", result.kind);
-      if (result.kind === "decided") {
-        const fields = { status: result.vm.status };
-        for (const e of result.decision.events) {
+      span.setAttribute("mikrom.outcome", result.outcome);
+      if (result.outcome === "accepted") {
+        if (result.state.userId !== null) setContext({ user_id: String(result.state.userId) });
+        const fields = { status: result.state.status };
+        for (const e of result.decided.events) {
           if (e.type === "VmFailed")
             log.warn({ ...fields, step: e.data.step, error_message: e.data.errorMessage }, "VM failed");
           else log.info(fields, `${e.type} after ${input.type}`);
@@ -95,7 +104,7 @@ export async function driveVm(
 
 /** `<ns>.evt.ippool.*.*` and `<ns>.evt.provisioner.*.*`: answers to the commands this service sent. */
 export function onProcessEvent(consumer: string) {
-  return (deps: HandlerDeps, d: Delivery<ProcessInput>): Promise<HandleResult> => {
+  return (deps: HandlerDeps, d: Delivery<ProcessInput>): Promise<VmResult> => {
     // An allocation answer is matched to the request it answers by its causation id.
     const answer = d.message.type === "IpAllocated" || d.message.type === "IpAllocationFailed";
     const input: ProcessInput =

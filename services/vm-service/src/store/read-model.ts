@@ -1,6 +1,6 @@
 import type { VmStatus, VmView } from "@mikrom/contracts";
 import { type Kysely, type Selectable, sql, type Updateable } from "kysely";
-import type { HostLoad, HostStatus } from "../domain/hosts.ts";
+import type { HostLoad } from "../domain/hosts.ts";
 import { transitions, type Vm, type VmEvent } from "../domain/vm.ts";
 import type { Tables, VmsTable } from "./tables.ts";
 
@@ -186,7 +186,13 @@ export async function vmsOnHost(db: Tx, hostId: string): Promise<string[]> {
 }
 
 /** A host's status; undefined for a host never heard of. */
-export async function hostStatus(tx: Tx, hostId: string): Promise<HostStatus | undefined> {
-  const row = await tx.selectFrom("hosts").select("status").where("host_id", "=", hostId).executeTakeFirst();
-  return row?.status;
+/** Whether the host a VM is placed on is unreachable (false on no host): read with the VM's lock held. */
+export async function vmHostUnreachable(tx: Tx, vmId: string): Promise<boolean> {
+  const row = await tx
+    .selectFrom("vms")
+    .innerJoin("hosts", "hosts.host_id", "vms.host")
+    .select("hosts.status")
+    .where("vms.vm_id", "=", vmId)
+    .executeTakeFirst();
+  return row?.status === "unreachable";
 }

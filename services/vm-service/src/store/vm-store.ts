@@ -1,10 +1,17 @@
 import { type Actor, CommandRejected, Header, type Names, parse, vmEvents } from "@mikrom/contracts";
-import { createEventStore, type EventStore, type OutgoingMessage, type Session } from "@mikrom/eventstore";
+import {
+  createEventStore,
+  type EventStore,
+  type HandleResult,
+  type OutgoingMessage,
+  type Refusal,
+  type Session,
+  type Stream,
+} from "@mikrom/eventstore";
 import { type Kysely, sql } from "kysely";
-import type { Refusal } from "../domain/decide.ts";
 import { type EndedOperation, endedOperations } from "../domain/operations.ts";
-import type { Decision } from "../domain/outgoing.ts";
-import { replay, type Step, type Vm, type VmEvent } from "../domain/vm.ts";
+import type { Decision, Outgoing } from "../domain/outgoing.ts";
+import { evolve, initialVm, type Step, type Vm, type VmEvent } from "../domain/vm.ts";
 import { definitionOf, subjectOf, vmEventSubject } from "../messaging/subjects.ts";
 import { recordOperations } from "../metrics.ts";
 import { vmMigrations } from "./migrations.ts";
@@ -13,9 +20,9 @@ import type { Tables } from "./tables.ts";
 
 /**
  * The VM unit of work on @mikrom/eventstore: in one transaction the inbound message is recorded in
- * the inbox, the VM's stream is locked and loaded, the domain decides, the events are appended (with
- * the outgoing commands in the outbox), the read model and the host usage follow, and the deadline of
- * the next step is written. Either all of it happens or none of it.
+ * the inbox, the VM is locked, what the decision needs is read, `Session.handle` loads the VM, runs
+ * the pure decision and appends its events with its commands in the outbox (or answers a refusal),
+ * and then the read model, the host usage and the next step's deadline follow. All of it or none.
  */
 
 export type Tx = Kysely<Tables>;
@@ -41,16 +48,18 @@ export interface StoreDeps {
   readonly onDecision?: (ms: number) => void;
 }
 
-export type HandleResult =
-  | { readonly kind: "duplicate" }
-  | { readonly kind: "refused"; readonly refusal: Refusal }
-  | {
-      readonly kind: "decided";
-      readonly decision: Decision;
-      readonly vm: Vm;
-      /** The user operations the new events end (for mikrom.vm.operation.duration once committed). */
-      readonly operations: readonly EndedOperation[];
-    };
+/** One input for one VM: what to read first (I/O, under the VM's lock), then the pure decision. */
+export interface VmInput<C> {
+  readonly vmId: string;
+  /** The message being handled; null for the service's own inputs (deadlines, host changes). */
+  readonly inbound: Inbound | null;
+  /** The user's command decided, named in a refusal's CommandRejected; absent for answers. */
+  readonly command?: string;
+  readonly context: (tx: Tx) => Promise<C>;
+  readonly decide: (vm: Vm, context: C) => Decision | Refusal;
+}
+
+export type VmResult = { readonly outcome: "duplicate" } | HandleResult<Vm, VmEvent, Decision>;
 
 export async function openVmStore(
   connectionString: string,
@@ -61,10 +70,18 @@ export async function openVmStore(
     connectionString,
     events: STREAM_EVENTS,
     route: (e) => ({ subject: vmEventSubject(names, e.streamId, e.type) }),
+    refusals: (vmId) => ({ subject: vmEventSubject(names, vmId, "CommandRejected"), entityId: vmId }),
     migrations: vmMigrations,
     pool: { max: poolSize, applicationName: "vm-service" },
   })) as unknown as VmStore;
 }
+
+/** A VM's stream: its id is the VM's. */
+export const vmStream = (vmId: string): Stream<Vm, VmEvent> => ({
+  id: vmId,
+  initialState: initialVm,
+  evolve,
+});
 
 /** Serializes everything that touches one VM (two stops at once: the second sees `stopping`). */
 async function lockVm(tx: Tx, vmId: string): Promise<void> {
@@ -81,138 +98,103 @@ export async function lockUser(tx: Tx, userId: number): Promise<void> {
   await sql`SELECT pg_advisory_xact_lock(hashtext(${`user:${userId}`}))`.execute(tx);
 }
 
-function message(
-  type: string,
-  subject: string,
-  data: unknown,
-  id?: string,
-  resend?: number,
-): OutgoingMessage {
-  const def = definitionOf(type);
-  // The same schema validates on the way out as on receipt: a bug here is caught before the wire.
+/** A command this service sends, as an outbox message; its schema validates it before the wire. */
+function message(names: Names, out: Outgoing): OutgoingMessage {
+  const def = definitionOf(out.command.type);
   return {
-    ...(id !== undefined ? { id } : {}),
-    ...(resend !== undefined ? { headers: { [Header.Resend]: String(resend) } } : {}),
-    subject,
-    type,
+    ...(out.messageId !== undefined ? { id: out.messageId } : {}),
+    ...(out.resend !== undefined ? { headers: { [Header.Resend]: String(out.resend) } } : {}),
+    subject: subjectOf(names, out),
+    type: out.command.type,
     schemaVersion: def.version,
-    data: parse(def, data),
+    data: parse(def, out.command.data),
   };
 }
 
-async function decideIn(
+async function decideIn<C>(
   session: Session<VmEvent, Tables>,
   deps: StoreDeps,
-  vmId: string,
-  inbound: Inbound | null,
-  commandType: string | null,
-  run: (vm: Vm, tx: Tx) => Promise<Decision | Refusal>,
-): Promise<HandleResult> {
+  input: VmInput<C>,
+): Promise<{ result: HandleResult<Vm, VmEvent, Decision>; operations: readonly EndedOperation[] }> {
   const tx = session.db;
+  const { vmId, inbound } = input;
   await lockVm(tx, vmId);
-  const { version, events } = await session.readStream(vmId);
-  const vm = replay(events);
-  const outcome = await run(vm, tx);
-  const metadata = {
-    ...(inbound?.correlationId ? { correlationId: inbound.correlationId } : {}),
-    ...(inbound?.actor
-      ? { actor: { userId: String(inbound.actor.userId), userName: inbound.actor.userName } }
-      : {}),
-  };
+  const context = await input.context(tx);
+  const result = await session.handle(vmStream(vmId), (vm) => input.decide(vm, context), {
+    ...(input.command !== undefined && { command: input.command }),
+    metadata: {
+      ...(inbound?.correlationId ? { correlationId: inbound.correlationId } : {}),
+      ...(inbound?.actor
+        ? { actor: { userId: String(inbound.actor.userId), userName: inbound.actor.userName } }
+        : {}),
+    },
+    messages: (decision) => decision.commands.map((out) => message(deps.names, out)),
+  });
+  if (result.outcome === "refused") return { result, operations: [] };
 
-  if ("refused" in outcome) {
-    await session.send([
-      message("CommandRejected", vmEventSubject(deps.names, vmId, "CommandRejected"), {
-        entityId: vmId,
-        command: commandType ?? "unknown",
-        code: outcome.code,
-        reason: outcome.reason,
-      }),
-    ]);
-    return { kind: "refused", refusal: outcome };
+  let state = result.before;
+  for (const event of result.events) {
+    const after = evolve(state, event);
+    await project(tx, event, event.recordedAt);
+    await trackPlacement(tx, state, after);
+    state = after;
   }
-
-  const commands = outcome.commands.map((out) =>
-    message(out.command.type, subjectOf(deps.names, out), out.command.data, out.messageId, out.resend),
-  );
-  let state = vm;
-  let operations: readonly EndedOperation[] = [];
-  if (outcome.events.length > 0) {
-    const appended = await session.append(vmId, outcome.events, {
-      expectedVersion: version,
-      metadata,
-      messages: commands,
-    });
-    for (const event of appended.events) {
-      const after = replay([event], state);
-      await project(tx, event, event.recordedAt);
-      await trackPlacement(tx, state, after);
-      state = after;
-    }
-    operations = endedOperations(events, appended.events);
-  } else {
-    await session.send(commands);
-  }
-
-  if (outcome.deadline === null) {
-    await tx.deleteFrom("deadlines").where("vm_id", "=", vmId).execute();
-  } else if (outcome.deadline !== undefined) {
-    const timeoutMs = deps.deadlines[outcome.deadline];
-    // Due by the database's clock, which the sweeper reads too; the command is sent again first.
-    // Whole milliseconds, as a JavaScript Date holds it: the sweeper finds a row again by its due_at.
-    const due = sql<Date>`date_trunc('milliseconds', now() + make_interval(secs => ${timeoutMs / 1000}))`;
-    const resend = sql<Date>`now() + make_interval(secs => ${deps.resendAfterMs / 1000})`;
-    // Only a step's own command carries a message id the state derives (see outstanding()).
-    const commandId = outcome.commands.find((c) => c.messageId !== undefined)?.messageId ?? null;
-    await tx
-      .insertInto("deadlines")
-      .values({
-        vm_id: vmId,
-        step: outcome.deadline,
-        timeout_ms: timeoutMs,
-        due_at: due,
-        resend_at: resend,
-        resends: 0,
-        command_id: commandId,
-      })
-      .onConflict((oc) =>
-        oc.column("vm_id").doUpdateSet((eb) => ({
-          step: eb.ref("excluded.step"),
-          timeout_ms: eb.ref("excluded.timeout_ms"),
-          due_at: eb.ref("excluded.due_at"),
-          resend_at: eb.ref("excluded.resend_at"),
-          resends: 0,
-          // A deadline armed again for the same step (its host unreachable) keeps its command.
-          command_id: sql<string | null>`CASE WHEN deadlines.step = excluded.step
-            THEN coalesce(excluded.command_id, deadlines.command_id) ELSE excluded.command_id END`,
-        })),
-      )
-      .execute();
-  }
-  return { kind: "decided", decision: outcome, vm: state, operations };
+  await keepDeadline(tx, deps, vmId, result.decided);
+  return { result, operations: endedOperations(result.history, result.events) };
 }
 
-export async function handleVm(
-  deps: StoreDeps,
-  vmId: string,
-  inbound: Inbound | null,
-  commandType: string | null,
-  run: (vm: Vm, tx: Tx) => Promise<Decision | Refusal>,
-): Promise<HandleResult> {
-  const started = performance.now();
-  let result: HandleResult;
-  if (inbound) {
-    const once = await deps.store.handleOnce(inbound.consumer, inbound.messageId, (session) =>
-      decideIn(session, deps, vmId, inbound, commandType, run),
-    );
-    result = once.duplicate ? { kind: "duplicate" } : once.result;
-  } else {
-    result = await deps.store.transaction((session) => decideIn(session, deps, vmId, null, commandType, run));
+/** The VM's deadline after a decision: a step's (replacing any other), none, or unchanged. */
+async function keepDeadline(tx: Tx, deps: StoreDeps, vmId: string, decision: Decision): Promise<void> {
+  if (decision.deadline === undefined) return;
+  if (decision.deadline === null) {
+    await tx.deleteFrom("deadlines").where("vm_id", "=", vmId).execute();
+    return;
   }
+  const timeoutMs = deps.deadlines[decision.deadline];
+  // Due by the database's clock, which the sweeper reads too; the command is sent again first.
+  // Whole milliseconds, as a JavaScript Date holds it: the sweeper finds a row again by its due_at.
+  const due = sql<Date>`date_trunc('milliseconds', now() + make_interval(secs => ${timeoutMs / 1000}))`;
+  const resend = sql<Date>`now() + make_interval(secs => ${deps.resendAfterMs / 1000})`;
+  // Only a step's own command carries a message id the state derives (see outstanding()).
+  const commandId = decision.commands.find((c) => c.messageId !== undefined)?.messageId ?? null;
+  await tx
+    .insertInto("deadlines")
+    .values({
+      vm_id: vmId,
+      step: decision.deadline,
+      timeout_ms: timeoutMs,
+      due_at: due,
+      resend_at: resend,
+      resends: 0,
+      command_id: commandId,
+    })
+    .onConflict((oc) =>
+      oc.column("vm_id").doUpdateSet((eb) => ({
+        step: eb.ref("excluded.step"),
+        timeout_ms: eb.ref("excluded.timeout_ms"),
+        due_at: eb.ref("excluded.due_at"),
+        resend_at: eb.ref("excluded.resend_at"),
+        resends: 0,
+        // A deadline armed again for the same step (its host unreachable) keeps its command.
+        command_id: sql<string | null>`CASE WHEN deadlines.step = excluded.step
+          THEN coalesce(excluded.command_id, deadlines.command_id) ELSE excluded.command_id END`,
+      })),
+    )
+    .execute();
+}
+
+/** Handles one input for one VM in one transaction, once per inbound message. */
+export async function handleVm<C>(deps: StoreDeps, input: VmInput<C>): Promise<VmResult> {
+  const started = performance.now();
+  const { inbound } = input;
+  const handled = inbound
+    ? await deps.store.handleOnce(inbound.consumer, inbound.messageId, (s) => decideIn(s, deps, input))
+    : { duplicate: false as const, result: await deps.store.transaction((s) => decideIn(s, deps, input)) };
   deps.onDecision?.(performance.now() - started);
+  if (handled.duplicate) return { outcome: "duplicate" };
   // Only now, committed: a transaction retried after a conflict decides (and would count) again.
-  if (result.kind === "decided") recordOperations(result.operations);
-  return result;
+  recordOperations(handled.result.operations);
+  return handled.result.result;
 }
 
 /** Every event of one VM as recorded (for its history). */
