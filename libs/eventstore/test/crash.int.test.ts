@@ -33,7 +33,7 @@ function start(script: string, env: Record<string, string>): Child {
     process: child,
     lines,
     exited,
-    line: (match, timeoutMs = 15_000) =>
+    line: (match, timeoutMs = 60_000) =>
       waitFor(
         `${script} to print ${match}`,
         () => {

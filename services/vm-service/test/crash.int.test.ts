@@ -29,7 +29,7 @@ function startProcess(
   });
   return new Promise((resolve, reject) => {
     let out = "";
-    const timer = setTimeout(() => reject(new Error(`vm-service did not start:\n${out}`)), 15_000);
+    const timer = setTimeout(() => reject(new Error(`vm-service did not start:\n${out}`)), 60_000);
     const onData = (chunk: Buffer): void => {
       out += chunk.toString();
       if (out.includes("vm-service ready")) {
@@ -116,7 +116,7 @@ describe("the service killed in the middle of a create", () => {
     } finally {
       await stopGracefully(child);
     }
-  });
+  }, 150_000);
 
   test("a deadline started before a SIGKILL still fires after the restart", async ({ db, nats }) => {
     const w = new World(nats);
@@ -139,5 +139,5 @@ describe("the service killed in the middle of a create", () => {
     } finally {
       await stopGracefully(child);
     }
-  });
+  }, 150_000);
 });
