@@ -163,7 +163,7 @@ describe("web console in Chromium", () => {
       () => undefined,
       (error: unknown) => error ?? new Error("setup failed"),
     );
-  }, 120_000);
+  }, 240_000);
 
   async function setUp(): Promise<void> {
     if (!existsSync(CHROMIUM))

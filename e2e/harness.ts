@@ -84,7 +84,7 @@ export async function startE2eSystem(opts: {
   });
   const api = system.apiUrl;
   try {
-    await system.ready(90_000);
+    await system.ready(180_000);
   } catch (error) {
     await system.stop(2_000);
     await otlp.close();

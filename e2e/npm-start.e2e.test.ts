@@ -65,6 +65,17 @@ function readmeJqRecipes(): string[] {
 
 const unshareAllowed = await canUnshare();
 
+/** The machine's own Node.js when it is older than 24: what runs where npm installed no build of 24. */
+async function olderMachineNode(): Promise<string | undefined> {
+  for (const node of ["/usr/bin/node", "/usr/local/bin/node"]) {
+    if (!existsSync(node)) continue;
+    const { stdout } = await run(node, ["-p", "process.versions.node"]);
+    if (Number(stdout.split(".")[0]) < 24) return node;
+  }
+  return undefined;
+}
+const oldNode = await olderMachineNode();
+
 describe("npm start", () => {
   test.runIf(unshareAllowed)(
     "on a machine where nothing runs: embedded PostgreSQL, its own nats-server, a superuser who logs in, and nothing left after SIGTERM",
@@ -95,6 +106,24 @@ describe("npm start", () => {
       );
     },
     180_000,
+  );
+
+  test.runIf(oldNode)(
+    "on a Node.js older than 24 (no build installed for this machine), it says so in one line",
+    async () => {
+      // What npm start and npm test run first, on the Node.js npm finds.
+      const check = join(repoRoot, "scripts", "need-node.js");
+      const failed = await run(oldNode!, [check]).then(
+        () => undefined,
+        (error: { code: number; stderr: string }) => error,
+      );
+      expect(failed?.code).toBe(1);
+      expect(failed?.stderr.trim().split("\n")).toHaveLength(1);
+      expect(failed?.stderr).toMatch(
+        /^Mikrom needs Node\.js 24 and this is Node\.js \d+\.\d+\.\d+: .*(npm ci|install Node\.js 24)/,
+      );
+      await expect(run(process.execPath, [check])).resolves.toEqual({ stdout: "", stderr: "" });
+    },
   );
 
   test("a DATABASE_URL or NATS_URL that does not answer stops it at once, naming it and what to do, creating nothing", async () => {
