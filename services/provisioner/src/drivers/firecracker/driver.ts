@@ -40,8 +40,8 @@ export interface FirecrackerDriverOptions {
   rootfs?: string;
   /**
    * The command that starts Firecracker; the driver appends `--api-sock <path>`. Default
-   * ["firecracker"]. This is the test seam: tests pass [node, fake-cli.ts] to run the fake
-   * Firecracker (spec-validating API server) as the process.
+   * ["firecracker"]. This is the test seam: tests pass [node, test/support/firecracker/fake-cli.ts]
+   * to run the fake Firecracker (spec-validating API server) as the process.
    */
   command?: readonly string[];
   /** Spawn to readiness line. Default 20 s. */
