@@ -1,4 +1,4 @@
-import { Header, type MessageDef, type Names, type Registry, ValidationFailed } from "@mikrom/contracts";
+import { Header, type MessageDef, type Names, type Registry } from "@mikrom/contracts";
 import {
   createLogger,
   errorFields,
@@ -15,16 +15,14 @@ import {
   jetstreamManager,
 } from "@nats-io/jetstream";
 import { millis, type NatsConnection } from "@nats-io/transport-node";
-import { publishDeadLetter } from "./dead-letter.ts";
 import { settlesWithin } from "./deadline.ts";
-import { decode, type Envelope, messageIdOf, type Received } from "./envelope.ts";
-import { describeError, PermanentFailure } from "./errors.ts";
+import { type Envelope, messageIdOf, type Received } from "./envelope.ts";
 import { headerValue } from "./headers.ts";
 import { type MaxDeliveriesWatch, watchMaxDeliveries } from "./max-deliveries.ts";
-import { errorTypeOf, OTHER_TYPE, type Outcome, observeConsumer, recordProcess } from "./metrics.ts";
+import { OTHER_TYPE, observeConsumer, recordProcess } from "./metrics.ts";
 import { createPublisher, type Publisher } from "./publisher.ts";
-import { DEFAULT_RETRY_DELAYS_MS, nakDelayMs, pause } from "./retry.ts";
-import { isUnavailable } from "./unavailable.ts";
+import { pause } from "./retry.ts";
+import { receivedOf, reply, type Settled, Settler } from "./settle.ts";
 
 export interface ConsumerOptions<D extends MessageDef> {
   /** The namespace's names: dead letters go to `names.deadLetter(subject)`. */
@@ -103,12 +101,12 @@ class Runner<D extends MessageDef> implements ConsumerRunner {
   readonly #options: ConsumerOptions<D>;
   readonly #maxDeliver: number;
   readonly #workingEveryMs: number;
-  readonly #publisher: Publisher;
   readonly #log: Logger;
   readonly #fetches = new Set<ConsumerMessages>();
   readonly #stopSignal = new AbortController();
   readonly #watch: MaxDeliveriesWatch;
   readonly #gauges: GaugeRegistration;
+  readonly #settler: Settler<D>;
   #workers: Array<Promise<void>> = [];
   #inFlight = 0;
   #reconnects = 0;
@@ -129,16 +127,28 @@ class Runner<D extends MessageDef> implements ConsumerRunner {
     this.#options = options;
     this.#maxDeliver = maxDeliver;
     this.#workingEveryMs = workingEveryMs;
-    this.#publisher = options.publisher ?? createPublisher(nc);
+    const publisher = options.publisher ?? createPublisher(nc);
     this.#log = options.logger ?? createLogger("mikrom.bus.consumer");
     this.#watch = watchMaxDeliveries(nc, jsm, {
       stream: this.stream,
       durable: this.durable,
       names: options.names,
-      publisher: this.#publisher,
+      publisher,
       log: this.#log,
     });
     this.#gauges = observeConsumer(consumer, this.stream, this.durable);
+    this.#settler = new Settler({
+      stream: this.stream,
+      durable: this.durable,
+      names: options.names,
+      registry: options.registry,
+      handle: options.handle,
+      retryDelaysMs: options.retryDelaysMs,
+      maxDeliver,
+      publisher,
+      log: this.#log,
+      stopping: this.#stopSignal.signal,
+    });
   }
 
   start(): void {
@@ -228,10 +238,10 @@ class Runner<D extends MessageDef> implements ConsumerRunner {
           headers: msg.headers,
           deliveryCount: received.deliveryCount,
         },
-        () => this.#settle(msg, received, settled),
+        () => this.#settler.settle(msg, received, settled),
       );
     } catch {
-      // Settled and logged in #settle; the error was rethrown only to mark the span as failed.
+      // Settled and logged by the settler; the error was rethrown only to mark the span as failed.
     } finally {
       clearInterval(working);
       this.#inFlight--;
@@ -249,104 +259,6 @@ class Runner<D extends MessageDef> implements ConsumerRunner {
   #typeOf(received: Received): string {
     const type = headerValue(received.headers, Header.Type);
     return type && this.#options.registry.get(type) ? type : OTHER_TYPE;
-  }
-
-  /**
-   * Decides the message's fate: ack, retry later (nak with a delay), or dead-letter and terminate;
-   * `settled` says which (for the handling-duration histogram).
-   */
-  async #settle(msg: JsMsg, received: Received, settled: Settled): Promise<void> {
-    let envelope: Envelope<D>;
-    try {
-      envelope = decode(received, this.#options.registry);
-    } catch (error) {
-      settled.errorType = errorTypeOf(error);
-      settled.outcome = await this.#giveUp(msg, received, `invalid message: ${describeError(error)}`);
-      throw error;
-    }
-    try {
-      await this.#handleWhileAvailable(envelope, received);
-    } catch (error) {
-      settled.errorType = errorTypeOf(error);
-      if (error instanceof PermanentFailure || error instanceof ValidationFailed) {
-        settled.outcome = await this.#giveUp(msg, received, describeError(error));
-      } else if (received.deliveryCount >= this.#maxDeliver) {
-        const reason = `failed on all ${this.#maxDeliver} deliveries; last error: ${describeError(error)}`;
-        settled.outcome = await this.#giveUp(msg, received, reason);
-      } else {
-        const delayMs = this.#retryDelayMs(received);
-        settled.outcome = "retry";
-        reply(msg, "nak", delayMs);
-        this.#log.warn(
-          { ...this.#fields(received), retry_in_ms: delayMs, ...errorFields(error) },
-          "handler failed, will retry",
-        );
-      }
-      throw error;
-    }
-    reply(msg, "ack");
-    this.#log.debug(this.#fields(received), "message handled");
-  }
-
-  /**
-   * Runs the handler; while it fails because a server it needs is away (its database restarting),
-   * it is run again here, with back-off, holding the delivery (working acks) instead of spending
-   * deliveries: an outage of minutes must not dead-letter a good message. Stop ends the wait (the
-   * message is redelivered later).
-   */
-  async #handleWhileAvailable(envelope: Envelope<D>, received: Received): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.#options.handle(envelope);
-      } catch (error) {
-        if (!isUnavailable(error) || this.#stopping) throw error;
-        const waitMs = Math.min(250 * 2 ** (attempt - 1), 5_000);
-        if (attempt === 1 || attempt % 10 === 0)
-          this.#log.warn(
-            { ...this.#fields(received), attempt, retry_in_ms: waitMs, ...errorFields(error) },
-            "handler waits for a dependency that is away",
-          );
-        await pause(waitMs, this.#stopSignal.signal);
-      }
-    }
-  }
-
-  /** Dead-letters the message, then terminates it; if the dead letter cannot be written, retries later. */
-  async #giveUp(msg: JsMsg, received: Received, reason: string): Promise<Outcome> {
-    try {
-      await publishDeadLetter(this.#publisher, this.#options.names, {
-        ...received,
-        consumer: this.durable,
-        reason,
-      });
-    } catch (error) {
-      // On its last delivery the server then stops delivering it, and the max-deliveries watch takes over.
-      reply(msg, "nak", this.#retryDelayMs(received));
-      this.#log.error(
-        { ...this.#fields(received), reason, ...errorFields(error) },
-        "could not dead-letter, will retry",
-      );
-      return "retry";
-    }
-    // No reason passed: nats-server 2.9 does not know `+TERM <reason>` and would redeliver the message.
-    reply(msg, "term");
-    this.#log.error({ ...this.#fields(received), reason }, "message dead-lettered");
-    return "dead_letter";
-  }
-
-  #retryDelayMs(received: Received): number {
-    return nakDelayMs(received.deliveryCount, this.#options.retryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS);
-  }
-
-  #fields(received: Received): Record<string, unknown> {
-    return {
-      stream: this.stream,
-      consumer: this.durable,
-      subject: received.subject,
-      message_id: messageIdOf(received),
-      stream_seq: received.streamSequence,
-      delivery_count: received.deliveryCount,
-    };
   }
 
   stop(options: { timeoutMs?: number } = {}): Promise<void> {
@@ -372,35 +284,4 @@ class Runner<D extends MessageDef> implements ConsumerRunner {
     if (!this.#nc.isClosed()) await this.#nc.flush().catch(() => {});
     this.#log.info({ stream: this.stream, consumer: this.durable }, "consumer stopped");
   }
-}
-
-/**
- * Acks and friends are plain publishes: on a closed connection they throw. The message is then
- * redelivered after its ack wait, which is the right outcome, so the throw must not escape (from a
- * timer it would end the process).
- */
-/** How #settle left a delivery. */
-interface Settled {
-  outcome: Outcome;
-  errorType?: string;
-}
-
-function reply(msg: JsMsg, kind: "ack" | "nak" | "term" | "working", delayMs?: number): void {
-  try {
-    if (kind === "nak") msg.nak(delayMs);
-    else msg[kind]();
-  } catch {
-    // connection closed or draining: see above
-  }
-}
-
-function receivedOf(msg: JsMsg): Received {
-  return {
-    subject: msg.subject,
-    data: msg.data,
-    headers: msg.headers,
-    stream: msg.info.stream,
-    streamSequence: msg.info.streamSequence,
-    deliveryCount: msg.info.deliveryCount,
-  };
 }

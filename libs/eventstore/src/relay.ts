@@ -1,7 +1,16 @@
 import { setTimeout as delay } from "node:timers/promises";
 import { createLogger, errorFields } from "@mikrom/telemetry";
 import pg from "pg";
-import type { OutboxMessage, Publish } from "./outbox.ts";
+import type { Publish } from "./outbox.ts";
+import { setIdle, Wakeup, waitForRunningAppends } from "./relay-idle.ts";
+import {
+  markSent,
+  messageOf,
+  type OutboxRecord,
+  pruneSent,
+  readUnsent,
+  requeueRecent,
+} from "./relay-rows.ts";
 
 const log = createLogger("mikrom.eventstore.relay");
 
@@ -50,47 +59,6 @@ export interface Relay {
   resendRecent(): void;
   stats(): RelayStats;
 }
-
-interface OutboxRecord {
-  id: string;
-  message_id: string;
-  subject: string;
-  data: unknown;
-  headers: Record<string, string>;
-  carrier: Record<string, string>;
-  created_at: Date;
-}
-
-/** Resolves a sleeping relay early: a NOTIFY, a failed connection, or stop. */
-class Wakeup {
-  #pending = false;
-  #resolve: (() => void) | undefined;
-
-  notify(): void {
-    this.#pending = true;
-    this.#resolve?.();
-  }
-
-  async wait(ms: number): Promise<void> {
-    if (!this.#pending) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, ms);
-        this.#resolve = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#resolve = undefined;
-    }
-    this.#pending = false;
-  }
-}
-
-/**
- * How long going idle waits at most for appends that were running (see #waitForRunningAppends);
- * past it, a long transaction is left to the poll.
- */
-const IDLE_WAIT_MS = 5000;
 
 /**
  * Publishes the outbox to JetStream. One relay per database holds the lease (a session advisory
@@ -216,7 +184,7 @@ class OutboxRelay implements Relay {
   async #release(client: pg.Client, healthy: boolean): Promise<void> {
     if (this.#leader && healthy) {
       // Appenders stop notifying; the lease goes with the session.
-      await client.query("UPDATE outbox_relay SET idle = false").catch(() => {});
+      await setIdle(client, false).catch(() => {});
     }
     this.#leader = false;
     await client.end().catch(() => {});
@@ -224,35 +192,30 @@ class OutboxRelay implements Relay {
 
   async #pump(client: pg.Client, broken: () => unknown): Promise<void> {
     const { batchSize, pollIntervalMs } = this.#options;
-    await this.#setIdle(client, false);
+    await setIdle(client, false);
     let idle = false;
     let failures = 0;
     while (!this.#stopping) {
       if (broken()) throw broken();
       await this.#keep(client);
-      const { rows } = await client.query<OutboxRecord>(
-        `SELECT id::text AS id, message_id::text AS message_id, subject, data, headers, carrier, created_at
-         FROM outbox WHERE sent_at IS NULL ORDER BY outbox.id LIMIT $1`,
-        [batchSize],
-      );
+      const rows = await readUnsent(client, batchSize);
       if (rows.length === 0) {
         if (!idle) {
-          await this.#setIdle(client, true);
+          await setIdle(client, true);
           idle = true;
           this.#idled++;
-          await this.#waitForRunningAppends(client);
+          await waitForRunningAppends(client, this.#stop.signal);
           continue; // look once more: an append that missed the idle flag has committed by now
         }
         await this.#wakeup.wait(pollIntervalMs);
         continue;
       }
       if (idle) {
-        await this.#setIdle(client, false);
+        await setIdle(client, false);
         idle = false;
       }
       const sent = await this.#publishAll(rows);
-      if (sent.length > 0)
-        await client.query("UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", [sent]);
+      if (sent.length > 0) await markSent(client, sent);
       if (sent.length < rows.length) {
         this.#failedPublishes += rows.length - sent.length;
         await this.#sleep(this.#backoffMs(failures++));
@@ -264,17 +227,7 @@ class OutboxRelay implements Relay {
 
   /** Publishes a batch, all in flight at once in row order; returns the ids JetStream acknowledged. */
   async #publishAll(rows: readonly OutboxRecord[]): Promise<string[]> {
-    const publish = async (row: OutboxRecord): Promise<void> =>
-      this.#options.publish({
-        id: BigInt(row.id),
-        messageId: row.message_id,
-        subject: row.subject,
-        data: row.data,
-        headers: row.headers,
-        carrier: row.carrier,
-        createdAt: row.created_at,
-      } satisfies OutboxMessage);
-    const results = await Promise.allSettled(rows.map(publish));
+    const results = await Promise.allSettled(rows.map(async (row) => this.#options.publish(messageOf(row))));
     const sent: string[] = [];
     results.forEach((result, i) => {
       if (result.status === "fulfilled") sent.push(rows[i]!.id);
@@ -298,53 +251,13 @@ class OutboxRelay implements Relay {
     const { retentionMs, resendWindowMs } = this.#options;
     if (this.#resendRequested) {
       this.#resendRequested = false;
-      const { rowCount } = await client.query(
-        "UPDATE outbox SET sent_at = NULL WHERE sent_at > now() - make_interval(secs => $1)",
-        [resendWindowMs / 1000],
-      );
-      this.#resent += rowCount ?? 0;
+      const rowCount = await requeueRecent(client, resendWindowMs);
+      this.#resent += rowCount;
       if (rowCount) log.info({ rows: rowCount, window_ms: resendWindowMs }, "sending recent messages again");
     }
     if (Date.now() - this.#prunedAt >= Math.min(60_000, retentionMs / 10)) {
       this.#prunedAt = Date.now();
-      await client.query("DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)", [
-        retentionMs / 1000,
-      ]);
-    }
-  }
-
-  async #setIdle(client: pg.Client, idle: boolean): Promise<void> {
-    await client.query("UPDATE outbox_relay SET idle = $1", [idle]);
-  }
-
-  /**
-   * An append reads the idle flag in its statement's snapshot; one whose snapshot predates the flag
-   * has not notified, and may not have committed when the relay looks again. So before sleeping the
-   * relay waits for the transactions of this database that were running when it went idle: those
-   * holding a snapshot or a transaction id then, until each has ended (bounded by IDLE_WAIT_MS).
-   */
-  async #waitForRunningAppends(client: pg.Client): Promise<void> {
-    const { rows } = await client.query<{ pids: number[]; starts: string[] }>(
-      `SELECT coalesce(array_agg(pid), '{}') AS pids, coalesce(array_agg(xact_start::text), '{}') AS starts
-       FROM pg_stat_activity
-       WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
-         AND (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL)`,
-    );
-    const { pids = [], starts = [] } = rows[0] ?? {};
-    const deadline = Date.now() + IDLE_WAIT_MS;
-    for (
-      let pause = 2;
-      pids.length > 0 && Date.now() < deadline && !this.#stopping;
-      pause = Math.min(50, pause * 2)
-    ) {
-      const running = await client.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM pg_stat_activity a
-         JOIN unnest($1::int[], $2::timestamptz[]) AS t(pid, xact_start)
-           ON a.pid = t.pid AND a.xact_start = t.xact_start`,
-        [pids, starts],
-      );
-      if ((running.rows[0]?.n ?? 0) === 0) return;
-      await this.#sleep(pause);
+      await pruneSent(client, retentionMs);
     }
   }
 

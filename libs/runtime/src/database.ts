@@ -51,3 +51,28 @@ export async function ensureDatabase(url: string): Promise<"created" | "existed"
 export function openDatabase<DB>(url: string, options: PoolOptions = {}): Kysely<DB> {
   return new Kysely<DB>({ dialect: new PostgresDialect({ pool: createPool(url, options) }) });
 }
+
+/** A service's own database, for a service without an event store (the gateway, audit). */
+export interface DatabaseStore<DB> {
+  readonly db: Kysely<DB>;
+  close(): Promise<void>;
+}
+
+/**
+ * openDatabase, then the service's migrations. A failed migration closes the pool before it throws:
+ * the skeleton tries openStore again while PostgreSQL is away, and each try must not leak a pool.
+ */
+export async function openMigratedDatabase<DB>(
+  url: string,
+  options: PoolOptions,
+  migrate: (db: Kysely<DB>) => Promise<void>,
+): Promise<DatabaseStore<DB>> {
+  const db = openDatabase<DB>(url, options);
+  try {
+    await migrate(db);
+  } catch (error) {
+    await db.destroy();
+    throw error;
+  }
+  return { db, close: () => db.destroy() };
+}

@@ -1,4 +1,11 @@
-export { ensureDatabase, openDatabase, serverOf, serviceDatabaseUrl } from "./database.ts";
+export {
+  type DatabaseStore,
+  ensureDatabase,
+  openDatabase,
+  openMigratedDatabase,
+  serverOf,
+  serviceDatabaseUrl,
+} from "./database.ts";
 export { BaseEnv, parseEnv } from "./env.ts";
 export { type Checks, serveHealth } from "./health.ts";
 export { runService } from "./main.ts";

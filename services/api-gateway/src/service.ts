@@ -1,7 +1,6 @@
 import { serve } from "@hono/node-server";
-import { openDatabase, type ServiceDefinition } from "@mikrom/runtime";
+import { type DatabaseStore, openMigratedDatabase, type ServiceDefinition } from "@mikrom/runtime";
 import { errorFields } from "@mikrom/telemetry";
-import type { Kysely } from "kysely";
 import { createApp } from "./app.ts";
 import type { Config } from "./config.ts";
 import { expireIdempotencyKeys } from "./http/idempotency.ts";
@@ -9,32 +8,19 @@ import { NatsBackend } from "./nats-backend.ts";
 import type { GatewayDb } from "./store/db.ts";
 import { migrate } from "./store/migrations.ts";
 
-interface GatewayStore {
-  readonly db: Kysely<GatewayDb>;
-  close(): Promise<void>;
-}
-
 /**
  * The gateway on the skeleton: its own database (users, refresh tokens, idempotency keys), the
  * backend over NATS, and the HTTP server. It owns no consumer: commands go out, answers come back
  * on the events' subjects.
  */
-export const gatewayService: ServiceDefinition<Config, GatewayStore, object> = {
+export const gatewayService: ServiceDefinition<Config, DatabaseStore<GatewayDb>, object> = {
   name: "api-gateway",
-  async openStore(config) {
-    const db = openDatabase<GatewayDb>(config.databaseUrl, {
-      max: 10,
-      idleInTransactionTimeoutMs: 10_000,
-      applicationName: "api-gateway",
-    });
-    try {
-      await migrate(db);
-    } catch (error) {
-      await db.destroy();
-      throw error;
-    }
-    return { db, close: () => db.destroy() };
-  },
+  openStore: (config) =>
+    openMigratedDatabase<GatewayDb>(
+      config.databaseUrl,
+      { max: 10, idleInTransactionTimeoutMs: 10_000, applicationName: "api-gateway" },
+      migrate,
+    ),
   async start({ config, nc, store: { db }, log, untilAvailable }) {
     if (config.jwtSecretGenerated) {
       log.warn("JWT_SECRET is not set: using a random secret; tokens will not survive a restart");

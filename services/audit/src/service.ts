@@ -7,9 +7,13 @@ import {
   Registry,
   vmEvents,
 } from "@mikrom/contracts";
-import { openDatabase, startService as run, type ServiceDefinition } from "@mikrom/runtime";
+import {
+  type DatabaseStore,
+  openMigratedDatabase,
+  startService as run,
+  type ServiceDefinition,
+} from "@mikrom/runtime";
 import { createLogger, currentTraceId, getContext } from "@mikrom/telemetry";
-import type { Kysely } from "kysely";
 import type { Config } from "./config.ts";
 import { entryOf } from "./entry.ts";
 import { type AuditDatabase, list, record } from "./store/audit-log.ts";
@@ -18,27 +22,15 @@ import { migrate } from "./store/migrations.ts";
 const log = createLogger("mikrom.audit");
 export const EVENTS_DURABLE = "audit-events";
 
-interface AuditStore {
-  readonly db: Kysely<AuditDatabase>;
-  close(): Promise<void>;
-}
-
 /** Every event of every service, in a durable consumer all replicas share, into the append-only log. */
-export const auditService: ServiceDefinition<Config, AuditStore, object> = {
+export const auditService: ServiceDefinition<Config, DatabaseStore<AuditDatabase>, object> = {
   name: "audit",
-  async openStore(config) {
-    const db = openDatabase<AuditDatabase>(config.databaseUrl, {
-      max: config.concurrency + 1,
-      applicationName: "audit",
-    });
-    try {
-      await migrate(db);
-    } catch (error) {
-      await db.destroy();
-      throw error;
-    }
-    return { db, close: () => db.destroy() };
-  },
+  openStore: (config) =>
+    openMigratedDatabase<AuditDatabase>(
+      config.databaseUrl,
+      { max: config.concurrency + 1, applicationName: "audit" },
+      migrate,
+    ),
   async start({ config, names, nc, store: { db } }) {
     return {
       consumers: [

@@ -4,8 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FirecrackerApiError, firecrackerCall } from "../src/drivers/firecracker/api.ts";
-import { type FakeFirecracker, startFakeFirecracker } from "../src/drivers/firecracker/fake-server.ts";
-import { FIRECRACKER_SPEC_FILE, loadFirecrackerSpec } from "../src/drivers/firecracker/spec.ts";
+import { type FakeFirecracker, startFakeFirecracker } from "./support/firecracker/fake-server.ts";
+import { FIRECRACKER_SPEC_FILE, loadFirecrackerSpec } from "./support/firecracker/spec.ts";
 
 /** The shared reference copy, beside the repository (`../shared/reference`). */
 const REFERENCE_SPEC = join(

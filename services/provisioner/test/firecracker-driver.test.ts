@@ -3,12 +3,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { JournalEntry } from "../src/drivers/firecracker/fake-server.ts";
 import { BootFailed, type BootSpec, FirecrackerDriver, type Instance } from "../src/drivers/index.ts";
 import { isAlive } from "../src/drivers/process.ts";
+import type { JournalEntry } from "./support/firecracker/fake-server.ts";
 
 /** The seam: the driver starts this fake (a spec-validating API server) instead of the real binary. */
-const FAKE_CLI = fileURLToPath(new URL("../src/drivers/firecracker/fake-cli.ts", import.meta.url));
+const FAKE_CLI = fileURLToPath(new URL("./support/firecracker/fake-cli.ts", import.meta.url));
 
 const spec: BootSpec = {
   vmId: "srv-0000fc01",
