@@ -9,7 +9,6 @@ import { ensureDefaultPool } from "./handlers/default-pool.ts";
 import { ippoolQueryHandlers } from "./handlers/queries.ts";
 import { observePools } from "./metrics.ts";
 import { type IppoolStore, openIppoolStore } from "./store/event-store.ts";
-import { kyselySql } from "./store/sql.ts";
 
 const log = createLogger("mikrom.ippool-service");
 
@@ -48,8 +47,7 @@ export const ippoolService: ServiceDefinition<Config, IppoolStore, { store: Ippo
     if (isRefusal(created)) log.warn({ reason: created.reason }, "the default pool could not be created");
     else if (created.length > 0) log.info({ cidr: config.defaultPool.cidr }, "default pool created");
 
-    const sql = kyselySql(store.db);
-    const queries: QueryServer[] = ippoolQueryHandlers(sql).map((h) =>
+    const queries: QueryServer[] = ippoolQueryHandlers(store.db).map((h) =>
       serveQuery(
         nc,
         { subject: names.query(IPPOOL_SERVICE, h.def.type), request: h.def, response: h.def.response },
@@ -61,7 +59,7 @@ export const ippoolService: ServiceDefinition<Config, IppoolStore, { store: Ippo
         { queue: QUERY_GROUP },
       ),
     );
-    const poolGauges = observePools(sql);
+    const poolGauges = observePools(store.db);
     log.info({ namespace: names.namespace, concurrency: config.concurrency }, "ippool-service started");
     return {
       store,

@@ -5,7 +5,6 @@ import { handleCommand, type IppoolCommand } from "../src/handlers/commands.ts";
 import { DEFAULT_POOL_ID, ensureDefaultPool } from "../src/handlers/default-pool.ts";
 import { ippoolProjection } from "../src/store/projection.ts";
 import { addressHistory, poolStats, vmAllocations } from "../src/store/reads.ts";
-import { kyselySql } from "../src/store/sql.ts";
 import { inParallel } from "./support/parallel.ts";
 import { openTestStore, outbox } from "./support/store.ts";
 
@@ -68,7 +67,7 @@ describe("command handlers on the event store", () => {
         holders.set(address!, vmId);
       }
       expect(holders.size).toBe(253);
-      const [stats] = await poolStats(kyselySql(store.db), DEFAULT_POOL_ID);
+      const [stats] = await poolStats(store.db, DEFAULT_POOL_ID);
       expect(stats).toMatchObject<Partial<PoolStats>>({
         total: 253,
         allocated: 253,
@@ -107,12 +106,12 @@ describe("command handlers on the event store", () => {
         { vmId: vm(2), reason: "exhausted" },
         { vmId: vm(2), address: "10.1.0.2" },
       ]);
-      const history = await addressHistory(kyselySql(store.db), "10.1.0.2");
+      const history = await addressHistory(store.db, "10.1.0.2");
       expect(history.map((h) => [h.vmId, h.releasedAt === null])).toEqual([
         [vm(2), true],
         [vm(1), false],
       ]);
-      expect((await vmAllocations(kyselySql(store.db), vm(1))).map((a) => a.address)).toEqual(["10.1.0.2"]);
+      expect((await vmAllocations(store.db, vm(1))).map((a) => a.address)).toEqual(["10.1.0.2"]);
     } finally {
       await store.close();
     }
@@ -204,7 +203,7 @@ describe("command handlers on the event store", () => {
       expect(deleted.duplicate === false && deleted.result).toEqual([
         { type: "PoolDeleted", data: { poolId: DEFAULT_POOL_ID } },
       ]);
-      expect(await poolStats(kyselySql(store.db))).toEqual([]);
+      expect(await poolStats(store.db)).toEqual([]);
     } finally {
       await store.close();
     }
@@ -230,10 +229,8 @@ describe("command handlers on the event store", () => {
       for (let i = 0; i < 20; i += 3) await handleCommand(store, names, randomUUID(), release(i));
       for (let i = 20; i < 25; i++) await handleCommand(store, names, randomUUID(), allocate(i));
       const snapshot = async () => ({
-        stats: await poolStats(kyselySql(store.db)),
-        vms: await Promise.all(
-          Array.from({ length: 25 }, (_, i) => vmAllocations(kyselySql(store.db), vm(i))),
-        ),
+        stats: await poolStats(store.db),
+        vms: await Promise.all(Array.from({ length: 25 }, (_, i) => vmAllocations(store.db, vm(i)))),
       });
       const before = await snapshot();
       await store.rebuild(ippoolProjection);

@@ -4,7 +4,6 @@ import { describe, expect, test } from "@mikrom/testkit";
 import { handleCommand } from "../src/handlers/commands.ts";
 import { DEFAULT_POOL_ID, ensureDefaultPool } from "../src/handlers/default-pool.ts";
 import { ippoolQueryHandlers } from "../src/handlers/queries.ts";
-import { kyselySql } from "../src/store/sql.ts";
 import { openTestStore } from "./support/store.ts";
 
 const layout = {
@@ -22,7 +21,7 @@ describe("queries", () => {
     try {
       await ensureDefaultPool(store, names, layout);
       await handleCommand(store, names, randomUUID(), { type: "AllocateIp", data: { vmId: "srv-00000001" } });
-      const handlers = new Map(ippoolQueryHandlers(kyselySql(store.db)).map((h) => [h.def.type, h]));
+      const handlers = new Map(ippoolQueryHandlers(store.db).map((h) => [h.def.type, h]));
       const ask = async (type: string, request: unknown) => {
         const h = handlers.get(type)!;
         const reply = await h.answer(parse(h.def, request));

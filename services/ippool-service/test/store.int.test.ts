@@ -14,7 +14,7 @@ import {
   updatePool,
 } from "../src/store/pools.ts";
 import { addressHistory, getPool, poolStats, vmAllocations } from "../src/store/reads.ts";
-import { PgCode, pgCode, type Sql } from "../src/store/sql.ts";
+import type { IppoolTables } from "../src/store/tables.ts";
 import { openStore, type TestStore } from "./support/pg.ts";
 
 const at = new Date("2026-01-01T00:00:00Z");
@@ -32,12 +32,12 @@ const vm = (i: number): string => `srv-${i.toString(16).padStart(8, "0")}`;
 
 /** What the allocation handler and the projection do in one transaction, minus the events. */
 async function allocate(store: TestStore, poolName: string, vmId: string, when = at): Promise<string | null> {
-  return store.tx(async (sql) => {
-    await lockVm(sql, vmId);
-    const pool = await lockPoolByName(sql, poolName);
+  return store.tx(async (tx) => {
+    await lockVm(tx, vmId);
+    const pool = await lockPoolByName(tx, poolName);
     if (!pool) throw new Error("no pool");
-    const address = await nextFreeAddress(sql, pool.poolId);
-    if (address) await recordAllocation(sql, { poolId: pool.poolId, vmId, address, at: when });
+    const address = await nextFreeAddress(tx, pool.poolId);
+    if (address) await recordAllocation(tx, { poolId: pool.poolId, vmId, address, at: when });
     return address;
   });
 }
@@ -49,18 +49,25 @@ async function release(
   address: string,
   when: Date,
 ): Promise<void> {
-  await store.tx(async (sql) => {
-    await lockPoolById(sql, poolId);
-    await recordRelease(sql, { poolId, vmId, address, at: when });
+  await store.tx(async (tx) => {
+    await lockPoolById(tx, poolId);
+    await recordRelease(tx, { poolId, vmId, address, at: when });
   });
 }
+
+/** PostgreSQL's error codes for the constraints below. */
+const PgCode = {
+  UniqueViolation: "23505",
+  ExclusionViolation: "23P01",
+  CheckViolation: "23514",
+} as const;
 
 async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
   try {
     await p;
     return "no error";
   } catch (error) {
-    return pgCode(error);
+    return (error as { code?: string }).code;
   }
 }
 
@@ -68,7 +75,7 @@ describe("allocation store", () => {
   test("migrations run once however many instances start together", async ({ db }) => {
     const dbs = [1, 2, 3].map(
       () =>
-        new Kysely({
+        new Kysely<IppoolTables>({
           dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: db.url, max: 1 }) }),
         }),
     );
@@ -90,7 +97,7 @@ describe("allocation store", () => {
   test("300 concurrent allocations on 253 addresses give exactly 253 distinct addresses", async ({ db }) => {
     const store = await openStore(db.url, 16);
     try {
-      await store.tx((sql) => insertPool(sql, defaultPool, at));
+      await store.tx((tx) => insertPool(tx, defaultPool, at));
       const results = await Promise.all(
         Array.from({ length: 300 }, (_, i) => allocate(store, "default", vm(i))),
       );
@@ -99,7 +106,7 @@ describe("allocation store", () => {
       expect(new Set(given).size).toBe(253);
       expect(results.filter((a) => a === null)).toHaveLength(47);
       expect(given.every((a) => /^172\.16\.0\.(\d+)$/.test(a) && a !== "172.16.0.1")).toBe(true);
-      const [stats] = await store.tx((sql) => poolStats(sql, defaultPool.poolId));
+      const [stats] = await store.tx((tx) => poolStats(tx, defaultPool.poolId));
       expect(stats).toMatchObject({ total: 253, allocated: 253, available: 0, usagePercent: 100 });
     } finally {
       await store.close();
@@ -111,15 +118,13 @@ describe("allocation store", () => {
   }) => {
     const store = await openStore(db.url);
     try {
-      await store.tx((sql) => insertPool(sql, defaultPool, at));
+      await store.tx((tx) => insertPool(tx, defaultPool, at));
       const address = await allocate(store, "default", vm(1));
       const insert = (vmId: string, addr: string) =>
-        store.tx((sql) =>
-          sql.query(
-            "INSERT INTO ippool_allocations (pool_id, vm_id, address, allocated_at) VALUES ($1, $2, $3, $4)",
-            [defaultPool.poolId, vmId, addr, at],
-          ),
-        );
+        store.db
+          .insertInto("ippool_allocations")
+          .values({ pool_id: defaultPool.poolId, vm_id: vmId, address: addr, allocated_at: at })
+          .execute();
       expect(await codeOf(insert(vm(2), address!))).toBe(PgCode.UniqueViolation);
       expect(await codeOf(insert(vm(1), "172.16.0.99"))).toBe(PgCode.UniqueViolation);
     } finally {
@@ -132,9 +137,9 @@ describe("allocation store", () => {
   }) => {
     const store = await openStore(db.url);
     try {
-      await store.tx((sql) => insertPool(sql, defaultPool, at));
+      await store.tx((tx) => insertPool(tx, defaultPool, at));
       const other = { ...defaultPool, poolId: "pool-00000002", name: "other" };
-      expect(await codeOf(store.tx((sql) => insertPool(sql, { ...other, cidr: "172.16.0.0/16" }, at)))).toBe(
+      expect(await codeOf(store.tx((tx) => insertPool(tx, { ...other, cidr: "172.16.0.0/16" }, at)))).toBe(
         PgCode.ExclusionViolation,
       );
       const elsewhere = {
@@ -144,19 +149,19 @@ describe("allocation store", () => {
         rangeStart: "10.0.0.2",
         rangeEnd: "10.0.0.9",
       };
-      expect(await codeOf(store.tx((sql) => insertPool(sql, { ...elsewhere, name: "default" }, at)))).toBe(
+      expect(await codeOf(store.tx((tx) => insertPool(tx, { ...elsewhere, name: "default" }, at)))).toBe(
         PgCode.UniqueViolation,
       );
-      expect(
-        await codeOf(store.tx((sql) => insertPool(sql, { ...elsewhere, rangeEnd: "10.0.1.9" }, at))),
-      ).toBe(PgCode.CheckViolation);
-      expect(
-        await codeOf(store.tx((sql) => insertPool(sql, { ...elsewhere, gateway: "10.0.0.5" }, at))),
-      ).toBe(PgCode.CheckViolation);
+      expect(await codeOf(store.tx((tx) => insertPool(tx, { ...elsewhere, rangeEnd: "10.0.1.9" }, at)))).toBe(
+        PgCode.CheckViolation,
+      );
+      expect(await codeOf(store.tx((tx) => insertPool(tx, { ...elsewhere, gateway: "10.0.0.5" }, at)))).toBe(
+        PgCode.CheckViolation,
+      );
       // Once the default pool is deleted its network and name are free again.
-      await store.tx((sql) => markPoolDeleted(sql, defaultPool.poolId, at));
-      await store.tx((sql) => insertPool(sql, { ...other, name: "default" }, at));
-      expect((await store.tx((sql) => livePools(sql))).map((p) => p.poolId)).toEqual(["pool-00000002"]);
+      await store.tx((tx) => markPoolDeleted(tx, defaultPool.poolId, at));
+      await store.tx((tx) => insertPool(tx, { ...other, name: "default" }, at));
+      expect((await store.tx((tx) => livePools(tx))).map((p) => p.poolId)).toEqual(["pool-00000002"]);
     } finally {
       await store.close();
     }
@@ -174,7 +179,7 @@ describe("allocation store", () => {
       rangeEnd: "10.9.0.4",
     };
     try {
-      await store.tx((sql) => insertPool(sql, tiny, at));
+      await store.tx((tx) => insertPool(tx, tiny, at));
       const first = [await allocate(store, "default", vm(1)), await allocate(store, "default", vm(2))];
       expect(first).toEqual(["10.9.0.2", "10.9.0.3"]);
       await release(store, tiny.poolId, vm(2), "10.9.0.3", new Date("2026-01-01T00:01:00Z"));
@@ -185,12 +190,12 @@ describe("allocation store", () => {
       expect(await allocate(store, "default", vm(5))).toBe("10.9.0.4");
       expect(await allocate(store, "default", vm(6))).toBeNull();
 
-      const history = await store.tx((sql) => addressHistory(sql, "10.9.0.3"));
+      const history = await store.tx((tx) => addressHistory(tx, "10.9.0.3"));
       expect(history.map((h) => [h.vmId, h.releasedAt])).toEqual([
         [vm(3), null],
         [vm(2), "2026-01-01T00:01:00.000Z"],
       ]);
-      const ofVm = await store.tx((sql) => vmAllocations(sql, vm(2)));
+      const ofVm = await store.tx((tx) => vmAllocations(tx, vm(2)));
       expect(ofVm).toEqual([
         {
           vmId: vm(2),
@@ -209,13 +214,13 @@ describe("allocation store", () => {
   test("releasing an allocation that is not live is an error, not a silent second free", async ({ db }) => {
     const store = await openStore(db.url);
     try {
-      await store.tx((sql) => insertPool(sql, defaultPool, at));
+      await store.tx((tx) => insertPool(tx, defaultPool, at));
       const address = (await allocate(store, "default", vm(1)))!;
       await release(store, defaultPool.poolId, vm(1), address, at);
       await expect(release(store, defaultPool.poolId, vm(1), address, at)).rejects.toThrow(
         /no live allocation/,
       );
-      const [stats] = await store.tx((sql) => poolStats(sql));
+      const [stats] = await store.tx((tx) => poolStats(tx));
       expect(stats).toMatchObject({ allocated: 0, available: 253 });
     } finally {
       await store.close();
@@ -225,14 +230,12 @@ describe("allocation store", () => {
   test("updates change name, description and active, and show in the view", async ({ db }) => {
     const store = await openStore(db.url);
     try {
-      await store.tx((sql) => insertPool(sql, defaultPool, at));
-      await store.tx((sql: Sql) =>
-        updatePool(sql, defaultPool.poolId, { description: "lab", active: false }, at),
-      );
-      const view = await store.tx((sql) => getPool(sql, defaultPool.poolId));
+      await store.tx((tx) => insertPool(tx, defaultPool, at));
+      await store.tx((tx) => updatePool(tx, defaultPool.poolId, { description: "lab", active: false }, at));
+      const view = await store.tx((tx) => getPool(tx, defaultPool.poolId));
       expect(view).toMatchObject({ name: "default", description: "lab", active: false, prefixLength: 24 });
-      await store.tx((sql: Sql) => updatePool(sql, defaultPool.poolId, { description: null }, at));
-      expect((await store.tx((sql) => getPool(sql, defaultPool.poolId)))?.description).toBeNull();
+      await store.tx((tx) => updatePool(tx, defaultPool.poolId, { description: null }, at));
+      expect((await store.tx((tx) => getPool(tx, defaultPool.poolId)))?.description).toBeNull();
     } finally {
       await store.close();
     }

@@ -13,15 +13,10 @@ import { nextFreeAddress } from "../store/addresses.ts";
 import { lockVm } from "../store/locks.ts";
 import { lockPoolById, lockPoolByName } from "../store/pools.ts";
 import type { IppoolEvent } from "../store/projection.ts";
-import { kyselySql, type Sql } from "../store/sql.ts";
 import { type UnitOfWork, vmStreamId } from "./unit-of-work.ts";
 
-async function loadVm(
-  uow: UnitOfWork,
-  sql: Sql,
-  vmId: string,
-): Promise<{ state: VmAllocationState; version: number }> {
-  await lockVm(sql, vmId);
+async function loadVm(uow: UnitOfWork, vmId: string): Promise<{ state: VmAllocationState; version: number }> {
+  await lockVm(uow.db, vmId);
   const { version, events } = await uow.readStream(vmStreamId(vmId));
   const state = events.filter(isAllocationEvent).reduce(evolveAllocation, initialVmAllocation);
   return { state, version };
@@ -36,14 +31,13 @@ export async function allocateIp(
   uow: UnitOfWork,
   cmd: MessageOf<typeof AllocateIp>,
 ): Promise<AllocationEvent[]> {
-  const sql = kyselySql(uow.db);
-  const { state, version } = await loadVm(uow, sql, cmd.data.vmId);
-  const pool = state.held ? null : await lockPoolByName(sql, poolNameOf(cmd));
+  const { state, version } = await loadVm(uow, cmd.data.vmId);
+  const pool = state.held ? null : await lockPoolByName(uow.db, poolNameOf(cmd));
   const step = decideAllocate(cmd, state, pool);
   const events =
     step.next === "answer"
       ? step.events
-      : decideTaken(cmd, step.pool, await nextFreeAddress(sql, step.pool.poolId));
+      : decideTaken(cmd, step.pool, await nextFreeAddress(uow.db, step.pool.poolId));
   await uow.append(vmStreamId(cmd.data.vmId), events, { expectedVersion: version });
   return events;
 }
@@ -53,11 +47,10 @@ export async function releaseIp(
   uow: UnitOfWork,
   cmd: MessageOf<typeof ReleaseIp>,
 ): Promise<AllocationEvent[]> {
-  const sql = kyselySql(uow.db);
-  const { state, version } = await loadVm(uow, sql, cmd.data.vmId);
+  const { state, version } = await loadVm(uow, cmd.data.vmId);
   const events = decideRelease(cmd, state);
   if (events.length === 0) return events;
-  if (state.held) await lockPoolById(sql, state.held.poolId);
+  if (state.held) await lockPoolById(uow.db, state.held.poolId);
   await uow.append(vmStreamId(cmd.data.vmId), events, { expectedVersion: version });
   return events;
 }

@@ -4,7 +4,6 @@ import type { PoolEvent } from "../domain/pool.ts";
 import type { Refusal } from "../domain/refusal.ts";
 import type { IppoolStore } from "../store/event-store.ts";
 import { getPoolByName } from "../store/reads.ts";
-import { kyselySql } from "../store/sql.ts";
 import { handlePoolCommand } from "./pools.ts";
 
 /** The default pool's id is fixed, so instances starting together all target one stream: one wins. */
@@ -20,7 +19,7 @@ export async function ensureDefaultPool(
   names: Names,
   layout: { cidr: string; gateway: string; rangeStart: string; rangeEnd: string },
 ): Promise<PoolEvent[] | Refusal> {
-  if (await getPoolByName(kyselySql(store.db), DEFAULT_POOL_NAME)) return [];
+  if (await getPoolByName(store.db, DEFAULT_POOL_NAME)) return [];
   return store.transaction((session) =>
     handlePoolCommand(session, names, {
       type: "CreatePool",

@@ -7,19 +7,10 @@ import {
   type PoolEvent,
 } from "../domain/pool.ts";
 import { isRefusal, type Refusal } from "../domain/refusal.ts";
+import { lockPoolCatalog } from "../store/locks.ts";
 import { livePools, lockPoolById } from "../store/pools.ts";
 import type { IppoolEvent } from "../store/projection.ts";
-import { kyselySql, type Sql } from "../store/sql.ts";
 import { poolStreamId, type UnitOfWork } from "./unit-of-work.ts";
-
-/**
- * Pool commands are rare and read every other pool (names, overlaps): one at a time across all
- * instances, so the decider always sees every committed pool. The database constraints stay the
- * last word either way.
- */
-async function lockPoolCatalog(sql: Sql): Promise<void> {
-  await sql.query("SELECT pg_advisory_xact_lock(hashtextextended('ippool:pools', 0))");
-}
 
 /**
  * CreatePool / UpdatePool / DeletePool, in the caller's transaction. A refusal is not an error:
@@ -31,13 +22,12 @@ export async function handlePoolCommand(
   names: Names,
   cmd: PoolCommand,
 ): Promise<PoolEvent[] | Refusal> {
-  const sql = kyselySql(uow.db);
-  await lockPoolCatalog(sql);
+  await lockPoolCatalog(uow.db);
   const poolId = cmd.data.poolId;
   const { version, events } = await uow.readStream(poolStreamId(poolId));
   const state = events.filter(isPoolEvent).reduce(evolvePool, initialPoolState);
-  const others = await livePools(sql, poolId);
-  const allocated = cmd.type === "DeletePool" ? ((await lockPoolById(sql, poolId))?.allocated ?? 0) : 0;
+  const others = await livePools(uow.db, poolId);
+  const allocated = cmd.type === "DeletePool" ? ((await lockPoolById(uow.db, poolId))?.allocated ?? 0) : 0;
   const decision = decidePool(cmd, state, { others, allocated });
   if (isRefusal(decision)) {
     const data: DataOf<typeof CommandRejected> = {

@@ -23,7 +23,7 @@ import {
   usagePercent,
   vmAllocations,
 } from "../store/reads.ts";
-import type { Sql } from "../store/sql.ts";
+import type { Db } from "../store/tables.ts";
 
 /** One query this service answers: its contract and how it is answered from the read model. */
 export interface QueryHandler<Q extends QueryDef = QueryDef> {
@@ -45,19 +45,19 @@ function handler<Q extends QueryDef>(
 }
 
 /** Every `<ns>.qry.ippool.<name>` query, answered from the read model (requests are validated before). */
-export function ippoolQueryHandlers(sql: Sql): QueryHandler[] {
+export function ippoolQueryHandlers(db: Db): QueryHandler[] {
   return [
-    handler(ListPools, async () => ok({ items: await listPools(sql) })),
+    handler(ListPools, async () => ok({ items: await listPools(db) })),
     handler(GetPool, async ({ poolId }) => {
-      const pool = await getPool(sql, poolId);
+      const pool = await getPool(db, poolId);
       return pool ? ok(pool) : notFound(`pool ${poolId} does not exist`);
     }),
     handler(GetPoolStats, async ({ poolId }) => {
-      const [stats] = await poolStats(sql, poolId);
+      const [stats] = await poolStats(db, poolId);
       return stats ? ok(stats) : notFound(`pool ${poolId} does not exist`);
     }),
     handler(AllPoolStats, async () => {
-      const pools = await poolStats(sql);
+      const pools = await poolStats(db);
       const total = pools.reduce((n, p) => n + p.total, 0);
       const allocated = pools.reduce((n, p) => n + p.allocated, 0);
       return ok({
@@ -73,14 +73,14 @@ export function ippoolQueryHandlers(sql: Sql): QueryHandler[] {
       return layout.ok ? ok(layout.value) : { ok: false, error: { code: "invalid", message: layout.reason } };
     }),
     handler(ValidatePool, async (definition) => {
-      const result = validatePool(definition, await livePools(sql));
+      const result = validatePool(definition, await livePools(db));
       return ok({ valid: result.ok, issues: result.ok ? [] : result.issues });
     }),
     handler(AddressHistory, async ({ address }) =>
-      ok({ address, allocations: await addressHistory(sql, address) }),
+      ok({ address, allocations: await addressHistory(db, address) }),
     ),
     handler(VmAllocations, async ({ vmId }) => {
-      const allocations = await vmAllocations(sql, vmId);
+      const allocations = await vmAllocations(db, vmId);
       return ok({ vmId, current: allocations.find((a) => a.releasedAt === null) ?? null, allocations });
     }),
   ] as QueryHandler[];

@@ -1,5 +1,5 @@
-import type { Kysely } from "kysely";
 import type { IppoolEvent } from "../store/projection.ts";
+import type { Db } from "../store/tables.ts";
 
 /**
  * What a command needs from the event store's transaction (`Session` of @mikrom/eventstore fits it):
@@ -7,8 +7,7 @@ import type { IppoolEvent } from "../store/projection.ts";
  * events into the tables in the same transaction), and the outbox for messages that are not events.
  */
 export interface UnitOfWork {
-  // biome-ignore lint/suspicious/noExplicitAny: the service's tables are written by SQL, not typed through kysely
-  readonly db: Kysely<any>;
+  readonly db: Db;
   readStream(streamId: string): Promise<{ version: number; events: readonly IppoolEvent[] }>;
   append(
     streamId: string,

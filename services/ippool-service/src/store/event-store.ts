@@ -2,8 +2,9 @@ import { IPPOOL_SERVICE, ippoolEvents, type Names } from "@mikrom/contracts";
 import { createEventStore, type EventStore, type EventsOf } from "@mikrom/eventstore";
 import { ippoolMigrations } from "./migrate.ts";
 import { type IppoolEvent, ippoolProjection } from "./projection.ts";
+import type { IppoolTables } from "./tables.ts";
 
-export type IppoolStore = EventStore<EventsOf<typeof ippoolEvents>, unknown>;
+export type IppoolStore = EventStore<EventsOf<typeof ippoolEvents>, IppoolTables>;
 
 /** Pool events are about the pool, allocation events about the VM: the subject carries that entity. */
 export function entityOf(event: IppoolEvent): string {
@@ -24,7 +25,7 @@ export function openIppoolStore(options: {
   poolSize: number;
   migrate?: boolean;
 }): Promise<IppoolStore> {
-  return createEventStore({
+  return createEventStore<typeof ippoolEvents, IppoolTables>({
     connectionString: options.databaseUrl,
     events: ippoolEvents,
     route: (event) => ({ subject: options.names.event(IPPOOL_SERVICE, entityOf(event), event.type) }),

@@ -1,6 +1,7 @@
 import type { Kysely } from "kysely";
 import { type Migration, type MigrationProvider, Migrator } from "kysely/migration";
 import * as m001 from "./migrations/001-pools-and-allocations.ts";
+import type { IppoolTables } from "./tables.ts";
 
 const migrations: Record<string, Migration> = {
   "001-pools-and-allocations": m001,
@@ -14,8 +15,7 @@ export const ippoolMigrations: MigrationProvider = { getMigrations: async () => 
  * migrations in the same database never collide with these; kysely's lock table lets several
  * instances start at once.
  */
-// biome-ignore lint/suspicious/noExplicitAny: the tables are created by SQL, not typed through kysely
-export async function migrateIppool(db: Kysely<any>): Promise<void> {
+export async function migrateIppool(db: Kysely<IppoolTables>): Promise<void> {
   const migrator = new Migrator({
     db,
     provider: ippoolMigrations,

@@ -1,91 +1,98 @@
+import { type ExpressionBuilder, sql, type Updateable } from "kysely";
 import type { PoolSnapshot } from "../domain/allocation.ts";
 import type { Pool } from "../domain/pool.ts";
 import type { ExistingPool } from "../domain/validation.ts";
-import type { Sql } from "./sql.ts";
+import type { Db, IppoolTables, PoolsTable } from "./tables.ts";
 
 /**
  * The pools table: the projection of PoolCreated/PoolUpdated/PoolDeleted, and the row every
  * allocation in a pool locks (the cursor and the counters live on it).
  */
 
-export async function livePools(sql: Sql, exceptPoolId?: string): Promise<ExistingPool[]> {
-  const { rows } = await sql.query<ExistingPool>(
-    `SELECT pool_id AS "poolId", name, network::text AS cidr
-       FROM ippool_pools WHERE deleted_at IS NULL AND pool_id IS DISTINCT FROM $1 ORDER BY name`,
-    [exceptPoolId ?? null],
-  );
-  return rows;
+export async function livePools(db: Db, exceptPoolId?: string): Promise<ExistingPool[]> {
+  return db
+    .selectFrom("ippool_pools")
+    .select(["pool_id as poolId", "name", "network as cidr"])
+    .where("deleted_at", "is", null)
+    .$if(exceptPoolId !== undefined, (q) => q.where("pool_id", "<>", exceptPoolId!))
+    .orderBy("name")
+    .execute();
 }
 
-export async function insertPool(sql: Sql, pool: Pool, at: Date): Promise<void> {
-  await sql.query(
-    `INSERT INTO ippool_pools
-       (pool_id, name, network, gateway, range_start, range_end, size, description, active, created_at, updated_at)
-     VALUES ($1, $2, $3::cidr, $4::inet, $5::inet, $6::inet, ($6::inet - $5::inet) + 1, $7, $8, $9, $9)`,
-    [
-      pool.poolId,
-      pool.name,
-      pool.cidr,
-      pool.gateway,
-      pool.rangeStart,
-      pool.rangeEnd,
-      pool.description,
-      pool.active,
-      at,
-    ],
-  );
+export async function insertPool(db: Db, pool: Pool, at: Date): Promise<void> {
+  await db
+    .insertInto("ippool_pools")
+    .values({
+      pool_id: pool.poolId,
+      name: pool.name,
+      network: pool.cidr,
+      gateway: pool.gateway,
+      range_start: pool.rangeStart,
+      range_end: pool.rangeEnd,
+      // inet - inet: an operator kysely's types cannot express.
+      size: sql<number>`(${pool.rangeEnd}::inet - ${pool.rangeStart}::inet) + 1`,
+      description: pool.description,
+      active: pool.active,
+      created_at: at,
+      updated_at: at,
+    })
+    .execute();
 }
 
 export async function updatePool(
-  sql: Sql,
+  db: Db,
   poolId: string,
   changes: { name?: string; description?: string | null; active?: boolean },
   at: Date,
 ): Promise<void> {
-  await sql.query(
-    `UPDATE ippool_pools SET
-       name = CASE WHEN $2::boolean THEN $3 ELSE name END,
-       description = CASE WHEN $4::boolean THEN $5 ELSE description END,
-       active = COALESCE($6, active),
-       updated_at = $7
-     WHERE pool_id = $1`,
-    [
-      poolId,
-      changes.name !== undefined,
-      changes.name ?? null,
-      changes.description !== undefined,
-      changes.description ?? null,
-      changes.active ?? null,
-      at,
-    ],
-  );
+  const set: Updateable<PoolsTable> = { updated_at: at };
+  if (changes.name !== undefined) set.name = changes.name;
+  if (changes.description !== undefined) set.description = changes.description;
+  if (changes.active !== undefined) set.active = changes.active;
+  await db.updateTable("ippool_pools").set(set).where("pool_id", "=", poolId).execute();
 }
 
-export async function markPoolDeleted(sql: Sql, poolId: string, at: Date): Promise<void> {
-  await sql.query("UPDATE ippool_pools SET deleted_at = $2, updated_at = $2 WHERE pool_id = $1", [
-    poolId,
-    at,
-  ]);
+export async function markPoolDeleted(db: Db, poolId: string, at: Date): Promise<void> {
+  await db
+    .updateTable("ippool_pools")
+    .set({ deleted_at: at, updated_at: at })
+    .where("pool_id", "=", poolId)
+    .execute();
+}
+
+/** A pool as an allocation sees it (PoolSnapshot); a pool's view (reads.ts) starts with the same. */
+export function snapshotColumns(eb: ExpressionBuilder<IppoolTables, "ippool_pools">) {
+  return [
+    "pool_id as poolId",
+    "name",
+    "active",
+    eb.fn<number>("masklen", ["network"]).as("prefixLength"),
+    eb.fn<string>("host", ["gateway"]).as("gateway"),
+  ] as const;
 }
 
 /**
  * Locks a live pool by name for an allocation: allocations in one pool go one at a time (the
  * cursor moves under this lock) and a delete cannot slip between the check and the hand-out.
  */
-export async function lockPoolByName(sql: Sql, name: string): Promise<PoolSnapshot | null> {
-  const { rows } = await sql.query<PoolSnapshot>(
-    `SELECT pool_id AS "poolId", name, active, masklen(network) AS "prefixLength", host(gateway) AS gateway
-       FROM ippool_pools WHERE name = $1 AND deleted_at IS NULL FOR UPDATE`,
-    [name],
-  );
-  return rows[0] ?? null;
+export async function lockPoolByName(db: Db, name: string): Promise<PoolSnapshot | null> {
+  const row = await db
+    .selectFrom("ippool_pools")
+    .select(snapshotColumns)
+    .where("name", "=", name)
+    .where("deleted_at", "is", null)
+    .forUpdate()
+    .executeTakeFirst();
+  return row ?? null;
 }
 
 /** Locks a pool by id (for a delete or a release) and says how many addresses it has out. */
-export async function lockPoolById(sql: Sql, poolId: string): Promise<{ allocated: number } | null> {
-  const { rows } = await sql.query<{ allocated: number }>(
-    "SELECT allocated FROM ippool_pools WHERE pool_id = $1 FOR UPDATE",
-    [poolId],
-  );
-  return rows[0] ?? null;
+export async function lockPoolById(db: Db, poolId: string): Promise<{ allocated: number } | null> {
+  const row = await db
+    .selectFrom("ippool_pools")
+    .select("allocated")
+    .where("pool_id", "=", poolId)
+    .forUpdate()
+    .executeTakeFirst();
+  return row ?? null;
 }

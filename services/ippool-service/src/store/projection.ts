@@ -1,9 +1,10 @@
-import type { Kysely } from "kysely";
+import type { Projection } from "@mikrom/eventstore";
+import { sql } from "kysely";
 import type { AllocationEvent } from "../domain/allocation.ts";
 import type { PoolEvent } from "../domain/pool.ts";
 import { recordAllocation, recordRelease } from "./addresses.ts";
 import { insertPool, markPoolDeleted, updatePool } from "./pools.ts";
-import { kyselySql, type Sql } from "./sql.ts";
+import type { Db, IppoolTables } from "./tables.ts";
 
 export type IppoolEvent = PoolEvent | AllocationEvent;
 
@@ -15,26 +16,26 @@ export type Recorded<E> = E & { readonly recordedAt: Date };
  * transaction that appends them, and rebuildable from them. The handlers only look (which address
  * is next) and decide; this is the one writer of the tables.
  */
-export async function applyEvents(sql: Sql, events: readonly Recorded<IppoolEvent>[]): Promise<void> {
+export async function applyEvents(db: Db, events: readonly Recorded<IppoolEvent>[]): Promise<void> {
   for (const event of events) {
     const at = event.recordedAt;
     switch (event.type) {
       case "PoolCreated":
-        await insertPool(sql, { ...event.data, active: true }, at);
+        await insertPool(db, { ...event.data, active: true }, at);
         break;
       case "PoolUpdated": {
         const { poolId, ...changes } = event.data;
-        await updatePool(sql, poolId, changes, at);
+        await updatePool(db, poolId, changes, at);
         break;
       }
       case "PoolDeleted":
-        await markPoolDeleted(sql, event.data.poolId, at);
+        await markPoolDeleted(db, event.data.poolId, at);
         break;
       case "IpAllocated":
-        await recordAllocation(sql, { ...event.data, at });
+        await recordAllocation(db, { ...event.data, at });
         break;
       case "IpReleased":
-        await recordRelease(sql, { ...event.data, at });
+        await recordRelease(db, { ...event.data, at });
         break;
       case "IpAllocationFailed":
         break;
@@ -43,14 +44,11 @@ export async function applyEvents(sql: Sql, events: readonly Recorded<IppoolEven
 }
 
 /** The projection as the event store runs it (inline, and for `store.rebuild`). */
-export const ippoolProjection = {
+export const ippoolProjection: Projection<IppoolEvent, IppoolTables> = {
   name: "ippool-read-model",
-  // biome-ignore lint/suspicious/noExplicitAny: the tables are written by SQL, not typed through kysely
-  async apply(db: Kysely<any>, events: readonly Recorded<IppoolEvent>[]): Promise<void> {
-    await applyEvents(kyselySql(db), events);
-  },
-  // biome-ignore lint/suspicious/noExplicitAny: see apply
-  async reset(db: Kysely<any>): Promise<void> {
-    await kyselySql(db).query("TRUNCATE ippool_allocations, ippool_free, ippool_pools RESTART IDENTITY");
+  apply: applyEvents,
+  async reset(db) {
+    // kysely has no TRUNCATE; the tables are named here as they are in the migration.
+    await sql`TRUNCATE ippool_allocations, ippool_free, ippool_pools RESTART IDENTITY`.execute(db);
   },
 };

@@ -1,11 +1,24 @@
 import type { AllocationRecord, PoolStats, PoolView } from "@mikrom/contracts";
-import type { Sql } from "./sql.ts";
+import { snapshotColumns } from "./pools.ts";
+import type { Db } from "./tables.ts";
 
 /** The read side served over `<ns>.qry.ippool.*`: pools, their usage, and who held which address. */
 
-const POOL_COLUMNS = `pool_id AS "poolId", name, network::text AS cidr, host(gateway) AS gateway,
-  host(range_start) AS "rangeStart", host(range_end) AS "rangeEnd", description, active,
-  masklen(network) AS "prefixLength", created_at AS "createdAt", updated_at AS "updatedAt"`;
+/** Live pools with the columns of a PoolView (timestamps still Dates). */
+function livePoolRows(db: Db) {
+  return db
+    .selectFrom("ippool_pools")
+    .select(snapshotColumns)
+    .select((eb) => [
+      "network as cidr",
+      eb.fn<string>("host", ["range_start"]).as("rangeStart"),
+      eb.fn<string>("host", ["range_end"]).as("rangeEnd"),
+      "description",
+      "created_at as createdAt",
+      "updated_at as updatedAt",
+    ])
+    .where("deleted_at", "is", null);
+}
 
 type PoolRow = Omit<PoolView, "createdAt" | "updatedAt"> & { createdAt: Date; updatedAt: Date };
 
@@ -15,27 +28,19 @@ const toView = (r: PoolRow): PoolView => ({
   updatedAt: r.updatedAt.toISOString(),
 });
 
-export async function listPools(sql: Sql): Promise<PoolView[]> {
-  const { rows } = await sql.query<PoolRow>(
-    `SELECT ${POOL_COLUMNS} FROM ippool_pools WHERE deleted_at IS NULL ORDER BY created_at, name`,
-  );
+export async function listPools(db: Db): Promise<PoolView[]> {
+  const rows = await livePoolRows(db).orderBy("created_at").orderBy("name").execute();
   return rows.map(toView);
 }
 
-export async function getPool(sql: Sql, poolId: string): Promise<PoolView | null> {
-  const { rows } = await sql.query<PoolRow>(
-    `SELECT ${POOL_COLUMNS} FROM ippool_pools WHERE pool_id = $1 AND deleted_at IS NULL`,
-    [poolId],
-  );
-  return rows[0] ? toView(rows[0]) : null;
+export async function getPool(db: Db, poolId: string): Promise<PoolView | null> {
+  const row = await livePoolRows(db).where("pool_id", "=", poolId).executeTakeFirst();
+  return row ? toView(row) : null;
 }
 
-export async function getPoolByName(sql: Sql, name: string): Promise<PoolView | null> {
-  const { rows } = await sql.query<PoolRow>(
-    `SELECT ${POOL_COLUMNS} FROM ippool_pools WHERE name = $1 AND deleted_at IS NULL`,
-    [name],
-  );
-  return rows[0] ? toView(rows[0]) : null;
+export async function getPoolByName(db: Db, name: string): Promise<PoolView | null> {
+  const row = await livePoolRows(db).where("name", "=", name).executeTakeFirst();
+  return row ? toView(row) : null;
 }
 
 export function usagePercent(allocated: number, total: number): number {
@@ -43,18 +48,15 @@ export function usagePercent(allocated: number, total: number): number {
 }
 
 /** Usage of live pools (one, or all); O(1) per pool: the counters live on the pool row. */
-export async function poolStats(sql: Sql, poolId?: string): Promise<PoolStats[]> {
-  const { rows } = await sql.query<{
-    poolId: string;
-    name: string;
-    active: boolean;
-    total: number;
-    allocated: number;
-  }>(
-    `SELECT pool_id AS "poolId", name, active, size AS total, allocated
-       FROM ippool_pools WHERE deleted_at IS NULL AND ($1::text IS NULL OR pool_id = $1) ORDER BY created_at, name`,
-    [poolId ?? null],
-  );
+export async function poolStats(db: Db, poolId?: string): Promise<PoolStats[]> {
+  const rows = await db
+    .selectFrom("ippool_pools")
+    .select(["pool_id as poolId", "name", "active", "size as total", "allocated"])
+    .where("deleted_at", "is", null)
+    .$if(poolId !== undefined, (q) => q.where("pool_id", "=", poolId!))
+    .orderBy("created_at")
+    .orderBy("name")
+    .execute();
   return rows.map((r) => ({
     ...r,
     available: r.total - r.allocated,
@@ -62,8 +64,22 @@ export async function poolStats(sql: Sql, poolId?: string): Promise<PoolStats[]>
   }));
 }
 
-const ALLOCATION_COLUMNS = `a.vm_id AS "vmId", a.pool_id AS "poolId", p.name AS pool, host(a.address) AS address,
-  a.allocated_at AS "allocatedAt", a.released_at AS "releasedAt"`;
+/** Allocations with their pool's name, newest first. */
+function allocationRows(db: Db) {
+  return db
+    .selectFrom("ippool_allocations as a")
+    .innerJoin("ippool_pools as p", "p.pool_id", "a.pool_id")
+    .select((eb) => [
+      "a.vm_id as vmId",
+      "a.pool_id as poolId",
+      "p.name as pool",
+      eb.fn<string>("host", ["a.address"]).as("address"),
+      "a.allocated_at as allocatedAt",
+      "a.released_at as releasedAt",
+    ])
+    .orderBy("a.allocated_at", "desc")
+    .orderBy("a.allocation_id", "desc");
+}
 
 type AllocationRow = Omit<AllocationRecord, "allocatedAt" | "releasedAt"> & {
   allocatedAt: Date;
@@ -77,21 +93,13 @@ const toRecord = (r: AllocationRow): AllocationRecord => ({
 });
 
 /** Every VM that held `address`, in any pool (deleted ones included), newest first. */
-export async function addressHistory(sql: Sql, address: string): Promise<AllocationRecord[]> {
-  const { rows } = await sql.query<AllocationRow>(
-    `SELECT ${ALLOCATION_COLUMNS} FROM ippool_allocations a JOIN ippool_pools p USING (pool_id)
-      WHERE a.address = $1::inet ORDER BY a.allocated_at DESC, a.allocation_id DESC`,
-    [address],
-  );
+export async function addressHistory(db: Db, address: string): Promise<AllocationRecord[]> {
+  const rows = await allocationRows(db).where("a.address", "=", address).execute();
   return rows.map(toRecord);
 }
 
 /** Every address `vmId` held, newest first. */
-export async function vmAllocations(sql: Sql, vmId: string): Promise<AllocationRecord[]> {
-  const { rows } = await sql.query<AllocationRow>(
-    `SELECT ${ALLOCATION_COLUMNS} FROM ippool_allocations a JOIN ippool_pools p USING (pool_id)
-      WHERE a.vm_id = $1 ORDER BY a.allocated_at DESC, a.allocation_id DESC`,
-    [vmId],
-  );
+export async function vmAllocations(db: Db, vmId: string): Promise<AllocationRecord[]> {
+  const rows = await allocationRows(db).where("a.vm_id", "=", vmId).execute();
   return rows.map(toRecord);
 }

@@ -11,8 +11,7 @@ import { type Kysely, sql } from "kysely";
  * given back, oldest first) or else from `next_offset`, a cursor over the range that only moves
  * forward. Neither is a scan of the range: a pool of 65,534 addresses costs one row, not 65,534.
  */
-// biome-ignore lint/suspicious/noExplicitAny: kysely's migration signature
-export async function up(db: Kysely<any>): Promise<void> {
+export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`
     CREATE TABLE ippool_pools (
       pool_id      text PRIMARY KEY,
