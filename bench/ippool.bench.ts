@@ -52,11 +52,11 @@ const poolOf = (level: number) => ({
 let vmCounter = 0;
 async function allocateOne(pool: string): Promise<void> {
   const vmId = `srv-${(vmCounter++).toString(16).padStart(8, "0")}`;
-  const outcome = await handleCommand(store, names, randomUUID(), {
+  const outcome = await handleCommand(store, randomUUID(), {
     type: "AllocateIp",
     data: { vmId, pool },
   });
-  const [event] = outcome.duplicate ? [] : (outcome.result as Array<{ type: string }>);
+  const [event] = outcome.duplicate || outcome.result.outcome === "refused" ? [] : outcome.result.events;
   if (event?.type !== "IpAllocated")
     throw new Error(`allocation in ${pool} failed: ${JSON.stringify(event)}`);
 }
@@ -95,7 +95,7 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 try {
   for (const [i, level] of LEVELS.entries()) {
     const { name, poolId } = poolOf(level);
-    await handleCommand(store, names, randomUUID(), {
+    await handleCommand(store, randomUUID(), {
       type: "CreatePool",
       data: {
         poolId,

@@ -1,9 +1,8 @@
 import { QueryFailed, type QueryServer, serveQuery } from "@mikrom/bus";
-import { IPPOOL_SERVICE, type Names, names as namesOf } from "@mikrom/contracts";
+import { IPPOOL_SERVICE, names as namesOf } from "@mikrom/contracts";
 import { startService as run, type ServiceDefinition } from "@mikrom/runtime";
 import { createLogger, errorFields, withContext, withSpan } from "@mikrom/telemetry";
 import type { Config } from "./config.ts";
-import { isRefusal } from "./domain/refusal.ts";
 import { commandRegistry, handleCommand, type IppoolCommand } from "./handlers/commands.ts";
 import { ensureDefaultPool } from "./handlers/default-pool.ts";
 import { ippoolQueryHandlers } from "./handlers/queries.ts";
@@ -42,10 +41,11 @@ export const ippoolService: ServiceDefinition<Config, IppoolStore, { store: Ippo
     }),
   async start({ config, names, nc, store, untilAvailable }) {
     const created = await untilAvailable("the default pool", () =>
-      ensureDefaultPool(store, names, config.defaultPool),
+      ensureDefaultPool(store, config.defaultPool),
     );
-    if (isRefusal(created)) log.warn({ reason: created.reason }, "the default pool could not be created");
-    else if (created.length > 0) log.info({ cidr: config.defaultPool.cidr }, "default pool created");
+    if (created === "created") log.info({ cidr: config.defaultPool.cidr }, "default pool created");
+    else if (created !== "found")
+      log.warn({ reason: created.reason }, "the default pool could not be created");
 
     const queries: QueryServer[] = ippoolQueryHandlers(store.db).map((h) =>
       serveQuery(
@@ -81,7 +81,7 @@ export const ippoolService: ServiceDefinition<Config, IppoolStore, { store: Ippo
               withSpan(
                 SPANS[cmd.type],
                 { "mikrom.message_id": envelope.messageId, ...(vmId && { "vm.id": vmId }) },
-                () => handle(store, names, envelope.messageId, envelope.deliveryCount, cmd),
+                () => handle(store, envelope.messageId, envelope.deliveryCount, cmd),
               ),
             );
           },
@@ -99,14 +99,13 @@ export const startService = (config: Config): Promise<RunningService> => run(ipp
 
 async function handle(
   store: IppoolStore,
-  names: Names,
   messageId: string,
   deliveryCount: number,
   cmd: IppoolCommand,
 ): Promise<void> {
   const started = performance.now();
   try {
-    const outcome = await handleCommand(store, names, messageId, cmd);
+    const outcome = await handleCommand(store, messageId, cmd);
     const fields = {
       message_id: messageId,
       delivery_count: deliveryCount,
@@ -117,11 +116,14 @@ async function handle(
       return;
     }
     const result = outcome.result;
-    if (isRefusal(result)) {
-      log.info({ ...fields, code: result.code, reason: result.reason }, `${cmd.type} refused`);
+    if (result.outcome === "refused") {
+      log.info(
+        { ...fields, code: result.refusal.code, reason: result.refusal.reason },
+        `${cmd.type} refused`,
+      );
       return;
     }
-    const [event] = result;
+    const [event] = result.events;
     if (!event) log.info(fields, `${cmd.type}: nothing to do`);
     else if (event.type === "IpAllocated")
       log.info({ ...fields, address: event.data.address, pool: event.data.pool }, "address allocated");
@@ -129,7 +131,7 @@ async function handle(
       log.warn({ ...fields, pool: event.data.pool, reason: event.data.reason }, "no address allocated");
     else if (event.type === "IpReleased")
       log.info({ ...fields, address: event.data.address }, "address released");
-    else log.info({ ...fields, events: result.map((e) => e.type) }, `${cmd.type} done`);
+    else log.info({ ...fields, events: result.events.map((e) => e.type) }, `${cmd.type} done`);
   } catch (error) {
     log.error({ message_id: messageId, ...errorFields(error) }, `${cmd.type} failed`);
     throw error;

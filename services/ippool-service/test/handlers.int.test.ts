@@ -8,6 +8,12 @@ import { addressHistory, poolStats, vmAllocations } from "../src/store/reads.ts"
 import { inParallel } from "./support/parallel.ts";
 import { openTestStore, outbox } from "./support/store.ts";
 
+/** What a handled command decided (its events), or its refusal; undefined for a duplicate. */
+function answerOf(once: Awaited<ReturnType<typeof handleCommand>>) {
+  if (once.duplicate) return undefined;
+  return once.result.outcome === "refused" ? once.result.refusal : once.result.decided;
+}
+
 const layout = {
   cidr: "172.16.0.0/24",
   gateway: "172.16.0.1",
@@ -37,11 +43,11 @@ describe("command handlers on the event store", () => {
   test("300 concurrent allocations, then duplicates, give 253 distinct addresses and 47 exhausted", {
     timeout: 90_000,
   }, async ({ db }) => {
-    const { store, names } = await openTestStore(db.url, 8);
+    const { store } = await openTestStore(db.url, 8);
     try {
-      await ensureDefaultPool(store, names, layout);
+      await ensureDefaultPool(store, layout);
       const ids = Array.from({ length: 300 }, () => randomUUID());
-      await inParallel(ids, 8, (id, i) => handleCommand(store, names, id, allocate(i)));
+      await inParallel(ids, 8, (id, i) => handleCommand(store, id, allocate(i)));
 
       const first = outcomes(await outbox(store));
       const given = first.filter((o) => o.address);
@@ -50,12 +56,12 @@ describe("command handlers on the event store", () => {
       expect(first.filter((o) => o.reason === "exhausted")).toHaveLength(47);
 
       // The same messages again (redelivery): the inbox absorbs them, nothing new is said.
-      const again = await inParallel(ids, 8, (id, i) => handleCommand(store, names, id, allocate(i)));
+      const again = await inParallel(ids, 8, (id, i) => handleCommand(store, id, allocate(i)));
       expect(again.every((r) => r.duplicate)).toBe(true);
       expect(outcomes(await outbox(store))).toHaveLength(300);
 
       // The same commands under new message ids: each VM that holds an address hears the same one.
-      await inParallel(ids, 8, (_, i) => handleCommand(store, names, randomUUID(), allocate(i)));
+      await inParallel(ids, 8, (_, i) => handleCommand(store, randomUUID(), allocate(i)));
       const all = outcomes(await outbox(store));
       const byVm = new Map<string, Set<string>>();
       for (const o of all.filter((x) => x.address))
@@ -80,7 +86,7 @@ describe("command handlers on the event store", () => {
   });
 
   test("release then allocate again reuses the address; releasing twice is harmless", async ({ db }) => {
-    const { store, names } = await openTestStore(db.url);
+    const { store } = await openTestStore(db.url);
     const tiny = {
       poolId: "pool-0000000f",
       name: "tiny",
@@ -91,16 +97,16 @@ describe("command handlers on the event store", () => {
       description: null,
     };
     try {
-      await handleCommand(store, names, randomUUID(), { type: "CreatePool", data: tiny });
-      await handleCommand(store, names, randomUUID(), allocate(1, "tiny"));
-      await handleCommand(store, names, randomUUID(), allocate(2, "tiny"));
-      const r1 = await handleCommand(store, names, randomUUID(), release(1));
-      const r2 = await handleCommand(store, names, randomUUID(), release(1));
-      expect(r1.duplicate === false && r1.result).toEqual([
+      await handleCommand(store, randomUUID(), { type: "CreatePool", data: tiny });
+      await handleCommand(store, randomUUID(), allocate(1, "tiny"));
+      await handleCommand(store, randomUUID(), allocate(2, "tiny"));
+      const r1 = await handleCommand(store, randomUUID(), release(1));
+      const r2 = await handleCommand(store, randomUUID(), release(1));
+      expect(answerOf(r1)).toEqual([
         { type: "IpReleased", data: { vmId: vm(1), poolId: tiny.poolId, address: "10.1.0.2" } },
       ]);
-      expect(r2.duplicate === false && r2.result).toEqual([]);
-      await handleCommand(store, names, randomUUID(), allocate(2, "tiny"));
+      expect(answerOf(r2)).toEqual([]);
+      await handleCommand(store, randomUUID(), allocate(2, "tiny"));
       expect(outcomes(await outbox(store))).toEqual([
         { vmId: vm(1), address: "10.1.0.2" },
         { vmId: vm(2), reason: "exhausted" },
@@ -118,15 +124,15 @@ describe("command handlers on the event store", () => {
   });
 
   test("allocation names the pool it could not use: not found, inactive", async ({ db }) => {
-    const { store, names } = await openTestStore(db.url);
+    const { store } = await openTestStore(db.url);
     try {
-      await ensureDefaultPool(store, names, layout);
-      await handleCommand(store, names, randomUUID(), allocate(1, "nope"));
-      await handleCommand(store, names, randomUUID(), {
+      await ensureDefaultPool(store, layout);
+      await handleCommand(store, randomUUID(), allocate(1, "nope"));
+      await handleCommand(store, randomUUID(), {
         type: "UpdatePool",
         data: { poolId: DEFAULT_POOL_ID, active: false },
       });
-      await handleCommand(store, names, randomUUID(), allocate(2));
+      await handleCommand(store, randomUUID(), allocate(2));
       expect(outcomes(await outbox(store))).toEqual([
         { vmId: vm(1), reason: "pool_not_found" },
         { vmId: vm(2), reason: "pool_inactive" },
@@ -137,9 +143,9 @@ describe("command handlers on the event store", () => {
   });
 
   test("every invalid pool definition is rejected with its reason, on the pool's subject", async ({ db }) => {
-    const { store, names } = await openTestStore(db.url);
+    const { store } = await openTestStore(db.url);
     try {
-      await ensureDefaultPool(store, names, layout);
+      await ensureDefaultPool(store, layout);
       const base = {
         name: "lab",
         cidr: "10.8.0.0/24",
@@ -168,7 +174,7 @@ describe("command handlers on the event store", () => {
       ];
       for (const [i, [change]] of cases.entries()) {
         const poolId = `pool-${(0x100 + i).toString(16).padStart(8, "0")}`;
-        await handleCommand(store, names, randomUUID(), {
+        await handleCommand(store, randomUUID(), {
           type: "CreatePool",
           data: { ...base, ...change, poolId },
         });
@@ -188,21 +194,19 @@ describe("command handlers on the event store", () => {
   });
 
   test("a pool with allocated addresses cannot be deleted; once empty it can", async ({ db }) => {
-    const { store, names } = await openTestStore(db.url);
+    const { store } = await openTestStore(db.url);
     try {
-      await ensureDefaultPool(store, names, layout);
-      await handleCommand(store, names, randomUUID(), allocate(1));
+      await ensureDefaultPool(store, layout);
+      await handleCommand(store, randomUUID(), allocate(1));
       const del: IppoolCommand = { type: "DeletePool", data: { poolId: DEFAULT_POOL_ID } };
-      const refused = await handleCommand(store, names, randomUUID(), del);
-      expect(refused.duplicate === false && refused.result).toMatchObject({
+      const refused = await handleCommand(store, randomUUID(), del);
+      expect(answerOf(refused)).toMatchObject({
         code: "conflict",
         reason: 'pool "default" has 1 allocated address(es); release them before deleting it',
       });
-      await handleCommand(store, names, randomUUID(), release(1));
-      const deleted = await handleCommand(store, names, randomUUID(), del);
-      expect(deleted.duplicate === false && deleted.result).toEqual([
-        { type: "PoolDeleted", data: { poolId: DEFAULT_POOL_ID } },
-      ]);
+      await handleCommand(store, randomUUID(), release(1));
+      const deleted = await handleCommand(store, randomUUID(), del);
+      expect(answerOf(deleted)).toEqual([{ type: "PoolDeleted", data: { poolId: DEFAULT_POOL_ID } }]);
       expect(await poolStats(store.db)).toEqual([]);
     } finally {
       await store.close();
@@ -210,10 +214,10 @@ describe("command handlers on the event store", () => {
   });
 
   test("instances creating the default pool together create it once", async ({ db }) => {
-    const { store, names } = await openTestStore(db.url);
+    const { store } = await openTestStore(db.url);
     try {
-      await Promise.all([1, 2, 3, 4].map(() => ensureDefaultPool(store, names, layout)));
-      await ensureDefaultPool(store, names, layout);
+      await Promise.all([1, 2, 3, 4].map(() => ensureDefaultPool(store, layout)));
+      await ensureDefaultPool(store, layout);
       const created = (await outbox(store)).filter((e) => e.type === "PoolCreated");
       expect(created.map((e) => e.subject)).toEqual([`t.evt.ippool.${DEFAULT_POOL_ID}.PoolCreated`]);
     } finally {
@@ -222,12 +226,12 @@ describe("command handlers on the event store", () => {
   });
 
   test("the read model rebuilt from the events equals the one written inline", async ({ db }) => {
-    const { store, names } = await openTestStore(db.url);
+    const { store } = await openTestStore(db.url);
     try {
-      await ensureDefaultPool(store, names, layout);
-      for (let i = 0; i < 20; i++) await handleCommand(store, names, randomUUID(), allocate(i));
-      for (let i = 0; i < 20; i += 3) await handleCommand(store, names, randomUUID(), release(i));
-      for (let i = 20; i < 25; i++) await handleCommand(store, names, randomUUID(), allocate(i));
+      await ensureDefaultPool(store, layout);
+      for (let i = 0; i < 20; i++) await handleCommand(store, randomUUID(), allocate(i));
+      for (let i = 0; i < 20; i += 3) await handleCommand(store, randomUUID(), release(i));
+      for (let i = 20; i < 25; i++) await handleCommand(store, randomUUID(), allocate(i));
       const snapshot = async () => ({
         stats: await poolStats(store.db),
         vms: await Promise.all(Array.from({ length: 25 }, (_, i) => vmAllocations(store.db, vm(i)))),

@@ -17,10 +17,10 @@ describe("queries", () => {
   test("answer pools, usage, suggestions, validation and provenance in their contract's shape", async ({
     db,
   }) => {
-    const { store, names } = await openTestStore(db.url);
+    const { store } = await openTestStore(db.url);
     try {
-      await ensureDefaultPool(store, names, layout);
-      await handleCommand(store, names, randomUUID(), { type: "AllocateIp", data: { vmId: "srv-00000001" } });
+      await ensureDefaultPool(store, layout);
+      await handleCommand(store, randomUUID(), { type: "AllocateIp", data: { vmId: "srv-00000001" } });
       const handlers = new Map(ippoolQueryHandlers(store.db).map((h) => [h.def.type, h]));
       const ask = async (type: string, request: unknown) => {
         const h = handlers.get(type)!;

@@ -97,6 +97,20 @@ export function decideTaken(
   ];
 }
 
+/**
+ * The whole allocation, from the pool (locked) and the address it would hand out now, both read by
+ * the shell before the VM's stream: a VM that holds its address gets it again and neither is used.
+ */
+export function decideAllocation(
+  cmd: MessageOf<typeof AllocateIp>,
+  state: VmAllocationState,
+  pool: PoolSnapshot | null,
+  free: string | null,
+): AllocationEvent[] {
+  const step = decideAllocate(cmd, state, pool);
+  return step.next === "answer" ? step.events : decideTaken(cmd, step.pool, free);
+}
+
 /** Releasing what is not held is harmless and says nothing: a second release finds nothing to do. */
 export function decideRelease(cmd: MessageOf<typeof ReleaseIp>, state: VmAllocationState): AllocationEvent[] {
   if (!state.held) return [];

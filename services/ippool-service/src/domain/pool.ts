@@ -7,7 +7,7 @@ import type {
   PoolUpdated,
   UpdatePool,
 } from "@mikrom/contracts";
-import { type Refusal, refuse } from "./refusal.ts";
+import { type Refusal, refuse } from "@mikrom/eventstore/decider";
 import { type ExistingPool, validatePool } from "./validation.ts";
 
 export type PoolCommand =
@@ -88,11 +88,7 @@ export function decidePool(
         return same ? [] : refuse("conflict", `pool ${d.poolId} exists with a different definition`);
       }
       if (!checked.ok) {
-        return refuse(
-          "invalid",
-          checked.issues.map((i) => `${i.field}: ${i.message}`).join("; "),
-          checked.issues,
-        );
+        return refuse("invalid", checked.issues.map((i) => `${i.field}: ${i.message}`).join("; "));
       }
       return [{ type: "PoolCreated", data: { ...d, cidr: checked.normalized.cidr } }];
     }
@@ -105,7 +101,7 @@ export function decidePool(
         const taken = around.others.find((o) => o.name === d.name);
         if (taken) {
           const message = `a pool named "${d.name}" exists (${taken.poolId})`;
-          return refuse("conflict", `name: ${message}`, [{ field: "name", message }]);
+          return refuse("conflict", `name: ${message}`);
         }
         changes.name = d.name;
       }

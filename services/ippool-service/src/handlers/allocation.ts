@@ -1,60 +1,46 @@
 import type { AllocateIp, MessageOf, ReleaseIp } from "@mikrom/contracts";
+import type { Stream } from "@mikrom/eventstore";
 import {
-  type AllocationEvent,
-  decideAllocate,
+  decideAllocation,
   decideRelease,
-  decideTaken,
   evolveAllocation,
   initialVmAllocation,
   poolNameOf,
   type VmAllocationState,
 } from "../domain/allocation.ts";
 import { nextFreeAddress } from "../store/addresses.ts";
+import { type IppoolSession, vmStreamId } from "../store/event-store.ts";
 import { lockVm } from "../store/locks.ts";
-import { lockPoolById, lockPoolByName } from "../store/pools.ts";
+import { lockHeldPool, lockPoolByName } from "../store/pools.ts";
 import type { IppoolEvent } from "../store/projection.ts";
-import { type UnitOfWork, vmStreamId } from "./unit-of-work.ts";
 
-async function loadVm(uow: UnitOfWork, vmId: string): Promise<{ state: VmAllocationState; version: number }> {
-  await lockVm(uow.db, vmId);
-  const { version, events } = await uow.readStream(vmStreamId(vmId));
-  const state = events.filter(isAllocationEvent).reduce(evolveAllocation, initialVmAllocation);
-  return { state, version };
-}
+/** A VM's allocations are one stream: they fold into what it holds. */
+const allocationStream = (vmId: string): Stream<VmAllocationState, IppoolEvent> => ({
+  id: vmStreamId(vmId),
+  initialState: initialVmAllocation,
+  evolve: (state, e) =>
+    e.type === "IpAllocated" || e.type === "IpReleased" || e.type === "IpAllocationFailed"
+      ? evolveAllocation(state, e)
+      : state,
+});
 
 /**
- * AllocateIp, in the caller's transaction: lock the VM, read its stream, and when it holds nothing
- * lock the pool and look at the next free address; decide; append (the projection takes the
- * address). Returns what was appended: IpAllocated (new, or the same again) or IpAllocationFailed.
+ * AllocateIp, in the caller's transaction: lock the VM, lock the pool it names and read the address
+ * the pool would hand out now, then Session.handle decides (the same address again for a VM that
+ * holds one) and appends; the projection takes the address.
  */
-export async function allocateIp(
-  uow: UnitOfWork,
-  cmd: MessageOf<typeof AllocateIp>,
-): Promise<AllocationEvent[]> {
-  const { state, version } = await loadVm(uow, cmd.data.vmId);
-  const pool = state.held ? null : await lockPoolByName(uow.db, poolNameOf(cmd));
-  const step = decideAllocate(cmd, state, pool);
-  const events =
-    step.next === "answer"
-      ? step.events
-      : decideTaken(cmd, step.pool, await nextFreeAddress(uow.db, step.pool.poolId));
-  await uow.append(vmStreamId(cmd.data.vmId), events, { expectedVersion: version });
-  return events;
+export async function allocateIp(session: IppoolSession, cmd: MessageOf<typeof AllocateIp>) {
+  const { vmId } = cmd.data;
+  await lockVm(session.db, vmId);
+  const pool = await lockPoolByName(session.db, poolNameOf(cmd));
+  const free = pool?.active ? await nextFreeAddress(session.db, pool.poolId) : null;
+  return session.handle(allocationStream(vmId), (state) => decideAllocation(cmd, state, pool, free));
 }
 
 /** ReleaseIp, in the caller's transaction: the address goes back to its pool; nothing held, nothing done. */
-export async function releaseIp(
-  uow: UnitOfWork,
-  cmd: MessageOf<typeof ReleaseIp>,
-): Promise<AllocationEvent[]> {
-  const { state, version } = await loadVm(uow, cmd.data.vmId);
-  const events = decideRelease(cmd, state);
-  if (events.length === 0) return events;
-  if (state.held) await lockPoolById(uow.db, state.held.poolId);
-  await uow.append(vmStreamId(cmd.data.vmId), events, { expectedVersion: version });
-  return events;
-}
-
-function isAllocationEvent(e: IppoolEvent): e is AllocationEvent {
-  return e.type === "IpAllocated" || e.type === "IpReleased" || e.type === "IpAllocationFailed";
+export async function releaseIp(session: IppoolSession, cmd: MessageOf<typeof ReleaseIp>) {
+  const { vmId } = cmd.data;
+  await lockVm(session.db, vmId);
+  await lockHeldPool(session.db, vmId);
+  return session.handle(allocationStream(vmId), (state) => decideRelease(cmd, state));
 }

@@ -1,16 +1,8 @@
-import {
-  type AllocateIp,
-  ippoolCommands,
-  type MessageOf,
-  type Names,
-  Registry,
-  type ReleaseIp,
-} from "@mikrom/contracts";
-import type { Once } from "@mikrom/eventstore";
-import type { AllocationEvent } from "../domain/allocation.ts";
-import type { PoolCommand, PoolEvent } from "../domain/pool.ts";
-import type { Refusal } from "../domain/refusal.ts";
+import { type AllocateIp, ippoolCommands, type MessageOf, Registry, type ReleaseIp } from "@mikrom/contracts";
+import type { HandleResult, Once } from "@mikrom/eventstore";
+import type { PoolCommand } from "../domain/pool.ts";
 import type { IppoolStore } from "../store/event-store.ts";
+import type { IppoolEvent } from "../store/projection.ts";
 import { allocateIp, releaseIp } from "./allocation.ts";
 import { handlePoolCommand } from "./pools.ts";
 
@@ -27,10 +19,9 @@ export const COMMAND_CONSUMER = "ippool-commands";
  */
 export function handleCommand(
   store: IppoolStore,
-  names: Names,
   messageId: string,
   cmd: IppoolCommand,
-): Promise<Once<AllocationEvent[] | PoolEvent[] | Refusal>> {
+): Promise<Once<HandleResult<unknown, IppoolEvent, readonly IppoolEvent[]>>> {
   return store.handleOnce(COMMAND_CONSUMER, messageId, async (session) => {
     switch (cmd.type) {
       case "AllocateIp":
@@ -40,7 +31,7 @@ export function handleCommand(
       case "CreatePool":
       case "UpdatePool":
       case "DeletePool":
-        return handlePoolCommand(session, names, cmd);
+        return handlePoolCommand(session, cmd);
     }
   });
 }

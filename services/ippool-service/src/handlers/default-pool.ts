@@ -1,7 +1,5 @@
-import type { Names } from "@mikrom/contracts";
+import type { Refusal } from "@mikrom/eventstore";
 import { DEFAULT_POOL_NAME } from "../domain/allocation.ts";
-import type { PoolEvent } from "../domain/pool.ts";
-import type { Refusal } from "../domain/refusal.ts";
 import type { IppoolStore } from "../store/event-store.ts";
 import { getPoolByName } from "../store/reads.ts";
 import { handlePoolCommand } from "./pools.ts";
@@ -16,12 +14,11 @@ export const DEFAULT_POOL_ID = "pool-00000001";
  */
 export async function ensureDefaultPool(
   store: IppoolStore,
-  names: Names,
   layout: { cidr: string; gateway: string; rangeStart: string; rangeEnd: string },
-): Promise<PoolEvent[] | Refusal> {
-  if (await getPoolByName(store.db, DEFAULT_POOL_NAME)) return [];
-  return store.transaction((session) =>
-    handlePoolCommand(session, names, {
+): Promise<"created" | "found" | Refusal> {
+  if (await getPoolByName(store.db, DEFAULT_POOL_NAME)) return "found";
+  const result = await store.transaction((session) =>
+    handlePoolCommand(session, {
       type: "CreatePool",
       data: {
         poolId: DEFAULT_POOL_ID,
@@ -31,4 +28,6 @@ export async function ensureDefaultPool(
       },
     }),
   );
+  if (result.outcome === "refused") return result.refusal;
+  return result.events.length > 0 ? "created" : "found";
 }

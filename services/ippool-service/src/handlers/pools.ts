@@ -1,55 +1,39 @@
-import { type CommandRejected, type DataOf, IPPOOL_SERVICE, type Names } from "@mikrom/contracts";
+import type { Stream } from "@mikrom/eventstore";
 import {
   decidePool,
   evolvePool,
   initialPoolState,
   type PoolCommand,
-  type PoolEvent,
+  type PoolState,
 } from "../domain/pool.ts";
-import { isRefusal, type Refusal } from "../domain/refusal.ts";
+import { type IppoolSession, poolStreamId } from "../store/event-store.ts";
 import { lockPoolCatalog } from "../store/locks.ts";
 import { livePools, lockPoolById } from "../store/pools.ts";
 import type { IppoolEvent } from "../store/projection.ts";
-import { poolStreamId, type UnitOfWork } from "./unit-of-work.ts";
+
+/** A pool's stream: its definition's events fold into the pool's state. */
+export const poolStream = (poolId: string): Stream<PoolState, IppoolEvent> => ({
+  id: poolStreamId(poolId),
+  initialState: initialPoolState,
+  evolve: (state, e) =>
+    e.type === "PoolCreated" || e.type === "PoolUpdated" || e.type === "PoolDeleted"
+      ? evolvePool(state, e)
+      : state,
+});
 
 /**
- * CreatePool / UpdatePool / DeletePool, in the caller's transaction. A refusal is not an error:
- * it is sent as CommandRejected on `<ns>.evt.ippool.<poolId>.CommandRejected` (through the outbox,
- * not into the pool's stream: it is an answer, not a fact about the pool).
+ * CreatePool / UpdatePool / DeletePool, in the caller's transaction: the other pools (names,
+ * overlaps) and the pool's allocations are read under the catalog lock, then Session.handle decides.
+ * A refusal is answered as CommandRejected on `<ns>.evt.ippool.<poolId>.CommandRejected` by the
+ * event store (not into the pool's stream: it is an answer, not a fact about the pool).
  */
-export async function handlePoolCommand(
-  uow: UnitOfWork,
-  names: Names,
-  cmd: PoolCommand,
-): Promise<PoolEvent[] | Refusal> {
-  await lockPoolCatalog(uow.db);
+export async function handlePoolCommand(session: IppoolSession, cmd: PoolCommand) {
+  await lockPoolCatalog(session.db);
   const poolId = cmd.data.poolId;
-  const { version, events } = await uow.readStream(poolStreamId(poolId));
-  const state = events.filter(isPoolEvent).reduce(evolvePool, initialPoolState);
-  const others = await livePools(uow.db, poolId);
-  const allocated = cmd.type === "DeletePool" ? ((await lockPoolById(uow.db, poolId))?.allocated ?? 0) : 0;
-  const decision = decidePool(cmd, state, { others, allocated });
-  if (isRefusal(decision)) {
-    const data: DataOf<typeof CommandRejected> = {
-      entityId: poolId,
-      command: cmd.type,
-      code: decision.code,
-      reason: decision.reason,
-    };
-    await uow.send([
-      {
-        subject: names.event(IPPOOL_SERVICE, poolId, "CommandRejected"),
-        type: "CommandRejected",
-        schemaVersion: 1,
-        data,
-      },
-    ]);
-    return decision;
-  }
-  if (decision.length > 0) await uow.append(poolStreamId(poolId), decision, { expectedVersion: version });
-  return decision;
-}
-
-function isPoolEvent(e: IppoolEvent): e is PoolEvent {
-  return e.type === "PoolCreated" || e.type === "PoolUpdated" || e.type === "PoolDeleted";
+  const others = await livePools(session.db, poolId);
+  const allocated =
+    cmd.type === "DeletePool" ? ((await lockPoolById(session.db, poolId))?.allocated ?? 0) : 0;
+  return session.handle(poolStream(poolId), (state) => decidePool(cmd, state, { others, allocated }), {
+    command: cmd.type,
+  });
 }

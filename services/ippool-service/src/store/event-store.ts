@@ -1,10 +1,17 @@
 import { IPPOOL_SERVICE, ippoolEvents, type Names } from "@mikrom/contracts";
-import { createEventStore, type EventStore, type EventsOf } from "@mikrom/eventstore";
+import { createEventStore, type EventStore, type EventsOf, type Session } from "@mikrom/eventstore";
 import { ippoolMigrations } from "./migrate.ts";
 import { type IppoolEvent, ippoolProjection } from "./projection.ts";
 import type { IppoolTables } from "./tables.ts";
 
 export type IppoolStore = EventStore<EventsOf<typeof ippoolEvents>, IppoolTables>;
+/** One transaction on the store: what every command handler works in. */
+export type IppoolSession = Session<EventsOf<typeof ippoolEvents>, IppoolTables>;
+
+/** A pool's definition is one stream, named after the pool; a VM's allocations another. */
+const POOL_STREAM = "ippool-";
+export const poolStreamId = (poolId: string): string => `${POOL_STREAM}${poolId}`;
+export const vmStreamId = (vmId: string): string => `ippool-vm-${vmId}`;
 
 /** Pool events are about the pool, allocation events about the VM: the subject carries that entity. */
 export function entityOf(event: IppoolEvent): string {
@@ -29,6 +36,11 @@ export function openIppoolStore(options: {
     connectionString: options.databaseUrl,
     events: ippoolEvents,
     route: (event) => ({ subject: options.names.event(IPPOOL_SERVICE, entityOf(event), event.type) }),
+    // Only pool commands are refused (an allocation always answers): the entity is the pool.
+    refusals: (streamId) => {
+      const poolId = streamId.slice(POOL_STREAM.length);
+      return { subject: options.names.event(IPPOOL_SERVICE, poolId, "CommandRejected"), entityId: poolId };
+    },
     projections: [ippoolProjection],
     migrations: ippoolMigrations,
     migrate: options.migrate ?? true,

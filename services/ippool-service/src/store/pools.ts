@@ -96,3 +96,19 @@ export async function lockPoolById(db: Db, poolId: string): Promise<{ allocated:
     .executeTakeFirst();
   return row ?? null;
 }
+
+/** Locks the pool of the address a VM holds, if any: its release moves that pool's counters. */
+export async function lockHeldPool(db: Db, vmId: string): Promise<void> {
+  await db
+    .selectFrom("ippool_pools")
+    .select("pool_id")
+    .where("pool_id", "in", (eb) =>
+      eb
+        .selectFrom("ippool_allocations")
+        .select("pool_id")
+        .where("vm_id", "=", vmId)
+        .where("released_at", "is", null),
+    )
+    .forUpdate()
+    .execute();
+}
