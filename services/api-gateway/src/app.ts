@@ -15,9 +15,12 @@ import { mountConsole } from "./console/index.ts";
 import type { AppEnv, GatewayApp } from "./http/env.ts";
 import { idempotency } from "./http/idempotency.ts";
 import { Problem, problemResponse } from "./http/problem.ts";
-import { limitPerIp, RateLimiter } from "./http/rate-limit.ts";
 import { clientIp, corsPolicy, securityHeaders } from "./http/security.ts";
 import { validationHook } from "./http/validate.ts";
+import { ConcurrencyCap } from "./limits/concurrency.ts";
+import { LoginThrottle } from "./limits/login-throttle.ts";
+import { limitPerIp, limitPerUser } from "./limits/rate-limit.ts";
+import { sharedLimiter } from "./limits/store.ts";
 import { auditRoutes } from "./routes/audit.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { docsRoutes } from "./routes/docs.ts";
@@ -38,6 +41,8 @@ export interface GatewayDeps {
     Config,
     | "jwtSecret"
     | "rateLimit"
+    | "login"
+    | "concurrency"
     | "corsOrigins"
     | "commandTimeoutMs"
     | "queryTimeoutMs"
@@ -75,8 +80,12 @@ export function createApp(deps: GatewayDeps): Gateway {
   app.use(securityHeaders());
   app.use(corsPolicy(config.corsOrigins));
   app.use(clientIp(config.trustProxy));
-  app.use(limitPerIp(new RateLimiter(config.rateLimit.perIp, config.rateLimit.windowMs)));
-  const credentials = limitPerIp(new RateLimiter(config.rateLimit.authPerIp, config.rateLimit.windowMs));
+  // Counted in the gateway's database: every replica sees the same counts.
+  const window = Math.max(1, Math.round(config.rateLimit.windowMs / 1000));
+  const limiter = (prefix: string, points: number) =>
+    sharedLimiter(db, { prefix, points, durationSeconds: window, blockInMemory: true });
+  app.use(limitPerIp(limiter("ip", config.rateLimit.perIp)));
+  const credentials = limitPerIp(limiter("auth-ip", config.rateLimit.authPerIp));
   for (const path of [
     "/api/v1/auth/login",
     "/api/v1/auth/login/json",
@@ -97,13 +106,8 @@ export function createApp(deps: GatewayDeps): Gateway {
       },
     }),
   );
-  app.use(
-    authenticate({
-      tokens,
-      users,
-      perUser: new RateLimiter(config.rateLimit.perUser, config.rateLimit.windowMs),
-    }),
-  );
+  app.use(authenticate({ tokens, users }));
+  app.use(limitPerUser(limiter("user", config.rateLimit.perUser)));
   // A claim outlives the longest request that can hold it: a command's wait and two queries.
   app.use(
     "/api/*",
@@ -111,10 +115,21 @@ export function createApp(deps: GatewayDeps): Gateway {
   );
 
   healthRoutes(app, { db, backend });
-  authRoutes(app, accounts);
+  authRoutes(app, accounts, new LoginThrottle(db, config.login));
   userRoutes(app, { users, refreshTokens });
-  vmRoutes(app, { backend, commands, queryTimeoutMs: config.queryTimeoutMs });
-  eventRoutes(app, { backend, heartbeatMs: config.sseHeartbeatMs, queryTimeoutMs: config.queryTimeoutMs });
+  // A held request's slot is asked for again after about the time a short one takes.
+  vmRoutes(app, {
+    backend,
+    commands,
+    queryTimeoutMs: config.queryTimeoutMs,
+    waits: new ConcurrencyCap("waits", config.concurrency.waitsPerUser, 1),
+  });
+  eventRoutes(app, {
+    backend,
+    heartbeatMs: config.sseHeartbeatMs,
+    queryTimeoutMs: config.queryTimeoutMs,
+    streams: new ConcurrencyCap("event streams", config.concurrency.ssePerUser, 5),
+  });
   ippoolRoutes(app, { backend, commands, queryTimeoutMs: config.queryTimeoutMs });
   auditRoutes(app, { backend, queryTimeoutMs: config.queryTimeoutMs });
   docsRoutes(app, VERSION);

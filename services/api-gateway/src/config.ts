@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { BaseEnv, PASSWORD, parseEnv, SIGNING_KEY, secretProblem, serviceDatabaseUrl } from "@mikrom/runtime";
+import proxyAddr from "proxy-addr";
 import { z } from "zod";
 
 /** Everything the gateway reads from its environment, parsed once at start. */
@@ -25,14 +26,30 @@ export interface Config {
     /** Per IP on the credential routes (login, register, refresh): guessing passwords stays slow. */
     readonly authPerIp: number;
   };
+  /** Failed logins: free failures per account and per address, then a block that doubles each time. */
+  readonly login: {
+    readonly freeFailuresPerAccount: number;
+    readonly freeFailuresPerIp: number;
+    readonly baseBlockSeconds: number;
+    readonly maxBlockSeconds: number;
+    readonly failureWindowSeconds: number;
+  };
+  /** Requests one user may hold open at once, per replica. */
+  readonly concurrency: {
+    readonly ssePerUser: number;
+    readonly waitsPerUser: number;
+  };
   /** Allowed CORS origins; `["*"]` allows any. */
   readonly corsOrigins: readonly string[];
   readonly commandTimeoutMs: number;
   readonly queryTimeoutMs: number;
   readonly bodyLimitBytes: number;
   readonly sseHeartbeatMs: number;
-  /** Take the client IP from X-Forwarded-For (only behind a proxy that sets it). */
-  readonly trustProxy: boolean;
+  /**
+   * The proxies whose X-Forwarded-For is believed (addresses, CIDRs, or proxy-addr's names
+   * `loopback`, `linklocal`, `uniquelocal`); empty: none, the client is the socket's peer.
+   */
+  readonly trustProxy: readonly string[];
   /** Grafana's address: the web console links trace ids to it (Explore, the Tempo datasource). */
   readonly grafanaUrl?: string | undefined;
   /** The gateway answers health on its API port. */
@@ -40,10 +57,34 @@ export interface Config {
 }
 
 const int = (fallback: number) => z.coerce.number().int().positive().default(fallback);
-const bool = z
-  .enum(["true", "false", "1", "0", "yes", "no"])
-  .default("false")
-  .transform((v) => v === "true" || v === "1" || v === "yes");
+
+/** A comma-separated list of proxies, each checked by proxy-addr itself; `false`/empty: none. */
+const trustedProxies = z
+  .string()
+  .default("")
+  .transform((raw, ctx) => {
+    const list = raw
+      .split(",")
+      .map((p) => p.trim())
+      .filter(Boolean);
+    if (list.length === 0 || (list.length === 1 && ["false", "0", "no", "none"].includes(list[0]!)))
+      return [];
+    if (list.some((p) => ["true", "1", "yes", "*"].includes(p))) {
+      ctx.addIssue({
+        code: "custom",
+        message:
+          "trusting every peer lets any client choose its address: list the proxies in front of the gateway instead (addresses, CIDRs, or loopback, linklocal, uniquelocal)",
+      });
+      return z.NEVER;
+    }
+    try {
+      proxyAddr.compile(list);
+    } catch (error) {
+      ctx.addIssue({ code: "custom", message: `${(error as Error).message}: list addresses or CIDRs` });
+      return z.NEVER;
+    }
+    return list;
+  });
 
 const Env = BaseEnv.extend({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
@@ -64,12 +105,19 @@ const Env = BaseEnv.extend({
   RATE_LIMIT_PER_IP: int(1200),
   RATE_LIMIT_PER_USER: int(600),
   RATE_LIMIT_AUTH_PER_IP: int(30),
+  LOGIN_FREE_FAILURES_PER_ACCOUNT: int(5),
+  LOGIN_FREE_FAILURES_PER_IP: int(20),
+  LOGIN_BLOCK_BASE_SECONDS: int(1),
+  LOGIN_BLOCK_MAX_SECONDS: int(900),
+  LOGIN_FAILURE_WINDOW_SECONDS: int(86_400),
+  MAX_SSE_PER_USER: int(10),
+  MAX_WAITS_PER_USER: int(20),
   CORS_ORIGINS: z.string().default("*"),
   COMMAND_TIMEOUT_MS: int(5_000),
   QUERY_TIMEOUT_MS: int(5_000),
   BODY_LIMIT_BYTES: int(1024 * 1024),
   SSE_HEARTBEAT_MS: int(15_000),
-  TRUST_PROXY: bool,
+  TRUST_PROXY: trustedProxies,
   // Empty is "not set", as a compose file's `GRAFANA_URL=` writes it.
   GRAFANA_URL: z.union([z.literal(""), z.url({ protocol: /^https?$/ })]).optional(),
 });
@@ -149,6 +197,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       perUser: e.RATE_LIMIT_PER_USER,
       authPerIp: e.RATE_LIMIT_AUTH_PER_IP,
     },
+    login: {
+      freeFailuresPerAccount: e.LOGIN_FREE_FAILURES_PER_ACCOUNT,
+      freeFailuresPerIp: e.LOGIN_FREE_FAILURES_PER_IP,
+      baseBlockSeconds: e.LOGIN_BLOCK_BASE_SECONDS,
+      maxBlockSeconds: e.LOGIN_BLOCK_MAX_SECONDS,
+      failureWindowSeconds: e.LOGIN_FAILURE_WINDOW_SECONDS,
+    },
+    concurrency: { ssePerUser: e.MAX_SSE_PER_USER, waitsPerUser: e.MAX_WAITS_PER_USER },
     corsOrigins: e.CORS_ORIGINS.split(",")
       .map((o) => o.trim())
       .filter(Boolean),

@@ -131,10 +131,14 @@ export class NatsBackend implements Backend {
       });
     const messages = await consumer.consume({ max_messages: 256 });
     let stopped = false;
+    // An ordered consumer is ephemeral, but the server keeps it for its inactivity threshold (5 min,
+    // fixed by the client library) after the last pull: a client that reconnects in a loop would
+    // leave one behind per connection. Deleting it when the stream ends leaves none.
     const stop = async (): Promise<void> => {
       if (stopped) return;
       stopped = true;
       await messages.close().catch(() => undefined);
+      await consumer.delete().catch(() => undefined);
     };
     async function* iterate(): AsyncGenerator<FeedEvent> {
       for await (const m of messages) {

@@ -2,7 +2,6 @@ import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { InvalidToken, Tokens } from "../src/auth/tokens.ts";
 import { ConfigError, gatewayDatabaseUrl, loadConfig } from "../src/config.ts";
-import { RateLimiter } from "../src/http/rate-limit.ts";
 
 describe("config", () => {
   it("defaults everything in development and derives the gateway's own database", () => {
@@ -62,26 +61,23 @@ describe("config", () => {
     );
   });
 
+  it("trusts no proxy by default, takes a list of proxies, and refuses trusting every peer", () => {
+    expect(loadConfig({}).trustProxy).toEqual([]);
+    expect(loadConfig({ TRUST_PROXY: "false" }).trustProxy).toEqual([]);
+    expect(loadConfig({ TRUST_PROXY: "loopback, 10.0.0.0/8,192.168.1.7" }).trustProxy).toEqual([
+      "loopback",
+      "10.0.0.0/8",
+      "192.168.1.7",
+    ]);
+    expect(() => loadConfig({ TRUST_PROXY: "true" })).toThrow(/TRUST_PROXY.*list the proxies/);
+    expect(() => loadConfig({ TRUST_PROXY: "not-an-address" })).toThrow(/TRUST_PROXY/);
+  });
+
   it("splits CORS origins", () => {
     expect(loadConfig({ CORS_ORIGINS: "https://a.example, https://b.example" }).corsOrigins).toEqual([
       "https://a.example",
       "https://b.example",
     ]);
-  });
-});
-
-describe("rate limiter", () => {
-  it("allows the limit per window, then refuses with the seconds left, then allows again", () => {
-    let now = 0;
-    const limiter = new RateLimiter(2, 10_000, () => now);
-    expect(limiter.hit("k").allowed).toBe(true);
-    expect(limiter.hit("k").allowed).toBe(true);
-    now = 2_500;
-    const refused = limiter.hit("k");
-    expect(refused).toMatchObject({ allowed: false, remaining: 0, retryAfterSeconds: 8 });
-    expect(limiter.hit("other").allowed).toBe(true);
-    now = 10_000;
-    expect(limiter.hit("k").allowed).toBe(true);
   });
 });
 

@@ -2,7 +2,6 @@ import { setContext } from "@mikrom/telemetry";
 import type { Context, MiddlewareHandler } from "hono";
 import type { AppEnv, CallerEnv } from "../http/env.ts";
 import { Problem } from "../http/problem.ts";
-import { type RateLimiter, tooManyRequests } from "../http/rate-limit.ts";
 import type { UserRow, UserStore } from "../store/users.ts";
 import { InvalidToken, type Tokens } from "./tokens.ts";
 
@@ -27,11 +26,7 @@ function tokenOf(c: Context): string | undefined {
  * outcome, protected ones have `signedIn` or `superuserOnly` as route middleware. Knowing the user
  * this early lets the per-user rate limit and the idempotency scope apply to every route.
  */
-export function authenticate(deps: {
-  tokens: Tokens;
-  users: UserStore;
-  perUser: RateLimiter;
-}): MiddlewareHandler<AppEnv> {
+export function authenticate(deps: { tokens: Tokens; users: UserStore }): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const token = tokenOf(c);
     if (token === undefined) return next();
@@ -50,8 +45,6 @@ export function authenticate(deps: {
       c.set("authProblem", unauthorized(error.message));
       return next();
     }
-    const decision = deps.perUser.hit(`user:${c.get("user")!.id}`);
-    if (!decision.allowed) throw tooManyRequests(decision);
     return next();
   };
 }

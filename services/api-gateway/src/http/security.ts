@@ -2,6 +2,7 @@ import { getConnInfo } from "@hono/node-server/conninfo";
 import type { Context, MiddlewareHandler } from "hono";
 import { cors } from "hono/cors";
 import { secureHeaders } from "hono/secure-headers";
+import proxyAddr from "proxy-addr";
 import type { AppEnv } from "./env.ts";
 
 /** The API serves JSON only: nothing may be framed, sniffed, or load sub-resources. */
@@ -42,25 +43,32 @@ export function corsPolicy(origins: readonly string[]): MiddlewareHandler<AppEnv
 }
 
 /**
- * The client's address for the per-IP limit: the socket's peer, or the first X-Forwarded-For hop
- * when configured to trust a proxy in front.
+ * The client's address for the per-IP limits: the socket's peer, or, when that peer is a trusted
+ * proxy, the nearest X-Forwarded-For hop that is not (proxy-addr walks the list from the right).
+ * A client that reaches the gateway directly cannot choose its key: its X-Forwarded-For is ignored.
  */
-export function clientIp(trustProxy: boolean): MiddlewareHandler<AppEnv> {
+export function clientIp(trustedProxies: readonly string[]): MiddlewareHandler<AppEnv> {
+  const trust = trustedProxies.length > 0 ? proxyAddr.compile([...trustedProxies]) : () => false;
   return async (c, next) => {
-    c.set("clientIp", ipOf(c, trustProxy));
+    c.set("clientIp", ipOf(c, trust));
     await next();
   };
 }
 
-function ipOf(c: Context<AppEnv>, trustProxy: boolean): string {
-  if (trustProxy) {
-    const forwarded = c.req.header("x-forwarded-for")?.split(",")[0]?.trim();
-    if (forwarded) return forwarded;
-  }
+function ipOf(c: Context<AppEnv>, trust: (addr: string, i: number) => boolean): string {
+  let peer: string | undefined;
   try {
-    return getConnInfo(c).remote.address ?? "unknown";
+    peer = getConnInfo(c).remote.address;
   } catch {
     // In-process requests (app.request in tests) have no socket.
     return "local";
   }
+  if (!peer) return "unknown";
+  // proxy-addr reads a Node request; these two fields are all it looks at.
+  const forwardedFor = c.req.header("x-forwarded-for");
+  const request = {
+    socket: { remoteAddress: peer },
+    headers: forwardedFor === undefined ? {} : { "x-forwarded-for": forwardedFor },
+  } as unknown as Parameters<typeof proxyAddr>[0];
+  return proxyAddr(request, trust);
 }

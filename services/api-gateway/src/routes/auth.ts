@@ -17,6 +17,7 @@ import { signedIn } from "../auth/middleware.ts";
 import type { AppEnv, GatewayApp } from "../http/env.ts";
 import { BEARER, json, jsonRequest, problemJson } from "../http/route-parts.ts";
 import { readForm, readJson } from "../http/validate.ts";
+import type { LoginThrottle } from "../limits/login-throttle.ts";
 
 export const RegisterBody = z.object({
   email: Email,
@@ -45,6 +46,9 @@ const RefreshBody = z.object({ refresh_token: z.string().min(1).max(4096) });
 
 const AUTH = ["auth"];
 const WRONG_CREDENTIALS = problemJson("Wrong credentials");
+const TOO_MANY_FAILURES = problemJson(
+  "Too many failed logins for this account or from this address; Retry-After says when to try again",
+);
 
 /** The Go client posts JSON to the login form's route; the earlier web clients post a form. */
 const isJson = (contentType: string | undefined): boolean =>
@@ -80,7 +84,7 @@ export const login = createRoute({
       },
     },
   },
-  responses: { 200: json("Tokens", TokenOut), 401: WRONG_CREDENTIALS },
+  responses: { 200: json("Tokens", TokenOut), 401: WRONG_CREDENTIALS, 429: TOO_MANY_FAILURES },
 });
 
 export const loginJson = createRoute({
@@ -90,7 +94,7 @@ export const loginJson = createRoute({
   tags: AUTH,
   middleware: readJson,
   request: { body: jsonRequest(LoginJson) },
-  responses: { 200: json("Tokens", TokenOut), 401: WRONG_CREDENTIALS },
+  responses: { 200: json("Tokens", TokenOut), 401: WRONG_CREDENTIALS, 429: TOO_MANY_FAILURES },
 });
 
 export const refresh = createRoute({
@@ -114,7 +118,11 @@ const me = (path: string) =>
     responses: { 200: json("The user", UserOut) },
   });
 
-export function authRoutes(app: GatewayApp, accounts: Accounts): void {
+export function authRoutes(app: GatewayApp, accounts: Accounts, throttle: LoginThrottle): void {
+  // Failed logins are counted per account and per address; while either is blocked, a 429.
+  const logIn = (c: { get(key: "clientIp"): string }, login: string, password: string) =>
+    throttle.attempt({ login, ip: c.get("clientIp") }, () => accounts.login(login, password));
+
   app.openapi(register, async (c) => {
     const body = c.req.valid("json");
     const user = await accounts.register({
@@ -132,15 +140,15 @@ export function authRoutes(app: GatewayApp, accounts: Accounts): void {
   app.openapi(login, async (c) => {
     if (isJson(c.req.header("content-type"))) {
       const body = c.req.valid("json") as z.output<typeof LoginJson>;
-      return c.json(await accounts.login((body.email ?? body.username)!, body.password), 200);
+      return c.json(await logIn(c, (body.email ?? body.username)!, body.password), 200);
     }
     const body = c.req.valid("form") as z.output<typeof LoginForm>;
-    return c.json(await accounts.login(body.username, body.password), 200);
+    return c.json(await logIn(c, body.username, body.password), 200);
   });
 
   app.openapi(loginJson, async (c) => {
     const body = c.req.valid("json");
-    return c.json(await accounts.login((body.username ?? body.email)!, body.password), 200);
+    return c.json(await logIn(c, (body.username ?? body.email)!, body.password), 200);
   });
 
   app.openapi(refresh, async (c) => c.json(await accounts.refresh(c.req.valid("json").refresh_token), 200));

@@ -3,10 +3,11 @@ import { GetVm, VM_SERVICE, type VmStatus } from "@mikrom/contracts";
 import { streamSSE } from "hono/streaming";
 import { z } from "zod";
 import { signedIn } from "../auth/middleware.ts";
-import type { Backend, FeedEvent } from "../backend.ts";
+import type { Backend, EventFeed, FeedEvent } from "../backend.ts";
 import type { GatewayApp } from "../http/env.ts";
 import { validationProblem } from "../http/problem.ts";
 import { BEARER, firstValues } from "../http/route-parts.ts";
+import type { ConcurrencyCap } from "../limits/concurrency.ts";
 import type { UserRow } from "../store/users.ts";
 import { actorOf } from "./vms/schemas.ts";
 
@@ -14,6 +15,8 @@ export interface EventRouteDeps {
   readonly backend: Backend;
   readonly heartbeatMs: number;
   readonly queryTimeoutMs: number;
+  /** Event streams one user may hold open at once. */
+  readonly streams: ConcurrencyCap;
 }
 
 /** The status an event leaves the VM in, when it says (clients that only want status read this). */
@@ -90,10 +93,22 @@ export function eventRoutes(app: GatewayApp, deps: EventRouteDeps): void {
   app.openapi(vmEvents, async (c) => {
     const user = c.get("user");
     const lastId = lastEventId(c.req.header("last-event-id") ?? c.req.query("last_event_id"));
-    const feed = await deps.backend.events({
-      context: "vm",
-      ...(lastId !== undefined && { afterSequence: lastId }),
-    });
+    // The slot is given back when the feed stops, which every way out of the stream does.
+    const release = deps.streams.acquire(user.id);
+    let opened: EventFeed;
+    try {
+      opened = await deps.backend.events({
+        context: "vm",
+        ...(lastId !== undefined && { afterSequence: lastId }),
+      });
+    } catch (error) {
+      release();
+      throw error;
+    }
+    const feed: EventFeed = {
+      [Symbol.asyncIterator]: () => opened[Symbol.asyncIterator](),
+      stop: () => opened.stop().finally(release),
+    };
     const visible = visibility(deps.backend, user, deps.queryTimeoutMs);
     c.header("Cache-Control", "no-cache");
     c.header("X-Accel-Buffering", "no");

@@ -85,6 +85,19 @@ const migrations: Record<string, Migration> = {
       );
     },
   },
+  "003_rate_limits": {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // rate-limiter-flexible's PostgreSQL layout (key, points, expire in epoch ms), made here so no
+      // replica runs DDL at start; `key` is text, as a login name may be long.
+      await sql`
+        CREATE TABLE rate_limits (
+          key text PRIMARY KEY,
+          points integer NOT NULL DEFAULT 0,
+          expire bigint
+        )`.execute(db);
+      await sql`CREATE INDEX rate_limits_expire ON rate_limits (expire)`.execute(db);
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

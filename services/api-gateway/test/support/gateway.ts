@@ -16,12 +16,21 @@ if (!process.env.GATEWAY_TEST_LOGS) setLogDestination({ write: () => true });
 export const TEST_CONFIG: GatewayDeps["config"] = {
   jwtSecret: "test-secret-test-secret-test-secret-0123",
   rateLimit: { windowMs: 60_000, perIp: 100_000, perUser: 100_000, authPerIp: 100_000 },
+  login: {
+    freeFailuresPerAccount: 1000,
+    freeFailuresPerIp: 1000,
+    baseBlockSeconds: 1,
+    maxBlockSeconds: 60,
+    failureWindowSeconds: 3600,
+  },
+  concurrency: { ssePerUser: 100, waitsPerUser: 100 },
   corsOrigins: ["https://app.example"],
   commandTimeoutMs: 3_000,
   queryTimeoutMs: 2_000,
   bodyLimitBytes: 64 * 1024,
   sseHeartbeatMs: 200,
-  trustProxy: true,
+  // The tests reach the gateway over loopback and say which client they play in X-Forwarded-For.
+  trustProxy: ["loopback"],
 };
 
 /** A backend for tests that need no NATS: every query and command finds the services down. */

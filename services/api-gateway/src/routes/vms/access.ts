@@ -5,6 +5,7 @@ import type { Backend, CommandOutcome } from "../../backend.ts";
 import type { CommandRequest, Commands } from "../../commands/dispatcher.ts";
 import { commandIdFor } from "../../commands/ids.ts";
 import { Problem } from "../../http/problem.ts";
+import type { ConcurrencyCap } from "../../limits/concurrency.ts";
 import type { UserRow } from "../../store/users.ts";
 import { dataOf, unavailable } from "../outcomes.ts";
 import { acknowledgedVm, stillCreating } from "./acknowledged.ts";
@@ -13,6 +14,8 @@ export interface VmRouteDeps {
   readonly backend: Backend;
   readonly commands: Commands;
   readonly queryTimeoutMs: number;
+  /** `/wait`s one user may hold at once. */
+  readonly waits: ConcurrencyCap;
 }
 
 /** A VM as the caller may see it, and whether only the gateway knows it yet (a create on its way). */
@@ -30,11 +33,13 @@ export class VmAccess {
   readonly backend: Backend;
   readonly commands: Commands;
   readonly queryTimeoutMs: number;
+  readonly waits: ConcurrencyCap;
 
   constructor(deps: VmRouteDeps) {
     this.backend = deps.backend;
     this.commands = deps.commands;
     this.queryTimeoutMs = deps.queryTimeoutMs;
+    this.waits = deps.waits;
   }
 
   /** The caller's VM (or anyone's for a superuser); otherwise 404, malformed ids included. */
