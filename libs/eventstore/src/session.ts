@@ -67,16 +67,15 @@ export type HandleResult<S, E extends DomainEvent, D = readonly E[]> =
 /** Where the CommandRejected answering a refusal on a stream goes, and the entity it names. */
 export type RefusalRouter = (streamId: string) => { readonly subject: string; readonly entityId: string };
 
-/** What a unit of work can do inside one transaction. */
-export interface Session<E extends DomainEvent, DB> {
-  /** The transaction, for the service's own tables. */
-  readonly db: Kysely<DB>;
+/** What both a Session and the EventStore offer on streams, declared once for both. */
+export interface StreamOperations<E extends DomainEvent> {
   append(streamId: string, events: readonly NewEvent<E>[], options: AppendOptions): Promise<AppendResult<E>>;
   readStream(streamId: string, options?: { afterVersion?: number }): Promise<StreamEvents<E>>;
   /**
    * The one command path: load the stream, fold, run the pure `decide`, append with the expected
-   * version and the decision's messages, or answer a refusal. A conflict aborts the transaction and
-   * the unit of work is retried whole.
+   * version and the decision's messages, or answer a refusal. In a Session a conflict aborts the
+   * transaction and the unit of work is retried whole; the store's handle runs in a transaction of
+   * its own and, on a conflict, reloads and decides again.
    */
   handle<S, D extends Decided<E> = readonly E[]>(
     stream: Stream<S, E>,
@@ -84,6 +83,12 @@ export interface Session<E extends DomainEvent, DB> {
     options?: HandleOptions<D>,
   ): Promise<HandleResult<S, E, D>>;
   send(messages: readonly OutgoingMessage[]): Promise<void>;
+}
+
+/** What a unit of work can do inside one transaction. */
+export interface Session<E extends DomainEvent, DB> extends StreamOperations<E> {
+  /** The transaction, for the service's own tables. */
+  readonly db: Kysely<DB>;
 }
 
 /** What every operation of one store shares. */

@@ -5,26 +5,22 @@ import type { MigrationProvider } from "kysely/migration";
 import { requeueCausedBy } from "./append.ts";
 import { EventCatalog, type EventDef, type EventsOf, type Upcaster } from "./catalog.ts";
 import { AppendCombiner } from "./combiner.ts";
-import type { Decided, Decision, DomainEvent, Stream } from "./decider.ts";
+import type { DomainEvent } from "./decider.ts";
 import { ConcurrencyConflict } from "./errors.ts";
-import { type Checkpoint, checkpointOf, type NewEvent, type RecordedEvent, START } from "./event.ts";
+import { type Checkpoint, checkpointOf, type RecordedEvent, START } from "./event.ts";
 import { databaseName, observeOutboxBacklog } from "./metrics.ts";
 import { migrate } from "./migrations.ts";
-import type { OutgoingMessage, Router } from "./outbox.ts";
+import type { Router } from "./outbox.ts";
 import { createPool, type PoolOptions, PREPARED } from "./pool.ts";
 import { type Projection, replayAll } from "./projections.ts";
 import { selectAfter, toRecorded } from "./read.ts";
 import type { EventStoreTables } from "./schema.ts";
 import {
-  type AppendOptions,
-  type AppendResult,
-  type HandleOptions,
-  type HandleResult,
   Operations,
   type RefusalRouter,
   type Session,
   type StoreParts,
-  type StreamEvents,
+  type StreamOperations,
 } from "./session.ts";
 
 export interface EventStoreOptions<Defs extends readonly EventDef[], DB> {
@@ -66,22 +62,14 @@ export interface ReadAllResult<E extends DomainEvent> {
   readonly checkpoint: Checkpoint;
 }
 
-export interface EventStore<E extends DomainEvent, DB> {
+/** append, readStream, handle and send (StreamOperations) each run in a transaction of their own. */
+export interface EventStore<E extends DomainEvent, DB> extends StreamOperations<E> {
   readonly connectionString: string;
   /** The pool as kysely, for the service's queries on its read models. */
   readonly db: Kysely<DB>;
   readonly poolSize: number;
-  append(streamId: string, events: readonly NewEvent<E>[], options: AppendOptions): Promise<AppendResult<E>>;
-  readStream(streamId: string, options?: { afterVersion?: number }): Promise<StreamEvents<E>>;
   /** Every event after a checkpoint, in commit-safe order (see Checkpoint). */
   readAll(options?: { after?: Checkpoint; limit?: number }): Promise<ReadAllResult<E>>;
-  /** Session.handle in a transaction of its own; on conflict reload and retry. */
-  handle<S, D extends Decided<E> = readonly E[]>(
-    stream: Stream<S, E>,
-    decide: (state: S) => Decision<E, D>,
-    options?: HandleOptions<D>,
-  ): Promise<HandleResult<S, E, D>>;
-  send(messages: readonly OutgoingMessage[]): Promise<void>;
   /** Runs a unit of work in one transaction; retried whole after a ConcurrencyConflict. */
   transaction<T>(work: (session: Session<E, DB>) => Promise<T>, options?: TransactionOptions): Promise<T>;
   /**
