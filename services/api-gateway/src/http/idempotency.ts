@@ -32,16 +32,11 @@ export function idempotency(db: Kysely<GatewayDb>, options: { leaseMs: number })
     const key = c.req.header(HEADER);
     if (c.req.method !== "POST" || key === undefined) return next();
     if (!KEY.test(key)) {
-      throw new Problem(422, "Idempotency-Key must be 1-255 visible ASCII characters", {
-        errors: [
-          {
-            field: "header.Idempotency-Key",
-            message: "1-255 visible ASCII characters",
-            loc: ["header", "Idempotency-Key"],
-            type: "string_pattern_mismatch",
-          },
-        ],
-      });
+      throw keyProblem(
+        "Idempotency-Key must be 1-255 visible ASCII characters",
+        "1-255 visible ASCII characters",
+        "string_pattern_mismatch",
+      );
     }
     if (NEVER_STORED.test(c.req.path)) return next();
     c.set("idempotencyKey", key);
@@ -67,16 +62,11 @@ export function idempotency(db: Kysely<GatewayDb>, options: { leaseMs: number })
         .where("key", "=", key)
         .executeTakeFirst();
       if (first && first.request_hash !== requestHash) {
-        throw new Problem(422, "Idempotency-Key was already used with a different request", {
-          errors: [
-            {
-              field: "header.Idempotency-Key",
-              message: "already used with a different request",
-              loc: ["header", "Idempotency-Key"],
-              type: "idempotency_key_reused",
-            },
-          ],
-        });
+        throw keyProblem(
+          "Idempotency-Key was already used with a different request",
+          "already used with a different request",
+          "idempotency_key_reused",
+        );
       }
       if (!first || first.status === null) {
         // Taken over only once the holder's lease has run out: it crashed, or it is very late.
@@ -138,4 +128,11 @@ export function expireIdempotencyKeys(db: Kysely<GatewayDb>): Promise<unknown> {
     .deleteFrom("idempotency_keys")
     .where("created_at", "<", sql<Date>`now() - interval '24 hours'`)
     .execute();
+}
+
+/** A 422 that names the header the way a validation error names a field. */
+function keyProblem(title: string, message: string, type: string): Problem {
+  return new Problem(422, title, {
+    errors: [{ field: "header.Idempotency-Key", message, loc: ["header", "Idempotency-Key"], type }],
+  });
 }
