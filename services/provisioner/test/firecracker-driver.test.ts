@@ -34,6 +34,9 @@ function driver(overrides: { kernel?: string } = {}): FirecrackerDriver {
     initrd: kernel,
     rootfs: kernel,
     command: [process.execPath, FAKE_CLI, "--journal", journalFile],
+    // The fake is a Node process that loads and compiles the spec before it listens: on a loaded
+    // machine that took 5-10 s here, past the 5 s default, and every boot failed at the spawn step.
+    apiTimeoutMs: 30_000,
   });
   drivers.push(created);
   return created;
