@@ -10,13 +10,12 @@ import type { Db, IppoolTables, PoolsTable } from "./tables.ts";
  */
 
 export async function livePools(db: Db, exceptPoolId?: string): Promise<ExistingPool[]> {
-  return db
+  let q = db
     .selectFrom("ippool_pools")
     .select(["pool_id as poolId", "name", "network as cidr"])
-    .where("deleted_at", "is", null)
-    .$if(exceptPoolId !== undefined, (q) => q.where("pool_id", "<>", exceptPoolId!))
-    .orderBy("name")
-    .execute();
+    .where("deleted_at", "is", null);
+  if (exceptPoolId !== undefined) q = q.where("pool_id", "<>", exceptPoolId);
+  return q.orderBy("name").execute();
 }
 
 export async function insertPool(db: Db, pool: Pool, at: Date): Promise<void> {

@@ -49,14 +49,12 @@ export function usagePercent(allocated: number, total: number): number {
 
 /** Usage of live pools (one, or all); O(1) per pool: the counters live on the pool row. */
 export async function poolStats(db: Db, poolId?: string): Promise<PoolStats[]> {
-  const rows = await db
+  let q = db
     .selectFrom("ippool_pools")
     .select(["pool_id as poolId", "name", "active", "size as total", "allocated"])
-    .where("deleted_at", "is", null)
-    .$if(poolId !== undefined, (q) => q.where("pool_id", "=", poolId!))
-    .orderBy("created_at")
-    .orderBy("name")
-    .execute();
+    .where("deleted_at", "is", null);
+  if (poolId !== undefined) q = q.where("pool_id", "=", poolId);
+  const rows = await q.orderBy("created_at").orderBy("name").execute();
   return rows.map((r) => ({
     ...r,
     available: r.total - r.allocated,
