@@ -26,7 +26,7 @@ import {
   teardownVm,
   writeRecord,
 } from "../supervision.ts";
-import { FirecrackerApiError, firecrackerCall } from "./api.ts";
+import { FirecrackerApiError, firecrackerCall, loggedFirecrackerCall } from "./api.ts";
 import { firecrackerBootArgs } from "./boot-args.ts";
 
 const log = createLogger("mikrom.provisioner.driver.firecracker");
@@ -119,7 +119,7 @@ export class FirecrackerDriver implements Driver {
       await onSpawned?.(instance);
       await this.#awaitApi(pid, paths);
       await this.#configure(spec, paths);
-      await this.#call(paths, "start", "PUT", "/actions", { action_type: "InstanceStart" });
+      await this.#call(spec.vmId, paths, "start", "PUT", "/actions", { action_type: "InstanceStart" });
       log.info({ vm_id: spec.vmId, pid }, "firecracker started the VM, waiting for the guest");
       await awaitGuestReady({
         spec,
@@ -164,17 +164,17 @@ export class FirecrackerDriver implements Driver {
 
   /** In the order ARCHITECTURE §5 gives: machine-config, boot-source, drives, network-interfaces. */
   async #configure(spec: BootSpec, paths: VmPaths): Promise<void> {
-    await this.#call(paths, "configure", "PUT", "/machine-config", {
+    await this.#call(spec.vmId, paths, "configure", "PUT", "/machine-config", {
       vcpu_count: spec.vcpuCount,
       mem_size_mib: spec.memoryMb,
     });
-    await this.#call(paths, "configure", "PUT", "/boot-source", {
+    await this.#call(spec.vmId, paths, "configure", "PUT", "/boot-source", {
       kernel_image_path: this.#options.kernel,
       ...(this.#options.initrd ? { initrd_path: this.#options.initrd } : {}),
       boot_args: firecrackerBootArgs(spec),
     });
     if (this.#options.rootfs) {
-      await this.#call(paths, "configure", "PUT", "/drives/rootfs", {
+      await this.#call(spec.vmId, paths, "configure", "PUT", "/drives/rootfs", {
         drive_id: "rootfs",
         path_on_host: this.#options.rootfs,
         is_root_device: true,
@@ -182,7 +182,7 @@ export class FirecrackerDriver implements Driver {
       });
     }
     if (spec.tap) {
-      await this.#call(paths, "configure", "PUT", "/network-interfaces/eth0", {
+      await this.#call(spec.vmId, paths, "configure", "PUT", "/network-interfaces/eth0", {
         iface_id: "eth0",
         host_dev_name: spec.tap,
         guest_mac: macFor(spec.vmId),
@@ -191,6 +191,7 @@ export class FirecrackerDriver implements Driver {
   }
 
   async #call(
+    vmId: string,
     paths: VmPaths,
     step: BootStep,
     method: "PUT" | "PATCH",
@@ -198,7 +199,7 @@ export class FirecrackerDriver implements Driver {
     body: unknown,
   ): Promise<void> {
     try {
-      await firecrackerCall(paths.socket, method, path, body);
+      await loggedFirecrackerCall(vmId, paths.socket, method, path, body);
     } catch (error) {
       const reason =
         error instanceof FirecrackerApiError
@@ -210,20 +211,27 @@ export class FirecrackerDriver implements Driver {
 
   async stop(instance: Instance): Promise<void> {
     const vm = this.#own(instance);
-    await this.#lock.run(vm.vmId, () => stopVm(vm, vm.apiSocket, this.#keeper, this.#end));
+    await this.#lock.run(vm.vmId, () => stopVm(vm, vm.apiSocket, this.#keeper, this.#endOf(vm.vmId)));
   }
 
   /** SendCtrlAltDel (the guest reboots and Firecracker exits), then signals. */
-  readonly #end: EndProcess = async (pid, socket, graceful) => {
-    if (graceful) {
-      const sent = await firecrackerCall(socket, "PUT", "/actions", { action_type: "SendCtrlAltDel" }).then(
-        () => true,
-        () => false,
-      );
-      if (sent && (await waitForExit(pid, this.#options.shutdownTimeoutMs ?? 5000))) return;
-    }
-    await terminate(pid);
-  };
+  #endOf(vmId: string): EndProcess {
+    return async (pid, socket, graceful) => {
+      if (graceful) {
+        const action = { action_type: "SendCtrlAltDel" };
+        const sent = await loggedFirecrackerCall(vmId, socket, "PUT", "/actions", action).then(
+          () => true,
+          () => false,
+        );
+        if (sent && (await waitForExit(pid, this.#options.shutdownTimeoutMs ?? 5000))) {
+          log.info({ vm_id: vmId, pid, ended_by: "SendCtrlAltDel" }, "firecracker ended");
+          return;
+        }
+      }
+      await terminate(pid);
+      log.info({ vm_id: vmId, pid, ended_by: "signal" }, "firecracker ended");
+    };
+  }
 
   async destroy(instance: Instance): Promise<void> {
     const vm = this.#own(instance);
@@ -231,7 +239,7 @@ export class FirecrackerDriver implements Driver {
   }
 
   async #teardown(vm: Instance): Promise<void> {
-    await teardownVm(vm, vm.apiSocket, this.#keeper, this.#end);
+    await teardownVm(vm, vm.apiSocket, this.#keeper, this.#endOf(vm.vmId));
   }
 
   async status(instance: Instance): Promise<InstanceStatus> {
