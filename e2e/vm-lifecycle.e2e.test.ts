@@ -256,8 +256,9 @@ describe("Mikrom end to end", () => {
   });
 
   test("every service's line in the VM's traces carries the span_id of a span that service exported in that trace", async () => {
-    const { e2e } = afterLifecycle();
-    const lines = linesOfTraces(afterLifecycle());
+    const life = afterLifecycle();
+    const { e2e } = life;
+    const lines = linesOfTraces(life);
     expect(new Set(lines.map((l) => l.service))).toEqual(
       new Set(["api-gateway", "vm-service", "ippool-service", "provisioner", "audit"]),
     );
@@ -272,12 +273,8 @@ describe("Mikrom end to end", () => {
   test("audit logs each event of the VM it records, under the event's trace and its own span, with the VM and the user", async () => {
     const { e2e, vmId, me } = afterLifecycle();
     const admin = await login(e2e.api, ADMIN);
-    const audited = (await admin.call("GET", `/api/v1/audit?vm_id=${vmId}&page_size=100`)).body
-      .items as Array<{
-      event_id: string;
-      type: string;
-      trace_id: string;
-    }>;
+    const page = await admin.call("GET", `/api/v1/audit?vm_id=${vmId}&page_size=100`);
+    const audited = page.body.items as Array<{ event_id: string; type: string; trace_id: string }>;
     expect(audited.length).toBeGreaterThanOrEqual(10);
     const recorded = audited.map((event) => {
       const line = e2e.lines.find(
@@ -314,8 +311,9 @@ describe("Mikrom end to end", () => {
   });
 
   test("Grafana: a real line's trace_id opens a trace holding the line's span, and a span's logs query finds the line", async () => {
-    const { e2e } = afterLifecycle();
-    const lines = linesOfTraces(afterLifecycle());
+    const life = afterLifecycle();
+    const { e2e } = life;
+    const lines = linesOfTraces(life);
     const spans = await exportedSpansOf(e2e, lines);
     const datasources = grafanaDatasources();
     const typeOf = (uid: string) => datasources.find((d) => d.uid === uid)?.type;

@@ -40,9 +40,10 @@ export function interpolate(provisioned: string, variables: Record<string, strin
 
 /**
  * The docker-compose collector's parser of Mikrom's lines: the condition a line must meet (a regex
- * over the raw line) and the JSON fields that become the log record's trace and span ids.
+ * over the raw line) and the JSON field that becomes the log record's trace id (in Loki, the
+ * structured metadata `trace_id`).
  */
-export function collectorLineParser(): { matches: RegExp; traceIdField: string; spanIdField: string } {
+export function collectorLineParser(): { matches: RegExp; traceIdField: string } {
   // biome-ignore lint/suspicious/noExplicitAny: the collector's configuration is read as plain data
   const config = parse(readFileSync(join(repoRoot, "deploy/otel-collector/compose.yaml"), "utf8")) as any;
   // biome-ignore lint/suspicious/noExplicitAny: as above
@@ -50,10 +51,8 @@ export function collectorLineParser(): { matches: RegExp; traceIdField: string; 
   // `body matches "<expr string literal>"`: the literal's escapes are JSON's.
   const literal = /matches ("(?:[^"\\]|\\.)*")/.exec(parser.if)?.[1];
   if (!literal) throw new Error(`the collector's mikrom parser has no 'matches' condition: ${parser.if}`);
-  const field = (path: string): string => path.replace(/^attributes\./, "");
   return {
     matches: new RegExp(JSON.parse(literal) as string),
-    traceIdField: field(parser.trace.trace_id.parse_from),
-    spanIdField: field(parser.trace.span_id.parse_from),
+    traceIdField: String(parser.trace.trace_id.parse_from).replace(/^attributes\./, ""),
   };
 }
