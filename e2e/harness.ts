@@ -17,6 +17,8 @@ export const ADMIN = { email: "admin@e2e.mikrom", password: "admin-password-1" }
 export interface Line {
   service: ServiceName;
   entry: LogLine;
+  /** The line as the service wrote it (what a log pipeline and Grafana's derived fields see). */
+  raw: string;
 }
 
 export interface E2eSystem {
@@ -42,6 +44,8 @@ export async function startE2eSystem(opts: {
   databaseUrl: string;
   namespace: string;
   env?: Record<string, string>;
+  /** Variables for one service only (e.g. `{ audit: { LOG_LEVEL: "debug" } }`). */
+  serviceEnv?: Partial<Record<ServiceName, Record<string, string>>>;
 }): Promise<E2eSystem> {
   const otlp = await startOtlpReceiver();
   const runDir = await mkdtemp(join(tmpdir(), "mikrom-e2e-"));
@@ -70,13 +74,14 @@ export async function startE2eSystem(opts: {
       LOG_FORMAT: "json",
       ...opts.env,
     },
+    ...(opts.serviceEnv && { serviceEnv: opts.serviceEnv }),
     onLine(service, line, stream) {
       if (stream === "stderr") {
         stderr.push(`${service}: ${line}`);
         return;
       }
       try {
-        lines.push({ service, entry: parseLogLine(line) });
+        lines.push({ service, entry: parseLogLine(line), raw: line });
       } catch (error) {
         invalid.push(`${service}: ${line} -> ${(error as Error).message}`);
       }

@@ -18,6 +18,8 @@ const BACKOFF_MS = { initial: 1_000, max: 30_000, healthyAfter: 60_000 };
 
 export interface SystemOptions {
   env: Record<string, string | undefined>;
+  /** Variables for one service only, over `env` (e.g. one service's LOG_LEVEL). */
+  serviceEnv?: Partial<Record<ServiceName, Record<string, string>>>;
   /** Each output line of each service (default: written to this process's stdout/stderr as is). */
   onLine?: (service: ServiceName, line: string, stream: "stdout" | "stderr") => void;
   /** Called when a service exits without being asked to (a crash, as far as the system can tell). */
@@ -72,7 +74,7 @@ export function startSystem(options: SystemOptions): RunningSystem {
     restarts.delete(name);
     // An IPC channel, unused but for its end: a service whose parent dies sees it close and stops.
     const child = spawn(process.execPath, [join(root, "services", name, "src", "main.ts")], {
-      env,
+      env: { ...env, ...options.serviceEnv?.[name] },
       stdio: ["ignore", "pipe", "pipe", "ipc"],
     });
     const startedAt = Date.now();

@@ -4,13 +4,12 @@ import { describe, expect, test } from "vitest";
 import { parse } from "yaml";
 import { METRIC_SOURCES, METRICS } from "../src/dashboard.ts";
 import { repoRoot } from "../src/env-reads.ts";
+import { grafanaDatasources } from "../src/grafana.ts";
 
 const deploy = join(repoRoot, "deploy");
 // biome-ignore lint/suspicious/noExplicitAny: provisioning files are walked as plain data
 type Any = any;
-const datasources = (
-  parse(readFileSync(join(deploy, "grafana/provisioning/datasources/datasources.yaml"), "utf8")) as Any
-).datasources as Any[];
+const datasources = grafanaDatasources() as Any[];
 const byUid = new Map(datasources.map((d) => [d.uid, d]));
 const dashboard = JSON.parse(readFileSync(join(deploy, "grafana/dashboards/mikrom.json"), "utf8"));
 

@@ -1,4 +1,5 @@
 import type { AddressInfo } from "node:net";
+import { setTimeout as delay } from "node:timers/promises";
 import { serve } from "@hono/node-server";
 import {
   captureLogs,
@@ -33,6 +34,12 @@ app.get("/api/v1/vms/:vm_id", (c) => {
   setContext({ user_id: "u-42", vm_id: c.req.param("vm_id") });
   handlerLog.info("Reading VM");
   return c.json({ vm_id: c.req.param("vm_id"), trace_id: currentTraceId(), context: getContext() });
+});
+/** A handler known to take at least this long. */
+const SLOW_MS = 80;
+app.get("/slow", async (c) => {
+  await delay(SLOW_MS);
+  return c.text("done");
 });
 app.get("/boom", () => {
   throw new Error("database unreachable");
@@ -168,8 +175,24 @@ describe("the HTTP middleware", () => {
       route: "/api/v1/vms/:vm_id",
       user_id: "u-42",
     });
-    expect(completed!.duration_ms).toEqual(expect.any(Number));
+    expect(completed!.duration_ms).toBeGreaterThan(0);
     expect(res.status).toBe(200);
+  });
+
+  it("logs a request's duration as the time it took: at least the handler's delay, at most the caller's wall time", async () => {
+    const started = performance.now();
+    const res = await app.request("/slow", { headers: { "x-request-id": "req-slow" } });
+    const wallMs = performance.now() - started;
+    expect(await res.text()).toBe("done");
+    const completed = logs.lines.find(
+      (l) => l.request_id === "req-slow" && l.message === "Request completed",
+    );
+    const durationMs = completed?.duration_ms as number;
+    // A timer may fire up to a millisecond early by the monotonic clock (libuv counts whole ms).
+    expect(durationMs).toBeGreaterThanOrEqual(SLOW_MS - 1);
+    expect(durationMs).toBeLessThanOrEqual(wallMs);
+    // X-Process-Time (seconds) is the same measurement.
+    expect(Number(res.headers.get("x-process-time")) * 1000).toBeCloseTo(durationMs, 0);
   });
 
   it("does not take a caller's user from incoming baggage", async () => {

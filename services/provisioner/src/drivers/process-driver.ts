@@ -48,8 +48,8 @@ export interface Hypervisor {
   launched(spec: BootSpec, paths: VmPaths, pid: number): Promise<void>;
   /** After the readiness line: a check that the hypervisor agrees the VM runs. */
   ready?(paths: VmPaths): Promise<void>;
-  /** Ends the process; `graceful` first asks the guest to shut down. */
-  readonly end: EndProcess;
+  /** Ends the VM's process; `graceful` first asks the guest to shut down. */
+  end(vmId: string): EndProcess;
   /** The hypervisor's own answer while the process is ours. */
   query(vm: Instance, socket: string): Promise<InstanceStatus>;
 }
@@ -155,7 +155,7 @@ export class ProcessDriver implements Driver {
   async stop(instance: Instance): Promise<void> {
     const vm = this.#own(instance);
     const socket = this.#hypervisor.socketOf(vm);
-    await this.#lock.run(vm.vmId, () => stopVm(vm, socket, this.#keeper, this.#hypervisor.end));
+    await this.#lock.run(vm.vmId, () => stopVm(vm, socket, this.#keeper, this.#hypervisor.end(vm.vmId)));
   }
 
   async destroy(instance: Instance): Promise<void> {
@@ -164,7 +164,7 @@ export class ProcessDriver implements Driver {
   }
 
   async #teardown(vm: Instance): Promise<void> {
-    await teardownVm(vm, this.#hypervisor.socketOf(vm), this.#keeper, this.#hypervisor.end);
+    await teardownVm(vm, this.#hypervisor.socketOf(vm), this.#keeper, this.#hypervisor.end(vm.vmId));
   }
 
   /** Not serialized with boot and stop: the hypervisor answers a second client (QEMU queues it). */

@@ -1,4 +1,7 @@
 import { request } from "node:http";
+import { createLogger, errorFields } from "@mikrom/telemetry";
+
+const log = createLogger("mikrom.provisioner.driver.firecracker");
 
 /** A call to Firecracker's API that it refused: its `fault_message` and HTTP status. */
 export class FirecrackerApiError extends Error {
@@ -60,4 +63,30 @@ export function firecrackerCall(
     req.on("error", reject);
     req.end(payload);
   });
+}
+
+/**
+ * A call that changes the VM (configuration, InstanceStart, SendCtrlAltDel), logged as the earlier
+ * system logged each provisioning task: the VM, the method and path (and the action), how long it
+ * took, and why it failed. Polling reads (`GET /`) go through firecrackerCall unlogged.
+ */
+export async function loggedFirecrackerCall(
+  vmId: string,
+  socketPath: string,
+  method: "PUT" | "PATCH",
+  path: string,
+  body: unknown,
+): Promise<unknown> {
+  const started = performance.now();
+  const action = (body as { action_type?: unknown } | undefined)?.action_type;
+  const fields = { vm_id: vmId, method, path, ...(typeof action === "string" && { action_type: action }) };
+  const ms = (): number => Math.round((performance.now() - started) * 1000) / 1000;
+  try {
+    const result = await firecrackerCall(socketPath, method, path, body);
+    log.info({ ...fields, duration_ms: ms() }, "Firecracker API call");
+    return result;
+  } catch (error) {
+    log.warn({ ...fields, duration_ms: ms(), ...errorFields(error) }, "Firecracker API call failed");
+    throw error;
+  }
 }

@@ -8,7 +8,7 @@ import { isAlive, terminate, waitForExit } from "../process.ts";
 import { type Hypervisor, ProcessDriver, type ProcessDriverOptions } from "../process-driver.ts";
 import type { VmPaths } from "../run-dir.ts";
 import type { EndProcess } from "../supervision.ts";
-import { FirecrackerApiError, firecrackerCall } from "./api.ts";
+import { FirecrackerApiError, firecrackerCall, loggedFirecrackerCall } from "./api.ts";
 import { firecrackerBootArgs } from "./boot-args.ts";
 
 const log = createLogger("mikrom.provisioner.driver.firecracker");
@@ -62,10 +62,10 @@ function firecracker(options: FirecrackerDriverOptions): Hypervisor {
     launched: async (spec, paths, pid) => {
       await awaitApi(pid, paths, options.apiTimeoutMs ?? 5000);
       await configure(spec, paths, options);
-      await call(paths, "start", "PUT", "/actions", { action_type: "InstanceStart" });
+      await call(spec.vmId, paths, "start", "PUT", "/actions", { action_type: "InstanceStart" });
       log.info({ vm_id: spec.vmId, pid }, "firecracker started the VM, waiting for the guest");
     },
-    end: endWith(options.shutdownTimeoutMs ?? 5000),
+    end: (vmId) => endWith(vmId, options.shutdownTimeoutMs ?? 5000),
     query: async (vm, socket): Promise<InstanceStatus> => {
       try {
         const info = (await firecrackerCall(socket, "GET", "/", undefined, 2000)) as { state?: string };
@@ -99,17 +99,17 @@ async function awaitApi(pid: number, paths: VmPaths, timeoutMs: number): Promise
 
 /** In the order ARCHITECTURE §5 gives: machine-config, boot-source, drives, network-interfaces. */
 async function configure(spec: BootSpec, paths: VmPaths, options: FirecrackerDriverOptions): Promise<void> {
-  await call(paths, "configure", "PUT", "/machine-config", {
+  await call(spec.vmId, paths, "configure", "PUT", "/machine-config", {
     vcpu_count: spec.vcpuCount,
     mem_size_mib: spec.memoryMb,
   });
-  await call(paths, "configure", "PUT", "/boot-source", {
+  await call(spec.vmId, paths, "configure", "PUT", "/boot-source", {
     kernel_image_path: options.kernel,
     ...(options.initrd ? { initrd_path: options.initrd } : {}),
     boot_args: firecrackerBootArgs(spec),
   });
   if (options.rootfs) {
-    await call(paths, "configure", "PUT", "/drives/rootfs", {
+    await call(spec.vmId, paths, "configure", "PUT", "/drives/rootfs", {
       drive_id: "rootfs",
       path_on_host: options.rootfs,
       is_root_device: true,
@@ -117,7 +117,7 @@ async function configure(spec: BootSpec, paths: VmPaths, options: FirecrackerDri
     });
   }
   if (spec.tap) {
-    await call(paths, "configure", "PUT", "/network-interfaces/eth0", {
+    await call(spec.vmId, paths, "configure", "PUT", "/network-interfaces/eth0", {
       iface_id: "eth0",
       host_dev_name: spec.tap,
       guest_mac: macFor(spec.vmId),
@@ -126,6 +126,7 @@ async function configure(spec: BootSpec, paths: VmPaths, options: FirecrackerDri
 }
 
 async function call(
+  vmId: string,
   paths: VmPaths,
   step: BootStep,
   method: "PUT" | "PATCH",
@@ -133,7 +134,7 @@ async function call(
   body: unknown,
 ): Promise<void> {
   try {
-    await firecrackerCall(paths.socket, method, path, body);
+    await loggedFirecrackerCall(vmId, paths.socket, method, path, body);
   } catch (error) {
     const reason =
       error instanceof FirecrackerApiError ? error.message : `${method} ${path}: ${(error as Error).message}`;
@@ -141,16 +142,21 @@ async function call(
   }
 }
 
-/** SendCtrlAltDel (the guest reboots and Firecracker exits), then signals. */
-function endWith(shutdownTimeoutMs: number): EndProcess {
+/** SendCtrlAltDel (the guest reboots and Firecracker exits), then signals; logs which ended it. */
+function endWith(vmId: string, shutdownTimeoutMs: number): EndProcess {
   return async (pid, socket, graceful) => {
     if (graceful) {
-      const sent = await firecrackerCall(socket, "PUT", "/actions", { action_type: "SendCtrlAltDel" }).then(
+      const action = { action_type: "SendCtrlAltDel" };
+      const sent = await loggedFirecrackerCall(vmId, socket, "PUT", "/actions", action).then(
         () => true,
         () => false,
       );
-      if (sent && (await waitForExit(pid, shutdownTimeoutMs))) return;
+      if (sent && (await waitForExit(pid, shutdownTimeoutMs))) {
+        log.info({ vm_id: vmId, pid, ended_by: "SendCtrlAltDel" }, "firecracker ended");
+        return;
+      }
     }
     await terminate(pid);
+    log.info({ vm_id: vmId, pid, ended_by: "signal" }, "firecracker ended");
   };
 }

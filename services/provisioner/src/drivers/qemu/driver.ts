@@ -63,7 +63,7 @@ function qemu(options: QemuDriverOptions): Hypervisor {
       log.info({ vm_id: spec.vmId, pid, accel }, "qemu started, waiting for the guest");
     },
     ready: expectRunning,
-    end: endWith(options.powerDownTimeoutMs ?? 5000),
+    end: () => endWith(options.powerDownTimeoutMs ?? 5000),
     query: async (vm, socket): Promise<InstanceStatus> => {
       try {
         const status = (await qmpExecute(socket, "query-status", undefined, { timeoutMs: 2000 })) as {
