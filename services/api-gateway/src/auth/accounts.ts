@@ -126,20 +126,24 @@ export class Accounts {
       if (error instanceof InvalidToken) throw unauthorized(error.message);
       throw error;
     }
-    if (!(await this.#refresh.consume(claims.jti, claims.userId))) {
-      await this.#refresh.revokeAll(claims.userId);
+    const consumed = await this.#refresh.consume(claims.jti, claims.userId);
+    if (consumed !== "consumed") {
+      // Reuse means the token leaked (or a client raced itself): every session of the user ends,
+      // access tokens included, so whoever holds a copy is out at their next request.
+      if (consumed === "reused") await this.#users.endSessions(claims.userId);
       throw unauthorized("Refresh token has already been used or revoked");
     }
     const user = await this.#users.byId(claims.userId);
-    if (!user) throw unauthorized("Could not validate credentials");
+    if (!user || claims.generation !== user.token_generation)
+      throw unauthorized("Could not validate credentials");
     if (!user.is_active) throw new Problem(403, "Inactive user");
     return this.issue(user);
   }
 
   async issue(user: UserRow): Promise<TokenOut> {
     const [access, refresh] = await Promise.all([
-      this.#tokens.issue(user.id, "access"),
-      this.#tokens.issue(user.id, "refresh"),
+      this.#tokens.issue(user.id, "access", { generation: user.token_generation }),
+      this.#tokens.issue(user.id, "refresh", { generation: user.token_generation }),
     ]);
     await this.#refresh.record(refresh.jti, user.id, refresh.expiresAt);
     return {
@@ -150,6 +154,11 @@ export class Accounts {
       token: access.token,
       user: userOut(user),
     };
+  }
+
+  /** Logout: every session of the user ends (every device), refresh and access tokens alike. */
+  logout(userId: number): Promise<void> {
+    return this.#users.endSessions(userId);
   }
 
   /** The first superuser from the environment; an existing account of that email is left as it is. */

@@ -103,6 +103,16 @@ export const refresh = createRoute({
   responses: { 200: json("Tokens", TokenOut) },
 });
 
+export const logout = createRoute({
+  method: "post",
+  path: "/api/v1/auth/logout",
+  summary: "Log out everywhere: every refresh and access token of the caller stops working",
+  tags: AUTH,
+  middleware: signedIn,
+  security: BEARER,
+  responses: { 204: { description: "Logged out" } },
+});
+
 const me = (path: string) =>
   createRoute({
     method: "get",
@@ -144,6 +154,11 @@ export function authRoutes(app: GatewayApp, accounts: Accounts): void {
   });
 
   app.openapi(refresh, async (c) => c.json(await accounts.refresh(c.req.valid("json").refresh_token), 200));
+
+  app.openapi(logout, async (c) => {
+    await accounts.logout(c.get("user").id);
+    return c.body(null, 204);
+  });
 
   for (const path of ["/api/v1/auth/me", "/api/v1/auth/profile"]) {
     app.openapi(me(path), (c) => c.json(userOut(c.get("user")), 200));

@@ -1,15 +1,23 @@
 import { createRoute } from "@hono/zod-openapi";
 import { z } from "zod";
-import { Email, FullName, identityTaken, Password, Username, UserOut, userOut } from "../auth/accounts.ts";
+import {
+  Email,
+  FullName,
+  identityTaken,
+  LoginPassword,
+  Password,
+  Username,
+  UserOut,
+  userOut,
+} from "../auth/accounts.ts";
 import { signedIn, superuserOnly } from "../auth/middleware.ts";
-import { hashPassword } from "../auth/passwords.ts";
+import { hashPassword, verifyPassword } from "../auth/passwords.ts";
 import type { GatewayApp } from "../http/env.ts";
 import { PageQuery, paged, pageOf } from "../http/paging.ts";
 import { notFound, Problem } from "../http/problem.ts";
 import { BEARER, firstValues, inOrder, json, jsonRequest, problemJson } from "../http/route-parts.ts";
 import { readJson } from "../http/validate.ts";
-import type { RefreshTokenStore } from "../store/refresh-tokens.ts";
-import { DuplicateUser, type UserStore } from "../store/users.ts";
+import { DuplicateUser, type UserRow, type UserStore } from "../store/users.ts";
 
 const UserPath = z.object({ user_id: z.coerce.number().int().positive().max(2_147_483_647) });
 export const UserUpdate = z.object({
@@ -18,6 +26,9 @@ export const UserUpdate = z.object({
   full_name: FullName.nullable().optional(),
   name: FullName.optional(),
   password: Password.optional(),
+  current_password: LoginPassword.optional().describe(
+    "required to change your own password: the one you have now",
+  ),
   is_active: z.boolean().optional(),
   is_superuser: z.boolean().optional(),
 });
@@ -66,7 +77,7 @@ export const updateUser = createRoute({
   request: { params: UserPath, body: jsonRequest(UserUpdate) },
   responses: {
     200: json("The changed user", UserOut),
-    403: problemJson("Not allowed"),
+    403: problemJson("Not allowed, or the current password is wrong"),
     404: NO_SUCH_USER,
     409: problemJson("Email or username taken"),
   },
@@ -92,10 +103,7 @@ export const deleteUser = createRoute({
  * Superuser rules: a superuser lists, reads, changes and deletes anyone but never deletes themselves;
  * a user reads and changes only themselves, never their own `is_superuser` or `is_active`.
  */
-export function userRoutes(
-  app: GatewayApp,
-  { users, refreshTokens }: { users: UserStore; refreshTokens: RefreshTokenStore },
-): void {
+export function userRoutes(app: GatewayApp, { users }: { users: UserStore }): void {
   app.openapi(listUsers, async (c) => {
     const q = c.req.valid("query");
     const { items, total } = await users.page(q.page, q.page_size);
@@ -124,7 +132,9 @@ export function userRoutes(
     if (self && body.is_active !== undefined && body.is_active !== caller.is_active) {
       throw new Problem(403, "Users cannot change their own active status");
     }
+    if (self && body.password !== undefined) await requireCurrentPassword(caller, body.current_password);
     try {
+      // A new password or a deactivation ends every session: refresh and access tokens stop working.
       const updated = await users.update(id, {
         email: body.email,
         username: body.username,
@@ -132,10 +142,9 @@ export function userRoutes(
         hashedPassword: body.password === undefined ? undefined : await hashPassword(body.password),
         isActive: body.is_active,
         isSuperuser: body.is_superuser,
+        endSessions: body.password !== undefined || body.is_active === false,
       });
       if (!updated) throw notFound("User");
-      // A new password or a deactivation ends every session: the refresh tokens stop working.
-      if (body.password !== undefined || body.is_active === false) await refreshTokens.revokeAll(id);
       return c.json(userOut(updated), 200);
     } catch (error) {
       if (error instanceof DuplicateUser) throw identityTaken();
@@ -150,4 +159,25 @@ export function userRoutes(
     if (!(await users.delete(id))) throw notFound("User");
     return c.body(null, 204);
   });
+}
+
+/**
+ * Changing one's own password takes the one in use: a stolen access token alone must not be enough
+ * to take the account over. (A superuser resetting someone else's password is not asked for theirs.)
+ */
+async function requireCurrentPassword(caller: UserRow, current: string | undefined): Promise<void> {
+  if (current === undefined) {
+    throw new Problem(422, "current_password is required to change your password", {
+      errors: [
+        {
+          field: "body.current_password",
+          message: "required to change your own password",
+          loc: ["body", "current_password"],
+          type: "missing",
+        },
+      ],
+    });
+  }
+  if (!(await verifyPassword(caller.hashed_password, current)))
+    throw new Problem(403, "The current password is incorrect");
 }

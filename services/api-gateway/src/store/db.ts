@@ -10,6 +10,8 @@ export interface UsersTable {
   hashed_password: string;
   is_active: ColumnType<boolean, boolean | undefined, boolean>;
   is_superuser: ColumnType<boolean, boolean | undefined, boolean>;
+  /** In every access token; raised to end the user's sessions (the tokens carrying a lower one stop working). */
+  token_generation: ColumnType<number, number | undefined, number>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }

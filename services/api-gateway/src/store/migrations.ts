@@ -85,6 +85,13 @@ const migrations: Record<string, Migration> = {
       );
     },
   },
+  "003_token_generation": {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // Access tokens are not stored; ending a user's sessions raises this number instead, and a
+      // token carrying a lower one is refused (auth/middleware.ts).
+      await sql`ALTER TABLE users ADD COLUMN token_generation integer NOT NULL DEFAULT 0`.execute(db);
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };
