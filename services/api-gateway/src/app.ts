@@ -112,7 +112,7 @@ export function createApp(deps: GatewayDeps): Gateway {
 
   healthRoutes(app, { db, backend });
   authRoutes(app, accounts);
-  userRoutes(app, { users });
+  userRoutes(app, { users, vms: { backend, commands, queryTimeoutMs: config.queryTimeoutMs } });
   vmRoutes(app, { backend, commands, queryTimeoutMs: config.queryTimeoutMs });
   eventRoutes(app, { backend, heartbeatMs: config.sseHeartbeatMs, queryTimeoutMs: config.queryTimeoutMs });
   ippoolRoutes(app, { backend, commands, queryTimeoutMs: config.queryTimeoutMs });

@@ -12,12 +12,14 @@ import {
 } from "../auth/accounts.ts";
 import { signedIn, superuserOnly } from "../auth/middleware.ts";
 import { hashPassword, verifyPassword } from "../auth/passwords.ts";
+import { deleteVmsOf, type UserVmDeps } from "../commands/user-vms.ts";
 import type { GatewayApp } from "../http/env.ts";
 import { PageQuery, paged, pageOf } from "../http/paging.ts";
 import { notFound, Problem } from "../http/problem.ts";
 import { BEARER, firstValues, inOrder, json, jsonRequest, problemJson } from "../http/route-parts.ts";
 import { readJson } from "../http/validate.ts";
 import { DuplicateUser, type UserRow, type UserStore } from "../store/users.ts";
+import { actorOf } from "./vms/schemas.ts";
 
 const UserPath = z.object({ user_id: z.coerce.number().int().positive().max(2_147_483_647) });
 export const UserUpdate = z.object({
@@ -86,15 +88,19 @@ export const updateUser = createRoute({
 export const deleteUser = createRoute({
   method: "delete",
   path: "/api/v1/users/{user_id}",
-  summary: "Delete a user (superuser; never yourself)",
+  summary: "Delete a user and their VMs (superuser; never yourself)",
   tags: USERS,
   middleware: superuserOnly,
   security: BEARER,
   request: { params: UserPath },
   responses: {
-    204: { description: "Deleted" },
+    204: { description: "Deleted; the deletion of each of their VMs is started" },
     403: problemJson("Not a superuser, or deleting yourself"),
     404: NO_SUCH_USER,
+    409: problemJson(
+      "Their VMs being created are not recorded yet; retry (the user is deactivated meanwhile)",
+    ),
+    503: problemJson("vm-service unavailable; retry (the user is deactivated meanwhile)"),
     422: MALFORMED_ID,
   },
 });
@@ -103,7 +109,7 @@ export const deleteUser = createRoute({
  * Superuser rules: a superuser lists, reads, changes and deletes anyone but never deletes themselves;
  * a user reads and changes only themselves, never their own `is_superuser` or `is_active`.
  */
-export function userRoutes(app: GatewayApp, { users }: { users: UserStore }): void {
+export function userRoutes(app: GatewayApp, { users, vms }: { users: UserStore; vms: UserVmDeps }): void {
   app.openapi(listUsers, async (c) => {
     const q = c.req.valid("query");
     const { items, total } = await users.page(q.page, q.page_size);
@@ -156,7 +162,14 @@ export function userRoutes(app: GatewayApp, { users }: { users: UserStore }): vo
     const caller = c.get("user");
     const id = c.req.valid("param").user_id;
     if (id === caller.id) throw new Problem(403, "Super users are not allowed to delete themselves");
-    if (!(await users.delete(id))) throw notFound("User");
+    // Resumable in three steps, each safe to run again (a retried DELETE after the gateway died):
+    // 1. the user is deactivated and their sessions end, so they start nothing new meanwhile;
+    // 2. DeleteVm for each of their VMs is recorded and sent (the ledger re-sends until answered);
+    // 3. the row goes. Dying before 3 leaves an inactive user to delete again.
+    const target = await users.update(id, { isActive: false, endSessions: true });
+    if (!target) throw notFound("User");
+    await deleteVmsOf(vms, target, actorOf(caller));
+    await users.delete(id);
     return c.body(null, 204);
   });
 }
