@@ -118,6 +118,7 @@ try {
       bodyLimitBytes: 1024 * 1024,
       sseHeartbeatMs: 15_000,
       trustProxy: false,
+      registration: "open",
     },
     db,
     backend: await NatsBackend.create(nc, namespace),

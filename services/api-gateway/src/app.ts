@@ -27,6 +27,7 @@ import { ippoolRoutes } from "./routes/ippools/index.ts";
 import { userRoutes } from "./routes/users.ts";
 import { vmRoutes } from "./routes/vms/index.ts";
 import type { GatewayDb } from "./store/db.ts";
+import { InviteStore } from "./store/invites.ts";
 import { RefreshTokenStore } from "./store/refresh-tokens.ts";
 import { UserStore } from "./store/users.ts";
 
@@ -45,6 +46,7 @@ export interface GatewayDeps {
     | "sseHeartbeatMs"
     | "trustProxy"
     | "grafanaUrl"
+    | "registration"
   >;
   readonly db: Kysely<GatewayDb>;
   readonly backend: Backend;
@@ -66,7 +68,7 @@ export function createApp(deps: GatewayDeps): Gateway {
   const users = new UserStore(db);
   const tokens = new Tokens(config.jwtSecret, deps.now);
   const refreshTokens = new RefreshTokenStore(db);
-  const accounts = new Accounts(users, refreshTokens, tokens);
+  const accounts = new Accounts(users, refreshTokens, tokens, new InviteStore(db));
   // Every route's inputs are validated by its definition; what they refuse is a 422 problem document.
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
   const commands = new Commands(db, backend, { timeoutMs: config.commandTimeoutMs });
@@ -111,7 +113,7 @@ export function createApp(deps: GatewayDeps): Gateway {
   );
 
   healthRoutes(app, { db, backend });
-  authRoutes(app, accounts);
+  authRoutes(app, accounts, config.registration);
   userRoutes(app, { users, vms: { backend, commands, queryTimeoutMs: config.queryTimeoutMs } });
   vmRoutes(app, { backend, commands, queryTimeoutMs: config.queryTimeoutMs });
   eventRoutes(app, { backend, heartbeatMs: config.sseHeartbeatMs, queryTimeoutMs: config.queryTimeoutMs });

@@ -1,9 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { Text } from "@mikrom/contracts";
 import { z } from "zod";
+import type { Registration as RegistrationMode } from "../config.ts";
 import { Problem } from "../http/problem.ts";
+import type { InviteStore } from "../store/invites.ts";
 import type { RefreshTokenStore } from "../store/refresh-tokens.ts";
-import { DuplicateUser, type UserRow, type UserStore } from "../store/users.ts";
+import { DuplicateUser, type NewUser, type UserRow, UserStore } from "../store/users.ts";
 import { unauthorized } from "./middleware.ts";
 import { hashPassword, verifyPassword } from "./passwords.ts";
 import { ACCESS_TTL_SECONDS, InvalidToken, type Tokens } from "./tokens.ts";
@@ -85,23 +87,58 @@ export class Accounts {
   readonly #users: UserStore;
   readonly #refresh: RefreshTokenStore;
   readonly #tokens: Tokens;
+  readonly #invites: InviteStore;
 
-  constructor(users: UserStore, refresh: RefreshTokenStore, tokens: Tokens) {
+  constructor(users: UserStore, refresh: RefreshTokenStore, tokens: Tokens, invites: InviteStore) {
     this.#users = users;
     this.#refresh = refresh;
     this.#tokens = tokens;
+    this.#invites = invites;
   }
 
+  /** An account made by the system or a superuser: no registration mode applies. */
   async register(input: Registration, superuser = false): Promise<UserRow> {
-    const username = input.username ?? (await this.#deriveUsername(input.email));
+    return this.#create(this.#users, await this.#newUser(input, superuser));
+  }
+
+  /**
+   * Self-service sign-up, as `mode` allows: `open` to anyone, `invite` with an unused, unexpired
+   * invitation (spent only when the account is made), `closed` to no one. Refusals are 403s.
+   */
+  async signUp(
+    input: Registration,
+    mode: RegistrationMode,
+    inviteToken: string | undefined,
+  ): Promise<UserRow> {
+    if (mode === "closed")
+      throw new Problem(403, "Registration is closed: ask an administrator for an account");
+    if (mode === "open") return this.register(input);
+    if (inviteToken === undefined)
+      throw new Problem(403, "Registration needs an invitation: ask an administrator for one (invite_token)");
+    const user = await this.#newUser(input, false);
+    const created = await this.#invites.redeem(inviteToken, (tx) => this.#create(new UserStore(tx), user));
+    if (!created) throw new Problem(403, "This invitation is not valid: it is unknown, used or expired");
+    return created;
+  }
+
+  /** Issues an invitation (superuser): the token is returned once and stored only as a hash. */
+  invite(createdBy: number, ttlSeconds: number): Promise<{ token: string; expiresAt: Date }> {
+    return this.#invites.issue(createdBy, ttlSeconds);
+  }
+
+  async #newUser(input: Registration, superuser: boolean): Promise<NewUser> {
+    return {
+      email: input.email,
+      username: input.username ?? (await this.#deriveUsername(input.email)),
+      fullName: input.fullName ?? null,
+      hashedPassword: await hashPassword(input.password),
+      isSuperuser: superuser,
+    };
+  }
+
+  async #create(users: UserStore, user: NewUser): Promise<UserRow> {
     try {
-      return await this.#users.create({
-        email: input.email,
-        username,
-        fullName: input.fullName ?? null,
-        hashedPassword: await hashPassword(input.password),
-        isSuperuser: superuser,
-      });
+      return await users.create(user);
     } catch (error) {
       if (error instanceof DuplicateUser) throw identityTaken();
       throw error;

@@ -13,9 +13,10 @@ import {
   UserOut,
   userOut,
 } from "../auth/accounts.ts";
-import { signedIn } from "../auth/middleware.ts";
+import { signedIn, superuserOnly } from "../auth/middleware.ts";
+import type { Registration } from "../config.ts";
 import type { AppEnv, GatewayApp } from "../http/env.ts";
-import { BEARER, json, jsonRequest, problemJson } from "../http/route-parts.ts";
+import { BEARER, inOrder, json, jsonRequest, problemJson } from "../http/route-parts.ts";
 import { readForm, readJson } from "../http/validate.ts";
 
 export const RegisterBody = z.object({
@@ -24,6 +25,12 @@ export const RegisterBody = z.object({
   username: Username.optional().describe("derived from the email when absent"),
   full_name: FullName.nullable().optional(),
   name: FullName.optional().describe("the Go client's spelling of full_name"),
+  invite_token: z
+    .string()
+    .min(1)
+    .max(200)
+    .optional()
+    .describe("an invitation from a superuser: required when MIKROM_REGISTRATION=invite"),
 });
 const RegisterOut = UserOut.extend({ user: UserOut }).extend(TokenOut.omit({ user: true }).shape);
 
@@ -61,6 +68,7 @@ export const register = createRoute({
   request: { body: jsonRequest(RegisterBody) },
   responses: {
     201: json("Created", RegisterOut),
+    403: problemJson("Registration is closed, or needs a valid invitation"),
     409: problemJson("Email or username taken"),
   },
 });
@@ -103,6 +111,27 @@ export const refresh = createRoute({
   responses: { 200: json("Tokens", TokenOut) },
 });
 
+const InviteBody = z.object({
+  ttl_hours: z.int().min(1).max(720).default(168).describe("how long it can be used (default 7 days)"),
+});
+const InviteOut = z
+  .object({
+    token: z.string().describe("shown once: only its hash is kept; give it as invite_token to register"),
+    expires_at: z.string(),
+  })
+  .meta({ id: "Invitation" });
+
+export const createInvite = createRoute({
+  method: "post",
+  path: "/api/v1/auth/invites",
+  summary: "Issue a single-use invitation to register (superuser)",
+  tags: AUTH,
+  middleware: inOrder(superuserOnly, readJson),
+  security: BEARER,
+  request: { body: jsonRequest(InviteBody) },
+  responses: { 201: json("The invitation", InviteOut), 403: problemJson("Not a superuser") },
+});
+
 export const logout = createRoute({
   method: "post",
   path: "/api/v1/auth/logout",
@@ -124,15 +153,16 @@ const me = (path: string) =>
     responses: { 200: json("The user", UserOut) },
   });
 
-export function authRoutes(app: GatewayApp, accounts: Accounts): void {
+export function authRoutes(app: GatewayApp, accounts: Accounts, mode: Registration): void {
   app.openapi(register, async (c) => {
     const body = c.req.valid("json");
-    const user = await accounts.register({
+    const input = {
       email: body.email,
       password: body.password,
       username: body.username,
       fullName: body.full_name ?? body.name ?? null,
-    });
+    };
+    const user = await accounts.signUp(input, mode, body.invite_token);
     const tokens = await accounts.issue(user);
     const { user: out, ...tokenFields } = tokens;
     return c.json({ ...out, user: out, ...tokenFields }, 201);
@@ -154,6 +184,12 @@ export function authRoutes(app: GatewayApp, accounts: Accounts): void {
   });
 
   app.openapi(refresh, async (c) => c.json(await accounts.refresh(c.req.valid("json").refresh_token), 200));
+
+  app.openapi(createInvite, async (c) => {
+    const ttlSeconds = c.req.valid("json").ttl_hours * 3600;
+    const invite = await accounts.invite(c.get("user").id, ttlSeconds);
+    return c.json({ token: invite.token, expires_at: invite.expiresAt.toISOString() }, 201);
+  });
 
   app.openapi(logout, async (c) => {
     await accounts.logout(c.get("user").id);

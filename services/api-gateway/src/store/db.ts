@@ -57,9 +57,20 @@ export interface CommandsTable {
   settled_at: Date | null;
 }
 
+/** Invitations to register: only a hash of the token is kept; each is used once, before it expires. */
+export interface InvitesTable {
+  token_hash: string;
+  created_by: number | null;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  used_at: Date | null;
+  used_by: number | null;
+}
+
 export interface GatewayDb {
   users: UsersTable;
   refresh_tokens: RefreshTokensTable;
   idempotency_keys: IdempotencyKeysTable;
   commands: CommandsTable;
+  invites: InvitesTable;
 }

@@ -92,6 +92,19 @@ const migrations: Record<string, Migration> = {
       await sql`ALTER TABLE users ADD COLUMN token_generation integer NOT NULL DEFAULT 0`.execute(db);
     },
   },
+  "004_invites": {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await sql`
+        CREATE TABLE invites (
+          token_hash text PRIMARY KEY,
+          created_by integer REFERENCES users (id) ON DELETE SET NULL,
+          created_at timestamptz NOT NULL DEFAULT now(),
+          expires_at timestamptz NOT NULL,
+          used_at timestamptz,
+          used_by integer REFERENCES users (id) ON DELETE SET NULL
+        )`.execute(db);
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -22,6 +22,7 @@ export const TEST_CONFIG: GatewayDeps["config"] = {
   bodyLimitBytes: 64 * 1024,
   sseHeartbeatMs: 200,
   trustProxy: true,
+  registration: "open",
 };
 
 /** A backend for tests that need no NATS: every query and command finds the services down. */
