@@ -33,6 +33,13 @@ export const UserOut = z
     name: z.string().describe("full_name, or the username when there is none (read by the Go client)"),
     is_active: z.boolean(),
     is_superuser: z.boolean(),
+    quota: z
+      .object({
+        vms: z.int().nullable(),
+        vcpus: z.int().nullable(),
+        memory_mb: z.int().nullable(),
+      })
+      .describe("limits a superuser set for this user; null: the service's default"),
     created_at: z.string(),
     updated_at: z.string(),
   })
@@ -60,6 +67,7 @@ export function userOut(row: UserRow): UserOut {
     name: row.full_name ?? row.username,
     is_active: row.is_active,
     is_superuser: row.is_superuser,
+    quota: { vms: row.max_vms, vcpus: row.max_vcpus, memory_mb: row.max_memory_mb },
     created_at: row.created_at.toISOString(),
     updated_at: row.updated_at.toISOString(),
   };

@@ -33,6 +33,14 @@ export const UserUpdate = z.object({
   ),
   is_active: z.boolean().optional(),
   is_superuser: z.boolean().optional(),
+  quota: z
+    .object({
+      vms: z.int().min(0).max(100_000).nullable().optional(),
+      vcpus: z.int().min(0).max(1_000_000).nullable().optional(),
+      memory_mb: z.int().min(0).max(1_000_000_000).nullable().optional(),
+    })
+    .optional()
+    .describe("superuser only: the user's limits (null: the service's default)"),
 });
 
 const USERS = ["users"];
@@ -135,6 +143,9 @@ export function userRoutes(app: GatewayApp, { users, vms }: { users: UserStore; 
     if (self && body.is_superuser !== undefined && body.is_superuser !== caller.is_superuser) {
       throw new Problem(403, "Users cannot change their own superuser status");
     }
+    if (body.quota !== undefined && !caller.is_superuser) {
+      throw new Problem(403, "Only a superuser changes quotas");
+    }
     if (self && body.is_active !== undefined && body.is_active !== caller.is_active) {
       throw new Problem(403, "Users cannot change their own active status");
     }
@@ -149,6 +160,9 @@ export function userRoutes(app: GatewayApp, { users, vms }: { users: UserStore; 
         isActive: body.is_active,
         isSuperuser: body.is_superuser,
         endSessions: body.password !== undefined || body.is_active === false,
+        ...(body.quota && {
+          quota: { vms: body.quota.vms, vcpus: body.quota.vcpus, memoryMb: body.quota.memory_mb },
+        }),
       });
       if (!updated) throw notFound("User");
       return c.json(userOut(updated), 200);

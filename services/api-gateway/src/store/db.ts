@@ -12,6 +12,10 @@ export interface UsersTable {
   is_superuser: ColumnType<boolean, boolean | undefined, boolean>;
   /** In every access token; raised to end the user's sessions (the tokens carrying a lower one stop working). */
   token_generation: ColumnType<number, number | undefined, number>;
+  /** A superuser's overrides of vm-service's per-user limits; null: its default. */
+  max_vms: ColumnType<number | null, number | null | undefined, number | null>;
+  max_vcpus: ColumnType<number | null, number | null | undefined, number | null>;
+  max_memory_mb: ColumnType<number | null, number | null | undefined, number | null>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }

@@ -105,6 +105,14 @@ const migrations: Record<string, Migration> = {
         )`.execute(db);
     },
   },
+  "005_quotas": {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // Null: vm-service's default. Sent with each CreateVm; vm-service checks them under the user's lock.
+      await sql`ALTER TABLE users ADD COLUMN max_vms integer, ADD COLUMN max_vcpus integer, ADD COLUMN max_memory_mb integer`.execute(
+        db,
+      );
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -18,6 +18,8 @@ export interface UserChanges {
   hashedPassword?: string;
   isActive?: boolean;
   isSuperuser?: boolean;
+  /** A superuser's overrides of the user's limits; a null is "vm-service's default". */
+  quota?: { vms?: number | null; vcpus?: number | null; memoryMb?: number | null };
   /** End every session of the user in the same transaction (see `endSessions`). */
   endSessions?: boolean;
 }
@@ -167,6 +169,9 @@ async function updateUser(
         ...(changes.isActive !== undefined && { is_active: changes.isActive }),
         ...(changes.isSuperuser !== undefined && { is_superuser: changes.isSuperuser }),
         ...(changes.endSessions && { token_generation: sql`token_generation + 1` }),
+        ...(changes.quota?.vms !== undefined && { max_vms: changes.quota.vms }),
+        ...(changes.quota?.vcpus !== undefined && { max_vcpus: changes.quota.vcpus }),
+        ...(changes.quota?.memoryMb !== undefined && { max_memory_mb: changes.quota.memoryMb }),
         updated_at: sql`now()`,
       })
       .where("id", "=", id)
