@@ -126,6 +126,7 @@ try {
         failureWindowSeconds: 86_400,
       },
       concurrency: { ssePerUser: 10, waitsPerUser: 20 },
+      registration: "open",
     },
     db,
     backend: await NatsBackend.create(nc, namespace),

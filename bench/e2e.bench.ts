@@ -67,6 +67,8 @@ async function startBench(key: string, env: Record<string, string>): Promise<Ben
       PROVISIONER_STOP_VMS_ON_EXIT: "true",
       IPPOOL_DEFAULT_CIDR: "10.200.0.0/16",
       MAX_VMS_PER_USER: "100000",
+      MAX_VCPUS_PER_USER: "3200000",
+      MAX_MEMORY_MB_PER_USER: "3276800000",
       RATE_LIMIT_PER_IP: "10000000",
       RATE_LIMIT_PER_USER: "10000000",
       RATE_LIMIT_AUTH_PER_IP: "10000000",

@@ -53,6 +53,8 @@ const service = await startVmService(
     VM_DATABASE_URL: dbUrl.toString(),
     MIKROM_NAMESPACE: namespace,
     MAX_VMS_PER_USER: "100000",
+    MAX_VCPUS_PER_USER: "3200000",
+    MAX_MEMORY_MB_PER_USER: "3276800000",
     LOG_LEVEL: "warn",
   }),
   { onDecision: (ms) => decisions.push(ms) },

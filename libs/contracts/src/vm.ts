@@ -25,6 +25,18 @@ export const MemoryMb = z.int().min(128).max(32768);
 export const VmDescription = Text.max(500).nullable();
 
 // Commands: the gateway mints vmId; every command carries its actor.
+/**
+ * A user's own limits, as a superuser set them in the gateway; each absent one is vm-service's
+ * default (MAX_VMS_PER_USER, MAX_VCPUS_PER_USER, MAX_MEMORY_MB_PER_USER). vm-service checks them
+ * all in one place, under the user's lock, against what the user's VMs hold.
+ */
+export const UserQuota = z.object({
+  vms: z.int().min(0).max(100_000).optional(),
+  vcpus: z.int().min(0).max(1_000_000).optional(),
+  memoryMb: z.int().min(0).max(1_000_000_000).optional(),
+});
+export type UserQuota = z.infer<typeof UserQuota>;
+
 export const CreateVm = command(
   "CreateVm",
   1,
@@ -37,6 +49,7 @@ export const CreateVm = command(
     memoryMb: MemoryMb.default(512),
     /** The pool to allocate from, by the name ippool-service allocates by (default pool when absent). */
     pool: PoolName.optional(),
+    quota: UserQuota.optional(),
   }),
 );
 export const UpdateVm = command(

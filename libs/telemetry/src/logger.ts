@@ -1,7 +1,7 @@
 import { context, isSpanContextValid, trace } from "@opentelemetry/api";
 import pino from "pino";
 import { LOG_CONTEXT_FIELDS, logContextOf } from "./context.ts";
-import { redactRecord } from "./redact.ts";
+import { redactRecord, redactString } from "./redact.ts";
 import { formatText } from "./text-format.ts";
 
 /**
@@ -117,6 +117,17 @@ function rootLogger(): Logger {
       formatters: {
         level: (label) => ({ level: label.toUpperCase() }),
         log: formatLogObject,
+      },
+      // The message text is scrubbed like any field: a token or a URL's password interpolated into
+      // it must not reach the log either.
+      hooks: {
+        logMethod(args, method) {
+          for (let i = 0; i < args.length; i++) {
+            const arg: unknown = args[i];
+            if (typeof arg === "string") (args as unknown[])[i] = redactString(arg);
+          }
+          return method.apply(this, args);
+        },
       },
       mixin,
     },

@@ -8,12 +8,17 @@ export const REDACTED = "[REDACTED]";
 
 /** Key names whose values are secrets, wherever they appear. */
 const SECRET_KEY =
-  /passw(or)?d|passphrase|^pass$|^pwd$|secret|token|authorization|cookie|credential|api[-_]?key|private[-_]?key|access[-_]?key|signing[-_]?key|^key$|^nkey|^seed$|^jwt$/i;
+  /passw(or)?d|passphrase|^pass$|^pwd$|secret|token|authorization|cookie|credential|api[-_]?key|private[-_]?key|access[-_]?key|signing[-_]?key|^key$|^nkey|^seed$|^jwt$|invite|invitation|csrf/i;
 
 /** `scheme://user:password@host` in a string (database and NATS URLs). */
 const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]+:)[^@/\s]+@/gi;
 /** `Bearer <token>` inside a string (a logged header line or error message). */
 const BEARER = /\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+/g;
+/** A JWT anywhere in a string (a cookie header's text, an error message): header and payload are base64url JSON. */
+const JWT = /\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g;
+/** `name=value` of a secret-looking name in a query string or a cookie line (`?token=…`, `mikrom_refresh=…`). */
+const SECRET_PARAM =
+  /(\b(?:[A-Za-z0-9_-]*(?:token|passw(?:or)?d|secret|invite|csrf|api[-_]?key)[A-Za-z0-9_-]*|mikrom_(?:access|refresh))=)[^&;\s"']+/gi;
 
 const MAX_DEPTH = 8;
 
@@ -34,11 +39,14 @@ export function isSecretKey(key: string): boolean {
   return secret;
 }
 
-function redactString(value: string): string {
-  if (value.includes("://") || value.includes("Bearer") || value.includes("Basic")) {
-    return value.replace(URL_PASSWORD, `$1${REDACTED}@`).replace(BEARER, `$1 ${REDACTED}`);
+export function redactString(value: string): string {
+  let out = value;
+  if (out.includes("://") || out.includes("Bearer") || out.includes("Basic")) {
+    out = out.replace(URL_PASSWORD, `$1${REDACTED}@`).replace(BEARER, `$1 ${REDACTED}`);
   }
-  return value;
+  if (out.includes("eyJ")) out = out.replace(JWT, REDACTED);
+  if (out.includes("=")) out = out.replace(SECRET_PARAM, `$1${REDACTED}`);
+  return out;
 }
 
 /** `value` with secrets replaced; the same reference when nothing needed replacing. */

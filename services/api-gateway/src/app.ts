@@ -30,6 +30,7 @@ import { ippoolRoutes } from "./routes/ippools/index.ts";
 import { userRoutes } from "./routes/users.ts";
 import { vmRoutes } from "./routes/vms/index.ts";
 import type { GatewayDb } from "./store/db.ts";
+import { InviteStore } from "./store/invites.ts";
 import { RefreshTokenStore } from "./store/refresh-tokens.ts";
 import { UserStore } from "./store/users.ts";
 
@@ -50,6 +51,7 @@ export interface GatewayDeps {
     | "sseHeartbeatMs"
     | "trustProxy"
     | "grafanaUrl"
+    | "registration"
   >;
   readonly db: Kysely<GatewayDb>;
   readonly backend: Backend;
@@ -71,7 +73,7 @@ export function createApp(deps: GatewayDeps): Gateway {
   const users = new UserStore(db);
   const tokens = new Tokens(config.jwtSecret, deps.now);
   const refreshTokens = new RefreshTokenStore(db);
-  const accounts = new Accounts(users, refreshTokens, tokens);
+  const accounts = new Accounts(users, refreshTokens, tokens, new InviteStore(db));
   // Every route's inputs are validated by its definition; what they refuse is a 422 problem document.
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
   const commands = new Commands(db, backend, { timeoutMs: config.commandTimeoutMs });
@@ -115,8 +117,8 @@ export function createApp(deps: GatewayDeps): Gateway {
   );
 
   healthRoutes(app, { db, backend });
-  authRoutes(app, accounts, new LoginThrottle(db, config.login));
-  userRoutes(app, { users, refreshTokens });
+  authRoutes(app, accounts, new LoginThrottle(db, config.login), config.registration);
+  userRoutes(app, { users, vms: { backend, commands, queryTimeoutMs: config.queryTimeoutMs } });
   // A held request's slot is asked for again after about the time a short one takes.
   vmRoutes(app, {
     backend,

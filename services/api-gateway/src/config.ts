@@ -52,9 +52,17 @@ export interface Config {
   readonly trustProxy: readonly string[];
   /** Grafana's address: the web console links trace ids to it (Explore, the Tempo datasource). */
   readonly grafanaUrl?: string | undefined;
+  /**
+   * Who may create an account: anyone (`open`), no one but a superuser (`closed`), or whoever holds
+   * an invitation a superuser issued (`invite`). Default: `invite` in production, `open` otherwise.
+   */
+  readonly registration: Registration;
   /** The gateway answers health on its API port. */
   readonly healthPort?: undefined;
 }
+
+export const REGISTRATION_MODES = ["open", "closed", "invite"] as const;
+export type Registration = (typeof REGISTRATION_MODES)[number];
 
 const int = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 
@@ -118,6 +126,7 @@ const Env = BaseEnv.extend({
   BODY_LIMIT_BYTES: int(1024 * 1024),
   SSE_HEARTBEAT_MS: int(15_000),
   TRUST_PROXY: trustedProxies,
+  MIKROM_REGISTRATION: z.enum(REGISTRATION_MODES).optional(),
   // Empty is "not set", as a compose file's `GRAFANA_URL=` writes it.
   GRAFANA_URL: z.union([z.literal(""), z.url({ protocol: /^https?$/ })]).optional(),
 });
@@ -214,5 +223,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     sseHeartbeatMs: e.SSE_HEARTBEAT_MS,
     trustProxy: e.TRUST_PROXY,
     grafanaUrl: e.GRAFANA_URL ? e.GRAFANA_URL.replace(/\/+$/, "") : undefined,
+    // A reachable production API open to anyone hands each stranger a VM quota: invitation there,
+    // open sign-up on a developer's own machine (docs/SECURITY.md).
+    registration: e.MIKROM_REGISTRATION ?? (e.NODE_ENV === "production" ? "invite" : "open"),
   };
 }

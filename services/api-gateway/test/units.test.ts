@@ -14,6 +14,15 @@ describe("config", () => {
     expect(gatewayDatabaseUrl("postgres://u@db/mikrom_gateway")).toBe("postgres://u@db/mikrom_gateway");
   });
 
+  it("registration is by invitation in production and open in development, unless MIKROM_REGISTRATION says", () => {
+    const production = { NODE_ENV: "production", JWT_SECRET: "Zx8#kQ2!vL9@pR4$mN7%tY1^wB6&cH3*" } as const;
+    expect(loadConfig({ ...production }).registration).toBe("invite");
+    expect(loadConfig({}).registration).toBe("open");
+    expect(loadConfig({ ...production, MIKROM_REGISTRATION: "open" }).registration).toBe("open");
+    expect(loadConfig({ MIKROM_REGISTRATION: "closed" }).registration).toBe("closed");
+    expect(() => loadConfig({ MIKROM_REGISTRATION: "sometimes" })).toThrow(/MIKROM_REGISTRATION/);
+  });
+
   it("names every malformed variable at once", () => {
     expect(() => loadConfig({ PORT: "x", JWT_SECRET: "short", CORS_ORIGINS: "*" })).toThrow(
       /PORT[\s\S]*JWT_SECRET/,

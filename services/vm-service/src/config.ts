@@ -11,6 +11,9 @@ export interface Config {
   /** JetStream replicas of the streams this service declares. */
   readonly streamReplicas: number;
   readonly maxVmsPerUser: number;
+  /** Default per-user totals of the VMs a user holds (a superuser's override travels in CreateVm). */
+  readonly maxVcpusPerUser: number;
+  readonly maxMemoryMbPerUser: number;
   /** How long each lifecycle step may wait for its answer before the VM goes to `error`. */
   readonly deadlines: Readonly<Record<Step, number>>;
   /** How often due deadlines and silent hosts are looked for. */
@@ -33,6 +36,8 @@ const ms = (fallback: number) => z.coerce.number().int().positive().default(fall
 const Env = BaseEnv.extend({
   VM_DATABASE_URL: z.url().optional(),
   MAX_VMS_PER_USER: z.coerce.number().int().min(0).default(10),
+  MAX_VCPUS_PER_USER: z.coerce.number().int().min(0).default(16),
+  MAX_MEMORY_MB_PER_USER: z.coerce.number().int().min(0).default(16_384),
   ALLOCATE_TIMEOUT_MS: ms(30_000),
   // How long a VM holding an address waits for a live host with room before it fails.
   SCHEDULE_TIMEOUT_MS: ms(30_000),
@@ -73,6 +78,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     namespace: e.MIKROM_NAMESPACE,
     streamReplicas: e.MIKROM_STREAM_REPLICAS,
     maxVmsPerUser: e.MAX_VMS_PER_USER,
+    maxVcpusPerUser: e.MAX_VCPUS_PER_USER,
+    maxMemoryMbPerUser: e.MAX_MEMORY_MB_PER_USER,
     deadlines: {
       allocate: e.ALLOCATE_TIMEOUT_MS,
       schedule: e.SCHEDULE_TIMEOUT_MS,

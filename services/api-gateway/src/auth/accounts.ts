@@ -1,9 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { Text } from "@mikrom/contracts";
 import { z } from "zod";
+import type { Registration as RegistrationMode } from "../config.ts";
 import { Problem } from "../http/problem.ts";
+import type { InviteStore } from "../store/invites.ts";
 import type { RefreshTokenStore } from "../store/refresh-tokens.ts";
-import { DuplicateUser, type UserRow, type UserStore } from "../store/users.ts";
+import { DuplicateUser, type NewUser, type UserRow, UserStore } from "../store/users.ts";
 import { unauthorized } from "./middleware.ts";
 import { hashPassword, verifyPassword } from "./passwords.ts";
 import { ACCESS_TTL_SECONDS, InvalidToken, type Tokens } from "./tokens.ts";
@@ -31,6 +33,13 @@ export const UserOut = z
     name: z.string().describe("full_name, or the username when there is none (read by the Go client)"),
     is_active: z.boolean(),
     is_superuser: z.boolean(),
+    quota: z
+      .object({
+        vms: z.int().nullable(),
+        vcpus: z.int().nullable(),
+        memory_mb: z.int().nullable(),
+      })
+      .describe("limits a superuser set for this user; null: the service's default"),
     created_at: z.string(),
     updated_at: z.string(),
   })
@@ -58,6 +67,7 @@ export function userOut(row: UserRow): UserOut {
     name: row.full_name ?? row.username,
     is_active: row.is_active,
     is_superuser: row.is_superuser,
+    quota: { vms: row.max_vms, vcpus: row.max_vcpus, memory_mb: row.max_memory_mb },
     created_at: row.created_at.toISOString(),
     updated_at: row.updated_at.toISOString(),
   };
@@ -85,23 +95,58 @@ export class Accounts {
   readonly #users: UserStore;
   readonly #refresh: RefreshTokenStore;
   readonly #tokens: Tokens;
+  readonly #invites: InviteStore;
 
-  constructor(users: UserStore, refresh: RefreshTokenStore, tokens: Tokens) {
+  constructor(users: UserStore, refresh: RefreshTokenStore, tokens: Tokens, invites: InviteStore) {
     this.#users = users;
     this.#refresh = refresh;
     this.#tokens = tokens;
+    this.#invites = invites;
   }
 
+  /** An account made by the system or a superuser: no registration mode applies. */
   async register(input: Registration, superuser = false): Promise<UserRow> {
-    const username = input.username ?? (await this.#deriveUsername(input.email));
+    return this.#create(this.#users, await this.#newUser(input, superuser));
+  }
+
+  /**
+   * Self-service sign-up, as `mode` allows: `open` to anyone, `invite` with an unused, unexpired
+   * invitation (spent only when the account is made), `closed` to no one. Refusals are 403s.
+   */
+  async signUp(
+    input: Registration,
+    mode: RegistrationMode,
+    inviteToken: string | undefined,
+  ): Promise<UserRow> {
+    if (mode === "closed")
+      throw new Problem(403, "Registration is closed: ask an administrator for an account");
+    if (mode === "open") return this.register(input);
+    if (inviteToken === undefined)
+      throw new Problem(403, "Registration needs an invitation: ask an administrator for one (invite_token)");
+    const user = await this.#newUser(input, false);
+    const created = await this.#invites.redeem(inviteToken, (tx) => this.#create(new UserStore(tx), user));
+    if (!created) throw new Problem(403, "This invitation is not valid: it is unknown, used or expired");
+    return created;
+  }
+
+  /** Issues an invitation (superuser): the token is returned once and stored only as a hash. */
+  invite(createdBy: number, ttlSeconds: number): Promise<{ token: string; expiresAt: Date }> {
+    return this.#invites.issue(createdBy, ttlSeconds);
+  }
+
+  async #newUser(input: Registration, superuser: boolean): Promise<NewUser> {
+    return {
+      email: input.email,
+      username: input.username ?? (await this.#deriveUsername(input.email)),
+      fullName: input.fullName ?? null,
+      hashedPassword: await hashPassword(input.password),
+      isSuperuser: superuser,
+    };
+  }
+
+  async #create(users: UserStore, user: NewUser): Promise<UserRow> {
     try {
-      return await this.#users.create({
-        email: input.email,
-        username,
-        fullName: input.fullName ?? null,
-        hashedPassword: await hashPassword(input.password),
-        isSuperuser: superuser,
-      });
+      return await users.create(user);
     } catch (error) {
       if (error instanceof DuplicateUser) throw identityTaken();
       throw error;
@@ -126,20 +171,24 @@ export class Accounts {
       if (error instanceof InvalidToken) throw unauthorized(error.message);
       throw error;
     }
-    if (!(await this.#refresh.consume(claims.jti, claims.userId))) {
-      await this.#refresh.revokeAll(claims.userId);
+    const consumed = await this.#refresh.consume(claims.jti, claims.userId);
+    if (consumed !== "consumed") {
+      // Reuse means the token leaked (or a client raced itself): every session of the user ends,
+      // access tokens included, so whoever holds a copy is out at their next request.
+      if (consumed === "reused") await this.#users.endSessions(claims.userId);
       throw unauthorized("Refresh token has already been used or revoked");
     }
     const user = await this.#users.byId(claims.userId);
-    if (!user) throw unauthorized("Could not validate credentials");
+    if (!user || claims.generation !== user.token_generation)
+      throw unauthorized("Could not validate credentials");
     if (!user.is_active) throw new Problem(403, "Inactive user");
     return this.issue(user);
   }
 
   async issue(user: UserRow): Promise<TokenOut> {
     const [access, refresh] = await Promise.all([
-      this.#tokens.issue(user.id, "access"),
-      this.#tokens.issue(user.id, "refresh"),
+      this.#tokens.issue(user.id, "access", { generation: user.token_generation }),
+      this.#tokens.issue(user.id, "refresh", { generation: user.token_generation }),
     ]);
     await this.#refresh.record(refresh.jti, user.id, refresh.expiresAt);
     return {
@@ -150,6 +199,11 @@ export class Accounts {
       token: access.token,
       user: userOut(user),
     };
+  }
+
+  /** Logout: every session of the user ends (every device), refresh and access tokens alike. */
+  logout(userId: number): Promise<void> {
+    return this.#users.endSessions(userId);
   }
 
   /** The first superuser from the environment; an existing account of that email is left as it is. */

@@ -38,6 +38,9 @@ export function authenticate(deps: { tokens: Tokens; users: UserStore }): Middle
         c.set("authProblem", new Problem(403, "Inactive user"));
         return next();
       }
+      // The row is read on every request anyway (deactivation must hold at once), so a session
+      // ended by logout, a password change or refresh-token reuse ends here with no cache to expire.
+      if (claims.generation !== user.token_generation) throw new InvalidToken("Token has been revoked");
       c.set("user", user);
       setContext({ user_id: String(user.id), user_name: user.username });
     } catch (error) {

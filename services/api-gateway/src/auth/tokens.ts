@@ -11,6 +11,8 @@ export interface TokenClaims {
   readonly type: TokenType;
   readonly jti: string;
   readonly expiresAt: Date;
+  /** The user's token generation when it was issued: a lower one than the user's now is refused. */
+  readonly generation: number;
 }
 
 export interface IssuedToken {
@@ -37,11 +39,15 @@ export class Tokens {
     this.#now = now;
   }
 
-  issue(userId: number, type: TokenType, ttlSeconds?: number): Promise<IssuedToken> {
-    const ttl = ttlSeconds ?? (type === "access" ? ACCESS_TTL_SECONDS : REFRESH_TTL_SECONDS);
+  issue(
+    userId: number,
+    type: TokenType,
+    options: { generation?: number; ttlSeconds?: number } = {},
+  ): Promise<IssuedToken> {
+    const ttl = options.ttlSeconds ?? (type === "access" ? ACCESS_TTL_SECONDS : REFRESH_TTL_SECONDS);
     const iat = Math.floor(this.#now() / 1000);
     const jti = randomUUID();
-    return new SignJWT({ type })
+    return new SignJWT({ type, gen: options.generation ?? 0 })
       .setProtectedHeader({ alg: "HS256", typ: "JWT" })
       .setSubject(String(userId))
       .setIssuedAt(iat)
@@ -64,9 +70,23 @@ export class Tokens {
     }
     if (payload.type !== expected) throw new InvalidToken(`Invalid token type (expected "${expected}")`);
     const userId = Number(payload.sub);
-    if (!Number.isSafeInteger(userId) || userId <= 0 || typeof payload.jti !== "string" || !payload.exp) {
+    // Tokens from before generations existed carry none: generation 0, ended by the first raise.
+    const generation = payload.gen ?? 0;
+    if (
+      !Number.isSafeInteger(userId) ||
+      userId <= 0 ||
+      typeof payload.jti !== "string" ||
+      !payload.exp ||
+      !Number.isSafeInteger(generation)
+    ) {
       throw new InvalidToken("Could not validate credentials");
     }
-    return { userId, type: expected, jti: payload.jti, expiresAt: new Date(payload.exp * 1000) };
+    return {
+      userId,
+      type: expected,
+      jti: payload.jti,
+      expiresAt: new Date(payload.exp * 1000),
+      generation: generation as number,
+    };
   }
 }

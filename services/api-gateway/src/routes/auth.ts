@@ -13,9 +13,10 @@ import {
   UserOut,
   userOut,
 } from "../auth/accounts.ts";
-import { signedIn } from "../auth/middleware.ts";
+import { signedIn, superuserOnly } from "../auth/middleware.ts";
+import type { Registration } from "../config.ts";
 import type { AppEnv, GatewayApp } from "../http/env.ts";
-import { BEARER, json, jsonRequest, problemJson } from "../http/route-parts.ts";
+import { BEARER, inOrder, json, jsonRequest, problemJson } from "../http/route-parts.ts";
 import { readForm, readJson } from "../http/validate.ts";
 import type { LoginThrottle } from "../limits/login-throttle.ts";
 
@@ -25,6 +26,12 @@ export const RegisterBody = z.object({
   username: Username.optional().describe("derived from the email when absent"),
   full_name: FullName.nullable().optional(),
   name: FullName.optional().describe("the Go client's spelling of full_name"),
+  invite_token: z
+    .string()
+    .min(1)
+    .max(200)
+    .optional()
+    .describe("an invitation from a superuser: required when MIKROM_REGISTRATION=invite"),
 });
 const RegisterOut = UserOut.extend({ user: UserOut }).extend(TokenOut.omit({ user: true }).shape);
 
@@ -65,6 +72,7 @@ export const register = createRoute({
   request: { body: jsonRequest(RegisterBody) },
   responses: {
     201: json("Created", RegisterOut),
+    403: problemJson("Registration is closed, or needs a valid invitation"),
     409: problemJson("Email or username taken"),
   },
 });
@@ -107,6 +115,37 @@ export const refresh = createRoute({
   responses: { 200: json("Tokens", TokenOut) },
 });
 
+const InviteBody = z.object({
+  ttl_hours: z.int().min(1).max(720).default(168).describe("how long it can be used (default 7 days)"),
+});
+const InviteOut = z
+  .object({
+    token: z.string().describe("shown once: only its hash is kept; give it as invite_token to register"),
+    expires_at: z.string(),
+  })
+  .meta({ id: "Invitation" });
+
+export const createInvite = createRoute({
+  method: "post",
+  path: "/api/v1/auth/invites",
+  summary: "Issue a single-use invitation to register (superuser)",
+  tags: AUTH,
+  middleware: inOrder(superuserOnly, readJson),
+  security: BEARER,
+  request: { body: jsonRequest(InviteBody) },
+  responses: { 201: json("The invitation", InviteOut), 403: problemJson("Not a superuser") },
+});
+
+export const logout = createRoute({
+  method: "post",
+  path: "/api/v1/auth/logout",
+  summary: "Log out everywhere: every refresh and access token of the caller stops working",
+  tags: AUTH,
+  middleware: signedIn,
+  security: BEARER,
+  responses: { 204: { description: "Logged out" } },
+});
+
 const me = (path: string) =>
   createRoute({
     method: "get",
@@ -118,19 +157,25 @@ const me = (path: string) =>
     responses: { 200: json("The user", UserOut) },
   });
 
-export function authRoutes(app: GatewayApp, accounts: Accounts, throttle: LoginThrottle): void {
+export function authRoutes(
+  app: GatewayApp,
+  accounts: Accounts,
+  throttle: LoginThrottle,
+  mode: Registration,
+): void {
   // Failed logins are counted per account and per address; while either is blocked, a 429.
   const logIn = (c: { get(key: "clientIp"): string }, login: string, password: string) =>
     throttle.attempt({ login, ip: c.get("clientIp") }, () => accounts.login(login, password));
 
   app.openapi(register, async (c) => {
     const body = c.req.valid("json");
-    const user = await accounts.register({
+    const input = {
       email: body.email,
       password: body.password,
       username: body.username,
       fullName: body.full_name ?? body.name ?? null,
-    });
+    };
+    const user = await accounts.signUp(input, mode, body.invite_token);
     const tokens = await accounts.issue(user);
     const { user: out, ...tokenFields } = tokens;
     return c.json({ ...out, user: out, ...tokenFields }, 201);
@@ -152,6 +197,17 @@ export function authRoutes(app: GatewayApp, accounts: Accounts, throttle: LoginT
   });
 
   app.openapi(refresh, async (c) => c.json(await accounts.refresh(c.req.valid("json").refresh_token), 200));
+
+  app.openapi(createInvite, async (c) => {
+    const ttlSeconds = c.req.valid("json").ttl_hours * 3600;
+    const invite = await accounts.invite(c.get("user").id, ttlSeconds);
+    return c.json({ token: invite.token, expires_at: invite.expiresAt.toISOString() }, 201);
+  });
+
+  app.openapi(logout, async (c) => {
+    await accounts.logout(c.get("user").id);
+    return c.body(null, 204);
+  });
 
   for (const path of ["/api/v1/auth/me", "/api/v1/auth/profile"]) {
     app.openapi(me(path), (c) => c.json(userOut(c.get("user")), 200));

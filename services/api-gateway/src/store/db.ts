@@ -10,6 +10,12 @@ export interface UsersTable {
   hashed_password: string;
   is_active: ColumnType<boolean, boolean | undefined, boolean>;
   is_superuser: ColumnType<boolean, boolean | undefined, boolean>;
+  /** In every access token; raised to end the user's sessions (the tokens carrying a lower one stop working). */
+  token_generation: ColumnType<number, number | undefined, number>;
+  /** A superuser's overrides of vm-service's per-user limits; null: its default. */
+  max_vms: ColumnType<number | null, number | null | undefined, number | null>;
+  max_vcpus: ColumnType<number | null, number | null | undefined, number | null>;
+  max_memory_mb: ColumnType<number | null, number | null | undefined, number | null>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
@@ -55,9 +61,20 @@ export interface CommandsTable {
   settled_at: Date | null;
 }
 
+/** Invitations to register: only a hash of the token is kept; each is used once, before it expires. */
+export interface InvitesTable {
+  token_hash: string;
+  created_by: number | null;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  used_at: Date | null;
+  used_by: number | null;
+}
+
 export interface GatewayDb {
   users: UsersTable;
   refresh_tokens: RefreshTokensTable;
   idempotency_keys: IdempotencyKeysTable;
   commands: CommandsTable;
+  invites: InvitesTable;
 }

@@ -85,7 +85,35 @@ const migrations: Record<string, Migration> = {
       );
     },
   },
-  "003_rate_limits": {
+  "003_token_generation": {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // Access tokens are not stored; ending a user's sessions raises this number instead, and a
+      // token carrying a lower one is refused (auth/middleware.ts).
+      await sql`ALTER TABLE users ADD COLUMN token_generation integer NOT NULL DEFAULT 0`.execute(db);
+    },
+  },
+  "004_invites": {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await sql`
+        CREATE TABLE invites (
+          token_hash text PRIMARY KEY,
+          created_by integer REFERENCES users (id) ON DELETE SET NULL,
+          created_at timestamptz NOT NULL DEFAULT now(),
+          expires_at timestamptz NOT NULL,
+          used_at timestamptz,
+          used_by integer REFERENCES users (id) ON DELETE SET NULL
+        )`.execute(db);
+    },
+  },
+  "005_quotas": {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // Null: vm-service's default. Sent with each CreateVm; vm-service checks them under the user's lock.
+      await sql`ALTER TABLE users ADD COLUMN max_vms integer, ADD COLUMN max_vcpus integer, ADD COLUMN max_memory_mb integer`.execute(
+        db,
+      );
+    },
+  },
+  "006_rate_limits": {
     async up(db: Kysely<unknown>): Promise<void> {
       // rate-limiter-flexible's PostgreSQL layout (key, points, expire in epoch ms), made here so no
       // replica runs DDL at start; `key` is text, as a login name may be long.

@@ -18,6 +18,10 @@ export interface UserChanges {
   hashedPassword?: string;
   isActive?: boolean;
   isSuperuser?: boolean;
+  /** A superuser's overrides of the user's limits; a null is "vm-service's default". */
+  quota?: { vms?: number | null; vcpus?: number | null; memoryMb?: number | null };
+  /** End every session of the user in the same transaction (see `endSessions`). */
+  endSessions?: boolean;
 }
 
 /** A unique index said no: which one, so the caller can say "email taken" or "username taken". */
@@ -110,28 +114,70 @@ export class UserStore {
   }
 
   async update(id: number, changes: UserChanges): Promise<UserRow | undefined> {
-    try {
-      return await this.#db
+    if (!changes.endSessions) return updateUser(this.#db, id, changes);
+    // The change (a new password, a deactivation) and the end of the old sessions land together.
+    return this.#db.transaction().execute(async (tx) => {
+      const row = await updateUser(tx, id, changes);
+      if (row) await revokeRefreshTokens(tx, id);
+      return row;
+    });
+  }
+
+  /**
+   * Ends every session of the user at once: their refresh tokens are revoked and their token
+   * generation raised, so every access token issued before is refused from the next request on.
+   */
+  async endSessions(id: number): Promise<void> {
+    await this.#db.transaction().execute(async (tx) => {
+      await tx
         .updateTable("users")
-        .set({
-          ...(changes.email !== undefined && { email: changes.email }),
-          ...(changes.username !== undefined && { username: changes.username }),
-          ...(changes.fullName !== undefined && { full_name: changes.fullName }),
-          ...(changes.hashedPassword !== undefined && { hashed_password: changes.hashedPassword }),
-          ...(changes.isActive !== undefined && { is_active: changes.isActive }),
-          ...(changes.isSuperuser !== undefined && { is_superuser: changes.isSuperuser }),
-          updated_at: sql`now()`,
-        })
+        .set({ token_generation: sql`token_generation + 1` })
         .where("id", "=", id)
-        .returningAll()
-        .executeTakeFirst();
-    } catch (error) {
-      throw duplicateOf(error) ?? error;
-    }
+        .execute();
+      await revokeRefreshTokens(tx, id);
+    });
   }
 
   async delete(id: number): Promise<boolean> {
     const result = await this.#db.deleteFrom("users").where("id", "=", id).executeTakeFirst();
     return result.numDeletedRows > 0n;
+  }
+}
+
+function revokeRefreshTokens(db: Kysely<GatewayDb>, userId: number): Promise<unknown> {
+  return db
+    .updateTable("refresh_tokens")
+    .set({ revoked_at: sql`now()` })
+    .where("user_id", "=", userId)
+    .where("revoked_at", "is", null)
+    .execute();
+}
+
+async function updateUser(
+  db: Kysely<GatewayDb>,
+  id: number,
+  changes: UserChanges,
+): Promise<UserRow | undefined> {
+  try {
+    return await db
+      .updateTable("users")
+      .set({
+        ...(changes.email !== undefined && { email: changes.email }),
+        ...(changes.username !== undefined && { username: changes.username }),
+        ...(changes.fullName !== undefined && { full_name: changes.fullName }),
+        ...(changes.hashedPassword !== undefined && { hashed_password: changes.hashedPassword }),
+        ...(changes.isActive !== undefined && { is_active: changes.isActive }),
+        ...(changes.isSuperuser !== undefined && { is_superuser: changes.isSuperuser }),
+        ...(changes.endSessions && { token_generation: sql`token_generation + 1` }),
+        ...(changes.quota?.vms !== undefined && { max_vms: changes.quota.vms }),
+        ...(changes.quota?.vcpus !== undefined && { max_vcpus: changes.quota.vcpus }),
+        ...(changes.quota?.memoryMb !== undefined && { max_memory_mb: changes.quota.memoryMb }),
+        updated_at: sql`now()`,
+      })
+      .where("id", "=", id)
+      .returningAll()
+      .executeTakeFirst();
+  } catch (error) {
+    throw duplicateOf(error) ?? error;
   }
 }

@@ -31,6 +31,7 @@ export const TEST_CONFIG: GatewayDeps["config"] = {
   sseHeartbeatMs: 200,
   // The tests reach the gateway over loopback and say which client they play in X-Forwarded-For.
   trustProxy: ["loopback"],
+  registration: "open",
 };
 
 /** A backend for tests that need no NATS: every query and command finds the services down. */

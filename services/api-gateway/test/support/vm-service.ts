@@ -60,6 +60,8 @@ export class FakeVmService {
   readonly commandIds: string[] = [];
   /** When false, commands are consumed but never answered (the gateway's bound passes). */
   answering = true;
+  /** When true, queries are answered "unavailable" (vm-service's read side away). */
+  queriesAway = false;
   /** When set, creates are refused with this reason (a VM limit). */
   refuseCreates: string | undefined;
   readonly #js: JetStreamClient;
@@ -227,6 +229,7 @@ export class FakeVmService {
     name: string,
     req: Record<string, unknown> & { actor: Actor; vmId: string },
   ): Promise<unknown> {
+    if (this.queriesAway) return { ok: false, error: { code: "unavailable", message: "away" } };
     const notFound = { ok: false, error: { code: "not_found", message: "VM not found" } };
     if (name === "list") {
       const page = (req.page as number) ?? 1;

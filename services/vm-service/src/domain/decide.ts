@@ -26,6 +26,11 @@ export interface DecideContext {
   /** VMs this user holds now (every status but deleted). */
   readonly userVmCount: number;
   readonly maxVmsPerUser: number;
+  /** vCPUs and memory this user's VMs hold now, and the user's limits; a limit absent is none. */
+  readonly userVcpus?: number;
+  readonly maxVcpusPerUser?: number;
+  readonly userMemoryMb?: number;
+  readonly maxMemoryMbPerUser?: number;
   /** The VM's host is unreachable: what runs there cannot be changed until it is back. */
   readonly hostUnreachable?: boolean;
 }
@@ -66,6 +71,16 @@ function visibleTo(vm: Vm, actor: Actor): boolean {
   return actor.superuser || vm.userId === actor.userId;
 }
 
+/** Why a VM of this size would take the user past their vCPU or memory quota; undefined when it fits. */
+function overQuota(vcpus: number, memoryMb: number, ctx: DecideContext): string | undefined {
+  const held = { vcpus: ctx.userVcpus ?? 0, memoryMb: ctx.userMemoryMb ?? 0 };
+  if (ctx.maxVcpusPerUser !== undefined && held.vcpus + vcpus > ctx.maxVcpusPerUser)
+    return `vCPU quota reached: your VMs hold ${held.vcpus} of ${ctx.maxVcpusPerUser} vCPUs and this one asks for ${vcpus}`;
+  if (ctx.maxMemoryMbPerUser !== undefined && held.memoryMb + memoryMb > ctx.maxMemoryMbPerUser)
+    return `memory quota reached: your VMs hold ${held.memoryMb} of ${ctx.maxMemoryMbPerUser} MB and this one asks for ${memoryMb} MB`;
+  return undefined;
+}
+
 /** decide(command, state) → the events it causes, or why not. Pure: everything it needs comes in. */
 export function decide(cmd: VmCommand, vm: Vm, ctx: DecideContext): VmEvent[] | Refusal {
   if (cmd.type === "CreateVm") {
@@ -73,6 +88,8 @@ export function decide(cmd: VmCommand, vm: Vm, ctx: DecideContext): VmEvent[] | 
     if (ctx.userVmCount >= ctx.maxVmsPerUser)
       return refuse("limit", `VM limit reached: at most ${ctx.maxVmsPerUser} VMs per user`);
     const d = cmd.data;
+    const over = overQuota(d.vcpuCount, d.memoryMb, ctx);
+    if (over) return refuse("limit", over);
     return [
       {
         type: "VmCreated",

@@ -123,14 +123,22 @@ export async function listVms(
 }
 
 /** VMs the user holds now, for the per-user limit. */
-export async function countUserVms(tx: Tx, userId: number): Promise<number> {
+/** What a user's VMs hold now (every status but deleted): how many, their vCPUs and memory. */
+export async function userUsage(
+  tx: Tx,
+  userId: number,
+): Promise<{ vms: number; vcpus: number; memoryMb: number }> {
   const r = await tx
     .selectFrom("vms")
-    .select(sql<string>`count(*)`.as("n"))
+    .select([
+      sql<string>`count(*)`.as("n"),
+      sql<string>`coalesce(sum(vcpu_count), 0)`.as("vcpus"),
+      sql<string>`coalesce(sum(memory_mb), 0)`.as("memory"),
+    ])
     .where("user_id", "=", userId)
     .where("deleted", "=", false)
     .executeTakeFirstOrThrow();
-  return Number(r.n);
+  return { vms: Number(r.n), vcpus: Number(r.vcpus), memoryMb: Number(r.memory) };
 }
 
 /** Every known host with the capacity its placed VMs use. */

@@ -54,13 +54,18 @@ export function authPages(app: Hono<AppEnv>, deps: ConsoleDeps): void {
   app.post("/register", async (c) => {
     const form = await formOf(c);
     sessions.verify(c, form._csrf);
-    const values = { email: form.email?.trim(), name: form.name?.trim() || undefined };
+    const values = {
+      email: form.email?.trim(),
+      name: form.name?.trim() || undefined,
+      invite: form.invite?.trim() || undefined,
+    };
     try {
       const tokens = await api.json<Tokens>(c, "POST", "/api/v1/auth/register", {
         body: {
           email: values.email ?? "",
           password: form.password ?? "",
           ...(values.name && { name: values.name }),
+          ...(values.invite && { invite_token: values.invite }),
         },
       });
       sessions.start(c, tokens);
@@ -75,6 +80,9 @@ export function authPages(app: Hono<AppEnv>, deps: ConsoleDeps): void {
   app.post("/logout", async (c) => {
     const form = await formOf(c);
     sessions.verify(c, form._csrf);
+    // The API ends the tokens too, not only this browser's cookies: a copy of them stops working.
+    const token = await sessions.token(c).catch(() => undefined);
+    if (token) await api.request(c, "POST", "/api/v1/auth/logout", { token }).catch(() => undefined);
     sessions.end(c);
     sessions.flash(c, { kind: "info", text: "You are logged out." });
     return c.redirect("/login", 303);

@@ -26,6 +26,7 @@ export function loginPage(csrf: string, next: string, login = "", error?: string
 export interface RegisterValues {
   readonly email?: string | undefined;
   readonly name?: string | undefined;
+  readonly invite?: string | undefined;
 }
 
 export function registerPage(csrf: string, values: RegisterValues = {}, error?: string): JSXNode {
@@ -55,6 +56,10 @@ export function registerPage(csrf: string, values: RegisterValues = {}, error?: 
           aria-describedby="password-hint"
         />
         <small id="password-hint">8 to 100 characters.</small>
+      </div>
+      <div class="field">
+        <label for="invite">Invitation <span class="optional">(if you were given one)</span></label>
+        <input id="invite" name="invite" value=${values.invite ?? ""} autocomplete="off" maxlength="200" />
       </div>
       <button type="submit" class="btn btn-primary">Create account</button>
     </form>

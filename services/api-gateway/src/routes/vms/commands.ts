@@ -1,5 +1,5 @@
 import { createRoute } from "@hono/zod-openapi";
-import { CreateVm, DeleteVm, RestartVm, StartVm, StopVm, UpdateVm } from "@mikrom/contracts";
+import { CreateVm, DeleteVm, RestartVm, StartVm, StopVm, UpdateVm, type UserQuota } from "@mikrom/contracts";
 import { setContext, withSpan } from "@mikrom/telemetry";
 import { signedIn } from "../../auth/middleware.ts";
 import { entityIdFor } from "../../commands/ids.ts";
@@ -7,6 +7,7 @@ import type { GatewayApp } from "../../http/env.ts";
 import { Problem } from "../../http/problem.ts";
 import { BEARER, inOrder, json, jsonRequest, problemJson } from "../../http/route-parts.ts";
 import { readJson } from "../../http/validate.ts";
+import type { UserRow } from "../../store/users.ts";
 import { unlessRejected } from "../outcomes.ts";
 import { location, stillPending, type VmAccess } from "./access.ts";
 import { stillCreating } from "./acknowledged.ts";
@@ -116,6 +117,7 @@ export function vmCommandRoutes(app: GatewayApp, vms: VmAccess): void {
         vcpuCount: body.vcpu_count,
         memoryMb: body.memory_mb,
         ...(body.pool !== undefined && { pool: body.pool }),
+        ...quotaOf(user),
       };
       const outcome = unlessRejected(await vms.send(c, user, "create", CreateVm, data, vmId), "VM");
       // Recorded by vm-service, or recorded here and on its way: either way the VM will exist.
@@ -177,4 +179,14 @@ export function vmCommandRoutes(app: GatewayApp, vms: VmAccess): void {
       });
     });
   }
+}
+
+/** The user's limits a superuser set, for vm-service to check with the rest (absent: its defaults). */
+function quotaOf(user: UserRow): { quota?: UserQuota } {
+  const quota: UserQuota = {
+    ...(user.max_vms !== null && { vms: user.max_vms }),
+    ...(user.max_vcpus !== null && { vcpus: user.max_vcpus }),
+    ...(user.max_memory_mb !== null && { memoryMb: user.max_memory_mb }),
+  };
+  return Object.keys(quota).length > 0 ? { quota } : {};
 }
