@@ -3,21 +3,34 @@ import { fold, isRefusal, refuse } from "../src/decider.ts";
 import { type Tally, type TallyCommand, tally } from "./fixtures/tally.ts";
 
 describe("refusals", () => {
-  it("are plain values with a reason and an optional code", () => {
-    expect(refuse("VM is not running")).toEqual({ kind: "refusal", reason: "VM is not running" });
-    expect(refuse("VM is not running", "not-running")).toEqual({
+  it("are plain values with a reason and an optional code (no code key at all when none is given)", () => {
+    expect(refuse("VM is not running")).toStrictEqual({ kind: "refusal", reason: "VM is not running" });
+    expect(refuse("VM is not running", "not-running")).toStrictEqual({
       kind: "refusal",
       reason: "VM is not running",
       code: "not-running",
     });
   });
 
-  it("are told apart from a list of events", () => {
-    expect(isRefusal(refuse("no"))).toBe(true);
-    expect(isRefusal([])).toBe(false);
-    expect(isRefusal([{ type: "X", data: {} }])).toBe(false);
-    expect(isRefusal(null)).toBe(false);
-    expect(isRefusal({ reason: "no" })).toBe(false);
+  it("are frozen: a refusal once made is not changed", () => {
+    expect(Object.isFrozen(refuse("no"))).toBe(true);
+    expect(Object.isFrozen(refuse("no", "code"))).toBe(true);
+  });
+
+  it.each<[string, unknown, boolean]>([
+    ["a refusal", refuse("no"), true],
+    ["a refusal with a code", refuse("no", "c"), true],
+    ["no events", [], false],
+    ["a list of events", [{ type: "X", data: {} }], false],
+    ["a list that calls itself a refusal", Object.assign([], { kind: "refusal" }), false],
+    ["null", null, false],
+    ["undefined", undefined, false],
+    ["a string", "refusal", false],
+    ["a function that calls itself a refusal", Object.assign(() => [], { kind: "refusal" }), false],
+    ["an object with a reason but no kind", { reason: "no" }, false],
+    ["an object of another kind", { kind: "event", reason: "no" }, false],
+  ])("are told apart: %s → %s", (_, value, expected) => {
+    expect(isRefusal(value)).toBe(expected);
   });
 });
 
@@ -69,5 +82,17 @@ describe("a decider (the tests' tally)", () => {
       { type: "TallyClosed", data: { tallyId: "t" } },
     ]);
     expect(state).toEqual({ status: "closed", total: 7 });
+  });
+
+  it("folds from a state given, in place of the initial one", () => {
+    const from: Tally = { status: "open", total: 10 };
+    expect(
+      fold(tally, [{ type: "TallyIncremented", data: { tallyId: "t", by: 2, note: null } }], from),
+    ).toEqual({
+      status: "open",
+      total: 12,
+    });
+    expect(fold(tally, [], from)).toBe(from);
+    expect(fold(tally, [])).toBe(tally.initialState);
   });
 });
