@@ -12,6 +12,8 @@ export default {
   clearTextReporter: { allowColor: false, reportScoreTable: true },
   htmlReporter: { fileName: "reports/mutation/index.html" },
   jsonReporter: { fileName: "reports/mutation/mutation.json" },
+  // `npm run mutate -- --incremental` tests again only the mutants whose code or tests changed.
+  incrementalFile: "reports/mutation/incremental.json",
   tempDirName: ".stryker-tmp",
   // Each domain folder is held to 90 %; the run fails if the whole falls below it.
   thresholds: { high: 95, low: 90, break: 90 },
