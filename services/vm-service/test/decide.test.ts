@@ -1,5 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { type DecideContext, decide, type Refusal, type VmCommandType } from "../src/domain/decide.ts";
+import {
+  type DecideContext,
+  decide,
+  isRefusal,
+  type Refusal,
+  refuse,
+  type VmCommand,
+  type VmCommandType,
+} from "../src/domain/decide.ts";
 import { type Decision, type Outgoing, plan } from "../src/domain/outgoing.ts";
 import {
   allocationRequestId,
@@ -182,7 +190,8 @@ describe("the VM decider", () => {
       expect(result).toEqual({ refused: true, code: expected.refused, reason: expected.reason });
       return;
     }
-    expect(result).toEqual(expected);
+    // Strict: a key set to undefined (a pool or a name the command never gave) is a difference too.
+    expect(result).toStrictEqual(expected);
     if ("refused" in result) return;
     // Every event leaves from a status the transition table allows, and lands where it says.
     let state = vm;
@@ -242,8 +251,69 @@ describe("the VM decider", () => {
     });
   });
 
-  it("an update that names nothing still answers with an event", () => {
-    const result = decide({ type: "UpdateVm", data: { vmId: VM_ID, actor: OWNER } }, vmIn("running"), ctx);
-    expect(result).toEqual([{ type: "VmUpdated", data: { vmId: VM_ID } }]);
+  it.each<[string, Partial<{ name: string; description: string | null }>]>([
+    ["nothing", {}],
+    ["a name", { name: "web-2" }],
+    ["a description", { description: "db" }],
+    ["a cleared description", { description: null }],
+    ["both", { name: "web-2", description: "db" }],
+  ])("an update that names %s answers with an event naming just that", (_, changes) => {
+    const result = decide(
+      { type: "UpdateVm", data: { vmId: VM_ID, actor: OWNER, ...changes } },
+      vmIn("running"),
+      ctx,
+    );
+    expect(result).toStrictEqual([{ type: "VmUpdated", data: { vmId: VM_ID, ...changes } }]);
+  });
+
+  it("records the pool a create names", () => {
+    const cmd = commands.CreateVm();
+    const inPool = { ...cmd, data: { ...cmd.data, pool: "gold" } } as VmCommand;
+    expect(decide(inPool, vmIn("absent"), ctx)).toStrictEqual([
+      {
+        type: "VmCreated",
+        data: {
+          vmId: VM_ID,
+          userId: OWNER.userId,
+          name: "web-1",
+          description: null,
+          vcpuCount: 2,
+          memoryMb: 1024,
+          pool: "gold",
+        },
+      },
+    ]);
+  });
+
+  const unreachable: DecideContext = { ...ctx, hostUnreachable: true };
+  const waitForHost = (status: string): Refusal =>
+    refuse(
+      "conflict",
+      `host ${HOST} is unreachable: the VM keeps its last known status (${status}) until the host is back; retry later`,
+    );
+  /** The VM's host is unreachable: what would need it is refused, the rest goes on (a delete waits for it). */
+  it.each<[VmCommandType, Lifecycle, Refusal | "decided"]>([
+    ["StartVm", "stopped", waitForHost("stopped")],
+    ["StopVm", "running", waitForHost("running")],
+    ["RestartVm", "running", waitForHost("running")],
+    ["UpdateVm", "running", "decided"],
+    ["DeleteVm", "running", "decided"],
+    // What the status refuses anyway is refused for that reason first.
+    ["StopVm", "stopped", refuse("conflict", "VM is not running (current status: stopped)")],
+  ])("with its host unreachable, %s on a %s VM: %j", (cmdType, status, expected) => {
+    const result = plan(commands[cmdType](), vmIn(status), unreachable);
+    if (expected === "decided") expect(result).toStrictEqual(plan(commands[cmdType](), vmIn(status), ctx));
+    else expect(result).toStrictEqual(expected);
+  });
+
+  it.each<[string, unknown, boolean]>([
+    ["a refusal", refuse("conflict", "no"), true],
+    ["events", [{ type: "VmStopRequested", data: { vmId: VM_ID } }], false],
+    ["no events", [], false],
+    ["null", null, false],
+    ["a string", "refused", false],
+    ["an object refused in name only", { refused: "true" }, false],
+  ])("tells a refusal apart: %s → %s", (_, value, expected) => {
+    expect(isRefusal(value)).toBe(expected);
   });
 });

@@ -1,6 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { outstanding } from "../src/domain/outgoing.ts";
-import { initialVm, replay, stepCommandId, type Vm, type VmEvent } from "../src/domain/vm.ts";
+import {
+  allocationRequestId,
+  initialVm,
+  replay,
+  stepCommandId,
+  type Vm,
+  type VmEvent,
+} from "../src/domain/vm.ts";
 import { HOST, IP, OWNER, VM_ID } from "./fixtures.ts";
 
 const created: VmEvent = {
@@ -204,5 +211,18 @@ describe("a VM's state, event by event", () => {
     expect(outstanding(vm).map((o) => o.command)).toEqual([
       { type: "AllocateIp", data: { vmId: VM_ID, pool: "gold" } },
     ]);
+  });
+
+  /** Written out, so that a change to the layout (which the outbox and receivers' duplicate checks rely on) fails here. */
+  it.each<[string, string, string]>([
+    ["the first AllocateIp", allocationRequestId(VM_ID, 1), "0000abcd-a110-8000-8000-000000000001"],
+    ["the 26th AllocateIp, in hex", allocationRequestId(VM_ID, 26), "0000abcd-a110-8000-8000-00000000001a"],
+    ["a boot", stepCommandId(VM_ID, 2, "boot"), "0000abcd-b007-8000-8000-000000000002"],
+    ["a resume", stepCommandId(VM_ID, 6, "resume"), "0000abcd-2e50-8000-8000-000000000006"],
+    ["a reboot", stepCommandId(VM_ID, 4, "reboot"), "0000abcd-2eb0-8000-8000-000000000004"],
+    ["a shutdown", stepCommandId(VM_ID, 4, "shutdown"), "0000abcd-5d00-8000-8000-000000000004"],
+    ["a destroy", stepCommandId(VM_ID, 300, "destroy"), "0000abcd-de57-8000-8000-00000000012c"],
+  ])("names %s's message after the VM, the command and the count", (_, id, expected) => {
+    expect(id).toBe(expected);
   });
 });

@@ -418,7 +418,8 @@ describe("the lifecycle process", () => {
   it.each(cases)("%s", (_name, status, input, c, expected) => {
     const vm = typeof status === "string" ? vmIn(status) : status;
     const d = react(input, vm, c);
-    expect(d).toEqual(expected);
+    // Strict: a key set to undefined (a prefix length the lease never had) is a difference too.
+    expect(d).toStrictEqual(expected);
     let state = vm;
     for (const e of d.events) {
       expect(transitions[e.type].from).toContain(state.status);
@@ -507,6 +508,16 @@ describe("the lifecycle process", () => {
       hostId: HOST,
       lease: { prefixLength: 24, gateway: "10.0.0.1" },
     });
+  });
+
+  it("places a VM that waited with a lease from before prefix and gateway were kept with just its address", () => {
+    const oldWait = replay(
+      [{ type: "VmAwaitingHost", data: { vmId: VM_ID, ipAddress: IP } }],
+      vmIn("pending"),
+    );
+    expect(react(hostAvailable, oldWait, ctx).events).toStrictEqual([
+      { type: "VmProvisioning", data: { vmId: VM_ID, ipAddress: IP, hostId: HOST } },
+    ]);
   });
 
   it("keeps the address of a VM waiting for a host, and names the wait as the schedule step", () => {
