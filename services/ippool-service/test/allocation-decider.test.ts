@@ -8,6 +8,7 @@ import {
   evolveAllocation,
   initialVmAllocation,
   type PoolSnapshot,
+  type VmAllocationState,
 } from "../src/domain/allocation.ts";
 
 const vmId = "srv-0000abcd";
@@ -57,11 +58,11 @@ describe("allocating an address", () => {
     });
   });
 
-  it("an inactive pool is pool_inactive", () => {
-    const step = decideAllocate(allocate(), initialVmAllocation, { ...pool, active: false });
-    expect(
-      step.next === "answer" && step.events[0]?.type === "IpAllocationFailed" && step.events[0].data.reason,
-    ).toBe("pool_inactive");
+  it("an inactive pool is pool_inactive, named as the command named it (the default when it named none)", () => {
+    expect(decideAllocate(allocate(), initialVmAllocation, { ...pool, active: false })).toEqual({
+      next: "answer",
+      events: [{ type: "IpAllocationFailed", data: { vmId, pool: "default", reason: "pool_inactive" } }],
+    });
   });
 
   it("asking again for a VM that holds an address answers the same address, whatever pool it names", () => {
@@ -73,7 +74,39 @@ describe("allocating an address", () => {
       type: "IpAllocationFailed",
       data: { vmId, pool: "default", reason: "exhausted" },
     });
-    expect(decideAllocate(allocate(), failed, pool).next).toBe("take-address");
+    expect(failed).toEqual(initialVmAllocation);
+    expect(decideAllocate(allocate(), failed, pool)).toEqual({ next: "take-address", pool });
+  });
+});
+
+/** A VM's allocation history and what it then holds: at most one address, given back only by its own release. */
+const histories: Array<[string, AllocationEvent[], VmAllocationState]> = [
+  ["an allocation holds its address", [allocated], { held: allocated.data }],
+  [
+    "releasing the held address gives it back",
+    [allocated, { type: "IpReleased", data: { vmId, poolId: pool.poolId, address: "172.16.0.2" } }],
+    { held: null },
+  ],
+  [
+    "releasing another address keeps the one held",
+    [allocated, { type: "IpReleased", data: { vmId, poolId: pool.poolId, address: "172.16.0.3" } }],
+    { held: allocated.data },
+  ],
+  [
+    "a failure after an allocation keeps the address held",
+    [allocated, { type: "IpAllocationFailed", data: { vmId, pool: "default", reason: "exhausted" } }],
+    { held: allocated.data },
+  ],
+  [
+    "a release with nothing held holds nothing",
+    [{ type: "IpReleased", data: { vmId, poolId: pool.poolId, address: "172.16.0.2" } }],
+    { held: null },
+  ],
+];
+
+describe("a VM's allocation history", () => {
+  it.each(histories)("%s", (_, events, expected) => {
+    expect(events.reduce(evolveAllocation, initialVmAllocation)).toEqual(expected);
   });
 });
 

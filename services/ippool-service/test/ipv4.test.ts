@@ -6,6 +6,7 @@ import {
   formatCidr,
   formatIpv4,
   isUsableHost,
+  maskOf,
   overlaps,
   parseCidr,
   parseIpv4,
@@ -59,11 +60,16 @@ describe("CIDR blocks", () => {
 
   it.each([
     ["10.0.0.0", "is not in CIDR notation"],
+    ["/24", '"/24" is not a valid CIDR: "" is not an IPv4 address'],
     ["10.0.0/24", "not an IPv4 address"],
     ["10.0.0.0/33", "prefix length must be 0-32"],
     ["10.0.0.0/x", "prefix length must be 0-32"],
     ["10.0.0.0/8", "pools must be between /16 and /30"],
     ["10.0.0.0/31", "pools must be between /16 and /30"],
+    ["10.0.0.0/32", '"10.0.0.0/32" has prefix /32; pools must be between /16 and /30'],
+    ["10.0.0.0/0", '"10.0.0.0/0" has prefix /0; pools must be between /16 and /30'],
+    ["10.0.0.0/15", "has prefix /15"],
+    ["10.0.0.0/024", "prefix length must be 0-32"],
     ["10.0.0.5/24", "host bits set; the network is 10.0.0.0/24"],
   ])("%s is refused: %s", (text, reason) => {
     const parsed = parseCidr(text);
@@ -97,9 +103,21 @@ describe("CIDR blocks", () => {
     expect([0, 1, 2, 3].map((i) => isUsableHost(c, c.network + i))).toEqual([false, true, true, false]);
   });
 
-  it("a reversed range has no addresses", () => {
+  it("a reversed range has no addresses, a range of one address has one", () => {
     expect(rangeSize(10, 12)).toBe(3);
+    expect(rangeSize(12, 12)).toBe(1);
     expect(rangeSize(12, 10)).toBe(0);
+  });
+
+  it.each<[number, string]>([
+    [0, "0.0.0.0"],
+    [1, "128.0.0.0"],
+    [16, "255.255.0.0"],
+    [24, "255.255.255.0"],
+    [30, "255.255.255.252"],
+    [32, "255.255.255.255"],
+  ])("the netmask of /%i is %s", (prefix, mask) => {
+    expect(formatIpv4(maskOf(prefix))).toBe(mask);
   });
 });
 

@@ -73,8 +73,51 @@ describe("pool validation", () => {
     ],
     ["a name in use", { name: "default" }, 'name: a pool named "default" exists (pool-00000001)'],
     ["a malformed gateway", { gateway: "10.8.0.300" }, 'gateway: "10.8.0.300" is not an IPv4 address'],
+    ["a malformed range start", { rangeStart: "10.8.0" }, 'rangeStart: "10.8.0" is not an IPv4 address'],
+    ["a malformed range end", { rangeEnd: "x" }, 'rangeEnd: "x" is not an IPv4 address'],
+    [
+      "a gateway on the range's first address",
+      { gateway: "10.8.0.10" },
+      "gateway: gateway 10.8.0.10 is inside the range 10.8.0.10–10.8.0.200",
+    ],
+    [
+      "a gateway on the range's last address",
+      { gateway: "10.8.0.200" },
+      "gateway: gateway 10.8.0.200 is inside the range 10.8.0.10–10.8.0.200",
+    ],
+    [
+      "a range starting on the network address",
+      { rangeStart: "10.8.0.0" },
+      "rangeStart: 10.8.0.0 is outside the usable hosts of 10.8.0.0/24 (10.8.0.1–10.8.0.254)",
+    ],
   ])("%s is refused with its reason", (_, def, reason) => {
     expect(issuesOf(def).join("\n")).toContain(reason);
+  });
+
+  it("a gateway just outside the range is not in it", () => {
+    expect(issuesOf({ gateway: "10.8.0.9" })).toEqual([]);
+    expect(issuesOf({ gateway: "10.8.0.201" })).toEqual([]);
+  });
+
+  it("a definition with a malformed address is refused, and only for what is malformed", () => {
+    expect(validatePool({ ...good, rangeEnd: "x" }, [])).toEqual({
+      ok: false,
+      issues: [{ field: "rangeEnd", message: '"x" is not an IPv4 address (four decimal octets 0-255)' }],
+    });
+    expect(validatePool({ ...good, cidr: "10.8.0.0" }, [])).toEqual({
+      ok: false,
+      issues: [{ field: "cidr", message: '"10.8.0.0" is not in CIDR notation (a.b.c.d/prefix)' }],
+    });
+  });
+
+  it("an accepted pool comes back normalized, with its network and range as numbers", () => {
+    expect(validatePool(good, others)).toEqual({
+      ok: true,
+      normalized: good,
+      cidr: { network: 0x0a080000, prefixLength: 24, broadcast: 0x0a0800ff },
+      start: 0x0a08000a,
+      end: 0x0a0800c8,
+    });
   });
 
   it("names every problem at once", () => {

@@ -215,6 +215,176 @@ describe("what the agent does with a command", () => {
   });
 });
 
+const notHere = `VM ${vmId} is not on host h1`;
+const { bootMs: _, ...spawned } = latest;
+
+/** Steps in full (answers with their data and the row they leave, boots with their spec), where the words above say less. */
+const steps: Array<[string, AgentCommand, HeldVm | undefined, Found | undefined, Step]> = [
+  [
+    "a boot with nothing anywhere boots the spec asked for",
+    boot,
+    undefined,
+    undefined,
+    { kind: "boot", spec, clear: undefined, graceful: false },
+  ],
+  [
+    "a boot over a half-booted VM clears what the driver has first",
+    boot,
+    held("booting"),
+    found("half-booted"),
+    { kind: "boot", spec, clear: spawned, graceful: false },
+  ],
+  [
+    "a resume of a VM this host never held fails its boot at prepare",
+    cmd("ResumeVm"),
+    undefined,
+    found("running"),
+    {
+      kind: "answer",
+      answer: { type: "VmBootFailed", data: { vmId, hostId: "h1", step: "prepare", reason: notHere } },
+    },
+  ],
+  [
+    "a reboot of a destroyed VM fails its boot at prepare",
+    cmd("RebootVm"),
+    held("destroyed"),
+    undefined,
+    {
+      kind: "answer",
+      answer: { type: "VmBootFailed", data: { vmId, hostId: "h1", step: "prepare", reason: notHere } },
+    },
+  ],
+  [
+    "a resume of a VM the driver runs as stored answers booted with the driver's boot time",
+    cmd("ResumeVm"),
+    held("stopped"),
+    found("running"),
+    {
+      kind: "answer",
+      answer: { type: "VmBooted", data: { vmId, hostId: "h1", driver: "fake", bootMs: 7 } },
+      change: { status: "running", spec, instance: latest },
+    },
+  ],
+  [
+    "a reboot of a running VM stops it gracefully first",
+    cmd("RebootVm"),
+    held("running"),
+    found("running"),
+    { kind: "boot", spec, clear: latest, graceful: true },
+  ],
+  [
+    "a shutdown of a VM this host never held fails",
+    cmd("ShutDownVm"),
+    undefined,
+    undefined,
+    { kind: "answer", answer: { type: "VmShutdownFailed", data: { vmId, hostId: "h1", reason: notHere } } },
+  ],
+  [
+    "a shutdown of a running VM stops the driver's record",
+    cmd("ShutDownVm"),
+    held("running"),
+    found("running"),
+    { kind: "stop", instance: latest },
+  ],
+  [
+    "a shutdown of a VM the driver has stopped keeps the driver's record",
+    cmd("ShutDownVm"),
+    held("running"),
+    found("stopped"),
+    {
+      kind: "answer",
+      answer: { type: "VmShutDown", data: { vmId, hostId: "h1" } },
+      change: { status: "stopped", spec, instance: latest },
+    },
+  ],
+  [
+    "a shutdown of a VM the driver has nothing for keeps the stored record",
+    cmd("ShutDownVm"),
+    held("stopped"),
+    undefined,
+    {
+      kind: "answer",
+      answer: { type: "VmShutDown", data: { vmId, hostId: "h1" } },
+      change: { status: "stopped", spec, instance: stored },
+    },
+  ],
+  [
+    "a shutdown of a failed VM with no record anywhere forgets the record",
+    cmd("ShutDownVm"),
+    held("failed"),
+    undefined,
+    {
+      kind: "answer",
+      answer: { type: "VmShutDown", data: { vmId, hostId: "h1" } },
+      change: { status: "failed", spec, instance: null },
+    },
+  ],
+  [
+    "a destroy of a VM held nowhere answers destroyed",
+    cmd("DestroyVm"),
+    undefined,
+    undefined,
+    { kind: "answer", answer: { type: "VmDestroyed", data: { vmId, hostId: "h1" } } },
+  ],
+  [
+    "a destroy of a VM only the driver has destroys the driver's record",
+    cmd("DestroyVm"),
+    held("destroyed"),
+    found("gone"),
+    { kind: "destroy", instance: latest },
+  ],
+  [
+    "a destroy of a held VM the driver has nothing for destroys the stored record",
+    cmd("DestroyVm"),
+    held("stopped"),
+    undefined,
+    { kind: "destroy", instance: stored },
+  ],
+  [
+    "a destroy of a failed VM with no record anywhere destroys nothing but the row",
+    cmd("DestroyVm"),
+    held("failed"),
+    undefined,
+    { kind: "destroy", instance: undefined },
+  ],
+];
+
+describe("what the agent does with a command, in full", () => {
+  it.each(steps)("%s", (_name, command, h, driverHas, step) => {
+    expect(plan(command, h, driverHas, ctx)).toEqual(step);
+  });
+
+  it.each<[string, Partial<Instance>]>([
+    ["another address", { ipAddress: "10.0.0.99" }],
+    ["another prefix length", { prefixLength: 16 }],
+    ["no boot time (never reported ready)", { bootMs: undefined }],
+  ])("a VM the driver runs with %s is not running as asked: it is booted again", (_, differs) => {
+    const other: Found = { status: "running", instance: { ...latest, ...differs } };
+    for (const command of [boot, cmd("ResumeVm")])
+      expect(plan(command, held("running"), other, ctx)).toEqual({
+        kind: "boot",
+        spec,
+        clear: other.instance,
+        graceful: false,
+      });
+    expect(plan(cmd("RebootVm"), held("running"), other, ctx)).toMatchObject({ graceful: false });
+  });
+
+  it("a spec stored with its own tap keeps it", () => {
+    const tapped = { ...ctx, tap: "mk-new" };
+    const h: HeldVm = { ...held("stopped"), spec: { ...spec, tap: "mk-old" } };
+    expect(plan(cmd("ResumeVm"), h, undefined, tapped)).toMatchObject({ spec: { ...spec, tap: "mk-old" } });
+    expect(plan(cmd("RebootVm"), h, undefined, ctx)).toMatchObject({ spec: { ...spec, tap: "mk-old" } });
+    // A host without a tap boots the stored spec as it is.
+    expect(plan(cmd("ResumeVm"), held("stopped"), undefined, ctx)).toEqual({
+      kind: "boot",
+      spec,
+      clear: undefined,
+      graceful: false,
+    });
+  });
+});
+
 type Settles = readonly string[];
 /** What a VM becomes without a command, by held status × what the driver has (same columns as above). */
 const settles: Array<[string, HeldVm, Settles]> = [
@@ -256,7 +426,56 @@ describe("what a VM has become when the agent looks without a command (at start,
     });
   });
 
-  it("a boot cut short forgets the record it clears", () => {
-    expect(settle(held("booting"), found("gone"))).toMatchObject({ instance: null, clear: latest });
+  it.each<[string, HeldVm, Driver, ReturnType<typeof settle>]>([
+    [
+      "a boot cut short forgets the record it clears",
+      held("booting"),
+      "gone",
+      { status: "failed", instance: null, lost: false, clear: latest },
+    ],
+    [
+      "a boot never spawned has nothing to clear",
+      held("booting"),
+      "nothing",
+      { status: "failed", instance: null, lost: false, clear: undefined },
+    ],
+    [
+      "a lost VM keeps the stored record",
+      held("running"),
+      "nothing",
+      { status: "lost", instance: stored, lost: true, clear: undefined },
+    ],
+    [
+      "a lost VM keeps the driver's record",
+      held("running"),
+      "gone",
+      { status: "lost", instance: latest, lost: true, clear: undefined },
+    ],
+    [
+      "a VM stopped meanwhile keeps the driver's record",
+      held("running"),
+      "stopped",
+      { status: "stopped", instance: latest, lost: false, clear: undefined },
+    ],
+    [
+      "a VM half-booted again, held running, keeps running with the driver's record",
+      held("running"),
+      "half-booted",
+      { status: "running", instance: spawned, lost: false, clear: undefined },
+    ],
+    [
+      "a VM ended by a stop under way is stopped, not lost",
+      held("running", "ShutDownVm"),
+      "nothing",
+      { status: "stopped", instance: stored, lost: false, clear: undefined },
+    ],
+    [
+      "a failed VM with no record anywhere has none",
+      held("failed"),
+      "nothing",
+      { status: "failed", instance: null, lost: false, clear: undefined },
+    ],
+  ])("%s", (_name, h, d, expected) => {
+    expect(settle(h, found(d))).toEqual(expected);
   });
 });

@@ -1,6 +1,8 @@
 import type { Actor } from "@mikrom/contracts";
 import type { VmCommand } from "../src/domain/decide.ts";
-import { type Lifecycle, replay, type Vm, type VmEvent } from "../src/domain/vm.ts";
+import type { HostLoad } from "../src/domain/hosts.ts";
+import type { AllocationAnswer, ProcessInput, ReactContext } from "../src/domain/lifecycle.ts";
+import { type Lifecycle, replay, type Step, type Vm, type VmEvent } from "../src/domain/vm.ts";
 
 export const VM_ID = "srv-0000abcd";
 export const OWNER: Actor = { userId: 7, userName: "ada", superuser: false };
@@ -57,3 +59,88 @@ export const commands = {
   RestartVm: (actor: Actor = OWNER): VmCommand => ({ type: "RestartVm", data: { vmId: VM_ID, actor } }),
   DeleteVm: (actor: Actor = OWNER): VmCommand => ({ type: "DeleteVm", data: { vmId: VM_ID, actor } }),
 } as const;
+
+export const NOW = 1_000_000;
+/** A live host of 8 vCPUs and 8 GiB with `used` vCPUs (and 512 MB each) taken. */
+export const liveHost = (hostId: string, used = 0): HostLoad => ({
+  hostId,
+  driver: "fake",
+  vcpus: 8,
+  memoryMb: 8192,
+  status: "up",
+  lastSeenMs: NOW - 1000,
+  unreachableSinceMs: null,
+  usedVcpus: used,
+  usedMemoryMb: used * 512,
+});
+export const ctx: ReactContext = { hosts: [liveHost(HOST)], nowMs: NOW, heartbeatTimeoutMs: 15_000 };
+export const noHosts: ReactContext = { ...ctx, hosts: [] };
+
+export const ipAllocated: AllocationAnswer = {
+  type: "IpAllocated",
+  data: {
+    vmId: VM_ID,
+    poolId: "pool-0000aaaa",
+    pool: "default",
+    address: IP,
+    prefixLength: 24,
+    gateway: "10.0.0.1",
+  },
+};
+export const allocationFailed: AllocationAnswer = {
+  type: "IpAllocationFailed",
+  data: { vmId: VM_ID, pool: "default", reason: "exhausted" },
+};
+export const booted = (hostId = HOST): ProcessInput => ({
+  type: "VmBooted",
+  data: { vmId: VM_ID, hostId, driver: "fake", bootMs: 12 },
+});
+export const bootFailed = (hostId = HOST): ProcessInput => ({
+  type: "VmBootFailed",
+  data: { vmId: VM_ID, hostId, step: "kernel", reason: "no kernel" },
+});
+export const shutDown = (hostId = HOST): ProcessInput => ({
+  type: "VmShutDown",
+  data: { vmId: VM_ID, hostId },
+});
+export const shutdownFailed = (hostId = HOST): ProcessInput => ({
+  type: "VmShutdownFailed",
+  data: { vmId: VM_ID, hostId, reason: "stuck" },
+});
+export const destroyed = (hostId = HOST): ProcessInput => ({
+  type: "VmDestroyed",
+  data: { vmId: VM_ID, hostId },
+});
+export const lost = (hostId = HOST): ProcessInput => ({
+  type: "VmLost",
+  data: { vmId: VM_ID, hostId, reason: "process exited" },
+});
+export const hostLost = (hostId = HOST): ProcessInput => ({
+  type: "HostLost",
+  data: { hostId, reason: `no heartbeat from ${hostId} for 15000 ms` },
+});
+export const hostAvailable: ProcessInput = { type: "HostAvailable", data: { hostId: HOST } };
+export const ipReleased: ProcessInput = {
+  type: "IpReleased",
+  data: { vmId: VM_ID, poolId: "pool-0000aaaa", address: IP },
+};
+export const deadline = (step: Step): ProcessInput => ({
+  type: "DeadlineReached",
+  data: { step, timeoutMs: 500 },
+});
+
+export const awaitingHost: VmEvent = {
+  type: "VmAwaitingHost",
+  data: { vmId: VM_ID, ipAddress: IP, prefixLength: 24, gateway: "10.0.0.1" },
+};
+/** A VM holding its address and waiting for a host: on create (pending) or on a start after an error. */
+export const waitingPending = replay([awaitingHost], vmIn("pending"));
+export const waitingStarting = replay(
+  [{ type: "VmStartRequested", data: { vmId: VM_ID } }, awaitingHost],
+  vmIn("error"),
+);
+/** A VM that failed after its first address and was started again: its second AllocateIp is out. */
+export const restartedFromError = replay(
+  [{ type: "VmStartRequested", data: { vmId: VM_ID } }],
+  vmIn("error"),
+);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type HostLoad, isUnreachable, judgeHosts, pickHost } from "../src/domain/hosts.ts";
+import { type HostLoad, isUnreachable, judgeHosts, noRoomMessage, pickHost } from "../src/domain/hosts.ts";
 
 const NOW = 100_000;
 const TIMEOUT = 10_000;
@@ -23,11 +23,20 @@ describe("host scheduling", () => {
     expect(pickHost(hosts, need, NOW, TIMEOUT)).toBe("b");
   });
 
-  it("skips hosts without room in vCPUs or memory", () => {
+  it.each<[string, Partial<HostLoad>, boolean]>([
+    ["exactly the vCPUs and the memory free", { usedVcpus: 2, usedMemoryMb: 3072 }, true],
+    ["one vCPU short", { usedVcpus: 3 }, false],
+    ["one MB short", { usedMemoryMb: 3073 }, false],
+    ["vCPUs to spare but no memory", { usedMemoryMb: 4096 }, false],
+  ])("a host with %s takes the VM: %s", (_, load, fits) => {
+    expect(pickHost([host("a", load)], need, NOW, TIMEOUT)).toBe(fits ? "a" : null);
+  });
+
+  it("skips hosts without room in vCPUs or memory, however much else they have free", () => {
     const hosts = [
       host("a", { usedVcpus: 3 }),
-      host("b", { usedMemoryMb: 3500 }),
-      host("c", { usedVcpus: 2 }),
+      host("b", { vcpus: 64, usedMemoryMb: 3500 }),
+      host("c", { usedVcpus: 2, usedMemoryMb: 1024 }),
     ];
     expect(pickHost(hosts, need, NOW, TIMEOUT)).toBe("c");
   });
@@ -43,8 +52,20 @@ describe("host scheduling", () => {
     expect(pickHost([host("d", { lastSeenMs: NOW - TIMEOUT })], need, NOW, TIMEOUT)).toBe("d");
   });
 
-  it("breaks ties by host id so the choice is the same every time", () => {
+  it("breaks ties by the fewest vCPUs used, then by host id, so the choice is the same every time", () => {
     expect(pickHost([host("z"), host("m")], need, NOW, TIMEOUT)).toBe("m");
+    expect(pickHost([host("m"), host("z")], need, NOW, TIMEOUT)).toBe("m");
+    expect(pickHost([host("a", { usedVcpus: 1 }), host("z")], need, NOW, TIMEOUT)).toBe("z");
+    expect(pickHost([host("z"), host("a", { usedVcpus: 1 })], need, NOW, TIMEOUT)).toBe("z");
+  });
+
+  it("prefers free memory over free vCPUs", () => {
+    const hosts = [
+      host("a", { usedVcpus: 1, usedMemoryMb: 0 }),
+      host("b", { usedVcpus: 0, usedMemoryMb: 1 }),
+    ];
+    expect(pickHost(hosts, need, NOW, TIMEOUT)).toBe("a");
+    expect(pickHost([...hosts].reverse(), need, NOW, TIMEOUT)).toBe("a");
   });
 
   it("finds hosts gone silent (unreachable) and hosts silent past the grace (lost)", () => {
@@ -56,6 +77,8 @@ describe("host scheduling", () => {
       host("d", { status: "unreachable", unreachableSinceMs: NOW - LOST_AFTER - 1, lastSeenMs: 0 }),
       host("e", { status: "unreachable", unreachableSinceMs: NOW - LOST_AFTER, lastSeenMs: 0 }),
       host("f", { status: "lost", unreachableSinceMs: 0, lastSeenMs: 0 }),
+      // Unreachable with no time it became so (hand-made registry rows): never judged lost.
+      host("g", { status: "unreachable", unreachableSinceMs: null, lastSeenMs: 0 }),
     ];
     expect(judgeHosts(hosts, NOW, { heartbeatTimeoutMs: TIMEOUT, lostAfterMs: LOST_AFTER })).toEqual({
       unreachable: ["b"],
@@ -81,5 +104,30 @@ describe("host scheduling", () => {
       false,
     ]);
     expect(isUnreachable(hosts, null)).toBe(false);
+  });
+
+  it.each<[string, HostLoad[], string]>([
+    ["no host at all", [], "no live provisioner host"],
+    [
+      "only hosts silent past the timeout, unreachable or lost",
+      [
+        host("a", { lastSeenMs: NOW - TIMEOUT - 1 }),
+        host("b", { status: "unreachable", unreachableSinceMs: NOW }),
+        host("c", { status: "lost" }),
+      ],
+      "no live provisioner host",
+    ],
+    [
+      "live hosts without room",
+      [host("a", { usedVcpus: 4 }), host("b", { usedMemoryMb: 4096 }), host("c", { status: "lost" })],
+      "no live host with room for 2 vCPU and 1024 MB (2 live)",
+    ],
+    [
+      "a host heard exactly at the timeout, without room",
+      [host("a", { lastSeenMs: NOW - TIMEOUT, usedVcpus: 4 })],
+      "no live host with room for 2 vCPU and 1024 MB (1 live)",
+    ],
+  ])("says why no host was found: %s", (_, hosts, message) => {
+    expect(noRoomMessage(hosts, need, NOW, TIMEOUT)).toBe(message);
   });
 });

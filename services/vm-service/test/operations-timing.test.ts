@@ -64,4 +64,29 @@ describe("operation timing", () => {
     );
     expect(endedOperations([created!, running!], [updated!, runningAgain!])).toEqual([]);
   });
+
+  it("counts an end recorded before its start (the clock stepped back) as 0 seconds, never less", () => {
+    const [created, running] = timeline("VmCreated", "VmRunning");
+    const earlier = { ...running!, recordedAt: new Date(created!.recordedAt.getTime() - 5000) };
+    expect(endedOperations([created!], [earlier])).toEqual([
+      { operation: "create", outcome: "success", seconds: 0 },
+    ]);
+  });
+
+  it("ends only the operation an event completes: a VmRunning does not end a stop, nor a VmFailed nothing", () => {
+    const [stopAsked, runningAgain, stopped] = timeline("VmStopRequested", "VmRunning", "VmStopped");
+    expect(endedOperations([stopAsked!], [runningAgain!])).toEqual([]);
+    expect(endedOperations([stopAsked!, runningAgain!], [stopped!])).toEqual([
+      { operation: "stop", outcome: "success", seconds: 2 },
+    ]);
+    const [failed] = timeline("VmFailed");
+    expect(endedOperations([], [failed!])).toEqual([]);
+  });
+
+  it("ends nothing twice: after a success, a repeat of its end event counts nothing", () => {
+    const [created, running, runningAgain] = timeline("VmCreated", "VmRunning", "VmRunning");
+    expect(endedOperations([created!], [running!, runningAgain!])).toEqual([
+      { operation: "create", outcome: "success", seconds: 1 },
+    ]);
+  });
 });

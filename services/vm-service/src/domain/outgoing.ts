@@ -156,8 +156,8 @@ export function follow(
 }
 
 /** Our events with everything that follows them, threading the state through. */
-export function withFollowUps(events: VmEvent[], vm: Vm, extra: Outgoing[] = []): Decision {
-  const commands: Outgoing[] = [...extra];
+export function withFollowUps(events: VmEvent[], vm: Vm): Decision {
+  const commands: Outgoing[] = [];
   let deadline: Step | null | undefined;
   let state = vm;
   for (const event of events) {

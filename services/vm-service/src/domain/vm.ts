@@ -130,9 +130,6 @@ export const transitions: Readonly<
   VmFailed: { from: ALL_LIVE.filter((s) => s !== "error"), to: "error" },
 };
 
-/** Statuses where nothing is in flight: no deadline runs, the VM waits for its user. */
-export const SETTLED: readonly Lifecycle[] = ["absent", "running", "stopped", "error", "deleted"];
-
 /** Events that start a step (one with a deadline, and a command to send unless it waits for a host). */
 const STARTS_STEP: ReadonlySet<VmEventType> = new Set([
   "VmCreated",
