@@ -1,18 +1,89 @@
-import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { appendFileSync } from "node:fs";
+import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { BootVm, DestroyVm, RebootVm, ResumeVm, ShutDownVm } from "@mikrom/contracts";
 import { setLogDestination } from "@mikrom/telemetry";
 import { captureLogs, describe, expect, type LogLine, startTestTelemetry, test } from "@mikrom/testkit";
+import { type FakeFirecracker, startFakeFirecracker } from "../src/drivers/firecracker/fake-server.ts";
+import { loadFirecrackerSpec } from "../src/drivers/firecracker/spec.ts";
+import { isAlive } from "../src/drivers/process.ts";
 import { startProvisioner } from "../src/service.ts";
 import { agentConfig, bootData, EventTap, sendCommand, tempRunDir } from "./support/agent-env.ts";
 
-/** The project's fake Firecracker (a spec-validating API server), run as the `firecracker` binary. */
-const FAKE_CLI = fileURLToPath(new URL("../src/drivers/firecracker/fake-cli.ts", import.meta.url));
 const HOST = "host-fc";
 const VM = "srv-0000fc10";
 const USER = { id: "42", name: "bob" };
+
+/**
+ * The project's fake Firecracker (a spec-validating API server), served from this process behind a
+ * `firecracker` executable the agent spawns and supervises as it would the real one: the executable
+ * asks for its `--api-sock` to be served, then runs until the simulated guest shuts down (after
+ * SendCtrlAltDel) or a signal ends it. A fake process per boot would load and compile the API spec
+ * again, seconds on a busy machine against the driver's 5 s wait for the socket.
+ */
+async function fakeFirecrackerHost(dir: string, runDir: string): Promise<{ binary: string; close(): void }> {
+  const binary = join(dir, "firecracker");
+  const script = [
+    "#!/bin/sh",
+    'sock="$2"',
+    'rm -f "$sock.down"',
+    'echo $$ > "$sock.serve"',
+    "trap 'exit 143' TERM INT",
+    'while [ ! -e "$sock.down" ]; do sleep 0.02; done',
+  ];
+  await writeFile(binary, `${script.join("\n")}\n`);
+  await chmod(binary, 0o755);
+  const spec = loadFirecrackerSpec();
+  const ends = new Set<() => Promise<void>>();
+  let scanning = false;
+  const serve = async (vmDir: string, pid: number): Promise<void> => {
+    const socketPath = join(vmDir, "firecracker.sock");
+    let fake: FakeFirecracker | undefined;
+    let ended = false;
+    const end = async (): Promise<void> => {
+      if (ended) return;
+      ended = true;
+      clearInterval(watch);
+      ends.delete(end);
+      await fake?.close();
+      await rm(socketPath, { force: true });
+      await writeFile(`${socketPath}.down`, "").catch(() => {});
+    };
+    const watch = setInterval(async () => {
+      if (!(await isAlive(pid))) await end();
+    }, 50);
+    ends.add(end);
+    fake = await startFakeFirecracker({
+      socketPath,
+      spec,
+      console: (text) => appendFileSync(join(vmDir, "console.log"), text),
+      onGuestShutdown: () => void end(),
+    });
+  };
+  const scan = setInterval(async () => {
+    if (scanning) return;
+    scanning = true;
+    try {
+      for (const vm of await readdir(runDir).catch(() => [])) {
+        const request = join(runDir, vm, "firecracker.sock.serve");
+        const pid = Number.parseInt(await readFile(request, "utf8").catch(() => ""), 10);
+        if (!Number.isInteger(pid)) continue;
+        await rm(request, { force: true });
+        await serve(join(runDir, vm), pid);
+      }
+    } finally {
+      scanning = false;
+    }
+  }, 20);
+  return {
+    binary,
+    close() {
+      clearInterval(scan);
+      for (const end of ends) void end();
+    },
+  };
+}
 
 /** What a driver line says: an API call as `PUT /path [action]`, any other line by its message. */
 function said(line: LogLine): string {
@@ -38,13 +109,10 @@ describe("the provisioner on the firecracker driver", () => {
     setLogDestination(logs);
     const bin = await mkdtemp(join(tmpdir(), "mikrom-fc-bin-"));
     const run = await tempRunDir();
+    const firecracker = await fakeFirecrackerHost(bin, run.dir);
     const tap = new EventTap(nats.nc, nats.namespace);
     const commands: Array<{ type: string; id: string; answer: string; driver: string[] }> = [];
     try {
-      // The agent finds `firecracker` as it would on a host: an executable named by MIKROM_FIRECRACKER_BINARY.
-      const binary = join(bin, "firecracker");
-      await writeFile(binary, `#!/bin/sh\nexec "${process.execPath}" "${FAKE_CLI}" "$@"\n`);
-      await chmod(binary, 0o755);
       const kernel = join(bin, "vmlinux");
       await writeFile(kernel, "kernel");
       const agent = await startProvisioner(
@@ -54,7 +122,7 @@ describe("the provisioner on the firecracker driver", () => {
           MIKROM_NAMESPACE: nats.namespace,
           MIKROM_HOST_ID: HOST,
           MIKROM_DRIVER: "firecracker",
-          MIKROM_FIRECRACKER_BINARY: binary,
+          MIKROM_FIRECRACKER_BINARY: firecracker.binary,
           MIKROM_FIRECRACKER_KERNEL: kernel,
           MIKROM_RUN_DIR: run.dir,
         }),
@@ -110,6 +178,7 @@ describe("the provisioner on the firecracker driver", () => {
         }
       }
     } finally {
+      firecracker.close();
       tap.close();
       setLogDestination(undefined);
       await otel.stop();
