@@ -5,11 +5,11 @@ import { join } from "node:path";
 import { BootVm, DestroyVm, RebootVm, ResumeVm, ShutDownVm } from "@mikrom/contracts";
 import { setLogDestination } from "@mikrom/telemetry";
 import { captureLogs, describe, expect, type LogLine, startTestTelemetry, test } from "@mikrom/testkit";
-import { type FakeFirecracker, startFakeFirecracker } from "./support/firecracker/fake-server.ts";
-import { loadFirecrackerSpec } from "./support/firecracker/spec.ts";
 import { isAlive } from "../src/drivers/process.ts";
 import { startProvisioner } from "../src/service.ts";
 import { agentConfig, bootData, EventTap, sendCommand, tempRunDir } from "./support/agent-env.ts";
+import { type FakeFirecracker, startFakeFirecracker } from "./support/firecracker/fake-server.ts";
+import { loadFirecrackerSpec } from "./support/firecracker/spec.ts";
 
 const HOST = "host-fc";
 const VM = "srv-0000fc10";
