@@ -38,16 +38,25 @@ export function interpolate(provisioned: string, variables: Record<string, strin
   });
 }
 
+/** The part of the collector's configuration read here (the file is YAML, so plain data). */
+type CollectorConfig = {
+  receivers: Record<
+    string,
+    { operators: { id?: string; if: string; trace: { trace_id: { parse_from: string } } }[] } | undefined
+  >;
+};
+
 /**
  * The docker-compose collector's parser of Mikrom's lines: the condition a line must meet (a regex
  * over the raw line) and the JSON field that becomes the log record's trace id (in Loki, the
  * structured metadata `trace_id`).
  */
 export function collectorLineParser(): { matches: RegExp; traceIdField: string } {
-  // biome-ignore lint/suspicious/noExplicitAny: the collector's configuration is read as plain data
-  const config = parse(readFileSync(join(repoRoot, "deploy/otel-collector/compose.yaml"), "utf8")) as any;
-  // biome-ignore lint/suspicious/noExplicitAny: as above
-  const parser = config.receivers["filelog/docker"].operators.find((o: any) => o.id === "mikrom");
+  const config = parse(
+    readFileSync(join(repoRoot, "deploy/otel-collector/compose.yaml"), "utf8"),
+  ) as CollectorConfig;
+  const parser = config.receivers["filelog/docker"]?.operators.find((o) => o.id === "mikrom");
+  if (!parser) throw new Error("the collector's filelog/docker receiver has no 'mikrom' operator");
   // `body matches "<expr string literal>"`: the literal's escapes are JSON's.
   const literal = /matches ("(?:[^"\\]|\\.)*")/.exec(parser.if)?.[1];
   if (!literal) throw new Error(`the collector's mikrom parser has no 'matches' condition: ${parser.if}`);

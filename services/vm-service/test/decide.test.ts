@@ -1,17 +1,9 @@
 import { isRefusal, type Refusal, refuse } from "@mikrom/eventstore/decider";
 import { describe, expect, it } from "vitest";
 import { type DecideContext, decide, type VmCommand, type VmCommandType } from "../src/domain/decide.ts";
+import { allocationRequestId, type StepCommand, stepCommandId } from "../src/domain/message-ids.ts";
 import { type Decision, type Outgoing, plan } from "../src/domain/outgoing.ts";
-import {
-  allocationRequestId,
-  evolve,
-  type Lifecycle,
-  type Step,
-  type StepCommand,
-  stepCommandId,
-  transitions,
-  type VmEvent,
-} from "../src/domain/vm.ts";
+import { evolve, type Lifecycle, type Step, transitions, type VmEvent } from "../src/domain/vm.ts";
 import { ADMIN, commands, HOST, histories, OWNER, STRANGER, VM_ID, vmIn } from "./fixtures.ts";
 
 const ctx: DecideContext = { userVmCount: 0, maxVmsPerUser: 10 };

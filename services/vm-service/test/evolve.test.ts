@@ -1,13 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { allocationRequestId, stepCommandId } from "../src/domain/message-ids.ts";
 import { outstanding } from "../src/domain/outgoing.ts";
-import {
-  allocationRequestId,
-  initialVm,
-  replay,
-  stepCommandId,
-  type Vm,
-  type VmEvent,
-} from "../src/domain/vm.ts";
+import { initialVm, replay, type Vm, type VmEvent } from "../src/domain/vm.ts";
 import { HOST, IP, OWNER, VM_ID } from "./fixtures.ts";
 
 const created: VmEvent = {

@@ -2,6 +2,7 @@ import { isRefusal, type Refusal } from "@mikrom/eventstore/decider";
 import { describe, expect, it } from "vitest";
 import type { AllocationAnswer, ProcessInput, ReactContext } from "../src/domain/lifecycle.ts";
 import { react } from "../src/domain/lifecycle.ts";
+import { outstandingAllocation, stepCommandId } from "../src/domain/message-ids.ts";
 import {
   type Decision,
   ippool,
@@ -13,10 +14,8 @@ import {
 import {
   evolve,
   type Lifecycle,
-  outstandingAllocation,
   replay,
   type Step,
-  stepCommandId,
   stepOf,
   transitions,
   type Vm,

@@ -11,8 +11,9 @@ import type {
   VmShutdownFailed,
 } from "@mikrom/contracts";
 import { type HostLoad, isUnreachable, noRoomMessage, pickHost } from "./hosts.ts";
+import { outstandingAllocation } from "./message-ids.ts";
 import { type Decision, ippool, outstanding, provisioner, withFollowUps } from "./outgoing.ts";
-import { awaitingHost, outstandingAllocation, type Step, stepOf, type Vm } from "./vm.ts";
+import { awaitingHost, type Step, stepOf, type Vm } from "./vm.ts";
 
 /**
  * The process that drives every VM operation to a final state: which command follows each VM event,

@@ -10,16 +10,8 @@ import type {
 } from "@mikrom/contracts";
 import { isRefusal, type Refusal } from "@mikrom/eventstore/decider";
 import { type DecideContext, decide, type VmCommand } from "./decide.ts";
-import {
-  evolve,
-  outstandingAllocation,
-  type Step,
-  type StepCommand,
-  stepCommandId,
-  stepOf,
-  type Vm,
-  type VmEvent,
-} from "./vm.ts";
+import { outstandingAllocation, type StepCommand, stepCommandId } from "./message-ids.ts";
+import { evolve, type Step, stepOf, type Vm, type VmEvent } from "./vm.ts";
 
 /**
  * What follows a VM's events: the command that starts each step (sent again, the same message, while
