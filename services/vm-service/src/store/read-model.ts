@@ -163,24 +163,20 @@ export async function hostLoads(tx: Tx): Promise<HostLoad[]> {
  */
 export async function trackPlacement(tx: Tx, before: Vm, after: Vm): Promise<void> {
   if (before.hostId === after.hostId) return;
-  if (before.hostId !== null)
-    await tx
-      .updateTable("hosts")
-      .set((eb) => ({
-        used_vcpus: eb("used_vcpus", "-", before.vcpuCount),
-        used_memory_mb: eb("used_memory_mb", "-", before.memoryMb),
-      }))
-      .where("host_id", "=", before.hostId)
-      .execute();
-  if (after.hostId !== null)
-    await tx
-      .updateTable("hosts")
-      .set((eb) => ({
-        used_vcpus: eb("used_vcpus", "+", after.vcpuCount),
-        used_memory_mb: eb("used_memory_mb", "+", after.memoryMb),
-      }))
-      .where("host_id", "=", after.hostId)
-      .execute();
+  if (before.hostId !== null) await addLoad(tx, before.hostId, "-", before);
+  if (after.hostId !== null) await addLoad(tx, after.hostId, "+", after);
+}
+
+/** Adds a VM's size to its host's used capacity ("+") or takes it off ("-"). */
+async function addLoad(tx: Tx, hostId: string, op: "+" | "-", vm: Vm): Promise<void> {
+  await tx
+    .updateTable("hosts")
+    .set((eb) => ({
+      used_vcpus: eb("used_vcpus", op, vm.vcpuCount),
+      used_memory_mb: eb("used_memory_mb", op, vm.memoryMb),
+    }))
+    .where("host_id", "=", hostId)
+    .execute();
 }
 
 export async function vmsOnHost(db: Tx, hostId: string): Promise<string[]> {

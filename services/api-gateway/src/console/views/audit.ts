@@ -3,7 +3,7 @@ import type { JSXNode } from "hono/jsx";
 import type { AuditEntry, Page } from "../api-types.ts";
 import { when } from "../format.ts";
 import { html } from "../html.ts";
-import { pager } from "./layout.ts";
+import { listTable, pager } from "./layout.ts";
 import { trace } from "./vm.ts";
 
 /** The filters as the form holds them (times as `datetime-local`, read as UTC). */
@@ -69,21 +69,11 @@ export function auditPage(
     ${
       entries.length === 0
         ? html`<p class="empty">No entries match.</p>`
-        : html`<table class="list">
-            <caption>Entries (${page.total}), newest first</caption>
-            <thead>
-              <tr>
-                <th scope="col">Time</th>
-                <th scope="col">Type</th>
-                <th scope="col">Entity</th>
-                <th scope="col">VM</th>
-                <th scope="col">User</th>
-                <th scope="col">Trace</th>
-                <th scope="col">Data</th>
-              </tr>
-            </thead>
-            <tbody>${entries.map((e) => entryRow(e, grafanaUrl))}</tbody>
-          </table>`
+        : listTable(
+            `Entries (${page.total}), newest first`,
+            ["Time", "Type", "Entity", "VM", "User", "Trace", "Data"],
+            entries.map((e) => entryRow(e, grafanaUrl)),
+          )
     }
     ${pager(page.page, page.total_pages, href, { previous: "Older", next: "Newer" })}
   </div>`;

@@ -2,6 +2,7 @@ import type { JSXNode } from "hono/jsx";
 import { ago, memory, when } from "../format.ts";
 import type { HostView } from "../hosts.ts";
 import { html } from "../html.ts";
+import { listTable } from "./layout.ts";
 
 function stamp(iso: string | null, now: number): JSXNode | string {
   return iso ? html`<time datetime=${iso} title=${when(iso)}>${ago(iso, now)}</time>` : "—";
@@ -38,21 +39,11 @@ export function hostsPage(hosts: readonly HostView[], now: number, heartbeatWind
       ${
         hosts.length === 0
           ? html`<p class="empty">No host has announced itself yet.</p>`
-          : html`<table class="list">
-              <caption>Hosts (${hosts.length})</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Host</th>
-                  <th scope="col">State</th>
-                  <th scope="col">Driver</th>
-                  <th scope="col">Capacity</th>
-                  <th scope="col">VMs</th>
-                  <th scope="col">Last heartbeat</th>
-                  <th scope="col">Registered</th>
-                </tr>
-              </thead>
-              <tbody>${rows}</tbody>
-            </table>`
+          : listTable(
+              `Hosts (${hosts.length})`,
+              ["Host", "State", "Driver", "Capacity", "VMs", "Last heartbeat", "Registered"],
+              rows,
+            )
       }
     </div>
   </div>`;

@@ -95,3 +95,16 @@ export function pager(
     ${page < totalPages ? html`<a href=${href(page + 1)} rel="next">${labels.next}</a>` : null}
   </nav>`;
 }
+
+/** The console's one kind of list: a captioned table, a header row of column names, then the rows. */
+export function listTable(caption: Markup, columns: ReadonlyArray<string | null>, rows: Markup): JSXNode {
+  return html`<table class="list">
+    <caption>${caption}</caption>
+    <thead>
+      <tr>
+        ${columns.map((c) => (c === null ? null : html`<th scope="col">${c}</th>`))}
+      </tr>
+    </thead>
+    <tbody>${rows}</tbody>
+  </table>`;
+}

@@ -2,7 +2,7 @@ import type { JSXNode } from "hono/jsx";
 import type { Page, Vm } from "../api-types.ts";
 import { memory } from "../format.ts";
 import { html } from "../html.ts";
-import { csrfField, pager } from "./layout.ts";
+import { csrfField, listTable, pager } from "./layout.ts";
 import { actions, hostOf, status } from "./vm-parts.ts";
 
 const MEMORY_CHOICES = [128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768];
@@ -68,23 +68,11 @@ export function vmList(page: Page<Vm>, csrf: string, showOwner: boolean): JSXNod
   const table =
     page.items.length === 0
       ? html`<p class="empty">No VMs yet. Create one above; it shows here as it starts.</p>`
-      : html`<table class="list">
-          <caption>${showOwner ? "All VMs" : "Your VMs"} (${page.total})</caption>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Status</th>
-              <th scope="col">Address</th>
-              <th scope="col">Host</th>
-              <th scope="col">Size</th>
-              ${showOwner ? html`<th scope="col">Owner (user id)</th>` : null}
-              <th scope="col">Actions</th>
-            </tr>
-          </thead>
-          <tbody>
-            ${page.items.map((vm) => row(vm, csrf, showOwner))}
-          </tbody>
-        </table>`;
+      : listTable(
+          `${showOwner ? "All VMs" : "Your VMs"} (${page.total})`,
+          ["Name", "Status", "Address", "Host", "Size", showOwner ? "Owner (user id)" : null, "Actions"],
+          page.items.map((vm) => row(vm, csrf, showOwner)),
+        );
   return html`<div id="vm-list" data-live-region>
     ${table} ${pager(page.page, page.total_pages, (p) => `/?page=${p}`)}
   </div>`;
