@@ -29,6 +29,14 @@ export function loadCompose(text = readFileSync(composePath, "utf8")): ComposeFi
   return parse(text, { merge: true }) as ComposeFile;
 }
 
+/** The host ids of the provisioner agents compose runs (their MIKROM_HOST_ID): each has a NATS user. */
+export function composeHosts(file: ComposeFile = loadCompose()): string[] {
+  return Object.values(file.services).flatMap((svc) => {
+    const id = svc.environment?.MIKROM_HOST_ID;
+    return typeof id === "string" ? [id] : [];
+  });
+}
+
 /** One `${NAME…}` in the compose file: the variable, its operator (`:-`, `:?`, …; "" for none), where. */
 export interface VariableUse {
   readonly name: string;

@@ -6,11 +6,13 @@
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { composeHosts } from "./compose.ts";
 import { dashboard } from "./dashboard.ts";
 import { renderAuthConf } from "./nats-permissions.ts";
 
 export const GENERATED: ReadonlyArray<{ path: string; render: () => string }> = [
-  { path: "nats/auth.conf", render: () => renderAuthConf("mikrom") },
+  // compose runs named hosts, each with a user of its own; Kubernetes' DaemonSet shares one.
+  { path: "nats/auth.conf", render: () => renderAuthConf("mikrom", composeHosts()) },
   { path: "k8s/base/nats/auth.conf", render: () => renderAuthConf("mikrom") },
   { path: "grafana/dashboards/mikrom.json", render: () => `${JSON.stringify(dashboard(), null, 2)}\n` },
 ];

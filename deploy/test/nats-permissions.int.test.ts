@@ -4,7 +4,7 @@
  * topology, command, event and query paths) and is refused everything else it has no business with.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,16 +13,19 @@ import { names } from "@mikrom/contracts";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { deployDir } from "../src/generate.ts";
-import { passwordVariable, SERVICES, type Service } from "../src/nats-permissions.ts";
+import { hostUser, passwordVariable, renderAuthConf, SERVICES } from "../src/nats-permissions.ts";
 
 const ns = names("mikrom");
-const password = (s: Service): string => `test-${s}`;
+/** The services, and two hosts' agents with a user each (as compose runs them), in place of a shared one. */
+const HOSTS = ["h1", "h2"] as const;
+const USERS = [...SERVICES.filter((s) => s !== "provisioner"), ...HOSTS.map(hostUser)] as const;
+type User = (typeof USERS)[number];
+const password = (u: User): string => `test-${u}`;
 let server: ChildProcess;
 let port = 0;
 let dir = "";
-const conns = new Map<Service, NatsConnection>();
-const violations = new Map<Service, string[]>();
+const conns = new Map<User, NatsConnection>();
+const violations = new Map<User, string[]>();
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -33,7 +36,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function connectAs(service: Service): Promise<NatsConnection> {
+async function connectAs(service: User): Promise<NatsConnection> {
   const nc = await connect({
     servers: `127.0.0.1:${port}`,
     user: service,
@@ -59,7 +62,7 @@ async function settled(nc: NatsConnection): Promise<void> {
   await new Promise((resolve) => setImmediate(resolve));
 }
 
-async function canPublish(service: Service, subject: string): Promise<boolean> {
+async function canPublish(service: User, subject: string): Promise<boolean> {
   const nc = conns.get(service)!;
   const before = violations.get(service)!.length;
   nc.publish(subject, "{}");
@@ -70,7 +73,7 @@ async function canPublish(service: Service, subject: string): Promise<boolean> {
     .some((v) => v.includes(`"${subject}"`));
 }
 
-async function canSubscribe(service: Service, subject: string): Promise<boolean> {
+async function canSubscribe(service: User, subject: string): Promise<boolean> {
   const nc = conns.get(service)!;
   const before = violations.get(service)!.length;
   const sub = nc.subscribe(subject);
@@ -85,14 +88,14 @@ async function canSubscribe(service: Service, subject: string): Promise<boolean>
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "mikrom-nats-perms-"));
   port = await freePort();
-  copyFileSync(join(deployDir, "nats/auth.conf"), join(dir, "auth.conf"));
+  writeFileSync(join(dir, "auth.conf"), renderAuthConf("mikrom", HOSTS));
   writeFileSync(
     join(dir, "nats.conf"),
     `listen: 127.0.0.1:${port}\njetstream { store_dir: "${join(dir, "js")}" }\ninclude ./auth.conf\n`,
   );
   const env = {
     ...process.env,
-    ...Object.fromEntries(SERVICES.map((s) => [passwordVariable(s), password(s)])),
+    ...Object.fromEntries(USERS.map((u) => [passwordVariable(u), password(u)])),
   };
   server = spawn("/usr/sbin/nats-server", ["-c", join(dir, "nats.conf")], { env, stdio: "ignore" });
   const deadline = Date.now() + 10_000;
@@ -105,7 +108,7 @@ beforeAll(async () => {
       await new Promise((r) => setTimeout(r, 50));
     }
   }
-  for (const s of SERVICES) if (!conns.has(s)) conns.set(s, await connectAs(s));
+  for (const u of USERS) if (!conns.has(u)) conns.set(u, await connectAs(u));
 });
 
 afterAll(async () => {
@@ -134,7 +137,7 @@ describe("NATS users generated from deploy/src/nats-permissions.ts", () => {
   test("the services' own paths work: topology, a command through JetStream, an event, a query", async () => {
     const gw = conns.get("api-gateway")!;
     const vm = conns.get("vm-service")!;
-    const prov = conns.get("provisioner")!;
+    const prov = conns.get("host-h1")!;
     // Every service declares the streams at start; the durables are the services' own.
     await declareTopology(await jetstreamManager(gw), ns, { logger: { info() {} } });
     await declareTopology(await jetstreamManager(vm), ns, {
@@ -171,11 +174,11 @@ describe("NATS users generated from deploy/src/nats-permissions.ts", () => {
     const boot = await hostCommands.next({ expires: 2_000 });
     expect(boot?.subject).toBe("mikrom.cmd.provisioner.h1.boot");
     await boot!.ackAck();
-    await jetstream(prov).publish("mikrom.evt.provisioner.srv-1.VmBooted", "{}", { msgID: "e1" });
+    await jetstream(prov).publish("mikrom.evt.provisioner.h1.VmBooted", "{}", { msgID: "e1" });
     const booted = await (
       await jetstream(vm).consumers.get(ns.streams.events, "vm-service-provisioner-events")
     ).next({ expires: 2_000 });
-    expect(booted?.subject).toBe("mikrom.evt.provisioner.srv-1.VmBooted");
+    expect(booted?.subject).toBe("mikrom.evt.provisioner.h1.VmBooted");
     await booted!.ackAck();
 
     // A query: the gateway asks, vm-service (queue group) answers on the gateway's inbox.
@@ -189,10 +192,10 @@ describe("NATS users generated from deploy/src/nats-permissions.ts", () => {
     expect((await gw.request("mikrom.qry.vm.get", "{}", { timeout: 2_000 })).string()).toBe("pong");
     sub.unsubscribe();
     for (const nc of conns.values()) await settled(nc);
-    for (const s of SERVICES) expect(violations.get(s), s).toEqual([]);
+    for (const u of USERS) expect(violations.get(u), u).toEqual([]);
   });
 
-  const may: Array<[Service, "pub" | "sub", string]> = [
+  const may: Array<[User, "pub" | "sub", string]> = [
     ["api-gateway", "pub", "mikrom.cmd.vm.create"],
     ["api-gateway", "pub", "mikrom.cmd.ippool.create"],
     ["api-gateway", "pub", "mikrom.qry.audit.list"],
@@ -203,8 +206,10 @@ describe("NATS users generated from deploy/src/nats-permissions.ts", () => {
     ["vm-service", "sub", "mikrom.qry.vm.list"],
     ["ippool-service", "pub", "mikrom.evt.ippool.srv-1.IpAllocated"],
     ["ippool-service", "sub", "mikrom.qry.ippool.get"],
-    ["provisioner", "pub", "mikrom.evt.host.h1.HostHeartbeat"],
-    ["provisioner", "sub", "mikrom.qry.provisioner.h1.console"],
+    ["host-h1", "pub", "mikrom.evt.host.h1.HostHeartbeat"],
+    ["host-h1", "pub", "mikrom.evt.provisioner.h1.VmShutDown"],
+    ["host-h1", "sub", "mikrom.qry.provisioner.h1.console"],
+    ["host-h2", "pub", "mikrom.evt.provisioner.h2.VmBooted"],
     ["audit", "sub", "mikrom.qry.audit.list"],
     ["audit", "pub", "$JS.ACK.MIKROM_EVENTS.audit-events.1.1.1.1.1"],
   ];
@@ -212,7 +217,7 @@ describe("NATS users generated from deploy/src/nats-permissions.ts", () => {
     expect(await (op === "pub" ? canPublish : canSubscribe)(service, subject)).toBe(true);
   });
 
-  const mayNot: Array<[Service, "pub" | "sub", string]> = [
+  const mayNot: Array<[User, "pub" | "sub", string]> = [
     ["api-gateway", "pub", "mikrom.evt.vm.srv-1.VmRunning"],
     ["api-gateway", "pub", "mikrom.cmd.provisioner.h1.boot"],
     ["api-gateway", "sub", "mikrom.cmd.>"],
@@ -226,10 +231,19 @@ describe("NATS users generated from deploy/src/nats-permissions.ts", () => {
     ["ippool-service", "pub", "mikrom.cmd.provisioner.h1.boot"],
     ["ippool-service", "sub", "mikrom.evt.>"],
     ["ippool-service", "pub", "$JS.API.STREAM.PURGE.MIKROM_COMMANDS"],
-    ["provisioner", "pub", "mikrom.evt.vm.srv-1.VmRunning"],
-    ["provisioner", "pub", "mikrom.cmd.vm.create"],
-    ["provisioner", "pub", "$JS.API.CONSUMER.CREATE.MIKROM_COMMANDS.x.mikrom.cmd.vm.>"],
-    ["provisioner", "sub", "mikrom.qry.vm.>"],
+    ["host-h1", "pub", "mikrom.evt.vm.srv-1.VmRunning"],
+    ["host-h1", "pub", "mikrom.cmd.vm.create"],
+    ["host-h1", "pub", "$JS.API.CONSUMER.CREATE.MIKROM_COMMANDS.x.mikrom.cmd.vm.>"],
+    ["host-h1", "sub", "mikrom.qry.vm.>"],
+    // Another host's commands, facts and queries are out of reach.
+    ["host-h1", "pub", "$JS.API.CONSUMER.CREATE.MIKROM_COMMANDS.provisioner-h2.mikrom.cmd.provisioner.h2.*"],
+    ["host-h1", "pub", "$JS.API.CONSUMER.MSG.NEXT.MIKROM_COMMANDS.provisioner-h2"],
+    ["host-h1", "pub", "$JS.ACK.MIKROM_COMMANDS.provisioner-h2.1.1.1.1.1"],
+    ["host-h1", "sub", "mikrom.cmd.provisioner.h2.*"],
+    ["host-h1", "pub", "mikrom.evt.provisioner.h2.VmBooted"],
+    ["host-h1", "pub", "mikrom.evt.host.h2.HostHeartbeat"],
+    ["host-h1", "sub", "mikrom.qry.provisioner.h2.console"],
+    ["host-h1", "pub", "mikrom.dlq.mikrom.cmd.provisioner.h2.boot"],
     ["audit", "pub", "mikrom.evt.vm.srv-1.VmRunning"],
     ["audit", "pub", "mikrom.cmd.vm.create"],
     ["audit", "sub", "mikrom.cmd.>"],
@@ -237,5 +251,32 @@ describe("NATS users generated from deploy/src/nats-permissions.ts", () => {
   ];
   test.each(mayNot)("%s is refused to %s %s", async (service, op, subject) => {
     expect(await (op === "pub" ? canPublish : canSubscribe)(service, subject)).toBe(false);
+  });
+
+  test("a host's agent cannot take another host's commands: its pull is refused and the command waits", async () => {
+    const vm = conns.get("vm-service")!;
+    const h1 = conns.get("host-h1")!;
+    const h2 = conns.get("host-h2")!;
+    await declareTopology(await jetstreamManager(h2), ns, {
+      logger: { info() {} },
+      consumers: [
+        {
+          stream: ns.streams.commands,
+          durable: "provisioner-h2",
+          filterSubject: "mikrom.cmd.provisioner.h2.*",
+        },
+      ],
+    });
+    await jetstream(vm).publish("mikrom.cmd.provisioner.h2.destroy", "{}", { msgID: "c-h2" });
+    await expect(
+      jetstream(h1)
+        .consumers.get(ns.streams.commands, "provisioner-h2")
+        .then((c) => c.next({ expires: 1_000 })),
+    ).rejects.toThrow(/Permissions Violation/);
+    const mine = await (await jetstream(h2).consumers.get(ns.streams.commands, "provisioner-h2")).next({
+      expires: 2_000,
+    });
+    expect(mine?.subject).toBe("mikrom.cmd.provisioner.h2.destroy");
+    await mine!.ackAck();
   });
 });

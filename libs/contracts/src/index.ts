@@ -21,6 +21,6 @@ export {
   ValidationFailed,
 } from "./message.ts";
 export * from "./provisioner.ts";
-export { type Names, names } from "./subjects.ts";
+export { type EventParts, type Names, names } from "./subjects.ts";
 export { Text } from "./text.ts";
 export * from "./vm.ts";

@@ -6,7 +6,10 @@ import { MemoryMb, VcpuCount } from "./vm.ts";
 
 /**
  * Provisioner agents, one per host. Commands for a host go to `<ns>.cmd.provisioner.<hostId>.<verb>`;
- * VM facts to `<ns>.evt.provisioner.<vmId>.<Type>`, host facts to `<ns>.evt.host.<hostId>.<Type>`.
+ * VM facts to `<ns>.evt.provisioner.<hostId>.<Type>`, host facts to `<ns>.evt.host.<hostId>.<Type>`.
+ * Every subject a host uses names the host, so NATS can hold each host's credentials to its own
+ * subjects (deploy/src/nats-permissions.ts), and a fact's `hostId` is believed only when its
+ * subject names the same host (hostOfFact).
  */
 export const PROVISIONER_SERVICE = "provisioner";
 export const HOST_CONTEXT = "host";
@@ -129,3 +132,13 @@ export function provisionerQuerySubject(names: Names, hostId: string, name: stri
 }
 
 export const provisionerQueries = [GetConsole] as const;
+
+/**
+ * The host a provisioner or host fact speaks for, when its subject and its payload agree; null when
+ * they differ, which only a host publishing about another host can cause.
+ */
+export function hostOfFact(names: Names, subject: string, data: { hostId: string }): string | null {
+  const parts = names.eventParts(subject);
+  if (!parts || (parts.context !== PROVISIONER_SERVICE && parts.context !== HOST_CONTEXT)) return null;
+  return parts.entityId === data.hostId ? data.hostId : null;
+}

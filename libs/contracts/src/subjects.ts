@@ -13,6 +13,8 @@ export interface Names {
   commandsTo(service: string, hostId?: string): string;
   /** Filter: a context's events, `<ns>.evt.<context>.*.*`, or one entity's, `<ns>.evt.<context>.<entityId>.*` */
   eventsOf(context: string, entityId?: string): string;
+  /** The parts of an event subject of this namespace; null for any other subject. */
+  eventParts(subject: string): EventParts | null;
   /** `<ns>.qry.<service>.<name>` (core NATS request-reply) */
   query(service: string, name: string): string;
   /** `<ns>.dlq.<original subject>` */
@@ -20,6 +22,12 @@ export interface Names {
   readonly allCommands: string;
   readonly allEvents: string;
   readonly allDeadLetters: string;
+}
+
+export interface EventParts {
+  readonly context: string;
+  readonly entityId: string;
+  readonly type: string;
 }
 
 const TOKEN = /^[A-Za-z0-9_-]+$/;
@@ -56,6 +64,12 @@ export function names(namespace = "mikrom"): Names {
         entityId === undefined ? "*" : token(entityId, "entity id"),
         "*",
       ].join("."),
+    eventParts: (subject) => {
+      const parts = subject.split(".");
+      if (parts.length !== 5 || parts[0] !== ns || parts[1] !== "evt") return null;
+      const [, , context, entityId, type] = parts as [string, string, string, string, string];
+      return { context, entityId, type };
+    },
     query: (service, name) => [ns, "qry", token(service, "service"), token(name, "query")].join("."),
     deadLetter: (subject) => `${ns}.dlq.${subject}`,
     allCommands: `${ns}.cmd.>`,

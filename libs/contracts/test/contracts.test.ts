@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { names, parse, Registry, ValidationFailed, VmCreated } from "../src/index.ts";
+import { hostOfFact, names, parse, Registry, ValidationFailed, VmCreated } from "../src/index.ts";
 
 const valid = {
   vmId: "srv-0a1b2c3d",
@@ -65,5 +65,31 @@ describe("subjects and streams", () => {
     expect(() => names().event("vm", "a.b", "VmRunning")).toThrow(/entity id "a.b"/);
     expect(() => names().command("vm", ">")).toThrow(/not a valid subject token/);
     expect(() => names("a b")).toThrow(/namespace/);
+  });
+});
+
+describe("event subjects read back", () => {
+  const n = names("t1");
+  it("splits an event subject of the namespace into context, entity and type; nothing else", () => {
+    expect(n.eventParts(n.event("vm", "srv-1", "VmRunning"))).toEqual({
+      context: "vm",
+      entityId: "srv-1",
+      type: "VmRunning",
+    });
+    expect(n.eventParts("t2.evt.vm.srv-1.VmRunning")).toBeNull();
+    expect(n.eventParts(n.command("vm", "create"))).toBeNull();
+    expect(n.eventParts("t1.evt.vm.srv-1")).toBeNull();
+    expect(n.eventParts("t1.evt.vm.srv-1.VmRunning.x")).toBeNull();
+  });
+
+  it("believes a host's fact only on that host's own subject", () => {
+    const fact = { hostId: "h1" };
+    expect(hostOfFact(n, n.event("provisioner", "h1", "VmBooted"), fact)).toBe("h1");
+    expect(hostOfFact(n, n.event("host", "h1", "HostHeartbeat"), fact)).toBe("h1");
+    expect(hostOfFact(n, n.event("provisioner", "h2", "VmBooted"), fact)).toBeNull();
+    expect(hostOfFact(n, n.event("host", "h2", "HostStopped"), fact)).toBeNull();
+    // Another context's subject is no host's, whatever its entity says.
+    expect(hostOfFact(n, n.event("vm", "h1", "VmRunning"), fact)).toBeNull();
+    expect(hostOfFact(n, "t2.evt.provisioner.h1.VmBooted", fact)).toBeNull();
   });
 });

@@ -140,9 +140,10 @@ export class NatsBackend implements Backend {
       await messages.close().catch(() => undefined);
       await consumer.delete().catch(() => undefined);
     };
+    const names = this.#names;
     async function* iterate(): AsyncGenerator<FeedEvent> {
       for await (const m of messages) {
-        const parts = m.subject.split(".");
+        const parts = names.eventParts(m.subject);
         let data: Record<string, unknown>;
         try {
           data = m.json<Record<string, unknown>>();
@@ -152,8 +153,8 @@ export class NatsBackend implements Backend {
         yield {
           seq: m.seq,
           subject: m.subject,
-          type: m.headers?.get(Header.Type) || (parts[4] ?? ""),
-          entityId: parts[3] ?? "",
+          type: m.headers?.get(Header.Type) || (parts?.type ?? ""),
+          entityId: parts?.entityId ?? "",
           data,
           time: m.timestamp,
         };

@@ -43,7 +43,7 @@ export const auditService: ServiceDefinition<Config, DatabaseStore<AuditDatabase
           registry: new Registry([...vmEvents, ...ippoolEvents, ...provisionerEvents]),
           concurrency: config.concurrency,
           handle: async (envelope) => {
-            const entry = entryOf(envelope, getContext(), currentTraceId());
+            const entry = entryOf(names, envelope, getContext(), currentTraceId());
             if (await record(db, entry)) log.debug({ type: entry.type, event_id: entry.eventId }, "recorded");
           },
         },

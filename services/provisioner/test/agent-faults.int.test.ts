@@ -204,9 +204,12 @@ describe("the provisioner agent under faults (fake driver)", () => {
         return m && m.seq > again.seq ? m : undefined;
       });
       const lost = await until("the VmLost recorded meanwhile", () =>
-        last(names.event(PROVISIONER_SERVICE, vmId, "VmLost")),
+        last(names.event(PROVISIONER_SERVICE, HOST, "VmLost")),
       );
-      expect(lost.json<{ reason: string }>().reason).toContain("ended without a stop");
+      expect(lost.json<{ vmId: string; reason: string }>()).toMatchObject({
+        vmId,
+        reason: expect.stringContaining("ended without a stop"),
+      });
     } finally {
       await agent.stop();
       await nc.close();

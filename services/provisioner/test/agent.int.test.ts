@@ -60,7 +60,7 @@ describe("the provisioner agent (fake driver)", () => {
     await withAgent({ db, nats }, {}, async (agent) => {
       const id = await sendCommand(nats.nc, nats.namespace, HOST, BootVm, bootData("srv-0000000a"));
       const booted = await tap.next("VmBooted", (e) => e.type === "VmBooted");
-      expect(booted.subject).toBe(`${nats.namespace}.evt.provisioner.srv-0000000a.VmBooted`);
+      expect(booted.subject).toBe(`${nats.namespace}.evt.provisioner.${HOST}.VmBooted`);
       expect(booted.causationId).toBe(id);
       expect(booted.correlationId).toBe(id);
       expect(booted.data).toMatchObject({ vmId: "srv-0000000a", hostId: HOST, driver: "fake" });
@@ -254,7 +254,7 @@ describe("the provisioner agent (fake driver)", () => {
       try {
         const lost = await tap.next("VmLost", (e) => e.type === "VmLost");
         expect(lost.data).toMatchObject({ vmId: "srv-00000015", hostId: HOST });
-        expect(lost.subject).toBe(`${nats.namespace}.evt.provisioner.srv-00000015.VmLost`);
+        expect(lost.subject).toBe(`${nats.namespace}.evt.provisioner.${HOST}.VmLost`);
         const statuses = Object.fromEntries((await listHeld(second.store.db)).map((h) => [h.vmId, h.status]));
         expect(statuses).toEqual({ "srv-00000014": "running", "srv-00000015": "lost" });
         // The adopted VM is still under control.

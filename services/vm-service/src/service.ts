@@ -1,12 +1,14 @@
-import { type Envelope, queued } from "@mikrom/bus";
+import { type Envelope, PermanentFailure, queued } from "@mikrom/bus";
 import {
   HOST_CONTEXT,
   HostHeartbeat,
   HostRegistered,
   HostStopped,
+  hostOfFact,
   IPPOOL_SERVICE,
   ippoolEvents,
   type MessageDef,
+  type Names,
   names as namesFor,
   PROVISIONER_SERVICE,
   provisionerEvents,
@@ -43,6 +45,20 @@ function delivery<M>(e: Envelope<MessageDef>): Delivery<M> {
     correlationId: e.correlationId ?? null,
     causationId: e.causationId ?? null,
   };
+}
+
+/**
+ * A host's fact as the handlers take it: only when its subject, which NATS lets only that host's
+ * user publish to, names the host its payload speaks for. Anything else is a host speaking for
+ * another, and goes to the dead letters with that reason.
+ */
+function hostFact<M>(names: Names, e: Envelope<MessageDef>): Delivery<M> {
+  const data = e.data as { hostId: string };
+  if (hostOfFact(names, e.subject, data) === null)
+    throw new PermanentFailure(
+      `a fact about host ${data.hostId} published on ${e.subject}, another host's subject`,
+    );
+  return delivery<M>(e);
 }
 
 /**
@@ -114,7 +130,7 @@ export function vmService(
             registry: new Registry(provisionerEvents),
             concurrency: lanes,
             handle: async (e) => {
-              await onProcessEvent(provisioner)(deps, delivery<ProcessInput>(e));
+              await onProcessEvent(provisioner)(deps, hostFact<ProcessInput>(names, e));
             },
           },
           {
@@ -124,7 +140,7 @@ export function vmService(
             filterSubject: names.eventsOf(HOST_CONTEXT),
             registry: new Registry([HostRegistered, HostHeartbeat, HostStopped]),
             concurrency: 2,
-            handle: (e) => onHostEvent(deps, delivery<HostEvent>(e)),
+            handle: (e) => onHostEvent(deps, hostFact<HostEvent>(names, e)),
           },
         ],
         async stop() {

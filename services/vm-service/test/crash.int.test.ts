@@ -106,7 +106,7 @@ describe("the service killed in the middle of a create", () => {
     try {
       const boot = await w.commands.ofType(BootVm.type, vmId);
       expect(boot.subject).toBe(w.names.command("provisioner", HOST, "boot"));
-      await w.publish(w.names.event("provisioner", vmId, "VmBooted"), VmBooted, {
+      await w.publish(w.names.event("provisioner", HOST, "VmBooted"), VmBooted, {
         vmId,
         hostId: HOST,
         driver: "fake",

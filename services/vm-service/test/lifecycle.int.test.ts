@@ -56,7 +56,7 @@ async function allocate(w: World, vmId: string, address = "10.0.0.5"): Promise<v
 async function boot(w: World, vmId: string, hostId = HOST): Promise<void> {
   const cmd = await w.commands.ofType("BootVm", vmId);
   expect(cmd.subject).toBe(w.names.command("provisioner", hostId, "boot"));
-  await w.publish(w.names.event("provisioner", vmId, "VmBooted"), VmBooted, {
+  await w.publish(w.names.event("provisioner", hostId, "VmBooted"), VmBooted, {
     vmId,
     hostId,
     driver: "fake",
@@ -124,7 +124,7 @@ describe("the VM lifecycle over NATS and PostgreSQL", () => {
       await create(w, vmId);
       await allocate(w, vmId);
       await w.commands.ofType("BootVm", vmId);
-      await w.publish(w.names.event("provisioner", vmId, "VmBootFailed"), VmBootFailed, {
+      await w.publish(w.names.event("provisioner", HOST, "VmBootFailed"), VmBootFailed, {
         vmId,
         hostId: HOST,
         step: "kernel",
@@ -192,7 +192,7 @@ describe("the VM lifecycle over NATS and PostgreSQL", () => {
       expect((await w.query(VmHistory, { vmId, actor: OWNER })).events).toHaveLength(before.events.length);
 
       await w.commands.ofType("ShutDownVm", vmId);
-      await w.publish(w.names.event("provisioner", vmId, "VmShutDown"), VmShutDown, { vmId, hostId: HOST });
+      await w.publish(w.names.event("provisioner", HOST, "VmShutDown"), VmShutDown, { vmId, hostId: HOST });
       await w.until(vmId, "stopped");
     });
   });

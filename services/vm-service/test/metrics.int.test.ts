@@ -61,7 +61,7 @@ describe("vm-service metrics", () => {
         gateway: "10.0.0.1",
       });
       await w.commands.ofType("BootVm", vmId);
-      await w.publish(w.names.event("provisioner", vmId, "VmBooted"), VmBooted, {
+      await w.publish(w.names.event("provisioner", HOST, "VmBooted"), VmBooted, {
         vmId,
         hostId: HOST,
         driver: "fake",
@@ -92,7 +92,7 @@ describe("vm-service metrics", () => {
         point("mikrom.vms", { "mikrom.vm.status": "running" }, (p) => p.value === 0),
       );
 
-      await w.publish(w.names.event("provisioner", vmId, "VmShutDown"), VmShutDown, { vmId, hostId: HOST });
+      await w.publish(w.names.event("provisioner", HOST, "VmShutDown"), VmShutDown, { vmId, hostId: HOST });
       await w.until(vmId, "stopped");
       const stopped = await otel.otlp.waitForMetric(
         point(

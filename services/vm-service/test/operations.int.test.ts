@@ -1,3 +1,4 @@
+import { DeadLetterHeader } from "@mikrom/bus";
 import {
   CreateVm,
   DeleteVm,
@@ -43,7 +44,7 @@ async function runningVm(w: World, vmId: string, n: number): Promise<void> {
     gateway: "10.0.0.1",
   });
   await w.commands.ofType("BootVm", vmId);
-  await w.publish(w.names.event("provisioner", vmId, "VmBooted"), VmBooted, {
+  await w.publish(w.names.event("provisioner", HOST, "VmBooted"), VmBooted, {
     vmId,
     hostId: HOST,
     driver: "fake",
@@ -77,7 +78,7 @@ describe("VM operations after create", () => {
         "VmStopRequested",
       );
       await w.commands.ofType("ShutDownVm", vmId);
-      await w.publish(w.names.event("provisioner", vmId, "VmShutDown"), VmShutDown, { vmId, hostId: HOST });
+      await w.publish(w.names.event("provisioner", HOST, "VmShutDown"), VmShutDown, { vmId, hostId: HOST });
       await w.until(vmId, "stopped");
 
       const refused = await w.command("restart", RestartVm, { vmId, actor: OWNER });
@@ -90,7 +91,7 @@ describe("VM operations after create", () => {
       await w.command("start", StartVm, { vmId, actor: OWNER });
       const resume = await w.commands.ofType("ResumeVm", vmId);
       expect(resume.subject).toBe(w.names.command("provisioner", HOST, "resume"));
-      await w.publish(w.names.event("provisioner", vmId, "VmBooted"), VmBooted, {
+      await w.publish(w.names.event("provisioner", HOST, "VmBooted"), VmBooted, {
         vmId,
         hostId: HOST,
         driver: "fake",
@@ -101,7 +102,7 @@ describe("VM operations after create", () => {
       await w.command("restart", RestartVm, { vmId, actor: OWNER });
       await w.commands.ofType("RebootVm", vmId);
       expect((await w.query(GetVm, { vmId, actor: OWNER })).status).toBe("restarting");
-      await w.publish(w.names.event("provisioner", vmId, "VmBooted"), VmBooted, {
+      await w.publish(w.names.event("provisioner", HOST, "VmBooted"), VmBooted, {
         vmId,
         hostId: HOST,
         driver: "fake",
@@ -111,7 +112,7 @@ describe("VM operations after create", () => {
 
       await w.command("delete", DeleteVm, { vmId, actor: OWNER });
       await w.commands.ofType("DestroyVm", vmId);
-      await w.publish(w.names.event("provisioner", vmId, "VmDestroyed"), VmDestroyed, { vmId, hostId: HOST });
+      await w.publish(w.names.event("provisioner", HOST, "VmDestroyed"), VmDestroyed, { vmId, hostId: HOST });
       await w.vmEvents.ofType("VmDeleted", vmId);
       await w.commands.ofType("ReleaseIp", vmId);
       await expect(w.query(GetVm, { vmId, actor: OWNER })).rejects.toThrow(/not_found/);
@@ -287,6 +288,71 @@ describe("VM operations after create", () => {
       expect((await w.until(vmId, "error")).errorMessage).toMatch(
         /^host lost: no heartbeat from host host-a/,
       );
+    });
+  });
+
+  test("a host speaking for another host is dead-lettered with the reason and changes nothing", async ({
+    db,
+    nats,
+  }) => {
+    const w = new World(nats);
+    /** The dead letter of a message first published on `subject`, once the dead-letter stream has it. */
+    const deadLetterOf = async (subject: string) => {
+      for (let i = 0; i < 100; i++) {
+        const m = await nats.jsm.streams
+          .getMessage(w.names.streams.deadLetters, { last_by_subj: w.names.deadLetter(subject) })
+          .catch(() => null);
+        if (m) return m;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`no dead letter for ${subject}`);
+    };
+    await withService(testConfig(db, nats), async () => {
+      await host(w);
+      const vmId = vmIdOf(0x60);
+      await w.command("create", CreateVm, {
+        vmId,
+        actor: OWNER,
+        name: "vm-forged",
+        description: null,
+        vcpuCount: 1,
+        memoryMb: 512,
+      });
+      await w.commands.ofType("AllocateIp", vmId);
+      await w.publish(w.names.event("ippool", vmId, "IpAllocated"), IpAllocated, {
+        vmId,
+        pool: "default",
+        poolId: "pool-0000aaaa",
+        address: "10.0.0.60",
+        prefixLength: 24,
+        gateway: "10.0.0.1",
+      });
+      await w.commands.ofType("BootVm", vmId);
+      // host-b's user may publish under host-b only; what it says about host-a's VM is not believed.
+      const forged = w.names.event("provisioner", "host-b", "VmBooted");
+      await w.publish(forged, VmBooted, { vmId, hostId: HOST, driver: "fake", bootMs: 1 });
+      const forgedHost = w.names.event("host", "host-b", "HostStopped");
+      await w.publish(forgedHost, HostStopped, { hostId: HOST, at: new Date().toISOString() });
+      for (const subject of [forged, forgedHost]) {
+        const letter = await deadLetterOf(subject);
+        expect(letter.header.get(DeadLetterHeader.Reason)).toBe(
+          `PermanentFailure: a fact about host ${HOST} published on ${subject}, another host's subject`,
+        );
+      }
+      // Neither the boot nor the host's stop was taken: still booting, on a host still reachable.
+      expect(await w.query(GetVm, { vmId, actor: OWNER })).toMatchObject({
+        status: "provisioning",
+        host: HOST,
+        hostStatus: "reachable",
+      });
+      // The same fact on the host's own subject is taken.
+      await w.publish(w.names.event("provisioner", HOST, "VmBooted"), VmBooted, {
+        vmId,
+        hostId: HOST,
+        driver: "fake",
+        bootMs: 1,
+      });
+      expect((await w.until(vmId, "running")).host).toBe(HOST);
     });
   });
 });

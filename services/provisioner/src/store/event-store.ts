@@ -13,8 +13,8 @@ export function vmStream(vmId: string): string {
 
 /**
  * The host's PostgreSQL store: the instances table (the state), and the event store whose outbox
- * publishes each fact: VM facts to `<ns>.evt.provisioner.<vmId>.<Type>`, host facts to
- * `<ns>.evt.host.<hostId>.<Type>`.
+ * publishes each fact under its host: VM facts to `<ns>.evt.provisioner.<hostId>.<Type>`, host facts to
+ * `<ns>.evt.host.<hostId>.<Type>` (the only subjects the host's NATS user may publish to).
  */
 export function openAgentStore(options: {
   databaseUrl: string;
@@ -27,9 +27,9 @@ export function openAgentStore(options: {
     events: provisionerEvents,
     route: (event) => {
       const data = event.data as { vmId?: string; hostId: string };
-      return data.vmId
-        ? { subject: names.event(PROVISIONER_SERVICE, data.vmId, event.type) }
-        : { subject: names.event(HOST_CONTEXT, data.hostId, event.type) };
+      return {
+        subject: names.event(data.vmId ? PROVISIONER_SERVICE : HOST_CONTEXT, data.hostId, event.type),
+      };
     },
     migrations: provisionerMigrations,
     pool: { max: options.poolSize, applicationName: "mikrom-provisioner" },
