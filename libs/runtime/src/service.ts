@@ -51,6 +51,11 @@ export interface ConsumerDefinition<D extends MessageDef = MessageDef> extends C
 export interface Work {
   readonly consumers?: readonly ConsumerDefinition[];
   readonly queries?: readonly QueryServer[];
+  /**
+   * Called once the consumers run. Work that judges by what has not arrived (a deadline sweeper)
+   * starts here, not in start(): before, it would take answers still waiting in the streams for lost.
+   */
+  whenConsuming?(): void;
   /** Stops the service's own background work (sweepers, heartbeats, an HTTP server). */
   stop?(): Promise<void>;
 }
@@ -153,6 +158,7 @@ export async function startService<C extends ServiceConfig, S extends ServiceSto
         ),
       );
     }
+    work.whenConsuming?.();
     // Ready means answering: the server knows the query subscriptions before anyone is told we are up.
     await nc.flush().catch(() => {});
 
@@ -165,7 +171,7 @@ export async function startService<C extends ServiceConfig, S extends ServiceSto
         return false;
       }
     };
-    const { consumers: _c, queries = [], stop: _s, ...exposed } = work;
+    const { consumers: _c, queries = [], stop: _s, whenConsuming: _w, ...exposed } = work;
     let stopped: Promise<void> | undefined;
     return {
       ...(exposed as Omit<X, keyof Work>),

@@ -93,7 +93,7 @@ export function vmService(
       const ippool = "vm-service-ippool-events";
       const provisioner = "vm-service-provisioner-events";
       const queries = serveQueries({ ...deps, nc });
-      const sweeper = startSweeper(deps);
+      let sweeper: { stop(): Promise<void> } | undefined;
       const statusGauge = observeVmStatuses(store.db);
       return {
         deps,
@@ -143,9 +143,13 @@ export function vmService(
             handle: (e) => onHostEvent(deps, hostFact<HostEvent>(names, e)),
           },
         ],
+        // Deadlines are judged from when the answers can be read, not from when the process began.
+        whenConsuming() {
+          sweeper = startSweeper({ ...deps, startedAtMs: deps.now() });
+        },
         async stop() {
           statusGauge.remove();
-          await sweeper.stop();
+          await sweeper?.stop();
         },
       };
     },

@@ -257,11 +257,22 @@ const cases: Array<[string, Lifecycle | Vm, ProcessInput, ReactContext, Decision
     failsPlaced("restart", timedOut("restart")),
   ],
   [
-    "a silent provisioner past the delete deadline fails the VM",
+    // The 202 is kept: the destroy waits in the host's queue, sent again as the very same message.
+    "a silent provisioner past the delete deadline deletes the VM, releases its address and sends the destroy again",
     "deleting",
     deadline("delete"),
     ctx,
-    failsPlaced("delete", timedOut("delete")),
+    decision(
+      [{ type: "VmDeleted", data: { vmId: VM_ID } }],
+      [
+        releaseIp,
+        {
+          ...destroyOn(HOST),
+          messageId: stepCommandId(VM_ID, vmIn("deleting").stepVersion, "destroy"),
+        },
+      ],
+      null,
+    ),
   ],
   [
     "a silent IP pool past the allocation deadline fails the VM and releases what may still come",
@@ -617,7 +628,7 @@ describe("the lifecycle process", () => {
       expect(react(deadline(stepOf(vm)!), vm, unreachable)).toEqual({ ...nothing, deadline: stepOf(vm) });
       // Another host being unreachable is no reason to wait.
       expect(react(deadline(stepOf(vm)!), vm, otherUnreachable).events.map((e) => e.type)).toEqual([
-        "VmFailed",
+        status === "deleting" ? "VmDeleted" : "VmFailed",
       ]);
     }
   });
@@ -638,15 +649,10 @@ describe("the lifecycle process", () => {
     expect(react(deadline("allocate"), vm, ctx).events.map((e) => e.type)).toEqual(["VmFailed"]);
   });
 
-  it("every step it starts has a deadline that fails the VM when it passes", () => {
-    for (const status of [
-      "pending",
-      "provisioning",
-      "starting",
-      "stopping",
-      "restarting",
-      "deleting",
-    ] as const) {
+  it("every step it starts has a deadline that fails the VM when it passes (a delete's deletes it)", () => {
+    const deleted = react(deadline("delete"), vmIn("deleting"), ctx);
+    expect(replay(deleted.events, vmIn("deleting")).status).toBe("deleted");
+    for (const status of ["pending", "provisioning", "starting", "stopping", "restarting"] as const) {
       const vm = vmIn(status);
       const d = react(deadline(stepOf(vm)!), vm, ctx);
       expect(d.events.map((e) => e.type)).toEqual(["VmFailed"]);

@@ -239,6 +239,17 @@ export function react(input: ProcessInput, vm: Vm, ctx: ReactContext): Decision 
           `schedule timed out: no host for the VM within ${timeoutMs} ms: ${noRoomMessage(ctx.hosts, need, ctx.nowMs, ctx.heartbeatTimeoutMs)}`,
         );
       }
+      if (step === "delete") {
+        // A delete answered 202 is a promise kept: past its deadline the VM is gone all the same. Its
+        // address is given back and its destroy sent again, the same message: the host takes it from
+        // its queue whenever it is back (a VM left in `error` would ignore that late answer).
+        const release = ippool({ type: "ReleaseIp", data: { vmId: vm.vmId! } });
+        return {
+          events: [{ type: "VmDeleted", data: { vmId: vm.vmId! } }],
+          commands: [release, ...outstanding(vm)],
+          deadline: null,
+        };
+      }
       return failed(vm, step, timeoutMessage(vm, step, timeoutMs));
     }
   }

@@ -127,7 +127,8 @@ export const transitions: Readonly<
   VmRestartRequested: { from: ["running"], to: "restarting" },
   VmDeleteRequested: { from: BUT_DELETING, to: "deleting" },
   VmDeleted: { from: ["deleting"], to: "deleted" },
-  VmFailed: { from: ALL_LIVE.filter((s) => s !== "error"), to: "error" },
+  // A VM being deleted never fails: whatever befalls it (its host lost, its deadline past), it ends deleted.
+  VmFailed: { from: BUT_DELETING.filter((s) => s !== "error"), to: "error" },
 };
 
 /** Events that start a step (one with a deadline, and a command to send unless it waits for a host). */
