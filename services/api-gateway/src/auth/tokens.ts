@@ -3,6 +3,13 @@ import { errors, jwtVerify, SignJWT } from "jose";
 
 export type TokenType = "access" | "refresh";
 
+/**
+ * Who a token is from and for: a token another system signed with a shared or leaked key, for
+ * another audience, is refused even when its signature holds.
+ */
+export const TOKEN_ISSUER = "mikrom";
+export const TOKEN_AUDIENCE = "mikrom-api";
+
 export const ACCESS_TTL_SECONDS = 30 * 60;
 export const REFRESH_TTL_SECONDS = 7 * 24 * 60 * 60;
 
@@ -50,6 +57,8 @@ export class Tokens {
     return new SignJWT({ type, gen: options.generation ?? 0 })
       .setProtectedHeader({ alg: "HS256", typ: "JWT" })
       .setSubject(String(userId))
+      .setIssuer(TOKEN_ISSUER)
+      .setAudience(TOKEN_AUDIENCE)
       .setIssuedAt(iat)
       .setExpirationTime(iat + ttl)
       .setJti(jti)
@@ -62,6 +71,8 @@ export class Tokens {
     try {
       ({ payload } = await jwtVerify(token, this.#key, {
         algorithms: ["HS256"],
+        issuer: TOKEN_ISSUER,
+        audience: TOKEN_AUDIENCE,
         currentDate: new Date(this.#now()),
       }));
     } catch (error) {
