@@ -85,9 +85,12 @@ describe("login throttling", () => {
       expect(counts[429]).toBeGreaterThanOrEqual(280);
       expect(Object.keys(counts).sort()).toEqual(["401", "429"]);
       await expectTooMany(await attempt("10.2.0.99", "correct horse battery"));
-      // The same account by its other name is not a way around (keys are lowercased).
+      // The same account by its other names is not a way around: by email in capitals, by username.
       await expectTooMany(
         await gw.post("/api/v1/auth/login", { email: victim.email.toUpperCase(), password: "x" }),
+      );
+      await expectTooMany(
+        await gw.post("/api/v1/auth/login/json", { username: victim.username, password: "x" }),
       );
     } finally {
       await gw.close();

@@ -145,6 +145,7 @@ describe("VM routes", () => {
       const forged = {
         id: 0,
         email: "",
+        username: "",
         token: "x",
         refresh: "x",
         auth: { Authorization: "Bearer not.a.jwt" },

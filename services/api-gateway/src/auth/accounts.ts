@@ -154,6 +154,16 @@ export class Accounts {
   }
 
   /** `login` is an email or a username; both failures read the same so accounts cannot be probed. */
+  /**
+   * What failed logins are counted against: the account a login names (by username or by email,
+   * one count either way), or the login as typed when it names none. Both kinds of key behave the
+   * same, so the throttle's answers tell nothing about which accounts exist.
+   */
+  async throttleKey(login: string): Promise<string> {
+    const user = await this.#users.byLogin(login);
+    return user ? `user:${user.id}` : `login:${login.trim().toLowerCase()}`;
+  }
+
   async login(login: string, password: string): Promise<TokenOut> {
     const user = await this.#users.byLogin(login);
     const ok = await verifyPassword(user?.hashed_password, password);

@@ -62,8 +62,8 @@ class Backoff {
  * as long as the last, up to the maximum; while blocked, attempts are refused with a 429 before the
  * password is checked, so a guess spread over many addresses gets nowhere. A success resets the
  * account's count, not the address's (a guesser could otherwise clear it with an account of its own).
- * The account key is the login as typed, lowercased, whether or not it names an account: the
- * answer is the same for both, and so tells nothing about which exist.
+ * The account key is the account a login names, so its username and its email share one count
+ * (Accounts.throttleKey); a login that names none is counted as typed, with the same answers.
  */
 export class LoginThrottle {
   readonly #accounts: Backoff;
@@ -75,8 +75,8 @@ export class LoginThrottle {
   }
 
   /** Runs `login` unless the account or the address is blocked; counts its 401 as a failure. */
-  async attempt<T>(who: { login: string; ip: string }, login: () => Promise<T>): Promise<T> {
-    const account = who.login.trim().toLowerCase();
+  async attempt<T>(who: { account: string; ip: string }, login: () => Promise<T>): Promise<T> {
+    const { account } = who;
     const [accountMs, ipMs] = await Promise.all([
       this.#accounts.blockedFor(account),
       this.#ips.blockedFor(who.ip),

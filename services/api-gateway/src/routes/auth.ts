@@ -164,8 +164,10 @@ export function authRoutes(
   mode: Registration,
 ): void {
   // Failed logins are counted per account and per address; while either is blocked, a 429.
-  const logIn = (c: { get(key: "clientIp"): string }, login: string, password: string) =>
-    throttle.attempt({ login, ip: c.get("clientIp") }, () => accounts.login(login, password));
+  const logIn = async (c: { get(key: "clientIp"): string }, login: string, password: string) =>
+    throttle.attempt({ account: await accounts.throttleKey(login), ip: c.get("clientIp") }, () =>
+      accounts.login(login, password),
+    );
 
   app.openapi(register, async (c) => {
     const body = c.req.valid("json");

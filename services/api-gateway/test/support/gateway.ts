@@ -57,6 +57,7 @@ export interface JsonResponse extends Response {
 export interface Session {
   readonly id: number;
   readonly email: string;
+  readonly username: string;
   readonly token: string;
   readonly refresh: string;
   readonly auth: { Authorization: string };
@@ -112,6 +113,7 @@ export async function startGateway(
       return {
         id: row.id,
         email,
+        username: row.username,
         token: tokens.access_token,
         refresh: tokens.refresh_token,
         auth: { Authorization: `Bearer ${tokens.access_token}` },
