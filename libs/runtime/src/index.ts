@@ -1,11 +1,20 @@
 export {
   type DatabaseStore,
   ensureDatabase,
+  hostDatabaseUrl,
   openDatabase,
   openMigratedDatabase,
   serverOf,
   serviceDatabaseUrl,
 } from "./database.ts";
+export {
+  ensureServiceDatabase,
+  type ServiceDatabase,
+  type SetupOutcome,
+  scramVerifier,
+  serviceDatabaseOf,
+  serviceUrl,
+} from "./database-roles.ts";
 export { BaseEnv, parseEnv } from "./env.ts";
 export { type Checks, serveHealth } from "./health.ts";
 export { runService } from "./main.ts";

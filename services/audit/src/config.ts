@@ -2,6 +2,8 @@ import { BaseEnv, parseEnv, serviceDatabaseUrl } from "@mikrom/runtime";
 import { z } from "zod";
 
 const Env = BaseEnv.extend({
+  /** The service's own database; `<base>_audit` on the DATABASE_URL server when unset. */
+  AUDIT_DATABASE_URL: z.url().optional(),
   /** Events recorded at once by one replica. */
   AUDIT_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(8),
 });
@@ -20,7 +22,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const e = parseEnv("audit", Env, env);
   return {
     natsUrl: e.NATS_URL,
-    databaseUrl: serviceDatabaseUrl(e.DATABASE_URL, "audit"),
+    databaseUrl: e.AUDIT_DATABASE_URL ?? serviceDatabaseUrl(e.DATABASE_URL, "audit"),
     namespace: e.MIKROM_NAMESPACE,
     streamReplicas: e.MIKROM_STREAM_REPLICAS,
     concurrency: e.AUDIT_CONCURRENCY,

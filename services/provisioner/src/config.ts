@@ -1,7 +1,6 @@
-import { createHash } from "node:crypto";
 import { availableParallelism, hostname, totalmem } from "node:os";
 import { HostId } from "@mikrom/contracts";
-import { BaseEnv } from "@mikrom/runtime";
+import { BaseEnv, hostDatabaseUrl } from "@mikrom/runtime";
 import { z } from "zod";
 import { type DriverConfig, driverConfigFromEnv } from "./drivers/index.ts";
 
@@ -57,22 +56,6 @@ export function hostIdFromHostname(name: string = hostname()): string {
     .replace(/^-+|-+$/g, "")
     .slice(0, 64);
   return cleaned || "host";
-}
-
-/** PostgreSQL keeps 63 bytes of a name and silently cuts the rest: long names get a hash instead. */
-const MAX_DATABASE_NAME = 63;
-
-/** `<base>_provisioner_<hostId>`: one database per host, so hosts sharing a server share nothing. */
-export function hostDatabaseUrl(base: string, hostId: string): string {
-  const url = new URL(base);
-  const baseName = decodeURIComponent(url.pathname.replace(/^\//, "")) || "mikrom";
-  let name = `${baseName}_provisioner_${hostId}`;
-  if (Buffer.byteLength(name) > MAX_DATABASE_NAME) {
-    const hash = createHash("sha1").update(name).digest("hex").slice(0, 8);
-    name = `${name.slice(0, MAX_DATABASE_NAME - 9)}_${hash}`;
-  }
-  url.pathname = `/${encodeURIComponent(name)}`;
-  return url.toString();
 }
 
 export function loadConfig(env: Readonly<Record<string, string | undefined>> = process.env): Config {

@@ -1,5 +1,6 @@
+import { hostDatabaseUrl } from "@mikrom/runtime";
 import { describe, expect, it } from "vitest";
-import { hostDatabaseUrl, hostIdFromHostname, loadConfig } from "../src/config.ts";
+import { hostIdFromHostname, loadConfig } from "../src/config.ts";
 
 describe("the agent's configuration", () => {
   it("derives the host's own database from the base one", () => {

@@ -1,0 +1,77 @@
+/**
+ * The one-shot database setup of a deployment (compose's `db-setup`, Kubernetes' `mikrom-db-setup`
+ * Job): with the admin's URL, a role and a database per service, each role owning its database only
+ * (src/database-roles.ts). Run from any service image: `node libs/runtime/bin/setup-databases.ts`.
+ * Idempotent: run it again after adding a host or changing a password. Passwords are never logged.
+ *
+ *   POSTGRES_ADMIN_URL      a superuser, or a role with CREATEROLE and CREATEDB
+ *   SERVICE_DATABASE_URLS   the services' database URLs (space or newline separated): each names
+ *                           the role, its password and the database it owns
+ *   PROVISIONER_BASE_URL    the provisioners' DATABASE_URL (their role, the base database name) and
+ *   PROVISIONER_HOSTS       the host ids: each host's `<base>_provisioner_<host>`, owned by that role
+ */
+import { createLogger, errorFields } from "@mikrom/telemetry";
+import { z } from "zod";
+import { hostDatabaseUrl, serverOf } from "../src/database.ts";
+import { ensureServiceDatabase, type ServiceDatabase, serviceDatabaseOf } from "../src/database-roles.ts";
+import { untilAvailable } from "../src/wait.ts";
+
+const words = z
+  .string()
+  .default("")
+  .transform((s) => s.split(/\s+/).filter(Boolean));
+const Env = z
+  .object({
+    POSTGRES_ADMIN_URL: z.url(),
+    SERVICE_DATABASE_URLS: words.pipe(z.array(z.url())),
+    PROVISIONER_BASE_URL: z.url().optional(),
+    PROVISIONER_HOSTS: words,
+  })
+  .refine((e) => e.PROVISIONER_HOSTS.length === 0 || e.PROVISIONER_BASE_URL, {
+    message: "PROVISIONER_HOSTS needs PROVISIONER_BASE_URL (the provisioners' DATABASE_URL)",
+  });
+
+/** Every database the environment asks for, with the role that is to own it. */
+export function setupTargets(env: Record<string, string | undefined>): {
+  adminUrl: string;
+  targets: ServiceDatabase[];
+} {
+  const parsed = Env.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "(env)"}: ${i.message}`);
+    throw new Error(`the database setup's configuration is invalid:\n  ${problems.join("\n  ")}`);
+  }
+  const e = parsed.data;
+  const urls = [
+    ...e.SERVICE_DATABASE_URLS,
+    ...e.PROVISIONER_HOSTS.map((host) => hostDatabaseUrl(e.PROVISIONER_BASE_URL as string, host)),
+  ];
+  return { adminUrl: e.POSTGRES_ADMIN_URL, targets: urls.map(serviceDatabaseOf) };
+}
+
+if (import.meta.main) {
+  const log = createLogger("mikrom.db-setup");
+  try {
+    const { adminUrl, targets } = setupTargets(process.env);
+    for (const target of targets) {
+      const outcome = await untilAvailable(
+        `PostgreSQL at ${serverOf(adminUrl)}`,
+        () => ensureServiceDatabase(adminUrl, target),
+        { log },
+      );
+      log.info(
+        {
+          role: target.role,
+          database: target.database,
+          role_state: outcome.role,
+          database_state: outcome.database,
+          adopted_objects: outcome.adopted,
+        },
+        "service database ready",
+      );
+    }
+  } catch (error) {
+    log.fatal(errorFields(error), "database setup failed");
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,215 @@
+import { createHash, createHmac, pbkdf2Sync, randomBytes } from "node:crypto";
+import pg from "pg";
+
+/** A service's database and the one role that may use it. */
+export interface ServiceDatabase {
+  /** The database, created when missing. */
+  readonly database: string;
+  /** The service's LOGIN role: it owns the database, and nothing else. */
+  readonly role: string;
+  /** Set (again) on every run; none under trust authentication. */
+  readonly password?: string | undefined;
+}
+
+/** What a run found: whether it made the role and the database, and how many objects it handed over. */
+export interface SetupOutcome {
+  readonly role: "created" | "existed";
+  readonly database: "created" | "existed";
+  /** Objects in the database that another role owned (a database from before roles) now the service's. */
+  readonly adopted: number;
+}
+
+/** Setups serialize on this lock: concurrent ALTER ROLE or GRANT on one row fail with "tuple concurrently updated". */
+const LOCK = "mikrom.database-roles";
+// duplicate_object, duplicate_database, and unique_violation when two creates commit at once.
+const ALREADY_EXISTS = new Set(["42710", "42P04", "23505"]);
+
+/**
+ * Makes `target.role` a plain LOGIN role (no superuser, no CREATEDB, no CREATEROLE) that owns
+ * `target.database` and everything in it, and takes CONNECT and TEMPORARY on that database from
+ * PUBLIC, so no other service's role can open it. Idempotent, and safe when replicas run it at
+ * once. `adminUrl` is a superuser, or a role with CREATEROLE and CREATEDB (CloudNativePG's owner).
+ */
+export async function ensureServiceDatabase(
+  adminUrl: string,
+  target: ServiceDatabase,
+): Promise<SetupOutcome> {
+  const admin = await connect(adminUrl);
+  try {
+    await admin.query("SELECT pg_advisory_lock(hashtext($1))", [LOCK]);
+    const role = await ensureRole(admin, target);
+    const superuser = (await admin.query("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"))
+      .rows[0]?.rolsuper as boolean;
+    // A non-superuser admin must be able to SET ROLE to a database's new owner (and act as it).
+    if (!superuser) await admin.query(`GRANT ${ident(admin, target.role)} TO CURRENT_USER`);
+    const database = await ensureOwnedDatabase(admin, target);
+    const db = ident(admin, target.database);
+    await admin.query(`REVOKE CONNECT, TEMPORARY ON DATABASE ${db} FROM PUBLIC`);
+    const adopted = await adoptObjects(withDatabase(adminUrl, target.database), target.role);
+    return { role, database, adopted };
+  } finally {
+    await admin.end().catch(() => {});
+  }
+}
+
+/** `base` with the service's role, its password and its database: the URL the service connects with. */
+export function serviceUrl(base: string, target: ServiceDatabase): string {
+  const url = new URL(withDatabase(base, target.database));
+  url.username = encodeURIComponent(target.role);
+  url.password = target.password ? encodeURIComponent(target.password) : "";
+  return url.toString();
+}
+
+/** The role, password and database a service URL names: what the setup makes for it. */
+export function serviceDatabaseOf(url: string): ServiceDatabase {
+  const u = new URL(url);
+  const database = decodeURIComponent(u.pathname.replace(/^\//, ""));
+  const role = decodeURIComponent(u.username);
+  if (!database || !role)
+    throw new Error(`${u.protocol}//…@${u.host}${u.pathname} names no role or no database`);
+  return { database, role, password: u.password ? decodeURIComponent(u.password) : undefined };
+}
+
+async function ensureRole(admin: pg.Client, target: ServiceDatabase): Promise<"created" | "existed"> {
+  const role = ident(admin, target.role);
+  // A SCRAM verifier, not the password: the statement may be logged by the server (log_statement).
+  const password = target.password ? ` PASSWORD ${admin.escapeLiteral(scramVerifier(target.password))}` : "";
+  const { rows } = await admin.query(
+    "SELECT rolsuper, rolcreatedb, rolcreaterole, rolcanlogin FROM pg_roles WHERE rolname = $1",
+    [target.role],
+  );
+  const found = rows[0] as
+    | { rolsuper: boolean; rolcreatedb: boolean; rolcreaterole: boolean; rolcanlogin: boolean }
+    | undefined;
+  if (!found) {
+    try {
+      await admin.query(`CREATE ROLE ${role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE${password}`);
+      return "created";
+    } catch (error) {
+      if (!ALREADY_EXISTS.has(codeOf(error))) throw error;
+    }
+  }
+  // Only what differs: changing SUPERUSER (even to what it is) takes a superuser.
+  const changes = [
+    found?.rolsuper ? "NOSUPERUSER" : "",
+    found?.rolcreatedb ? "NOCREATEDB" : "",
+    found?.rolcreaterole ? "NOCREATEROLE" : "",
+    found && !found.rolcanlogin ? "LOGIN" : "",
+  ].filter(Boolean);
+  if (changes.length > 0 || password) await admin.query(`ALTER ROLE ${role} ${changes.join(" ")}${password}`);
+  return "existed";
+}
+
+async function ensureOwnedDatabase(
+  admin: pg.Client,
+  target: ServiceDatabase,
+): Promise<"created" | "existed"> {
+  const db = ident(admin, target.database);
+  const role = ident(admin, target.role);
+  const { rows } = await admin.query(
+    "SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = $1",
+    [target.database],
+  );
+  if (rows.length === 0) {
+    try {
+      await admin.query(`CREATE DATABASE ${db} OWNER ${role}`);
+      return "created";
+    } catch (error) {
+      if (!ALREADY_EXISTS.has(codeOf(error))) throw error;
+    }
+  }
+  if (rows[0]?.owner !== target.role) await admin.query(`ALTER DATABASE ${db} OWNER TO ${role}`);
+  return "existed";
+}
+
+/**
+ * A database made before roles holds tables the old owner made: the new owner could not read them.
+ * Everything outside the system schemas (and not an extension's) becomes the role's; a table's
+ * own sequences go with it.
+ */
+async function adoptObjects(databaseUrl: string, role: string): Promise<number> {
+  const client = await connect(databaseUrl);
+  try {
+    const { rows } = await client.query<{ statement: string }>(ADOPTABLE, [role]);
+    if (rows.length === 0) return 0;
+    await client.query("BEGIN");
+    for (const { statement } of rows) await client.query(statement);
+    await client.query("COMMIT");
+    return rows.length;
+  } catch (error) {
+    await client.query("ROLLBACK").catch(() => {});
+    throw error;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** `ALTER … OWNER TO` for every object of the database the role does not own yet (quoted by the server). */
+const ADOPTABLE = `
+WITH r AS (SELECT oid FROM pg_roles WHERE rolname = $1),
+     own AS (SELECT oid, nspname FROM pg_namespace
+             WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'),
+     ext AS (SELECT objid FROM pg_depend WHERE deptype = 'e')
+SELECT format('ALTER SCHEMA %I OWNER TO %I', n.nspname, $1::text) AS statement
+  FROM own n JOIN pg_namespace s ON s.oid = n.oid, r
+ WHERE s.nspowner <> r.oid AND pg_get_userbyid(s.nspowner) <> 'pg_database_owner'
+   AND n.oid NOT IN (SELECT objid FROM ext)
+UNION ALL
+SELECT format('ALTER %s %s OWNER TO %I',
+         CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                        WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END,
+         c.oid::regclass, $1::text)
+  FROM pg_class c JOIN own n ON n.oid = c.relnamespace, r
+ WHERE c.relowner <> r.oid AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                   AND d.deptype IN ('a', 'i', 'e'))
+UNION ALL
+SELECT format('ALTER ROUTINE %s OWNER TO %I', p.oid::regprocedure, $1::text)
+  FROM pg_proc p JOIN own n ON n.oid = p.pronamespace, r
+ WHERE p.proowner <> r.oid AND p.prokind IN ('f', 'p') AND p.oid NOT IN (SELECT objid FROM ext)
+UNION ALL
+SELECT format('ALTER TYPE %s OWNER TO %I', t.oid::regtype, $1::text)
+  FROM pg_type t JOIN own n ON n.oid = t.typnamespace, r
+ WHERE t.typowner <> r.oid AND t.typtype IN ('e', 'd', 'r') AND t.oid NOT IN (SELECT objid FROM ext)`;
+
+/**
+ * PostgreSQL's SCRAM-SHA-256 verifier of a password (RFC 5802/7677; 4096 iterations, the server's
+ * default), so the password itself never reaches the server. The password is prepared as libpq and
+ * node-postgres prepare it when they log in (SASLprep's mappings and NFKC; identity for ASCII).
+ */
+export function scramVerifier(password: string, salt: Buffer = randomBytes(16)): string {
+  const iterations = 4096;
+  const prepared = password
+    .replace(/[\u00A0\u1680\u2000-\u200B\u202F\u205F\u3000]/g, " ")
+    // biome-ignore lint/suspicious/noMisleadingCharacterClass: these are removed one by one (RFC 3454 B.1), never combined
+    .replace(/[\u00AD\u034F\u1806\u180B-\u180D\u200C\u200D\u2060\uFE00-\uFE0F\uFEFF]/g, "")
+    .normalize("NFKC");
+  const salted = pbkdf2Sync(prepared, salt, iterations, 32, "sha256");
+  const clientKey = createHmac("sha256", salted).update("Client Key").digest();
+  const storedKey = createHash("sha256").update(clientKey).digest();
+  const serverKey = createHmac("sha256", salted).update("Server Key").digest();
+  const b64 = (b: Buffer): string => b.toString("base64");
+  return `SCRAM-SHA-256$${iterations}:${b64(salt)}$${b64(storedKey)}:${b64(serverKey)}`;
+}
+
+function ident(client: pg.Client, name: string): string {
+  return client.escapeIdentifier(name);
+}
+
+function codeOf(error: unknown): string {
+  return String((error as { code?: unknown }).code ?? "");
+}
+
+function withDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${encodeURIComponent(database)}`;
+  return u.toString();
+}
+
+async function connect(url: string): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
+  // A server going away mid-call emits 'error' besides failing the query; unheard, it ends the process.
+  client.on("error", () => {});
+  await client.connect();
+  return client;
+}
