@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { fold, isRefusal, refuse } from "../src/decider.ts";
+import { eventsOf, fold, isRefusal, refuse } from "../src/decider.ts";
 import { type Tally, type TallyCommand, tally } from "./fixtures/tally.ts";
 
 describe("refusals", () => {
@@ -17,6 +17,19 @@ describe("refusals", () => {
     expect(isRefusal([{ type: "X", data: {} }])).toBe(false);
     expect(isRefusal(null)).toBe(false);
     expect(isRefusal({ reason: "no" })).toBe(false);
+    // Only a plain value: a function that happens to say it is one is not.
+    expect(isRefusal(Object.assign(() => {}, { kind: "refusal" }))).toBe(false);
+    expect(isRefusal("refusal")).toBe(false);
+  });
+});
+
+describe("a decision's events", () => {
+  const events = [{ type: "TallyClosed", data: { tallyId: "t" } }];
+  it("are the list itself, or the events of a decision that asks for more", () => {
+    expect(eventsOf(events)).toBe(events);
+    const withCommands = { events, commands: ["x"] };
+    expect(eventsOf(withCommands)).toBe(events);
+    expect(eventsOf({ events: [] })).toEqual([]);
   });
 });
 
@@ -68,5 +81,13 @@ describe("a decider (the tests' tally)", () => {
       { type: "TallyClosed", data: { tallyId: "t" } },
     ]);
     expect(state).toEqual({ status: "closed", total: 7 });
+  });
+
+  it("folds from a given state, not the initial one, when it has one", () => {
+    const more = fold(tally, [{ type: "TallyIncremented", data: { tallyId: "t", by: 2, note: null } }], {
+      status: "open",
+      total: 3,
+    });
+    expect(more).toEqual({ status: "open", total: 5 });
   });
 });
