@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { allocationRequestId, stepCommandId } from "../src/domain/message-ids.ts";
-import { outstanding } from "../src/domain/outgoing.ts";
+import { ippool, outstanding, provisioner } from "../src/domain/outgoing.ts";
 import { initialVm, replay, type Vm, type VmEvent } from "../src/domain/vm.ts";
 import { HOST, IP, OWNER, VM_ID } from "./fixtures.ts";
 
@@ -218,5 +218,41 @@ describe("a VM's state, event by event", () => {
     ["a destroy", stepCommandId(VM_ID, 300, "destroy"), "0000abcd-de57-8000-8000-00000000012c"],
   ])("names %s's message after the VM, the command and the count", (_, id, expected) => {
     expect(id).toBe(expected);
+  });
+});
+
+describe("what is kept of a lease", () => {
+  it("keeps only what the IP pool said: no key for a prefix length or gateway it did not send", () => {
+    const pending = replay([created]);
+    const waiting = replay([{ type: "VmAwaitingHost", data: { vmId: VM_ID, ipAddress: IP } }], pending);
+    expect(waiting.lease).toStrictEqual({});
+    const placed = replay(
+      [{ type: "VmProvisioning", data: { vmId: VM_ID, ipAddress: IP, hostId: HOST } }],
+      pending,
+    );
+    expect(placed.lease).toStrictEqual({});
+    const full = replay(
+      [
+        {
+          type: "VmProvisioning",
+          data: { vmId: VM_ID, ipAddress: IP, hostId: HOST, prefixLength: 24, gateway: "10.0.0.1" },
+        },
+      ],
+      pending,
+    );
+    expect(full.lease).toStrictEqual({ prefixLength: 24, gateway: "10.0.0.1" });
+  });
+});
+
+describe("the commands a VM sends", () => {
+  it("name their receiver in full: a host's command its host, a pool's the IP pool", () => {
+    const destroy = { type: "DestroyVm", data: { vmId: VM_ID } } as const;
+    expect(provisioner(HOST, destroy)).toStrictEqual({
+      service: "provisioner",
+      hostId: HOST,
+      command: destroy,
+    });
+    const release = { type: "ReleaseIp", data: { vmId: VM_ID } } as const;
+    expect(ippool(release)).toStrictEqual({ service: "ippool", command: release });
   });
 });
