@@ -1,5 +1,6 @@
 import { execFile, spawn } from "node:child_process";
-import { access, mkdtemp, rm } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { access, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -94,6 +95,8 @@ describe(`the qemu driver with real guests (${"skip" in env ? `skipped: ${env.sk
       expect(record).toMatchObject({ driver: "qemu", vmId: spec.vmId, ipAddress: "10.88.4.21" });
       expect(record.accel).toBe(options(dir).accel);
 
+      // Fenced: a root agent's guest runs as nobody, never as root.
+      if (process.getuid?.() === 0) expect(await uidOf(record.pid!)).toBe(uidOfNobody());
       // The agent dies with its whole process group; the VM must not.
       process.kill(-agentPid, "SIGKILL");
       await expect.poll(() => isAlive(agentPid), { timeout: 5000 }).toBe(false);
@@ -200,3 +203,17 @@ describe(`the qemu driver with real guests (${"skip" in env ? `skipped: ${env.sk
     ).rejects.toMatchObject({ step: "spawn" });
   });
 });
+
+/** The real uid a process runs as, from /proc. */
+async function uidOf(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  return Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
+}
+
+/** nobody's uid on this machine, from /etc/passwd. */
+function uidOfNobody(): number {
+  const line = readFileSync("/etc/passwd", "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("nobody:"));
+  return Number(line?.split(":")[2]);
+}

@@ -85,6 +85,15 @@ describe("the qemu command line", () => {
     expect(without[without.indexOf("-netdev") + 1]).toBe("user,id=n0,restrict=on");
   });
 
+  it("runs QEMU in its seccomp sandbox, as the unprivileged user it is given", () => {
+    const argv = qemuArgv({ ...launch, runAs: "nobody" });
+    expect(argv[argv.indexOf("-sandbox") + 1]).toBe("on,obsolete=deny,spawn=deny,resourcecontrol=deny");
+    expect(argv[argv.indexOf("-runas") + 1]).toBe("nobody");
+    // Without a user to switch to (an agent that is not root cannot) there is no -runas, the sandbox stays.
+    expect(qemuArgv(launch)).not.toContain("-runas");
+    expect(qemuArgv(launch)).toContain("-sandbox");
+  });
+
   it("uses the host CPU under KVM", () => {
     const argv = qemuArgv({ ...launch, accel: "kvm" });
     expect(argv[argv.indexOf("-cpu") + 1]).toBe("host");

@@ -20,7 +20,16 @@ export interface QemuLaunch {
   tap?: string | undefined;
   /** The host's TSC rate: under TCG the guest cannot calibrate its clock reliably without it. */
   tscKhz?: number | undefined;
+  /** The unprivileged user QEMU switches to before the guest runs (root only can switch). */
+  runAs?: string | undefined;
 }
+
+/**
+ * QEMU's seccomp sandbox: no obsolete system calls, no spawning processes, no changing its own
+ * scheduling or affinity. Raising privileges stays allowed because `-runas` itself calls setuid
+ * (after which root is out of reach anyway).
+ */
+export const SANDBOX = "on,obsolete=deny,spawn=deny,resourcecontrol=deny";
 
 /**
  * The guest kernel's command line. Under TCG (see MICROVM-NOTES.md): `lpj=` skips the delay-loop
@@ -39,7 +48,8 @@ export function kernelCmdline(launch: QemuLaunch): string {
  * qemu-system-x86_64 as a microvm: no firmware option ROMs (the ELF kernel is loaded directly,
  * faster under TCG), ACPI on (this kernel finds virtio-mmio devices only through ACPI), serial
  * console appended to a file (it must outlive the agent; append lets the driver trim it), QMP on
- * a unix socket, and `-no-reboot` so a guest panic ends the process instead of looping.
+ * a unix socket, and `-no-reboot` so a guest panic ends the process instead of looping. Fenced:
+ * the seccomp sandbox, and an unprivileged user once everything is open.
  */
 export function qemuArgv(launch: QemuLaunch): string[] {
   const machine = "microvm,x-option-roms=off,isa-serial=on,rtc=on,pit=on,pic=on,acpi=on";
@@ -64,6 +74,9 @@ export function qemuArgv(launch: QemuLaunch): string[] {
     "-display",
     "none",
     "-no-reboot",
+    "-sandbox",
+    SANDBOX,
+    ...(launch.runAs ? ["-runas", launch.runAs] : []),
     "-chardev",
     `file,id=con,path=${launch.consoleLog},append=on`,
     "-serial",

@@ -23,6 +23,11 @@ export interface QemuDriverOptions extends ProcessDriverOptions {
   powerDownTimeoutMs?: number;
   /** The host TSC rate in kHz for the guest's clock under TCG (see args.ts). */
   tscKhz?: number;
+  /**
+   * The user QEMU drops to once it has opened its files, tap and socket. Default: `nobody` when the
+   * agent runs as root (a guest escaping QEMU is then no one on the host), none otherwise.
+   */
+  runAs?: string;
 }
 
 /** QEMU with the guest's console in a file and QMP on a unix socket, for control and state. */
@@ -56,6 +61,7 @@ function qemu(options: QemuDriverOptions): Hypervisor {
         mac: macFor(spec.vmId),
         tap: spec.tap,
         tscKhz: options.tscKhz,
+        runAs: options.runAs ?? (process.getuid?.() === 0 ? "nobody" : undefined),
       }),
       output: { stdout: paths.output },
     }),
