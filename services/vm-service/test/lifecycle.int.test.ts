@@ -248,8 +248,9 @@ describe("the VM lifecycle over NATS and PostgreSQL", () => {
       at: new Date().toISOString(),
       runningVms: 1,
     });
+  /** Hosts are judged only once the sweeper's catch-up (10 s from when it starts) is over: up to 30 s. */
   async function untilHost(w: World, vmId: string, hostStatus: "reachable" | "unreachable") {
-    for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
+    for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
       const vm = await read(w, vmId);
       if (vm.hostStatus === hostStatus) return vm;
       await new Promise((r) => setTimeout(r, 100));

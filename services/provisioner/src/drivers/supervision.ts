@@ -1,4 +1,4 @@
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, rename, rm, writeFile } from "node:fs/promises";
 import type { ConsoleKeeper } from "./console-log.ts";
 import { type AdoptResult, type BootSpec, Instance, type InstanceStatus } from "./driver.ts";
 import { BootFailed, InvalidInstance } from "./errors.ts";
@@ -18,8 +18,15 @@ const RECORD = "instance.json";
 /** Ends a hypervisor process that is ours; `graceful` first asks the guest to shut down. */
 export type EndProcess = (pid: number, socket: string, graceful: boolean) => Promise<void>;
 
+/**
+ * Replaces the record whole: written beside it, then renamed over it. A reader (the agent looking
+ * for a VM, or reconciling after a SIGKILL mid-write) sees the old record or the new, never a
+ * truncated one that would make a running VM unknown.
+ */
 export async function writeRecord(dir: string, instance: Instance): Promise<void> {
-  await writeFile(`${dir}/${RECORD}`, JSON.stringify(instance));
+  const next = `${dir}/${RECORD}.next`;
+  await writeFile(next, JSON.stringify(instance));
+  await rename(next, `${dir}/${RECORD}`);
 }
 
 async function readRecord(dir: string): Promise<Instance | undefined> {
