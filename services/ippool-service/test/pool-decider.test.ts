@@ -131,6 +131,21 @@ describe("creating a pool", () => {
     expect(decidePool(create, created, quiet)).toEqual([]);
   });
 
+  it.each<[string, Partial<typeof definition>]>([
+    ["name", { name: "lab2" }],
+    ["network", { cidr: "10.9.0.0/24", gateway: "10.9.0.1", rangeStart: "10.9.0.2", rangeEnd: "10.9.0.254" }],
+    ["gateway", { gateway: "10.8.0.254", rangeEnd: "10.8.0.253" }],
+    ["range start", { rangeStart: "10.8.0.10" }],
+    ["range end", { rangeEnd: "10.8.0.100" }],
+    ["description", { description: "other" }],
+  ])("the same id with another %s is a conflict", (_, change) => {
+    expect(decidePool({ type: "CreatePool", data: { ...definition, ...change } }, created, quiet)).toEqual({
+      kind: "refusal",
+      code: "conflict",
+      reason: `pool ${poolId} exists with a different definition`,
+    });
+  });
+
   it("an id whose pool was deleted is not reused", () => {
     const deleted = fold([
       { type: "PoolCreated", data: definition },
@@ -197,6 +212,31 @@ describe("updating a pool", () => {
     });
   });
 
+  it("names only what it changes: no key for what the command left out or did not change", () => {
+    expect(decidePool(update({ active: false }), created, quiet)).toStrictEqual([
+      { type: "PoolUpdated", data: { poolId, active: false } },
+    ]);
+    expect(decidePool(update({ description: null, active: true }), created, quiet)).toStrictEqual([
+      { type: "PoolUpdated", data: { poolId } },
+    ]);
+    expect(decidePool(update({ description: "x" }), created, quiet)).toStrictEqual([
+      { type: "PoolUpdated", data: { poolId, description: "x" } },
+    ]);
+  });
+
+  it("checks a name against the others only when it renames, and only against that name", () => {
+    const others = {
+      others: [{ poolId: "pool-00000001", name: "default", cidr: "172.16.0.0/24" }],
+      allocated: 0,
+    };
+    expect(decidePool(update({ active: false }), created, others)).toStrictEqual([
+      { type: "PoolUpdated", data: { poolId, active: false } },
+    ]);
+    expect(decidePool(update({ name: "lab2" }), created, others)).toStrictEqual([
+      { type: "PoolUpdated", data: { poolId, name: "lab2" } },
+    ]);
+  });
+
   it.each<[string, PoolState]>([
     ["never created", initialPoolState],
     ["deleted", fold([createdEvent, deletedEvent])],
@@ -231,7 +271,14 @@ describe("deleting a pool", () => {
   });
 
   it("an unknown pool is not found", () => {
-    const result = decidePool(del, initialPoolState, quiet);
-    expect(isRefusal(result) && result.code).toBe("not_found");
+    expect(decidePool(del, initialPoolState, quiet)).toEqual({
+      kind: "refusal",
+      code: "not_found",
+      reason: `pool ${poolId} does not exist`,
+    });
+  });
+
+  it("begins absent", () => {
+    expect(initialPoolState).toEqual({ status: "absent" });
   });
 });
