@@ -108,6 +108,20 @@ describe("pool validation", () => {
       ok: false,
       issues: [{ field: "cidr", message: '"10.8.0.0" is not in CIDR notation (a.b.c.d/prefix)' }],
     });
+    // A malformed address is compared with nothing: no "outside", "reversed" or "inside the range" besides.
+    for (const field of ["gateway", "rangeStart"] as const) {
+      expect(validatePool({ ...good, [field]: "x" }, [])).toEqual({
+        ok: false,
+        issues: [{ field, message: '"x" is not an IPv4 address (four decimal octets 0-255)' }],
+      });
+    }
+    expect(validatePool({ ...good, gateway: "x", rangeStart: "x", rangeEnd: "x" }, [])).toEqual({
+      ok: false,
+      issues: ["gateway", "rangeStart", "rangeEnd"].map((field) => ({
+        field,
+        message: '"x" is not an IPv4 address (four decimal octets 0-255)',
+      })),
+    });
   });
 
   it("an accepted pool comes back normalized, with its network and range as numbers", () => {
