@@ -93,7 +93,7 @@ describe("creating a pool", () => {
   it.each<[string, Partial<typeof definition>]>([
     ["name", { name: "lab2" }],
     ["cidr", { cidr: "10.9.0.0/24", gateway: "10.9.0.1", rangeStart: "10.9.0.2", rangeEnd: "10.9.0.254" }],
-    ["gateway", { gateway: "10.8.0.254", rangeEnd: "10.8.0.253" }],
+    ["gateway", { gateway: "10.8.0.254" }],
     ["rangeStart", { rangeStart: "10.8.0.3" }],
     ["rangeEnd", { rangeEnd: "10.8.0.253" }],
     ["description", { description: "changed" }],
@@ -129,21 +129,6 @@ describe("creating a pool", () => {
 
   it("the same definition again is a no-op, so the default pool can be created at every start", () => {
     expect(decidePool(create, created, quiet)).toEqual([]);
-  });
-
-  it.each<[string, Partial<typeof definition>]>([
-    ["name", { name: "lab2" }],
-    ["network", { cidr: "10.9.0.0/24", gateway: "10.9.0.1", rangeStart: "10.9.0.2", rangeEnd: "10.9.0.254" }],
-    ["gateway", { gateway: "10.8.0.254", rangeEnd: "10.8.0.253" }],
-    ["range start", { rangeStart: "10.8.0.10" }],
-    ["range end", { rangeEnd: "10.8.0.100" }],
-    ["description", { description: "other" }],
-  ])("the same id with another %s is a conflict", (_, change) => {
-    expect(decidePool({ type: "CreatePool", data: { ...definition, ...change } }, created, quiet)).toEqual({
-      kind: "refusal",
-      code: "conflict",
-      reason: `pool ${poolId} exists with a different definition`,
-    });
   });
 
   it("an id whose pool was deleted is not reused", () => {
