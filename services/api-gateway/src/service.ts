@@ -1,9 +1,9 @@
-import { serve } from "@hono/node-server";
 import { type DatabaseStore, openMigratedDatabase, type ServiceDefinition } from "@mikrom/runtime";
 import { errorFields } from "@mikrom/telemetry";
 import { createApp } from "./app.ts";
 import type { Config } from "./config.ts";
 import { expireIdempotencyKeys } from "./http/idempotency.ts";
+import { serveApi } from "./http/server.ts";
 import { NatsBackend } from "./nats-backend.ts";
 import type { GatewayDb } from "./store/db.ts";
 import { migrate } from "./store/migrations.ts";
@@ -43,7 +43,7 @@ export const gatewayService: ServiceDefinition<Config, DatabaseStore<GatewayDb>,
     }, 3_600_000);
     sweeper.unref();
 
-    const server = serve(
+    const server = serveApi(
       { fetch: app.fetch, port: config.port, ...(config.host && { hostname: config.host }) },
       (info) => {
         // What the socket is bound to, as the kernel says: `0.0.0.0` or `::` is every interface.

@@ -1,11 +1,10 @@
-import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { serve } from "@hono/node-server";
 import { openDatabase } from "@mikrom/runtime";
 import { setLogDestination } from "@mikrom/telemetry";
 import { createApp, type GatewayDeps } from "../../src/app.ts";
 import type { Accounts } from "../../src/auth/accounts.ts";
 import { type Backend, BackendUnavailable } from "../../src/backend.ts";
+import { type ClientTimeouts, serveApi } from "../../src/http/server.ts";
 import type { GatewayDb } from "../../src/store/db.ts";
 import { migrate } from "../../src/store/migrations.ts";
 
@@ -78,7 +77,12 @@ let counter = 0;
 /** The gateway on a real loopback port, over a test database, with the backend given. */
 export async function startGateway(
   dbUrl: string,
-  options: { backend?: Backend; config?: Partial<GatewayDeps["config"]>; now?: () => number } = {},
+  options: {
+    backend?: Backend;
+    config?: Partial<GatewayDeps["config"]>;
+    now?: () => number;
+    clientTimeouts?: ClientTimeouts;
+  } = {},
 ): Promise<RunningGateway> {
   const db = openDatabase<GatewayDb>(dbUrl, { max: 5 });
   await migrate(db);
@@ -89,7 +93,11 @@ export async function startGateway(
     ...(options.now && { now: options.now }),
   });
   commands.start();
-  const server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }) as Server;
+  const server = serveApi(
+    { fetch: app.fetch, port: 0, hostname: "127.0.0.1" },
+    undefined,
+    options.clientTimeouts,
+  );
   await new Promise<void>((resolve) => server.once("listening", () => resolve()));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const doFetch = (path: string, init?: RequestInit) => fetch(`${url}${path}`, init);
