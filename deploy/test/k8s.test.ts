@@ -106,7 +106,7 @@ describe("Kubernetes manifests", () => {
     expect(owner?.type).toBe("kubernetes.io/basic-auth");
   });
 
-  test("network policies deny ingress by default and open NATS and PostgreSQL to their clients only", () => {
+  test("network policies deny ingress by default and open NATS, PostgreSQL and the gateway to their clients only", () => {
     const policies = production.filter((o) => o.kind === "NetworkPolicy") as Any[];
     const deny = policies.find((p) => p.metadata.name === "default-deny-ingress");
     expect(deny.spec).toEqual({ podSelector: {}, policyTypes: ["Ingress"] });
@@ -114,6 +114,11 @@ describe("Kubernetes manifests", () => {
       policies.find((p) => p.metadata.name === name).spec.ingress[0].from[0];
     expect(clients("nats").podSelector.matchLabels).toEqual({ "mikrom.io/nats-client": "true" });
     expect(clients("postgres").podSelector.matchLabels).toEqual({ "mikrom.io/db-client": "true" });
+    // The gateway trusts X-Forwarded-For from private addresses: only the ingress controller reaches it.
+    expect(clients("api-gateway")).toEqual({
+      namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "ingress-nginx" } },
+    });
+    expect(policies.find((p) => p.metadata.name === "api-gateway").spec.ingress).toHaveLength(1);
     for (const svc of SERVICES) {
       const pod = (find(production, "Deployment", svc) ?? find(production, "DaemonSet", svc)).spec.template;
       expect(pod.metadata.labels).toMatchObject({
