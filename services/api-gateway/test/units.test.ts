@@ -105,6 +105,21 @@ describe("tokens", () => {
     await expect(tokens.verify(access.token, "refresh")).rejects.toBeInstanceOf(InvalidToken);
   });
 
+  it("remembers a verified token until it expires, then refuses it as expired", async () => {
+    let now = Date.parse("2026-01-01T00:00:00Z");
+    const clocked = new Tokens(SECRET, () => now);
+    const access = await clocked.issue(7, "access", { ttlSeconds: 60 });
+    const first = await clocked.verify(access.token, "access");
+    expect(await clocked.verify(access.token, "access")).toBe(first);
+    // Remembered as an access token, it is still no refresh token.
+    await expect(clocked.verify(access.token, "refresh")).rejects.toThrow(/Invalid token type/);
+    now += 59_999;
+    expect(await clocked.verify(access.token, "access")).toBe(first);
+    now += 1;
+    await expect(clocked.verify(access.token, "access")).rejects.toThrow(/expired/);
+    await expect(clocked.verify(access.token, "access")).rejects.toThrow(/expired/);
+  });
+
   /** A token as an attacker would make one: these claims and header, signed with `key` (none: unsigned). */
   async function forge(
     claims: Record<string, unknown>,

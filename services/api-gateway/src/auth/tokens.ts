@@ -11,6 +11,8 @@ export const TOKEN_ISSUER = "mikrom";
 export const TOKEN_AUDIENCE = "mikrom-api";
 
 export const ACCESS_TTL_SECONDS = 30 * 60;
+/** How many verified tokens the gateway remembers (a few MiB at most). */
+const VERIFIED_CACHE_SIZE = 10_000;
 export const REFRESH_TTL_SECONDS = 7 * 24 * 60 * 60;
 
 export interface TokenClaims {
@@ -40,6 +42,12 @@ export class InvalidToken extends Error {
 export class Tokens {
   readonly #key: Uint8Array;
   readonly #now: () => number;
+  /**
+   * Tokens whose signature and claims were checked, until they expire: a client sends the same
+   * token on every request, and checking an HMAC through WebCrypto was the gateway's largest cost
+   * after I/O. Revocation does not depend on it: the caller compares the generation with the user's.
+   */
+  readonly #verified = new Map<string, TokenClaims>();
 
   constructor(secret: string, now: () => number = Date.now) {
     this.#key = new TextEncoder().encode(secret);
@@ -67,6 +75,19 @@ export class Tokens {
   }
 
   async verify(token: string, expected: TokenType): Promise<TokenClaims> {
+    const known = this.#verified.get(token);
+    if (known && known.expiresAt.getTime() <= this.#now()) this.#verified.delete(token);
+    else if (known?.type === expected) return known;
+    const claims = await this.#check(token, expected);
+    if (this.#verified.size >= VERIFIED_CACHE_SIZE) {
+      // The oldest entry goes (a Map iterates in insertion order).
+      this.#verified.delete(this.#verified.keys().next().value as string);
+    }
+    this.#verified.set(token, claims);
+    return claims;
+  }
+
+  async #check(token: string, expected: TokenType): Promise<TokenClaims> {
     let payload: Awaited<ReturnType<typeof jwtVerify>>["payload"];
     try {
       ({ payload } = await jwtVerify(token, this.#key, {

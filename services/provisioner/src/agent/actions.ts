@@ -3,8 +3,8 @@ import { createLogger, errorFields } from "@mikrom/telemetry";
 import type { Answer, Found, HeldVm, Operation, Step } from "../domain/plan.ts";
 import type { Driver, Instance } from "../drivers/driver.ts";
 import { BootFailed, BootTimeout } from "../drivers/errors.ts";
-import type { AgentStore } from "../store/event-store.ts";
-import { recordVm, type VmChange } from "../store/instances.ts";
+import { type AgentStore, vmStream } from "../store/event-store.ts";
+import { markVm, type VmChange } from "../store/instances.ts";
 import { recordBoot } from "./metrics.ts";
 
 const log = createLogger("mikrom.provisioner.agent");
@@ -64,7 +64,7 @@ export class DriverActions {
         return Promise.resolve({ answer: step.answer, ...(change ? { change: { vmId, ...change } } : {}) });
       }
       case "boot":
-        return this.#boot(step, operation);
+        return this.#boot(step, held, operation);
       case "stop":
         return this.#stop(step.instance, held!, operation);
       case "destroy":
@@ -72,14 +72,15 @@ export class DriverActions {
     }
   }
 
-  #record(change: VmChange): Promise<HeldVm> {
-    return this.#store.transaction((session) => recordVm(session, this.#driverName, change, []));
+  /** The row marked with the command under way (`version` is the stream's, for a row not yet there). */
+  #mark(change: VmChange, version: number): Promise<void> {
+    return markVm(this.#store.db, this.#driverName, change, version);
   }
 
   async #stop(instance: Instance, held: HeldVm, operation: Operation): Promise<Outcome> {
     const { vmId, spec } = held;
     const hostId = this.#hostId;
-    await this.#record({ vmId, status: held.status, spec, instance, operation });
+    await this.#mark({ vmId, status: held.status, spec, instance, operation }, held.version);
     try {
       await this.#driver.stop(instance);
       return {
@@ -103,13 +104,10 @@ export class DriverActions {
   ): Promise<Outcome> {
     const here = held && held.status !== "destroyed";
     if (here)
-      await this.#record({
-        vmId,
-        status: held.status,
-        spec: held.spec,
-        instance: instance ?? null,
-        operation,
-      });
+      await this.#mark(
+        { vmId, status: held.status, spec: held.spec, instance: instance ?? null, operation },
+        held.version,
+      );
     // No answer for a destroy that failed: the throw has the command retried, then dead-lettered.
     if (instance) await this.#driver.destroy(instance);
     return {
@@ -118,13 +116,18 @@ export class DriverActions {
     };
   }
 
-  async #boot(step: Extract<Step, { kind: "boot" }>, operation: Operation): Promise<Outcome> {
+  async #boot(
+    step: Extract<Step, { kind: "boot" }>,
+    held: HeldVm | undefined,
+    operation: Operation,
+  ): Promise<Outcome> {
     const { spec } = step;
     const vmId = spec.vmId;
     const hostId = this.#hostId;
     const driver = this.#driverName;
-    const booting = (instance: Instance | null): Promise<HeldVm> =>
-      this.#record({ vmId, status: "booting", spec, instance, operation });
+    const version = held?.version ?? (await this.#store.readStream(vmStream(vmId))).version;
+    const booting = (instance: Instance | null): Promise<void> =>
+      this.#mark({ vmId, status: "booting", spec, instance, operation }, version);
     // Before anything is cleared: an agent that dies from here on leaves a boot cut short, not a VM
     // lost. The store being away is not a boot failure: the throw has the command retried.
     await booting(step.clear ?? null);

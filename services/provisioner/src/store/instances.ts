@@ -80,24 +80,13 @@ export async function recordVm(
     });
     version = appended.nextVersion;
   }
-  const instance = change.instance;
-  const values = {
-    status: change.status,
-    driver,
-    spec: JSON.stringify(change.spec),
-    instance: instance === null ? null : JSON.stringify(instance),
-    pid: instance?.pid ?? null,
-    socket: instance?.qmpSocket ?? instance?.apiSocket ?? null,
-    console_log: instance?.consoleLog ?? null,
-    stream_version: version,
-    operation: change.operation ?? null,
-    updated_at: new Date(),
-  };
+  const values = { ...rowValues(driver, change), stream_version: version };
   await session.db
     .insertInto("instances")
     .values({ vm_id: change.vmId, ...values })
     .onConflict((oc) => oc.column("vm_id").doUpdateSet(values))
     .execute();
+  const instance = change.instance;
   return {
     vmId: change.vmId,
     status: change.status,
@@ -116,4 +105,35 @@ export async function countRunning(db: Db): Promise<number> {
     .where("status", "=", "running")
     .executeTakeFirst();
   return Number(row?.n ?? 0);
+}
+
+/** The row's columns for a change, all but the stream version. */
+function rowValues(driver: DriverName, change: VmChange) {
+  const instance = change.instance;
+  return {
+    status: change.status,
+    driver,
+    spec: JSON.stringify(change.spec),
+    instance: instance === null ? null : JSON.stringify(instance),
+    pid: instance?.pid ?? null,
+    socket: instance?.qmpSocket ?? instance?.apiSocket ?? null,
+    console_log: instance?.consoleLog ?? null,
+    operation: change.operation ?? null,
+    updated_at: new Date(),
+  };
+}
+
+/**
+ * Marks the command under way before the driver acts (see DriverActions): no events, so one
+ * statement instead of recordVm's locked transaction. A row keeps its stream version (the events
+ * behind it are unchanged); a new row takes `version`, the stream's. The caller holds the VM's lock
+ * in this agent; a writer elsewhere (the watch) orders itself on the row through recordVm.
+ */
+export async function markVm(db: Db, driver: DriverName, change: VmChange, version: number): Promise<void> {
+  const values = rowValues(driver, change);
+  await db
+    .insertInto("instances")
+    .values({ vm_id: change.vmId, ...values, stream_version: version })
+    .onConflict((oc) => oc.column("vm_id").doUpdateSet(values))
+    .execute();
 }
