@@ -1,48 +1,59 @@
 /**
  * The whole system, end to end, as its users see it: every service its own process (scripts/system.ts)
- * over loopback NATS and PostgreSQL; each client registers, then loops POST /api/v1/vms and
- * GET /api/v1/vms/{id}/wait?status=running. Figures: VMs taken from create to `running` per second,
- * and the p50/p99 of create→running as the client sees it.
+ * over loopback NATS (a server of the benchmark's own) and PostgreSQL; each client registers, then
+ * loops POST /api/v1/vms and GET /api/v1/vms/{id}/wait?status=running. Figures: VMs taken from create
+ * to `running` per second, the p50/p99 of create→running as the client sees it, and what each VM cost
+ * the machine (bench/costs.ts: CPU per process, NATS messages, commits, spans).
  *
- *   1. fake driver (no boot latency), 64 concurrent clients, for FAKE_SECONDS;
- *   2. qemu driver (real microVMs), 10 VMs at once, when qemu-system-x86_64 is installed.
+ *   1. fake driver (no boot latency), 64 concurrent clients, for FAKE_SECONDS, with every trace
+ *      exported (100 % sampling, OTLP to a receiver in this process);
+ *   2. the same with tracing off: the same-run reference for what telemetry costs;
+ *   3. qemu driver (real microVMs), 10 VMs at once, when qemu-system-x86_64 is installed.
  *
  * node_modules/.bin/node bench/e2e.bench.ts [clients=64] [fake seconds=10]   [fake-only]
  *
  * Everything it makes goes afterwards: the VMs (deleted through the API; the provisioner also stops
- * what is left on exit), the services' databases, the streams, the run folder.
+ * what is left on exit), the services' databases, the NATS server, the run folder.
  */
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import pg from "pg";
+import { freePort, startPrivateNats } from "../e2e/private-infra.ts";
+import { startOtlpReceiver } from "../libs/testkit/src/otlp-receiver.ts";
 import { type RunningSystem, startSystem } from "../scripts/system.ts";
+import { type CostSources, perVm, type Sample, sample } from "./costs.ts";
 
 const CLIENTS = Number(process.argv[2] ?? 64);
 const FAKE_SECONDS = Number(process.argv[3] ?? 10);
 const QEMU_VMS = 10;
 const QEMU_LIMIT_MS = 90_000;
 const serverUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
-const natsUrl = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+const nats = await startPrivateNats();
+const receiver = await startOtlpReceiver();
+const admin = new pg.Client({ connectionString: serverUrl });
+await admin.connect();
+
+/** Every trace exported, as an operator running Tempo would have it. */
+const TRACING_ON = {
+  OTEL_TRACES_EXPORTER: "otlp",
+  OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
+  OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+  OTEL_TRACE_SAMPLE_RATE: "1",
+  // Exports a second apart, so that a sample a second after the run has counted its spans.
+  OTEL_BSP_SCHEDULE_DELAY: "1000",
+};
 
 interface Bench {
   api: string;
   system: RunningSystem;
   problems: string[];
+  costs: CostSources;
   close(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** One system with its own namespace, databases and run folder; `close` removes all of them. */
@@ -57,7 +68,7 @@ async function startBench(key: string, env: Record<string, string>): Promise<Ben
   const system = startSystem({
     env: {
       PORT: String(port),
-      NATS_URL: natsUrl,
+      NATS_URL: nats.url,
       DATABASE_URL: base.toString(),
       MIKROM_NAMESPACE: namespace,
       MIKROM_HOST_ID: "bench-host",
@@ -98,12 +109,18 @@ async function startBench(key: string, env: Record<string, string>): Promise<Ben
     await close();
     throw new Error(`${(error as Error).message}\n${problems.join("\n")}`);
   }
-  return {
-    api: system.apiUrl,
-    system,
-    problems,
-    close,
+  const costs: CostSources = {
+    processes: () =>
+      new Map([
+        ...[...system.processes].map(([name, proc]) => [name, proc.child.pid!] as const),
+        ["nats-server", nats.pid()!] as const,
+      ]),
+    natsMonitorUrl: nats.monitorUrl,
+    admin,
+    databasePrefix: namespace,
+    spans: () => receiver.spans.map((span) => `${span.service}: ${span.name}`),
   };
+  return { api: system.apiUrl, system, problems, costs, close };
 }
 
 async function dropDatabases(prefix: string): Promise<void> {
@@ -121,7 +138,7 @@ async function dropDatabases(prefix: string): Promise<void> {
 }
 
 async function deleteStreams(prefix: string): Promise<void> {
-  const nc = await connect({ servers: natsUrl, noAsyncTraces: true, name: "e2e bench cleanup" });
+  const nc = await connect({ servers: nats.url, noAsyncTraces: true, name: "e2e bench cleanup" });
   try {
     const jsm = await jetstreamManager(nc);
     const doomed: string[] = [];
@@ -285,14 +302,18 @@ async function stepMedians(api: string, sample: Array<{ token: string; vmId: str
 
 const rows: string[] = [];
 const steps: string[] = [];
+const costs: string[] = [];
 const problems: string[] = [];
+
+/** Statistics reach pg_stat_database and spans their receiver within a second of the work. */
+const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 1_200));
 
 async function phase(
   label: string,
   env: Record<string, string>,
   clients: number,
   opts: { seconds: number; perClient?: number },
-): Promise<void> {
+): Promise<Run> {
   const bench = await startBench(env.MIKROM_DRIVER ?? "any", env);
   try {
     const tokens = await inBatches(
@@ -303,38 +324,57 @@ async function phase(
     // One VM first, out of the figures: connections, prepared statements and JIT warm up.
     const warm: Run = { vms: 0, failed: 0, seconds: 0, latenciesMs: [], created: [] };
     await createToRunning(bench.api, tokens[0]!, "warm-up", warm);
+    await settle();
+    const before: Sample = await sample(bench.costs);
     const run = await drive(bench.api, tokens, opts);
+    await settle();
+    const after = await sample(bench.costs);
     rows.push(report(label, clients, run));
+    costs.push(`${label}:\n  ${perVm(before, after, run.vms, bench.costs).join("\n  ")}`);
     steps.push(`${label}: ${await stepMedians(bench.api, run.created.slice(-20))}`);
     await deleteAll(bench.api, [...warm.created, ...run.created]);
+    return run;
   } finally {
     problems.push(...bench.problems);
     await bench.close();
   }
 }
 
-process.stdout.write(
-  `${["driver".padEnd(22), "clients", "  VMs", "failed", "     s", "    VMs/s", " p50 ms", " p99 ms"].join(" ")}\n`,
-);
-await phase("fake (latency 0)", { MIKROM_DRIVER: "fake", PROVISIONER_CONCURRENCY: "16" }, CLIENTS, {
-  seconds: FAKE_SECONDS,
-});
-process.stdout.write(`${rows.at(-1)}\n`);
-if (existsSync("/usr/bin/qemu-system-x86_64") && process.argv[4] !== "fake-only") {
-  await phase("qemu (10 VMs at once)", { MIKROM_DRIVER: "qemu", PROVISIONER_CONCURRENCY: "10" }, QEMU_VMS, {
-    seconds: QEMU_LIMIT_MS / 1000,
-    perClient: 1,
-  });
-  process.stdout.write(`${rows.at(-1)}\n`);
-} else {
-  process.stdout.write("qemu: skipped (not installed, or fake-only)\n");
-}
-process.stdout.write(
-  "create→running as the client sees it: POST /api/v1/vms, then GET …/wait?status=running (every service a process, loopback)\n",
-);
-process.stdout.write(`median gaps between a VM's events (last 20 VMs):\n  ${steps.join("\n  ")}\n`);
-if (problems.length > 0) {
+const rate = (run: Run): number => run.vms / run.seconds;
+
+try {
   process.stdout.write(
-    `${problems.length} ERROR lines from the services; the first:\n${problems.slice(0, 3).join("\n")}\n`,
+    `${["driver".padEnd(22), "clients", "  VMs", "failed", "     s", "    VMs/s", " p50 ms", " p99 ms"].join(" ")}\n`,
   );
+  const fake = { MIKROM_DRIVER: "fake", PROVISIONER_CONCURRENCY: "16" };
+  const traced = await phase("fake, traced", { ...fake, ...TRACING_ON }, CLIENTS, { seconds: FAKE_SECONDS });
+  process.stdout.write(`${rows.at(-1)}\n`);
+  const untraced = await phase("fake, no tracing", fake, CLIENTS, { seconds: FAKE_SECONDS });
+  process.stdout.write(`${rows.at(-1)}\n`);
+  if (existsSync("/usr/bin/qemu-system-x86_64") && process.argv[4] !== "fake-only") {
+    await phase("qemu (10 VMs at once)", { MIKROM_DRIVER: "qemu", PROVISIONER_CONCURRENCY: "10" }, QEMU_VMS, {
+      seconds: QEMU_LIMIT_MS / 1000,
+      perClient: 1,
+    });
+    process.stdout.write(`${rows.at(-1)}\n`);
+  } else {
+    process.stdout.write("qemu: skipped (not installed, or fake-only)\n");
+  }
+  process.stdout.write(
+    "create→running as the client sees it: POST /api/v1/vms, then GET …/wait?status=running (every service a process, loopback)\n",
+  );
+  process.stdout.write(
+    `fake, traced: ${(rate(traced) / 150).toFixed(2)}× the 150 VMs/s target; ${(rate(traced) / rate(untraced)).toFixed(2)}× the same run without tracing\n`,
+  );
+  process.stdout.write(`what each VM cost:\n${costs.join("\n")}\n`);
+  process.stdout.write(`median gaps between a VM's events (last 20 VMs):\n  ${steps.join("\n  ")}\n`);
+  if (problems.length > 0) {
+    process.stdout.write(
+      `${problems.length} ERROR lines from the services; the first:\n${problems.slice(0, 3).join("\n")}\n`,
+    );
+  }
+} finally {
+  await admin.end();
+  await receiver.close();
+  await nats.remove();
 }

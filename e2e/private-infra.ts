@@ -118,6 +118,8 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
 
 export interface PrivateNats {
   readonly url: string;
+  /** The server's HTTP monitoring endpoint (`/varz`: messages in and out, for benchmarks). */
+  readonly monitorUrl: string;
   /** The server's process id while it runs. */
   pid(): number | undefined;
   /** SIGKILL: the server dies as in a crash, with no goodbye to its clients. */
@@ -132,15 +134,21 @@ export interface PrivateNats {
 export async function startPrivateNats(): Promise<PrivateNats> {
   const dir = await mkdtemp(join(tmpdir(), "mikrom-nats-"));
   const port = await freePort();
+  const monitorPort = await freePort();
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
   const nats: PrivateNats = {
     url: `nats://127.0.0.1:${port}`,
+    monitorUrl: `http://127.0.0.1:${monitorPort}`,
     pid: () => (child && child.exitCode === null && child.signalCode === null ? child.pid : undefined),
     async start() {
-      const proc = spawn(NATS_SERVER, ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", dir], {
-        stdio: "ignore",
-      });
+      const proc = spawn(
+        NATS_SERVER,
+        ["-js", "-a", "127.0.0.1", "-p", String(port), "-m", String(monitorPort), "-sd", dir],
+        {
+          stdio: "ignore",
+        },
+      );
       child = proc;
       exited = new Promise((resolve) => proc.once("exit", () => resolve()));
       await listening(port, 10_000);
