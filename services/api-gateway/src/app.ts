@@ -6,7 +6,7 @@ import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import type { Kysely } from "kysely";
 import { Accounts } from "./auth/accounts.ts";
-import { authenticate } from "./auth/middleware.ts";
+import { authenticate, identify } from "./auth/middleware.ts";
 import { Tokens } from "./auth/tokens.ts";
 import { type Backend, BackendUnavailable } from "./backend.ts";
 import { Commands } from "./commands/dispatcher.ts";
@@ -19,7 +19,7 @@ import { clientIp, corsPolicy, securityHeaders } from "./http/security.ts";
 import { validationHook } from "./http/validate.ts";
 import { ConcurrencyCap } from "./limits/concurrency.ts";
 import { LoginThrottle } from "./limits/login-throttle.ts";
-import { limitPerIp, limitPerUser } from "./limits/rate-limit.ts";
+import { limitPerCaller, limitPerIp } from "./limits/rate-limit.ts";
 import { sharedLimiter } from "./limits/store.ts";
 import { auditRoutes } from "./routes/audit.ts";
 import { authRoutes } from "./routes/auth.ts";
@@ -86,7 +86,8 @@ export function createApp(deps: GatewayDeps): Gateway {
   const window = Math.max(1, Math.round(config.rateLimit.windowMs / 1000));
   const limiter = (prefix: string, points: number) =>
     sharedLimiter(db, { prefix, points, durationSeconds: window, blockInMemory: true });
-  app.use(limitPerIp(limiter("ip", config.rateLimit.perIp)));
+  app.use(identify(tokens));
+  app.use(limitPerCaller(limiter("user", config.rateLimit.perUser), limiter("ip", config.rateLimit.perIp)));
   const credentials = limitPerIp(limiter("auth-ip", config.rateLimit.authPerIp));
   for (const path of [
     "/api/v1/auth/login",
@@ -108,8 +109,7 @@ export function createApp(deps: GatewayDeps): Gateway {
       },
     }),
   );
-  app.use(authenticate({ tokens, users }));
-  app.use(limitPerUser(limiter("user", config.rateLimit.perUser)));
+  app.use(authenticate(users));
   // A claim outlives the longest request that can hold it: a command's wait and two queries.
   app.use(
     "/api/*",

@@ -43,6 +43,30 @@ describe("rate limiting", () => {
       await gw.close();
     }
   });
+
+  test("a signed-in user counts against the user, not the address: the address's anonymous clients keep their points, and a forged token is anonymous", async ({
+    db,
+  }) => {
+    const gw = await startGateway(db.url, {
+      config: { rateLimit: { windowMs: 60_000, perIp: 3, perUser: 1000, authPerIp: 1000 } },
+    });
+    try {
+      const a = await gw.user("a");
+      const from = (ip: string, headers: Record<string, string> = {}) =>
+        gw.fetch("/api/v1/auth/me", { headers: { ...headers, "X-Forwarded-For": ip } });
+      const signedIn = [];
+      for (let i = 0; i < 5; i++) signedIn.push((await from("10.0.2.1", a.auth)).status);
+      expect(signedIn).toEqual([200, 200, 200, 200, 200]);
+      // The address's three points are untouched by the user's five requests.
+      const forged = { Authorization: `${a.auth.Authorization}x` };
+      const anonymous = [];
+      for (let i = 0; i < 4; i++) anonymous.push((await from("10.0.2.1", i % 2 ? forged : {})).status);
+      expect(anonymous).toEqual([401, 401, 401, 429]);
+      expect((await from("10.0.2.1", a.auth)).status).toBe(200);
+    } finally {
+      await gw.close();
+    }
+  });
 });
 
 test("credential routes have their own, tighter per-IP limit", async ({ db }) => {

@@ -22,31 +22,45 @@ function tokenOf(c: Context): string | undefined {
 }
 
 /**
- * Authenticates when a token is present, without refusing anything: public routes ignore the
- * outcome, protected ones have `signedIn` or `superuserOnly` as route middleware. Knowing the user
- * this early lets the per-user rate limit and the idempotency scope apply to every route.
+ * Checks a token when one is present (signature, expiry, type: no database), without refusing
+ * anything: `claims`, or the 401 a route that needs a user will give. The rate limit keys on it.
  */
-export function authenticate(deps: { tokens: Tokens; users: UserStore }): MiddlewareHandler<AppEnv> {
+export function identify(tokens: Tokens): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const token = tokenOf(c);
-    if (token === undefined) return next();
-    try {
-      const claims = await deps.tokens.verify(token, "access");
-      const user = await deps.users.byId(claims.userId);
-      if (!user) throw new InvalidToken("Could not validate credentials");
-      if (!user.is_active) {
-        c.set("authProblem", new Problem(403, "Inactive user"));
-        return next();
+    if (token !== undefined) {
+      try {
+        c.set("claims", await tokens.verify(token, "access"));
+      } catch (error) {
+        if (!(error instanceof InvalidToken)) throw error;
+        c.set("authProblem", unauthorized(error.message));
       }
+    }
+    await next();
+  };
+}
+
+/**
+ * Reads the caller for `identify`'s claims, without refusing anything: public routes ignore the
+ * outcome, protected ones have `signedIn` or `superuserOnly` as route middleware. Knowing the user
+ * this early lets the idempotency scope apply to every route.
+ */
+export function authenticate(users: UserStore): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const claims = c.get("claims");
+    if (!claims) return next();
+    const user = await users.byId(claims.userId);
+    if (!user) {
+      c.set("authProblem", unauthorized("Could not validate credentials"));
+    } else if (!user.is_active) {
+      c.set("authProblem", new Problem(403, "Inactive user"));
+    } else if (claims.generation !== user.token_generation) {
       // The row is read on every request anyway (deactivation must hold at once), so a session
       // ended by logout, a password change or refresh-token reuse ends here with no cache to expire.
-      if (claims.generation !== user.token_generation) throw new InvalidToken("Token has been revoked");
+      c.set("authProblem", unauthorized("Token has been revoked"));
+    } else {
       c.set("user", user);
       setContext({ user_id: String(user.id), user_name: user.username });
-    } catch (error) {
-      if (!(error instanceof InvalidToken)) throw error;
-      c.set("authProblem", unauthorized(error.message));
-      return next();
     }
     return next();
   };

@@ -1,4 +1,4 @@
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { type RateLimiterPostgres, RateLimiterRes } from "rate-limiter-flexible";
 import type { AppEnv } from "../http/env.ts";
 import { Problem } from "../http/problem.ts";
@@ -34,10 +34,13 @@ export async function consumeOrRefuse(limiter: RateLimiterPostgres, key: string)
   }
 }
 
-/** Per client IP, before anything else costs work; counted across every replica. */
-export function limitPerIp(limiter: RateLimiterPostgres): MiddlewareHandler<AppEnv> {
+/** Takes a point for the key `keyOf` picks, before anything else costs work; counted across every replica. */
+function limitBy(
+  keyOf: (c: Context<AppEnv>) => { limiter: RateLimiterPostgres; key: string },
+): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    const res = await consumeOrRefuse(limiter, c.get("clientIp"));
+    const { limiter, key } = keyOf(c);
+    const res = await consumeOrRefuse(limiter, key);
     // Go on from a fresh turn of the event loop, not from inside the database driver's socket
     // callback: continued from there, a 413 for a body still streaming in lost the race with the
     // connection's close, and the client saw a reset instead of the answer ("a 413 closes the
@@ -49,11 +52,23 @@ export function limitPerIp(limiter: RateLimiterPostgres): MiddlewareHandler<AppE
   };
 }
 
-/** Per signed-in user, from any address (after `authenticate`); anonymous requests pass. */
-export function limitPerUser(limiter: RateLimiterPostgres): MiddlewareHandler<AppEnv> {
-  return async (c, next) => {
-    const user = c.get("user");
-    if (user) await consumeOrRefuse(limiter, String(user.id));
-    await next();
-  };
-}
+/** Per client IP (the credential routes' tighter limit). */
+export const limitPerIp = (limiter: RateLimiterPostgres): MiddlewareHandler<AppEnv> =>
+  limitBy((c) => ({ limiter, key: c.get("clientIp") }));
+
+/**
+ * Every request counted once: a signed-in caller's (a valid token, after `identify`) against the
+ * user from any address, anyone else's against the address. One count per request, not two: an
+ * address shared by many users (a NAT, an office) does not throttle them together, and a forged or
+ * expired token is anonymous, so it cannot spend another user's points.
+ */
+export const limitPerCaller = (
+  perUser: RateLimiterPostgres,
+  perIp: RateLimiterPostgres,
+): MiddlewareHandler<AppEnv> =>
+  limitBy((c) => {
+    const claims = c.get("claims");
+    return claims
+      ? { limiter: perUser, key: String(claims.userId) }
+      : { limiter: perIp, key: c.get("clientIp") };
+  });
