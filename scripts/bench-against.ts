@@ -33,12 +33,17 @@ function run(tree: string): Figures {
     cwd: tree,
     encoding: "utf8",
   });
-  // The last fake row: the run without tracing, in a tree whose benchmark also runs one traced.
-  const row = out.stdout.split("\n").findLast((line) => line.startsWith("fake"));
-  if (out.status !== 0 || !row)
+  // The last row of the table (seven figures after the label) for the fake driver: the run
+  // without tracing, in a tree whose benchmark also runs one traced.
+  const figures = out.stdout
+    .split("\n")
+    .filter((line) => line.startsWith("fake"))
+    .map((line) => line.slice(22).trim().split(/\s+/).map(Number))
+    .findLast((cells) => cells.length === 7 && cells.every(Number.isFinite));
+  if (out.status !== 0 || !figures)
     throw new Error(`the benchmark failed in ${tree}:\n${out.stdout}${out.stderr}`);
-  // The label is 22 characters; then clients, VMs, failed, seconds, VMs/s, p50, p99.
-  const [, , , , vmsPerSecond, p50, p99] = row.slice(22).trim().split(/\s+/).map(Number);
+  // clients, VMs, failed, seconds, VMs/s, p50, p99.
+  const [, , , , vmsPerSecond, p50, p99] = figures;
   return { vmsPerSecond: vmsPerSecond!, p50: p50!, p99: p99! };
 }
 

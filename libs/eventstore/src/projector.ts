@@ -1,5 +1,5 @@
 import { setTimeout as delay } from "node:timers/promises";
-import { createLogger, errorFields } from "@mikrom/telemetry";
+import { createLogger, errorFields, traceTransaction } from "@mikrom/telemetry";
 import { type Kysely, sql } from "kysely";
 import type { DomainEvent } from "./decider.ts";
 import { type Checkpoint, checkpointOf } from "./event.ts";
@@ -60,22 +60,24 @@ export function createProjector<E extends DomainEvent, DB>(
   /** One batch in one transaction; the row lock on the checkpoint keeps two replicas from applying it twice. */
   async function step(): Promise<number> {
     await register();
-    return db.transaction().execute(async (trx) => {
-      const { rows } = await sql<CheckpointRow>`
+    return traceTransaction(() =>
+      db.transaction().execute(async (trx) => {
+        const { rows } = await sql<CheckpointRow>`
         SELECT tx_id::text AS tx_id, position::text AS position FROM projection_checkpoints
         WHERE name = ${name} FOR UPDATE`.execute(trx);
-      const row = rows[0]!;
-      const after = { txId: BigInt(row.tx_id), position: BigInt(row.position) };
-      const events = (await selectAfter(trx, after, batchSize)).map((r) => toRecorded(catalog, r));
-      if (events.length === 0) return 0;
-      await projection.apply(trx as unknown as Kysely<DB>, events);
-      const last = checkpointOf(events.at(-1)!);
-      await sql`
+        const row = rows[0]!;
+        const after = { txId: BigInt(row.tx_id), position: BigInt(row.position) };
+        const events = (await selectAfter(trx, after, batchSize)).map((r) => toRecorded(catalog, r));
+        if (events.length === 0) return 0;
+        await projection.apply(trx as unknown as Kysely<DB>, events);
+        const last = checkpointOf(events.at(-1)!);
+        await sql`
         UPDATE projection_checkpoints
         SET tx_id = ${last.txId.toString()}::xid8, position = ${last.position.toString()}::bigint, updated_at = now()
         WHERE name = ${name}`.execute(trx);
-      return events.length;
-    });
+        return events.length;
+      }),
+    );
   }
 
   async function catchUp(): Promise<number> {

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { CommandRejected, parse } from "@mikrom/contracts";
+import { traceTransaction } from "@mikrom/telemetry";
 import type { Kysely } from "kysely";
 import { type AppendInput, appendOne, insertOutbox } from "./append.ts";
 import type { EventCatalog } from "./catalog.ts";
@@ -99,6 +100,8 @@ export interface StoreParts<E extends DomainEvent, DB> {
   readonly refusals: RefusalRouter | undefined;
   /** Group commit for appends outside a transaction. */
   readonly combiner?: AppendCombiner;
+  /** The database's name, for its transactions' spans. */
+  readonly database?: string;
 }
 
 function outgoingRows(messages: readonly OutgoingMessage[], metadata: EventMetadata): OutboxRow[] {
@@ -153,11 +156,15 @@ export class Operations<E extends DomainEvent, DB> implements Session<E, DB> {
     }
     if (projections.length > 0 && !this.#inTransaction) {
       // Inline projections commit with the events: give the append a transaction of its own.
-      return this.#executor
-        .transaction()
-        .execute((trx) =>
-          new Operations(this.#parts, trx, true, this.#causationId).append(streamId, events, options),
-        );
+      return traceTransaction(
+        () =>
+          this.#executor
+            .transaction()
+            .execute((trx) =>
+              new Operations(this.#parts, trx, true, this.#causationId).append(streamId, events, options),
+            ),
+        this.#parts.database,
+      );
     }
 
     const { expectedVersion } = options;

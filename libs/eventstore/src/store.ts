@@ -1,5 +1,5 @@
 import { setTimeout as delay } from "node:timers/promises";
-import { createLogger, errorFields } from "@mikrom/telemetry";
+import { createLogger, errorFields, traceTransaction } from "@mikrom/telemetry";
 import { Kysely, PostgresDialect, sql } from "kysely";
 import type { MigrationProvider } from "kysely/migration";
 import { requeueCausedBy } from "./append.ts";
@@ -125,7 +125,9 @@ export async function createEventStore<const Defs extends readonly EventDef[], D
   }
 
   const poolSize = options.pool?.max ?? 10;
+  const database = databaseName(options.connectionString);
   const parts: StoreParts<E, DB> = {
+    database,
     catalog: new EventCatalog<E>(options.events, options.upcasters),
     route: options.route,
     projections: options.projections ?? [],
@@ -141,9 +143,10 @@ export async function createEventStore<const Defs extends readonly EventDef[], D
   ): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await db
-          .transaction()
-          .execute((trx) => work(new Operations<E, DB>(parts, trx, true, causationId)));
+        return await traceTransaction(
+          () => db.transaction().execute((trx) => work(new Operations<E, DB>(parts, trx, true, causationId))),
+          database,
+        );
       } catch (error) {
         if (!(error instanceof ConcurrencyConflict) || attempt >= maxRetries) throw error;
         await backoff(attempt);
@@ -157,7 +160,7 @@ export async function createEventStore<const Defs extends readonly EventDef[], D
     );
     return Number(rows[0]?.n ?? 0);
   }
-  const backlogGauge = observeOutboxBacklog(databaseName(options.connectionString), outboxBacklog);
+  const backlogGauge = observeOutboxBacklog(database, outboxBacklog);
 
   async function pruneInbox(olderThanMs: number): Promise<number> {
     const result = await sql`

@@ -31,6 +31,7 @@ export {
   observeGauge,
   observeGauges,
 } from "./metrics.ts";
+export { traceTransaction } from "./pg.ts";
 export {
   extractCarrier,
   extractHeaders,

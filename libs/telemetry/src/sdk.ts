@@ -8,7 +8,7 @@ import { installDiagLogger } from "./diag.ts";
 import { metricReadersFromEnv, spanProcessorsFromEnv } from "./exporters.ts";
 import { setServiceName } from "./logger.ts";
 import { attachObservers } from "./metrics.ts";
-import { patchLoadedPg } from "./pg.ts";
+import { patchLoadedPg, statementsInTransactions } from "./pg.ts";
 import { propagator } from "./propagation.ts";
 import { samplerFromEnv } from "./sampler.ts";
 import { resetTracer } from "./spans.ts";
@@ -81,7 +81,7 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
     // biome-ignore lint/suspicious/noExplicitAny: the SDK accepts null ("keep the current manager") at runtime; its type does not say so
     contextManager: null as any,
     textMapPropagator: propagator,
-    sampler: samplerFromEnv(env),
+    sampler: statementsInTransactions(samplerFromEnv(env)),
     spanProcessors,
     metricReaders,
     // Logs go to stdout as JSON (collected into Loki), not through the SDK.

@@ -4,7 +4,7 @@ import { expect, SpanKindOtlp, startTestTelemetry, type TestTelemetry, test } fr
 import { Kysely, PostgresDialect, sql } from "kysely";
 import pg from "pg";
 import { afterAll, beforeAll } from "vitest";
-import { withSpan } from "../src/index.ts";
+import { traceTransaction, withSpan } from "../src/index.ts";
 
 let otel: TestTelemetry;
 beforeAll(async () => {
@@ -59,4 +59,48 @@ test("a query through a plain pg client is a span too", async ({ db }) => {
   expect(query?.attributes["db.query.text"]).toBe("select $1::int as n");
   // Parameters stay out of spans: they may hold secrets.
   expect(JSON.stringify(query?.attributes)).not.toContain('"7"');
+});
+
+test("a transaction is one db.transaction span with no statement spans under it; outside an operation, none", async ({
+  db,
+}) => {
+  const kysely = new Kysely<Record<string, never>>({
+    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: db.url, max: 2 }) }),
+  });
+  try {
+    await withSpan("service.test.transaction", {}, async () => {
+      await traceTransaction(
+        () =>
+          kysely.transaction().execute(async (tx) => {
+            await sql`select 'inside one' as a`.execute(tx);
+            await sql`select 'inside two' as b`.execute(tx);
+          }),
+        db.name,
+      );
+      await sql`select 'after it' as c`.execute(kysely);
+    });
+    // A relay or projector polling: no active span, so no root trace of its own.
+    await traceTransaction(() =>
+      kysely.transaction().execute((tx) => sql`select 'polling' as d`.execute(tx)),
+    );
+  } finally {
+    await kysely.destroy();
+  }
+  await otel.telemetry.flush();
+  const spans = await otel.otlp.waitFor((all) => all.some((s) => s.name === "service.test.transaction"));
+  const parent = spans.find((s) => s.name === "service.test.transaction")!;
+  const transactions = spans.filter((s) => s.name === "db.transaction");
+  expect(transactions).toHaveLength(1);
+  expect(transactions[0]).toMatchObject({
+    traceId: parent.traceId,
+    parentSpanId: parent.spanId,
+    kind: SpanKindOtlp.CLIENT,
+    attributes: { "db.system.name": "postgresql", "db.namespace": db.name },
+  });
+  const statements = spans
+    .filter((s) => s.attributes["db.system.name"] === "postgresql" && s.name !== "db.transaction")
+    .map((s) => String(s.attributes["db.query.text"]));
+  // The statement after the transaction is its own span; those inside (and BEGIN/COMMIT) are not.
+  expect(statements.some((q) => q.includes("after it"))).toBe(true);
+  expect(statements.filter((q) => /inside|polling|BEGIN|COMMIT/i.test(q))).toEqual([]);
 });

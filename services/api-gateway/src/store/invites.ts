@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
+import { traceTransaction } from "@mikrom/telemetry";
 import { type Kysely, sql } from "kysely";
 import type { GatewayDb } from "./db.ts";
 
@@ -38,23 +39,25 @@ export class InviteStore {
     token: string,
     create: (tx: Kysely<GatewayDb>) => Promise<T & { id: number }>,
   ): Promise<(T & { id: number }) | undefined> {
-    return this.#db.transaction().execute(async (tx) => {
-      const spent = await tx
-        .updateTable("invites")
-        .set({ used_at: sql`now()` })
-        .where("token_hash", "=", hashOf(token))
-        .where("used_at", "is", null)
-        .where("expires_at", ">", sql<Date>`now()`)
-        .returning("token_hash")
-        .executeTakeFirst();
-      if (!spent) return undefined;
-      const created = await create(tx);
-      await tx
-        .updateTable("invites")
-        .set({ used_by: created.id })
-        .where("token_hash", "=", spent.token_hash)
-        .execute();
-      return created;
-    });
+    return traceTransaction(() =>
+      this.#db.transaction().execute(async (tx) => {
+        const spent = await tx
+          .updateTable("invites")
+          .set({ used_at: sql`now()` })
+          .where("token_hash", "=", hashOf(token))
+          .where("used_at", "is", null)
+          .where("expires_at", ">", sql<Date>`now()`)
+          .returning("token_hash")
+          .executeTakeFirst();
+        if (!spent) return undefined;
+        const created = await create(tx);
+        await tx
+          .updateTable("invites")
+          .set({ used_by: created.id })
+          .where("token_hash", "=", spent.token_hash)
+          .execute();
+        return created;
+      }),
+    );
   }
 }

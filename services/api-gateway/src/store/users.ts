@@ -1,3 +1,4 @@
+import { traceTransaction } from "@mikrom/telemetry";
 import { type Kysely, type Selectable, sql } from "kysely";
 import type { GatewayDb, UsersTable } from "./db.ts";
 
@@ -116,11 +117,13 @@ export class UserStore {
   async update(id: number, changes: UserChanges): Promise<UserRow | undefined> {
     if (!changes.endSessions) return updateUser(this.#db, id, changes);
     // The change (a new password, a deactivation) and the end of the old sessions land together.
-    return this.#db.transaction().execute(async (tx) => {
-      const row = await updateUser(tx, id, changes);
-      if (row) await revokeRefreshTokens(tx, id);
-      return row;
-    });
+    return traceTransaction(() =>
+      this.#db.transaction().execute(async (tx) => {
+        const row = await updateUser(tx, id, changes);
+        if (row) await revokeRefreshTokens(tx, id);
+        return row;
+      }),
+    );
   }
 
   /**
@@ -128,14 +131,16 @@ export class UserStore {
    * generation raised, so every access token issued before is refused from the next request on.
    */
   async endSessions(id: number): Promise<void> {
-    await this.#db.transaction().execute(async (tx) => {
-      await tx
-        .updateTable("users")
-        .set({ token_generation: sql`token_generation + 1` })
-        .where("id", "=", id)
-        .execute();
-      await revokeRefreshTokens(tx, id);
-    });
+    await traceTransaction(() =>
+      this.#db.transaction().execute(async (tx) => {
+        await tx
+          .updateTable("users")
+          .set({ token_generation: sql`token_generation + 1` })
+          .where("id", "=", id)
+          .execute();
+        await revokeRefreshTokens(tx, id);
+      }),
+    );
   }
 
   async delete(id: number): Promise<boolean> {

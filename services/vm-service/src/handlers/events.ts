@@ -7,7 +7,7 @@ import type {
   IpReleased,
   MessageOf,
 } from "@mikrom/contracts";
-import { createLogger, setContext, withContext, withSpan } from "@mikrom/telemetry";
+import { createLogger, setContext, traceTransaction, withContext, withSpan } from "@mikrom/telemetry";
 import { sql } from "kysely";
 import type { HostLoad, HostStatus } from "../domain/hosts.ts";
 import { type ProcessInput, react } from "../domain/lifecycle.ts";
@@ -141,16 +141,18 @@ async function underSchedulingLock(
   hostId: string,
   write: (tx: Tx) => Promise<unknown>,
 ): Promise<HostStatus | undefined> {
-  return deps.db.transaction().execute(async (tx) => {
-    await lockScheduling(tx);
-    const before = await tx
-      .selectFrom("hosts")
-      .select("status")
-      .where("host_id", "=", hostId)
-      .executeTakeFirst();
-    await write(tx);
-    return before?.status;
-  });
+  return traceTransaction(() =>
+    deps.db.transaction().execute(async (tx) => {
+      await lockScheduling(tx);
+      const before = await tx
+        .selectFrom("hosts")
+        .select("status")
+        .where("host_id", "=", hostId)
+        .executeTakeFirst();
+      await write(tx);
+      return before?.status;
+    }),
+  );
 }
 
 /** A host registered or heartbeated: every VM waiting for a host gets a look at the hosts now. */
