@@ -10,7 +10,6 @@ import type pg from "pg";
 /** Resolves a sleeping relay early: a NOTIFY, a failed connection, or stop. */
 export class Wakeup {
   #pending = false;
-  #closed = false;
   #resolve: (() => void) | undefined;
 
   notify(): void {
@@ -18,19 +17,8 @@ export class Wakeup {
     this.#resolve?.();
   }
 
-  /** Forgets the wake-ups so far: the relay is about to read, which sees what they announced. */
-  clear(): void {
-    this.#pending = false;
-  }
-
-  /** Every wait from now on returns at once (the relay stops). */
-  close(): void {
-    this.#closed = true;
-    this.notify();
-  }
-
   async wait(ms: number): Promise<void> {
-    if (!this.#pending && !this.#closed) {
+    if (!this.#pending) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, ms);
         this.#resolve = () => {
