@@ -1,7 +1,7 @@
 import type { MsgHdrs } from "@nats-io/nats-core";
 import { context, type Span, SpanKind, trace } from "@opentelemetry/api";
 import { extractHeaders, injectHeadersFrom } from "./propagation.ts";
-import { recordError, tracer } from "./spans.ts";
+import { endAfter, tracer } from "./spans.ts";
 
 /**
  * Messaging spans per the OpenTelemetry messaging conventions: a publish is a PRODUCER span
@@ -42,18 +42,6 @@ function setMessagingAttributes(
   span.setAttribute("messaging.operation.type", operation);
   span.setAttribute("messaging.operation.name", operation === "send" ? "publish" : "process");
   if (id) span.setAttribute("messaging.message.id", id);
-}
-
-/** Awaits `fn` in `span`, recording a throw (rethrown), then ends the span. */
-async function endAfter<T>(span: Span, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (error) {
-    recordError(span, error);
-    throw error;
-  } finally {
-    span.end();
-  }
 }
 
 /** Runs `fn` (the publish) in a PRODUCER span; the span's context is in `headers` before `fn` runs. */

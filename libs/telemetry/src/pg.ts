@@ -2,7 +2,7 @@ import { createRequire } from "node:module";
 import { type Context, context, createContextKey, SpanKind, trace } from "@opentelemetry/api";
 import type { PgInstrumentation } from "@opentelemetry/instrumentation-pg";
 import { type Sampler, SamplingDecision } from "@opentelemetry/sdk-trace";
-import { recordError, tracer } from "./spans.ts";
+import { endAfter, tracer } from "./spans.ts";
 
 const require = createRequire(import.meta.url);
 
@@ -41,16 +41,7 @@ export function traceTransaction<T>(work: () => Promise<T>, database?: string): 
   if (!trace.getSpan(context.active())) return work();
   const attributes = { "db.system.name": "postgresql", ...(database && { "db.namespace": database }) };
   return tracer().startActiveSpan("db.transaction", { kind: SpanKind.CLIENT, attributes }, (span) =>
-    context.with(context.active().setValue(IN_TRANSACTION, true), async () => {
-      try {
-        return await work();
-      } catch (error) {
-        recordError(span, error);
-        throw error;
-      } finally {
-        span.end();
-      }
-    }),
+    context.with(context.active().setValue(IN_TRANSACTION, true), () => endAfter(span, work)),
   );
 }
 

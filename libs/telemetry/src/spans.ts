@@ -31,6 +31,18 @@ export function recordError(span: Span, error: unknown): void {
   }
 }
 
+/** Awaits `fn` in `span`, recording a throw (rethrown), then ends the span. */
+export async function endAfter<T>(span: Span, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    recordError(span, error);
+    throw error;
+  } finally {
+    span.end();
+  }
+}
+
 /**
  * Runs `fn` in an INTERNAL span (e.g. `service.vm.create`), active for everything `fn` awaits. A throw is
  * recorded on the span (exception event, ERROR status) and rethrown.
@@ -40,16 +52,9 @@ export function withSpan<T>(
   attributes: Attributes,
   fn: (span: Span) => Promise<T>,
 ): Promise<T> {
-  return tracer().startActiveSpan(name, { kind: SpanKind.INTERNAL, attributes }, async (span) => {
-    try {
-      return await fn(span);
-    } catch (error) {
-      recordError(span, error);
-      throw error;
-    } finally {
-      span.end();
-    }
-  });
+  return tracer().startActiveSpan(name, { kind: SpanKind.INTERNAL, attributes }, (span) =>
+    endAfter(span, () => fn(span)),
+  );
 }
 
 /** The trace id of the active span, if there is one (sampled or not). */
