@@ -101,7 +101,9 @@ export async function teardownVm(
 ): Promise<void> {
   await endIfOurs(vm, socket, keeper, (pid, ours) => end(pid, ours, false));
   if (vm.tap && vm.tapOwned) await removeTap({ name: vm.tap, ...(vm.netns ? { netns: vm.netns } : {}) });
-  await rm(vm.runDir, { recursive: true, force: true });
+  // Retried: a hypervisor (or its jailer) that just ended may still add a file while the folder is
+  // removed (ENOTEMPTY), and a failed destroy is redelivered and done twice.
+  await rm(vm.runDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
 }
 
 /**
