@@ -5,7 +5,7 @@
  * took longer than a second and longer than 30 s, where the slowest spent their time (the gap
  * between their events), and every warning the services logged (a retry, a redelivery, a timeout).
  *
- * node_modules/.bin/node bench/churn.bench.ts [clients=32] [seconds=60]
+ * node_modules/.bin/node bench/churn.bench.ts [clients=32] [seconds=60] [provisioner concurrency=its default]
  */
 import { call, deleteAll, inBatches, openBenchInfra, percentile, userToken } from "./system.ts";
 
@@ -13,6 +13,9 @@ const CLIENTS = Number(process.argv[2] ?? 32);
 const SECONDS = Number(process.argv[3] ?? 60);
 const SLOW_MS = 1_000;
 const STUCK_MS = 30_000;
+/** The provisioner's boots in flight: its default unless given. */
+const CONCURRENCY = process.argv[4];
+const concurrency: Record<string, string> = CONCURRENCY ? { PROVISIONER_CONCURRENCY: CONCURRENCY } : {};
 
 interface Created {
   vmId: string;
@@ -28,7 +31,7 @@ const infra = await openBenchInfra();
 const warnings = new Map<string, number>();
 const bench = await infra.start(
   "churn",
-  { MIKROM_DRIVER: "fake", MIKROM_FAKE_LATENCY_MS: "20-100", PROVISIONER_CONCURRENCY: "16" },
+  { MIKROM_DRIVER: "fake", MIKROM_FAKE_LATENCY_MS: "20-100", ...concurrency },
   (service, line) => {
     if (!line.includes('"level":"WARN"')) return;
     const message = /"message":"([^"]*)"/.exec(line)?.[1] ?? line.slice(0, 120);
@@ -90,7 +93,7 @@ try {
   const sorted = done.map((d) => d.ms).sort((a, b) => a - b);
   const over = (ms: number): number => sorted.filter((v) => v > ms).length;
   process.stdout.write(
-    `${CLIENTS} clients, ${SECONDS} s, fake host calls 20–100 ms: ${done.length} VMs created→running→deleted, ${failures.length} failed\n`,
+    `${CLIENTS} clients, ${SECONDS} s, fake host calls 20–100 ms, provisioner concurrency ${CONCURRENCY ?? "default"}: ${done.length} VMs created→running→deleted, ${failures.length} failed\n`,
   );
   process.stdout.write(
     `create→running p50 ${percentile(sorted, 50).toFixed(0)} ms, p99 ${percentile(sorted, 99).toFixed(0)} ms, ` +
