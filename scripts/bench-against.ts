@@ -23,6 +23,8 @@ interface Figures {
   vmsPerSecond: number;
   p50: number;
   p99: number;
+  /** CPU ms per VM summed over every process (bench/costs.ts), without tracing. */
+  cpuMs: number;
 }
 
 /** One fake-driver e2e run in `tree`, read off its "fake" row. */
@@ -44,11 +46,13 @@ function run(tree: string): Figures {
     throw new Error(`the benchmark failed in ${tree}:\n${out.stdout}${out.stderr}`);
   // clients, VMs, failed, seconds, VMs/s, p50, p99.
   const [, , , , vmsPerSecond, p50, p99] = figures;
-  return { vmsPerSecond: vmsPerSecond!, p50: p50!, p99: p99! };
+  const cpuMs = Number(/fake, no tracing:\n\s+CPU ms per VM: ([\d.]+)/.exec(out.stdout)?.[1]);
+  return { vmsPerSecond: vmsPerSecond!, p50: p50!, p99: p99!, cpuMs };
 }
 
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
-const show = (f: Figures): string => `${f.vmsPerSecond.toFixed(1)} VMs/s (p50 ${f.p50}, p99 ${f.p99} ms)`;
+const show = (f: Figures): string =>
+  `${f.vmsPerSecond.toFixed(1)} VMs/s (p50 ${f.p50}, p99 ${f.p99} ms, ${f.cpuMs} CPU ms/VM)`;
 
 try {
   const commit = execFileSync("git", ["rev-parse", "--short", ref], { cwd: here, encoding: "utf8" }).trim();
@@ -67,8 +71,11 @@ try {
   }
   const r = mean(refs.map((f) => f.vmsPerSecond));
   const h = mean(heads.map((f) => f.vmsPerSecond));
+  const rc = mean(refs.map((f) => f.cpuMs));
+  const hc = mean(heads.map((f) => f.cpuMs));
   process.stdout.write(
-    `mean of ${pairs} pairs, ${clients} clients, ${seconds} s: ${ref} ${r.toFixed(1)} VMs/s · this tree ${h.toFixed(1)} VMs/s · ${(h / r).toFixed(2)}×\n`,
+    `mean of ${pairs} pairs, ${clients} clients, ${seconds} s: ${ref} ${r.toFixed(1)} VMs/s, ${rc.toFixed(1)} CPU ms/VM · ` +
+      `this tree ${h.toFixed(1)} VMs/s, ${hc.toFixed(1)} CPU ms/VM · ${(h / r).toFixed(2)}× the VMs/s, ${(hc / rc).toFixed(2)}× the CPU\n`,
   );
 } finally {
   spawnSync("git", ["worktree", "remove", "--force", there], { cwd: here, stdio: "ignore" });

@@ -3,9 +3,9 @@ import { logs, metrics, propagation, trace } from "@opentelemetry/api";
 import { PgInstrumentation } from "@opentelemetry/instrumentation-pg";
 import { envDetector, hostDetector, osDetector, resourceFromAttributes } from "@opentelemetry/resources";
 import { NodeSDK } from "@opentelemetry/sdk-node";
-import { NoopSpanProcessor } from "@opentelemetry/sdk-trace";
 import { installDiagLogger } from "./diag.ts";
 import { metricReadersFromEnv, spanProcessorsFromEnv } from "./exporters.ts";
+import { IdsOnlyTracerProvider } from "./ids-only.ts";
 import { setServiceName } from "./logger.ts";
 import { attachObservers } from "./metrics.ts";
 import { patchLoadedPg, statementsInTransactions } from "./pg.ts";
@@ -42,9 +42,7 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
   installDiagLogger(env);
 
   const spanProcessors = await spanProcessorsFromEnv(env);
-  // A tracer provider even with no exporter: spans still get trace ids that the logs carry and that
-  // travel to the next service.
-  if (spanProcessors.length === 0) spanProcessors.push(new NoopSpanProcessor());
+  const sampler = statementsInTransactions(samplerFromEnv(env));
 
   const metricReaders = await metricReadersFromEnv(env);
 
@@ -81,7 +79,8 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
     // biome-ignore lint/suspicious/noExplicitAny: the SDK accepts null ("keep the current manager") at runtime; its type does not say so
     contextManager: null as any,
     textMapPropagator: propagator,
-    sampler: statementsInTransactions(samplerFromEnv(env)),
+    sampler,
+    // None: the SDK then registers no tracer provider, and the ids-only one below takes its place.
     spanProcessors,
     metricReaders,
     // Logs go to stdout as JSON (collected into Loki), not through the SDK.
@@ -89,6 +88,9 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
     instrumentations: [pg],
   });
   sdk.start();
+  // With no exporter, spans are not recorded at all, but still carry the ids the logs and the next
+  // service need (see ids-only.ts).
+  if (spanProcessors.length === 0) trace.setGlobalTracerProvider(new IdsOnlyTracerProvider(sampler));
   patchLoadedPg(pg);
   // Gauges registered before (or across an earlier SDK) report through this one from now on.
   attachObservers();
