@@ -15,6 +15,16 @@ const flag = z
   .transform((v) => v === "true" || v === "1" || v === "yes");
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 
+/**
+ * Commands a host handles at once unless PROVISIONER_CONCURRENCY says: 4 per core (the vCPU
+ * overcommit's ratio), at least 4 and at most 64. A boot mostly waits on the hypervisor and the guest,
+ * whose work the host's scheduler spreads over its cores: a fixed 4 left a big host idle with boots
+ * queued, and 64 on a small one only slows every boot.
+ */
+export function concurrencyFor(cores: number): number {
+  return Math.min(64, Math.max(4, cores * 4));
+}
+
 const Env = BaseEnv.extend({
   PROVISIONER_DATABASE_URL: z.url().optional(),
   MIKROM_HOST_ID: HostId.optional(),
@@ -23,7 +33,12 @@ const Env = BaseEnv.extend({
   MIKROM_HOST_MEMORY_MB: positiveInt(Math.floor(totalmem() / 2 ** 20)),
   HEARTBEAT_INTERVAL_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
   /** Commands handled at once (boots of different VMs run in parallel; one VM's are serialized). */
-  PROVISIONER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
+  PROVISIONER_CONCURRENCY: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(64)
+    .default(concurrencyFor(availableParallelism())),
   /** How long a command may go without an ack; `working` acks extend it while a boot runs. */
   PROVISIONER_ACK_WAIT_MS: z.coerce.number().int().min(1_000).max(600_000).default(5_000),
   /** Stop every VM when the agent stops gracefully (default: VMs outlive the agent). */

@@ -1,6 +1,6 @@
 import { hostDatabaseUrl } from "@mikrom/runtime";
 import { describe, expect, it } from "vitest";
-import { hostIdFromHostname, loadConfig } from "../src/config.ts";
+import { concurrencyFor, hostIdFromHostname, loadConfig } from "../src/config.ts";
 
 describe("the agent's configuration", () => {
   it("derives the host's own database from the base one", () => {
@@ -14,6 +14,14 @@ describe("the agent's configuration", () => {
     const b = new URL(hostDatabaseUrl("postgres://db/mikrom", `${"a".repeat(59)}b`)).pathname.slice(1);
     expect(a.length).toBeLessThanOrEqual(63);
     expect(a).not.toBe(b);
+  });
+
+  it("handles 4 commands at once per core of the host unless told, between 4 and 64", () => {
+    expect([1, 2, 8, 16, 32].map(concurrencyFor)).toEqual([4, 8, 32, 64, 64]);
+    const base = { MIKROM_HOST_ID: "hv-1", MIKROM_DRIVER: "fake", MIKROM_RUN_DIR: "/tmp/x" };
+    expect(loadConfig({ ...base, PROVISIONER_CONCURRENCY: "3" }).concurrency).toBe(3);
+    // An empty variable (compose's and the k8s ConfigMap's) is the host's default, not 0.
+    expect(loadConfig({ ...base, PROVISIONER_CONCURRENCY: "" }).concurrency).toBeGreaterThanOrEqual(4);
   });
 
   it("makes a host id from a hostname with dots", () => {
