@@ -252,4 +252,48 @@ describe("held requests", () => {
       await w.close();
     }
   });
+
+  test("a flood of event streams from one user is capped, leaves nothing behind, and holds no one else back", async ({
+    db,
+    nats,
+  }) => {
+    const w = await world(db.url, nats, { concurrency: { ssePerUser: 5, waitsPerUser: 100 } });
+    const jsm = await jetstreamManager(nats.nc);
+    const stream = names(nats.namespace).streams.events;
+    const consumers = async (): Promise<number> => {
+      let n = 0;
+      for await (const _ of jsm.consumers.list(stream)) n++;
+      return n;
+    };
+    const url = `${w.gw.url}/api/v1/events/vms`;
+    try {
+      const before = await consumers();
+      // 300 streams, 20 at a time, each closed as soon as it is answered: the way a reconnect loop
+      // gone wrong, or an attacker, would hammer the endpoint.
+      const statuses = new Map<number, number>();
+      for (let round = 0; round < 15; round++) {
+        const wave = await Promise.all(Array.from({ length: 20 }, () => openSse(url, w.a.auth)));
+        for (const sse of wave) {
+          statuses.set(sse.status, (statuses.get(sse.status) ?? 0) + 1);
+          sse.close();
+        }
+      }
+      expect([...statuses.keys()].sort()).toEqual([200, 429]);
+      expect(statuses.get(200)! + statuses.get(429)!).toBe(300);
+      // Another user streams and is answered meanwhile.
+      const b = await openSse(url, w.b.auth);
+      expect(b.status).toBe(200);
+      await b.comment("connected");
+      b.close();
+      await until(async () => (await consumers()) === before, `consumers back to ${before}`);
+      // And the flooding user gets a stream again once theirs are closed.
+      await until(async () => {
+        const again = await openSse(url, w.a.auth);
+        again.close();
+        return again.status === 200;
+      }, "a stream for the flooding user");
+    } finally {
+      await w.close();
+    }
+  });
 });
