@@ -1,5 +1,5 @@
 import { names } from "@mikrom/contracts";
-import { describe, expect, test } from "@mikrom/testkit";
+import { describe, expect, type TestNats, test } from "@mikrom/testkit";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { GatewayDeps } from "../src/app.ts";
 import { problemOf, type RunningGateway, startGateway, TEST_CONFIG } from "./support/gateway.ts";
@@ -21,6 +21,14 @@ async function expectTooMany(res: Response): Promise<void> {
   expect(p.type).toContain("application/problem+json");
   expect(p.body.detail).toBe(p.body.error);
   expect(Number(res.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+}
+
+/** How many consumers the namespace's events stream has (an SSE stream must leave none behind). */
+async function eventConsumers(nats: TestNats): Promise<number> {
+  const jsm = await jetstreamManager(nats.nc);
+  let n = 0;
+  for await (const _ of jsm.consumers.list(names(nats.namespace).streams.events)) n++;
+  return n;
 }
 
 async function until(check: () => Promise<boolean>, what: string, deadlineMs = 15_000): Promise<void> {
@@ -232,13 +240,7 @@ describe("held requests", () => {
 
   test("an event stream leaves no NATS consumer behind when it closes", async ({ db, nats }) => {
     const w = await world(db.url, nats);
-    const jsm = await jetstreamManager(nats.nc);
-    const stream = names(nats.namespace).streams.events;
-    const consumers = async (): Promise<number> => {
-      let n = 0;
-      for await (const _ of jsm.consumers.list(stream)) n++;
-      return n;
-    };
+    const consumers = (): Promise<number> => eventConsumers(nats);
     try {
       const before = await consumers();
       for (let i = 0; i < 10; i++) {
@@ -258,13 +260,7 @@ describe("held requests", () => {
     nats,
   }) => {
     const w = await world(db.url, nats, { concurrency: { ssePerUser: 5, waitsPerUser: 100 } });
-    const jsm = await jetstreamManager(nats.nc);
-    const stream = names(nats.namespace).streams.events;
-    const consumers = async (): Promise<number> => {
-      let n = 0;
-      for await (const _ of jsm.consumers.list(stream)) n++;
-      return n;
-    };
+    const consumers = (): Promise<number> => eventConsumers(nats);
     const url = `${w.gw.url}/api/v1/events/vms`;
     try {
       const before = await consumers();
