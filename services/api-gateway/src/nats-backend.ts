@@ -27,6 +27,8 @@ import {
 
 /** The contexts whose events answer the gateway's commands. */
 const COMMAND_CONTEXTS = ["vm", "ippool"] as const;
+/** How many recent message ids an event feed keeps to drop an event sent again (about 0.5 MB). */
+const FEED_SEEN_IDS = 10_000;
 
 /**
  * The Backend over NATS: commands go through the bus publisher (validated, traced, Mikrom headers,
@@ -141,8 +143,17 @@ export class NatsBackend implements Backend {
       await consumer.delete().catch(() => undefined);
     };
     const names = this.#names;
+    // An event sent again on purpose (a resend after a fault) is stored twice, under one message
+    // id: a client is shown it once. Ids are kept for the last FEED_SEEN_IDS events the feed read.
+    const seen = new Set<string>();
     async function* iterate(): AsyncGenerator<FeedEvent> {
       for await (const m of messages) {
+        const id = m.headers?.get(Header.MessageId);
+        if (id) {
+          if (seen.has(id)) continue;
+          seen.add(id);
+          if (seen.size > FEED_SEEN_IDS) seen.delete(seen.values().next().value as string);
+        }
         const parts = names.eventParts(m.subject);
         let data: Record<string, unknown>;
         try {

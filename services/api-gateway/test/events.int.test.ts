@@ -85,6 +85,29 @@ test("reconnecting with Last-Event-ID resumes after it: no gap, no duplicate", a
   }
 });
 
+test("an event sent again after a fault reaches a stream once; the next one still arrives", async ({
+  db,
+  nats,
+}) => {
+  const w = await world(db.url, nats);
+  const stream = await openSse(`${w.gw.url}/api/v1/events/vms`, w.a.auth);
+  try {
+    await stream.comment("connected");
+    const vm = await (await w.gw.post("/api/v1/vms", { name: "again" }, w.a.auth)).json();
+    await w.vmService.transition(vm.vm_id, "VmRunning", "running", { hostId: "h1", ipAddress: "10.0.0.5" });
+    await w.vmService.sendAgain(vm.vm_id);
+    await w.vmService.sendAgain(vm.vm_id);
+    await w.vmService.transition(vm.vm_id, "VmStopped", "stopped");
+    const seen = await take(stream, 3);
+    expect(seen.map((e) => e.type)).toEqual(["VmCreated", "VmRunning", "VmStopped"]);
+    // The copies are in the stream (the ids skip over them): the feed, not JetStream, dropped them.
+    expect(seen[2]!.id - seen[1]!.id).toBe(3);
+  } finally {
+    stream.close();
+    await w.close();
+  }
+});
+
 test("an idle event stream sends heartbeats; a malformed Last-Event-ID is a 422", async ({ db, nats }) => {
   const w = await world(db.url, nats, { sseHeartbeatMs: 100 });
   try {

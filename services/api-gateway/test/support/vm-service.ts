@@ -12,6 +12,7 @@ import {
   StorageType,
 } from "@nats-io/jetstream";
 import {
+  type MsgHdrs,
   type NatsConnection,
   nanos,
   headers as natsHeaders,
@@ -67,6 +68,11 @@ export class FakeVmService {
   readonly #js: JetStreamClient;
   readonly #ns: string;
   readonly #changes = new EventEmitter();
+  /** Each VM's last event as sent, to send again. */
+  readonly #sent = new Map<
+    string,
+    { id: string; subject: string; body: string; headers: MsgHdrs; resends: number }
+  >();
   #messages: ConsumerMessages | undefined;
   #subs: Subscription[] = [];
 
@@ -138,6 +144,19 @@ export class FakeVmService {
     await this.#publish(vmId, type, { vmId, ...extra }, randomUUID());
   }
 
+  /**
+   * Sends the VM's last event again as a service does after a fault: the same message id, a
+   * JetStream id of its own, so the stream stores it twice.
+   */
+  async sendAgain(vmId: string): Promise<void> {
+    const last = this.#sent.get(vmId)!;
+    const h = natsHeaders();
+    for (const [key, values] of last.headers) for (const v of values) h.append(key, v);
+    const n = String(++last.resends);
+    h.set(Header.Resend, n);
+    await this.#js.publish(last.subject, last.body, { msgID: `${last.id}:resend:${n}`, headers: h });
+  }
+
   async #publish(
     vmId: string,
     type: string,
@@ -146,6 +165,7 @@ export class FakeVmService {
   ): Promise<void> {
     const eventId = randomUUID();
     const h = natsHeaders();
+    h.set(Header.MessageId, eventId);
     h.set(Header.Type, type);
     h.set(Header.CausationId, causationId);
     h.set(Header.ContentType, "application/json");
@@ -155,10 +175,15 @@ export class FakeVmService {
       this.history.set(vmId, list);
     }
     this.#changes.emit(vmId);
-    await this.#js.publish(`${this.#ns}.evt.vm.${vmId}.${type}`, JSON.stringify(data), {
-      msgID: eventId,
+    const sent = {
+      id: eventId,
+      subject: `${this.#ns}.evt.vm.${vmId}.${type}`,
+      body: JSON.stringify(data),
       headers: h,
-    });
+      resends: 0,
+    };
+    this.#sent.set(vmId, sent);
+    await this.#js.publish(sent.subject, sent.body, { msgID: eventId, headers: h });
   }
 
   #visible(vmId: string, actor: Actor): VmView | undefined {
