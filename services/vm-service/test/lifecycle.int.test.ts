@@ -13,8 +13,11 @@ import {
   VmHistory,
   VmShutDown,
 } from "@mikrom/contracts";
+import { openDatabase } from "@mikrom/runtime";
 import { describe, expect, test } from "@mikrom/testkit";
+import { sql } from "kysely";
 import { onVmCommand } from "../src/handlers/commands.ts";
+import type { Tables } from "../src/store/tables.ts";
 import { OWNER, testConfig, vmIdOf, World, withService } from "./harness.ts";
 
 const HOST = "host-a";
@@ -303,6 +306,42 @@ describe("the VM lifecycle over NATS and PostgreSQL", () => {
       // And it takes commands again.
       const stop = await w.command("stop", StopVm, { vmId, actor: OWNER });
       expect(stop.headers?.get("Mikrom-Type")).toBe("VmStopRequested");
+    });
+  });
+
+  test("a live host's heartbeat is taken while placements hold the scheduling lock", async ({ db, nats }) => {
+    const w = new World(nats);
+    await withService(testConfig(db, nats), async () => {
+      await registerHost(w);
+      const vmId = vmIdOf(8);
+      await create(w, vmId);
+      await allocate(w, vmId);
+      await boot(w, vmId);
+      await w.until(vmId, "running");
+      const store = openDatabase<Tables>(db.url);
+      const lastSeen = async () =>
+        (
+          await store
+            .selectFrom("hosts")
+            .select("last_seen")
+            .where("host_id", "=", HOST)
+            .executeTakeFirstOrThrow()
+        ).last_seen;
+      try {
+        const before = await lastSeen();
+        // A placement that never finishes holds the lock for as long as the heartbeat is awaited.
+        await store.transaction().execute(async (tx) => {
+          await sql`SELECT pg_advisory_xact_lock(hashtext('vm-scheduling'))`.execute(tx);
+          await heartbeat(w);
+          for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
+            if ((await lastSeen()) > before) return;
+            await new Promise((r) => setTimeout(r, 50));
+          }
+          throw new Error("the heartbeat waited for the scheduling lock");
+        });
+      } finally {
+        await store.destroy();
+      }
     });
   });
 

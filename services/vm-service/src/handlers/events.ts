@@ -220,9 +220,9 @@ export async function onHostEvent(deps: HandlerDeps, d: Delivery<HostEvent>): Pr
           log.info({ host_id: hostId, driver: e.data.driver }, "host registered");
           break;
         }
-        case "HostHeartbeat":
-          was = await underSchedulingLock(deps, hostId, (tx) =>
-            tx
+        case "HostHeartbeat": {
+          const beat = (db: HandlerDeps["db"], upOnly: boolean) =>
+            db
               .updateTable("hosts")
               .set({
                 last_seen: sql<Date>`greatest(last_seen, ${now})`,
@@ -230,12 +230,19 @@ export async function onHostEvent(deps: HandlerDeps, d: Delivery<HostEvent>): Pr
                 unreachable_since: null,
               })
               .where("host_id", "=", hostId)
+              .$if(upOnly, (q) => q.where("status", "=", "up"))
               .where((eb) =>
                 eb.or([eb("stopped_at", "is", null), eb("stopped_at", "<=", new Date(e.data.at))]),
               )
-              .execute(),
-          );
+              .executeTakeFirst();
+          // A host that is up stays up: no placement can have missed it, so its heartbeat takes no
+          // scheduling lock. Under load, heartbeats queued behind placements for that lock and
+          // live hosts were judged unreachable.
+          const fresh = await beat(deps.db, true);
+          if (fresh.numUpdatedRows > 0n) was = "up";
+          else was = await underSchedulingLock(deps, hostId, (tx) => beat(tx, false));
           break;
+        }
         case "HostStopped":
           // An agent that stops leaves its VMs running (unless it reports them lost): unreachable, not lost.
           await deps.db
