@@ -6,6 +6,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
+import { guestCgroupsFor, HYPERVISOR_ALLOWANCE_MB } from "../src/drivers/cgroup.ts";
 import { BootFailed, type BootSpec, BootTimeout, type Instance, QemuDriver } from "../src/drivers/index.ts";
 import { addNetns, canManageNetwork, deleteNetns, ensureBridge, linkExists } from "../src/drivers/network.ts";
 import { isAlive } from "../src/drivers/process.ts";
@@ -159,6 +160,47 @@ describe(`the qemu driver with real guests (${"skip" in env ? `skipped: ${env.sk
       } finally {
         await deleteNetns(netns);
       }
+    },
+    VM_TEST_TIMEOUT,
+  );
+
+  it(
+    "runs a guest in a cgroup of its own, with the VM's vCPUs and memory, and leaves none behind",
+    async (ctx) => {
+      if (skip) ctx.skip(skip);
+      const { cgroups, reason } = await guestCgroupsFor("auto");
+      if (!cgroups) ctx.skip(reason);
+      const driver = new QemuDriver(options(await runDir(), { cgroups }));
+      const vm = await driver.boot({
+        vmId: "srv-0000e006",
+        vcpuCount: 1,
+        memoryMb: 128,
+        ipAddress: "10.0.9.6",
+        prefixLength: 24,
+      });
+      try {
+        expect(await readFile(`/proc/${vm.pid}/cgroup`, "utf8")).toContain("/mikrom/srv-0000e006");
+        const limits = await Promise.all(
+          cgroups!.dirs("srv-0000e006").flatMap((dir) =>
+            ["cpu.max", "cpu.cfs_quota_us", "memory.max", "memory.limit_in_bytes"].map((file) =>
+              readFile(join(dir, file), "utf8").then(
+                (text) => `${file}=${text.trim()}`,
+                () => undefined,
+              ),
+            ),
+          ),
+        );
+        const bytes = (128 + HYPERVISOR_ALLOWANCE_MB) * 1024 * 1024;
+        expect(limits.filter(Boolean).sort()).toEqual(
+          cgroups!.dirs("x").length === 1
+            ? ["cpu.max=100000 100000", `memory.max=${bytes}`]
+            : ["cpu.cfs_quota_us=100000", `memory.limit_in_bytes=${bytes}`],
+        );
+      } finally {
+        await driver.destroy(vm);
+        await driver.close();
+      }
+      for (const dir of cgroups!.dirs("srv-0000e006")) await expect(access(dir)).rejects.toThrow();
     },
     VM_TEST_TIMEOUT,
   );

@@ -3,6 +3,7 @@ import { access, constants } from "node:fs/promises";
 import { delimiter, isAbsolute, join } from "node:path";
 import { promisify } from "node:util";
 import { createLogger } from "@mikrom/telemetry";
+import { guestCgroupsFor } from "./cgroup.ts";
 import type { DriverConfig } from "./config.ts";
 import type { Driver, DriverName } from "./driver.ts";
 import { DriverUnavailable } from "./errors.ts";
@@ -96,10 +97,12 @@ async function qemuChoice(
     accel = config.qemuAccel;
     accelReason = `${accel.toUpperCase()}: MIKROM_QEMU_ACCEL=${accel}`;
   }
+  const confinement = await guestCgroupsFor(config.guestCgroups);
   const driver = new QemuDriver({
     guest: qemu.guest,
     accel,
     runDir: config.runDir,
+    ...(confinement.cgroups ? { cgroups: confinement.cgroups } : {}),
     binary: qemu.binary,
     ...(config.bootTimeoutMs ? { bootTimeoutMs: config.bootTimeoutMs } : {}),
     ...(config.bridge ? { bridge: config.bridge } : {}),
@@ -108,7 +111,7 @@ async function qemuChoice(
   return {
     driver,
     name: "qemu",
-    reason: `${why}: qemu ${qemu.version} with the guest (${qemu.guest.kernelPackage}); ${accelReason}`,
+    reason: `${why}: qemu ${qemu.version} with the guest (${qemu.guest.kernelPackage}); ${accelReason}; ${confinement.reason}`,
   };
 }
 
@@ -121,8 +124,10 @@ async function firecracker(config: DriverConfig): Promise<DriverChoice> {
   if (!kernel)
     throw new DriverUnavailable("MIKROM_DRIVER=firecracker needs MIKROM_FIRECRACKER_KERNEL or a built guest");
   const initrd = config.firecrackerInitrd ?? (config.firecrackerKernel ? undefined : guest?.initramfs);
+  const confinement = await guestCgroupsFor(config.guestCgroups);
   const driver = new FirecrackerDriver({
     runDir: config.runDir,
+    ...(confinement.cgroups ? { cgroups: confinement.cgroups } : {}),
     kernel,
     command: [binary],
     ...(initrd ? { initrd } : {}),
@@ -130,7 +135,11 @@ async function firecracker(config: DriverConfig): Promise<DriverChoice> {
     ...(config.bootTimeoutMs ? { bootTimeoutMs: config.bootTimeoutMs } : {}),
     ...(config.bridge ? { bridge: config.bridge } : {}),
   });
-  return { driver, name: "firecracker", reason: `MIKROM_DRIVER=firecracker (${binary})` };
+  return {
+    driver,
+    name: "firecracker",
+    reason: `MIKROM_DRIVER=firecracker (${binary}); ${confinement.reason}`,
+  };
 }
 
 /** The executable's path: as given when it has a slash, else the first match on PATH. */

@@ -13,6 +13,8 @@ export const DriverConfig = z.object({
   qemuAccel: z.enum(["auto", "kvm", "tcg"]).default("auto"),
   qemuBinary: z.string().default("qemu-system-x86_64"),
   bootTimeoutMs: z.coerce.number().int().positive().optional(),
+  /** A cgroup per guest with its CPU and memory (cgroup.ts); `auto`: where the agent may create one. */
+  guestCgroups: z.enum(["auto", "on", "off"]).default("auto"),
   /** Create each VM's tap on this bridge (needs root). */
   bridge: z.string().optional(),
   firecrackerBinary: z.string().default("firecracker"),
@@ -43,6 +45,7 @@ export function driverConfigFromEnv(env: Readonly<Record<string, string | undefi
     qemuAccel: pick("MIKROM_QEMU_ACCEL"),
     qemuBinary: pick("MIKROM_QEMU_BINARY"),
     bootTimeoutMs: pick("MIKROM_BOOT_TIMEOUT_MS"),
+    guestCgroups: pick("MIKROM_GUEST_CGROUPS"),
     bridge: pick("MIKROM_BRIDGE"),
     firecrackerBinary: pick("MIKROM_FIRECRACKER_BINARY"),
     firecrackerKernel: pick("MIKROM_FIRECRACKER_KERNEL"),
@@ -58,6 +61,7 @@ export function driverConfigFromEnv(env: Readonly<Record<string, string | undefi
     qemuAccel: "MIKROM_QEMU_ACCEL",
     qemuBinary: "MIKROM_QEMU_BINARY",
     bootTimeoutMs: "MIKROM_BOOT_TIMEOUT_MS",
+    guestCgroups: "MIKROM_GUEST_CGROUPS",
     bridge: "MIKROM_BRIDGE",
     firecrackerBinary: "MIKROM_FIRECRACKER_BINARY",
     firecrackerKernel: "MIKROM_FIRECRACKER_KERNEL",

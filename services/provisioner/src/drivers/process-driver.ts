@@ -1,4 +1,5 @@
 import { errorFields, type Logger } from "@mikrom/telemetry";
+import type { GuestCgroups } from "./cgroup.ts";
 import { ConsoleKeeper, readTail } from "./console-log.ts";
 import {
   type AdoptResult,
@@ -64,6 +65,8 @@ export interface ProcessDriverOptions {
   bridge?: string;
   /** Run the hypervisor (and create taps) inside this network namespace. */
   netns?: string;
+  /** Confine each VM's hypervisor in a cgroup of its own with the VM's CPU and memory. */
+  cgroups?: GuestCgroups;
 }
 
 /**
@@ -126,6 +129,9 @@ export class ProcessDriver implements Driver {
     try {
       const pid = spawnOrFail(netnsCommand(netns, argv), output);
       instance = { ...instance, pid };
+      await this.#options.cgroups?.confine(spec.vmId, pid, spec).catch((error: Error) => {
+        throw new BootFailed("spawn", `cannot confine the hypervisor in its cgroup: ${error.message}`);
+      });
       await writeRecord(paths.dir, instance);
       await onSpawned?.(instance);
       await hypervisor.launched(spec, paths, pid);
@@ -165,6 +171,7 @@ export class ProcessDriver implements Driver {
 
   async #teardown(vm: Instance): Promise<void> {
     await teardownVm(vm, this.#hypervisor.socketOf(vm), this.#keeper, this.#hypervisor.end(vm.vmId));
+    await this.#options.cgroups?.release(vm.vmId);
   }
 
   /** Not serialized with boot and stop: the hypervisor answers a second client (QEMU queues it). */
