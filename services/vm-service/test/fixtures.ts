@@ -61,7 +61,7 @@ export const commands = {
 } as const;
 
 export const NOW = 1_000_000;
-/** A live host of 8 vCPUs and 8 GiB with `used` vCPUs (and 512 MB each) taken. */
+/** A live host of 8 vCPUs and 8 GiB with `used` one-vCPU VMs of 512 MB each. */
 export const liveHost = (hostId: string, used = 0): HostLoad => ({
   hostId,
   driver: "fake",
@@ -70,6 +70,7 @@ export const liveHost = (hostId: string, used = 0): HostLoad => ({
   status: "up",
   lastSeenMs: NOW - 1000,
   unreachableSinceMs: null,
+  vms: used,
   usedVcpus: used,
   usedMemoryMb: used * 512,
 });

@@ -11,6 +11,7 @@ const host = (hostId: string, over: Partial<HostLoad> = {}): HostLoad => ({
   status: "up",
   lastSeenMs: NOW - 1000,
   unreachableSinceMs: null,
+  vms: 0,
   usedVcpus: 0,
   usedMemoryMb: 0,
   ...over,
@@ -18,9 +19,72 @@ const host = (hostId: string, over: Partial<HostLoad> = {}): HostLoad => ({
 const need = { vcpuCount: 2, memoryMb: 1024 };
 
 describe("host scheduling", () => {
-  it("places a VM on the live host with the most free memory", () => {
+  it("places a VM on the live host least loaded once it holds it", () => {
     const hosts = [host("a", { usedMemoryMb: 2048 }), host("b", { usedMemoryMb: 512 })];
     expect(pickHost(hosts, need, NOW, TIMEOUT)).toBe("b");
+    const busier = [host("a", { vms: 1, usedVcpus: 1 }), host("b")];
+    expect(pickHost(busier, need, NOW, TIMEOUT)).toBe("b");
+  });
+
+  it("balances VMs and memory together: a small VM goes where few VMs are, a large one where little memory is used", () => {
+    const size = { vcpus: 64, memoryMb: 65_536 };
+    const hosts = [
+      host("many-small", { ...size, vms: 10, usedVcpus: 10, usedMemoryMb: 5120 }),
+      host("few-large", { ...size, vms: 2, usedVcpus: 8, usedMemoryMb: 16_384 }),
+    ];
+    expect(pickHost(hosts, { vcpuCount: 1, memoryMb: 512 }, NOW, TIMEOUT)).toBe("few-large");
+    expect(pickHost(hosts, { vcpuCount: 4, memoryMb: 8192 }, NOW, TIMEOUT)).toBe("many-small");
+  });
+
+  it("loads hosts by their share, not by what they have free: a large host mostly full yields to an empty small one", () => {
+    const hosts = [
+      host("large", { vcpus: 16, memoryMb: 16_384, vms: 11, usedVcpus: 11, usedMemoryMb: 11_264 }),
+      host("small"),
+    ];
+    expect(pickHost(hosts, need, NOW, TIMEOUT)).toBe("small");
+    // At the same share, the host twice the size holds twice the VMs.
+    const even = [
+      host("large", { vcpus: 8, memoryMb: 8192, vms: 4, usedVcpus: 4, usedMemoryMb: 4096 }),
+      host("small", { vms: 2, usedVcpus: 2, usedMemoryMb: 2048 }),
+    ];
+    expect(pickHost(even, { vcpuCount: 1, memoryMb: 512 }, NOW, TIMEOUT)).toBe("large");
+  });
+
+  it("keeps 1,000 VMs of mixed sizes on 10 hosts, two of them twice as large, within 1.2 of even in VMs and memory", () => {
+    const sizes = [
+      [1, 512],
+      [2, 1024],
+      [2, 2048],
+      [4, 4096],
+      [1, 1024],
+      [8, 8192],
+    ] as const;
+    let hosts = Array.from({ length: 10 }, (_, i) =>
+      host(`h${i}`, i < 2 ? { vcpus: 1024, memoryMb: 2_097_152 } : { vcpus: 512, memoryMb: 1_048_576 }),
+    );
+    // A fixed, uneven order of sizes (a linear congruential sequence), the same every run.
+    let seed = 7;
+    for (let n = 0; n < 1000; n++) {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      const [vcpuCount, memoryMb] = sizes[seed % sizes.length]!;
+      const chosen = pickHost(hosts, { vcpuCount, memoryMb }, NOW, TIMEOUT);
+      hosts = hosts.map((h) =>
+        h.hostId === chosen
+          ? {
+              ...h,
+              vms: h.vms + 1,
+              usedVcpus: h.usedVcpus + vcpuCount,
+              usedMemoryMb: h.usedMemoryMb + memoryMb,
+            }
+          : h,
+      );
+    }
+    const spread = (share: (h: HostLoad) => number): number =>
+      Math.max(...hosts.map(share)) / Math.min(...hosts.map(share));
+    expect(hosts.reduce((sum, h) => sum + h.vms, 0)).toBe(1000);
+    expect(spread((h) => h.vms / h.vcpus)).toBeLessThanOrEqual(1.2);
+    expect(spread((h) => h.usedMemoryMb / h.memoryMb)).toBeLessThanOrEqual(1.2);
+    expect(spread((h) => h.usedVcpus / h.vcpus)).toBeLessThanOrEqual(1.2);
   });
 
   it.each<[string, Partial<HostLoad>, boolean]>([
@@ -52,20 +116,16 @@ describe("host scheduling", () => {
     expect(pickHost([host("d", { lastSeenMs: NOW - TIMEOUT })], need, NOW, TIMEOUT)).toBe("d");
   });
 
-  it("breaks ties by the fewest vCPUs used, then by host id, so the choice is the same every time", () => {
+  it("breaks ties by the fewest VMs, then by host id, so the choice is the same every time", () => {
     expect(pickHost([host("z"), host("m")], need, NOW, TIMEOUT)).toBe("m");
     expect(pickHost([host("m"), host("z")], need, NOW, TIMEOUT)).toBe("m");
-    expect(pickHost([host("a", { usedVcpus: 1 }), host("z")], need, NOW, TIMEOUT)).toBe("z");
-    expect(pickHost([host("z"), host("a", { usedVcpus: 1 })], need, NOW, TIMEOUT)).toBe("z");
-  });
-
-  it("prefers free memory over free vCPUs", () => {
-    const hosts = [
-      host("a", { usedVcpus: 1, usedMemoryMb: 0 }),
-      host("b", { usedVcpus: 0, usedMemoryMb: 1 }),
+    // Equally loaded (by vCPUs, the largest share of both): the one with fewer VMs.
+    const tied = [
+      host("a", { vms: 2, usedVcpus: 1, usedMemoryMb: 2048 }),
+      host("z", { vms: 1, usedVcpus: 1, usedMemoryMb: 2048 }),
     ];
-    expect(pickHost(hosts, need, NOW, TIMEOUT)).toBe("a");
-    expect(pickHost([...hosts].reverse(), need, NOW, TIMEOUT)).toBe("a");
+    expect(pickHost(tied, need, NOW, TIMEOUT)).toBe("z");
+    expect(pickHost([...tied].reverse(), need, NOW, TIMEOUT)).toBe("z");
   });
 
   it("finds hosts gone silent (unreachable) and hosts silent past the grace (lost)", () => {

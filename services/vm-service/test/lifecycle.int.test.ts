@@ -32,6 +32,20 @@ async function registerHost(w: World, hostId = HOST): Promise<void> {
   });
 }
 
+/** What the host registry says HOST holds. */
+async function hostLoad(url: string) {
+  const store = openDatabase<Tables>(url);
+  try {
+    return await store
+      .selectFrom("hosts")
+      .select(["placed_vms", "used_vcpus", "used_memory_mb"])
+      .where("host_id", "=", HOST)
+      .executeTakeFirstOrThrow();
+  } finally {
+    await store.destroy();
+  }
+}
+
 async function create(w: World, vmId: string): Promise<void> {
   const outcome = await w.command("create", CreateVm, {
     vmId,
@@ -127,6 +141,8 @@ describe("the VM lifecycle over NATS and PostgreSQL", () => {
       await create(w, vmId);
       await allocate(w, vmId);
       await w.commands.ofType("BootVm", vmId);
+      // Placed: the host counts the VM and its size, which placement balances on.
+      expect(await hostLoad(db.url)).toEqual({ placed_vms: 1, used_vcpus: 2, used_memory_mb: 1024 });
       await w.publish(w.names.event("provisioner", HOST, "VmBootFailed"), VmBootFailed, {
         vmId,
         hostId: HOST,
@@ -138,6 +154,7 @@ describe("the VM lifecycle over NATS and PostgreSQL", () => {
       expect(vm.errorMessage).toContain("kernel image missing");
       await w.commands.ofType("ReleaseIp", vmId);
       await w.commands.ofType("DestroyVm", vmId);
+      expect(await hostLoad(db.url)).toEqual({ placed_vms: 0, used_vcpus: 0, used_memory_mb: 0 });
     });
   });
 

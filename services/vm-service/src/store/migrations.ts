@@ -68,6 +68,16 @@ const migrations: Record<string, Migration> = {
       `.execute(db);
     },
   },
+  "0003_host_vm_count": {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // Placement balances the number of VMs per host too (domain/hosts.ts pickHost).
+      await sql`
+        ALTER TABLE hosts ADD COLUMN placed_vms int NOT NULL DEFAULT 0;
+        UPDATE hosts SET placed_vms =
+          (SELECT count(*) FROM vms WHERE vms.host = hosts.host_id AND NOT vms.deleted);
+      `.execute(db);
+    },
+  },
 };
 
 export const vmMigrations: MigrationProvider = { getMigrations: async () => migrations };

@@ -152,6 +152,7 @@ export async function hostLoads(tx: Tx): Promise<HostLoad[]> {
     status: r.status,
     lastSeenMs: r.last_seen.getTime(),
     unreachableSinceMs: r.unreachable_since?.getTime() ?? null,
+    vms: r.placed_vms,
     usedVcpus: r.used_vcpus,
     usedMemoryMb: r.used_memory_mb,
   }));
@@ -167,11 +168,12 @@ export async function trackPlacement(tx: Tx, before: Vm, after: Vm): Promise<voi
   if (after.hostId !== null) await addLoad(tx, after.hostId, "+", after);
 }
 
-/** Adds a VM's size to its host's used capacity ("+") or takes it off ("-"). */
+/** Adds a VM and its size to its host's load ("+") or takes them off ("-"). */
 async function addLoad(tx: Tx, hostId: string, op: "+" | "-", vm: Vm): Promise<void> {
   await tx
     .updateTable("hosts")
     .set((eb) => ({
+      placed_vms: eb("placed_vms", op, 1),
       used_vcpus: eb("used_vcpus", op, vm.vcpuCount),
       used_memory_mb: eb("used_memory_mb", op, vm.memoryMb),
     }))

@@ -37,7 +37,8 @@ export interface HostsTable {
   unreachable_since: Date | null;
   /** The host's own time of its last HostStopped: a message it sent before that is stale. */
   stopped_at: Date | null;
-  /** What the VMs placed on the host hold, kept by the projection (a failed VM gives its share back). */
+  /** The VMs placed on the host and what they hold, kept by the projection (a failed VM gives its share back). */
+  placed_vms: Generated<number>;
   used_vcpus: Generated<number>;
   used_memory_mb: Generated<number>;
 }
