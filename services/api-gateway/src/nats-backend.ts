@@ -69,8 +69,12 @@ export class NatsBackend implements Backend {
     }
   }
 
+  /**
+   * Asks JetStream nothing: right after a NATS restart it answers "temporarily unavailable" for a
+   * while, and the gateway must start anyway (requests meanwhile get 503; readiness says so).
+   */
   static async create(nc: NatsConnection, namespace: string): Promise<NatsBackend> {
-    return new NatsBackend(nc, jetstream(nc), await jetstreamManager(nc), namespace);
+    return new NatsBackend(nc, jetstream(nc), await jetstreamManager(nc, { checkAPI: false }), namespace);
   }
 
   async publish(command: OutgoingCommand): Promise<void> {
