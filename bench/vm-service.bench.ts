@@ -108,7 +108,8 @@ nc.subscribe(names.command("ippool", "allocate"), {
 nc.subscribe(`${namespace}.cmd.provisioner.*.boot`, {
   callback: (_e, m) => {
     const { vmId } = m.json<{ vmId: string }>();
-    void publish(names.event("provisioner", vmId, "VmBooted"), VmBooted, {
+    // A host states facts under its own id: vm-service dead-letters a fact from another host.
+    void publish(names.event("provisioner", "bench-host", "VmBooted"), VmBooted, {
       vmId,
       hostId: "bench-host",
       driver: "fake",
