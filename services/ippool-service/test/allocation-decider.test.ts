@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import {
   type AllocationEvent,
   decideAllocate,
+  decideAllocation,
   decideRelease,
   decideTaken,
   evolveAllocation,
@@ -76,6 +77,22 @@ describe("allocating an address", () => {
     });
     expect(failed).toEqual(initialVmAllocation);
     expect(decideAllocate(allocate(), failed, pool)).toEqual({ next: "take-address", pool });
+  });
+});
+
+describe("the whole allocation, from the pool and its next free address", () => {
+  it("a VM without an address gets the free one", () => {
+    expect(decideAllocation(allocate(), initialVmAllocation, pool, "172.16.0.2")).toEqual([allocated]);
+  });
+
+  it("a VM that holds an address gets it again, not the free one", () => {
+    expect(decideAllocation(allocate(), holding, pool, "172.16.0.9")).toEqual([allocated]);
+  });
+
+  it("a pool that does not exist is pool_not_found, whatever address is free", () => {
+    expect(decideAllocation(allocate("nope"), initialVmAllocation, null, "172.16.0.2")).toEqual([
+      { type: "IpAllocationFailed", data: { vmId, pool: "nope", reason: "pool_not_found" } },
+    ]);
   });
 });
 

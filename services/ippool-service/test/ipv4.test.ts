@@ -98,6 +98,19 @@ describe("CIDR blocks", () => {
     );
   });
 
+  it("blocks that share a single address overlap: a /32 at another block's first or last address", () => {
+    const block = ok(parseCidr("10.0.0.0/24"));
+    const first = cidrOf(block.network, 32);
+    const last = cidrOf(block.broadcast, 32);
+    expect([
+      overlaps(first, block),
+      overlaps(block, first),
+      overlaps(last, block),
+      overlaps(block, last),
+    ]).toEqual([true, true, true, true]);
+    expect(overlaps(last, last)).toBe(true);
+  });
+
   it("the network and broadcast addresses are not usable hosts", () => {
     const c = ok(parseCidr("192.168.4.0/30"));
     expect([0, 1, 2, 3].map((i) => isUsableHost(c, c.network + i))).toEqual([false, true, true, false]);

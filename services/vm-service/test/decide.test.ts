@@ -229,6 +229,15 @@ describe("the VM decider", () => {
     ]);
   });
 
+  it("a VM never created, or deleted, is not found for a superuser either", () => {
+    for (const status of ["absent", "deleted"] as const)
+      expect(decide(commands.StopVm(ADMIN), vmIn(status), ctx)).toEqual({
+        kind: "refusal",
+        code: "not_found",
+        reason: `VM ${VM_ID} not found`,
+      });
+  });
+
   it("sends the boot command with the lease the provisioning event carries", () => {
     const result = plan(commands.StartVm(), vmIn("stopped"), ctx);
     expect(result).toMatchObject({

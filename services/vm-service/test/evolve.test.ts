@@ -175,30 +175,36 @@ describe("a VM's state, event by event", () => {
     expect(replay([])).toBe(initialVm);
   });
 
-  it("boots a VM placed without a lease (history from before it) on a /24 with the .1 gateway", () => {
-    const vm = replay([
-      created,
-      { type: "VmProvisioning", data: { vmId: VM_ID, ipAddress: IP, hostId: HOST } },
-    ]);
-    expect(outstanding(vm)).toEqual([
-      {
-        service: "provisioner",
-        hostId: HOST,
-        messageId: stepCommandId(VM_ID, 2, "boot"),
-        command: {
-          type: "BootVm",
-          data: {
-            vmId: VM_ID,
-            vcpuCount: 2,
-            memoryMb: 1024,
-            ipAddress: IP,
-            prefixLength: 24,
-            gateway: "10.0.0.1",
+  it.each([
+    [IP, "10.0.0.1"],
+    ["10.0.7.254", "10.0.7.1"],
+  ])(
+    "boots a VM placed at %s without a lease (history from before it) on a /24 with gateway %s",
+    (ip, gateway) => {
+      const vm = replay([
+        created,
+        { type: "VmProvisioning", data: { vmId: VM_ID, ipAddress: ip, hostId: HOST } },
+      ]);
+      expect(outstanding(vm)).toEqual([
+        {
+          service: "provisioner",
+          hostId: HOST,
+          messageId: stepCommandId(VM_ID, 2, "boot"),
+          command: {
+            type: "BootVm",
+            data: {
+              vmId: VM_ID,
+              vcpuCount: 2,
+              memoryMb: 1024,
+              ipAddress: ip,
+              prefixLength: 24,
+              gateway,
+            },
           },
         },
-      },
-    ]);
-  });
+      ]);
+    },
+  );
 
   it("asks the pool a VM was created in for its address", () => {
     const vm = replay([{ ...created, data: { ...created.data, pool: "gold" } } as VmEvent]);

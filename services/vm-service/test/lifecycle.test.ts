@@ -10,6 +10,7 @@ import {
   outstanding,
   plan,
   provisioner,
+  withFollowUps,
 } from "../src/domain/outgoing.ts";
 import {
   evolve,
@@ -554,6 +555,19 @@ describe("the lifecycle process", () => {
         null,
       ),
     );
+  });
+
+  it("an event that leaves the deadline alone keeps the one an earlier event of the same decision set", () => {
+    const stop: VmEvent = { type: "VmStopRequested", data: { vmId: VM_ID } };
+    const rename: VmEvent = { type: "VmUpdated", data: { vmId: VM_ID, name: "web-2" } };
+    const d = withFollowUps([stop, rename], vmIn("running"));
+    const shutDownVm: Outgoing = {
+      service: "provisioner",
+      hostId: HOST,
+      command: { type: "ShutDownVm", data: { vmId: VM_ID } },
+      messageId: stepCommandId(VM_ID, 4, "shutdown"),
+    };
+    expect(d).toEqual(decision([stop, rename], [shutDownVm], "stop"));
   });
 
   it("names the step each in-flight status waits on", () => {

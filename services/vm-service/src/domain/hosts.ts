@@ -107,7 +107,8 @@ export function judgeHosts(
 
 /** True when the host exists and is not answering (its VMs wait for it). */
 export function isUnreachable(hosts: readonly Host[], hostId: string | null): boolean {
-  return hostId !== null && hosts.some((h) => h.hostId === hostId && h.status === "unreachable");
+  // A VM on no host (null) matches none.
+  return hosts.some((h) => h.hostId === hostId && h.status === "unreachable");
 }
 
 /** Why no host was found, for the VM's error message. */

@@ -107,7 +107,8 @@ function heldLease(vm: Vm): { address: string; prefixLength?: number; gateway?: 
 }
 
 function timeoutMessage(vm: Vm, step: Step, timeoutMs: number): string {
-  const who = step === "allocate" ? "the IP pool service" : `provisioner host ${vm.hostId ?? "(none)"}`;
+  // Every step that reaches here but allocate (boot, start, stop, restart) waits on the VM's host.
+  const who = step === "allocate" ? "the IP pool service" : `provisioner host ${vm.hostId}`;
   return `${step} timed out: no answer from ${who} within ${timeoutMs} ms`;
 }
 
@@ -132,8 +133,8 @@ function answersOutstanding(vm: Vm, answer: AllocationAnswer): boolean {
 
 /** The process's reaction to what it heard, given the VM it concerns. Late and duplicate news is handled here too. */
 export function react(input: ProcessInput, vm: Vm, ctx: ReactContext): Decision {
-  // Nothing to drive for a VM this service never created.
-  if (vm.status === "absent" || vm.vmId === null) return NOTHING;
+  // Nothing to drive for a VM this service never created (only VmCreated gives it an id).
+  if (vm.vmId === null) return NOTHING;
   const vmId = vm.vmId;
   switch (input.type) {
     case "IpAllocated": {
@@ -201,7 +202,8 @@ export function react(input: ProcessInput, vm: Vm, ctx: ReactContext): Decision 
     case "VmLost":
     case "HostLost": {
       const { hostId, reason } = input.data;
-      if (vm.hostId !== hostId || vm.status === "error") return NOTHING;
+      // A VM in error matches no host: its VmFailed gave the host back.
+      if (vm.hostId !== hostId) return NOTHING;
       // A stopped VM has no process to lose; only the host going away matters to it.
       if (input.type === "VmLost" && vm.status === "stopped") return NOTHING;
       // A VM being deleted whose host is gone is deleted: there is nothing left to destroy.

@@ -56,14 +56,16 @@ export function ippool(command: IppoolCommand): Outgoing {
   return { service: "ippool", command };
 }
 
-/** The AllocateIp the VM sends as `after` (its state once the event that starts the step is folded in). */
+/**
+ * The AllocateIp the VM sends as `after` (its state once the event that starts the step is folded
+ * in: the allocation is out), under the id the VM waits on an answer to.
+ */
 function allocate(after: Vm, vmId: string): Outgoing {
-  const messageId = outstandingAllocation(after);
   const command: IppoolCommand = {
     type: "AllocateIp",
     data: { vmId, ...(after.pool !== null ? { pool: after.pool } : {}) },
   };
-  return messageId !== null ? { service: "ippool", command, messageId } : { service: "ippool", command };
+  return { service: "ippool", command, messageId: outstandingAllocation(after)! };
 }
 export function provisioner(hostId: string, command: ProvisionerCommand): Outgoing {
   return { service: "provisioner", hostId, command };
@@ -83,9 +85,10 @@ function giveBack(vm: Vm, vmId: string): Outgoing[] {
  * host, or is settled.
  */
 export function outstanding(vm: Vm): Outgoing[] {
-  const vmId = vm.vmId;
   const step = stepOf(vm);
-  if (vmId === null || step === null) return [];
+  if (step === null) return [];
+  // A VM with a step in flight was created: it has an id.
+  const vmId = vm.vmId!;
   if (step === "allocate") return [allocate(vm, vmId)];
   const hostId = vm.hostId;
   if (hostId === null) return [];

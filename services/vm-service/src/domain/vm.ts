@@ -239,9 +239,12 @@ export function replay(events: Iterable<VmEvent>, from: Vm = initialVm): Vm {
   return vm;
 }
 
-/** True when a start of this VM asks for a new address (nothing held: after an error, or no host). */
+/**
+ * True when a start of this VM asks for a new address: it holds nothing (a VM in error gave its
+ * address and host back; a stopped one keeps both).
+ */
 export function startAllocates(vm: Vm): boolean {
-  return vm.status === "error" || vm.hostId === null;
+  return vm.hostId === null;
 }
 
 /** The step a VM in flight is waiting on; each has its own deadline. */
