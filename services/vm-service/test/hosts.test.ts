@@ -36,6 +36,21 @@ describe("host scheduling", () => {
     expect(pickHost(hosts, { vcpuCount: 4, memoryMb: 8192 }, NOW, TIMEOUT)).toBe("many-small");
   });
 
+  it("counts vCPUs as well: of two hosts with the same VMs and memory, the one with fewer vCPUs taken", () => {
+    const size = { vcpus: 16, memoryMb: 16_384 };
+    const hosts = [
+      host("a", { ...size, vms: 2, usedVcpus: 8, usedMemoryMb: 2048 }),
+      host("b", { ...size, vms: 2, usedVcpus: 2, usedMemoryMb: 2048 }),
+    ];
+    expect(pickHost(hosts, { vcpuCount: 1, memoryMb: 512 }, NOW, TIMEOUT)).toBe("b");
+    // The VM's own vCPUs count: a 6-vCPU VM makes b's vCPU share the largest of both, yet below a's.
+    const wide = [
+      host("a", { ...size, vms: 2, usedVcpus: 9, usedMemoryMb: 2048 }),
+      host("b", { ...size, vms: 2, usedVcpus: 2, usedMemoryMb: 2048 }),
+    ];
+    expect(pickHost(wide, { vcpuCount: 6, memoryMb: 512 }, NOW, TIMEOUT)).toBe("b");
+  });
+
   it("loads hosts by their share, not by what they have free: a large host mostly full yields to an empty small one", () => {
     const hosts = [
       host("large", { vcpus: 16, memoryMb: 16_384, vms: 11, usedVcpus: 11, usedMemoryMb: 11_264 }),
