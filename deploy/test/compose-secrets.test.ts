@@ -32,7 +32,7 @@ describe("docker-compose.yml ships no secret", () => {
         "POSTGRES_PASSWORD_VM",
         "POSTGRES_PASSWORD_IPPOOL",
         "POSTGRES_PASSWORD_AUDIT",
-        "POSTGRES_PASSWORD_PROVISIONER",
+        "POSTGRES_PASSWORD_HOST_PROVISIONER_1",
         "NATS_PASSWORD_API_GATEWAY",
         "NATS_PASSWORD_VM_SERVICE",
         "NATS_PASSWORD_IPPOOL_SERVICE",
@@ -119,7 +119,9 @@ describe("docker-compose.yml ships no secret", () => {
       ).toContain("DATABASE_URL");
       for (const [key, value] of urls) {
         const url = new URL(value);
-        expect(url.username, `${service} ${key}`).toBe(DATABASE_ROLE[service]);
+        // The host's role is named as its database, as `hostDatabaseUrl` derives both.
+        const role = service === "provisioner" ? "mikrom_provisioner_provisioner-1" : DATABASE_ROLE[service];
+        expect(url.username, `${service} ${key}`).toBe(role);
         expect(url.username).not.toBe(postgres.POSTGRES_USER);
         expect(url.password).not.toBe(postgres.POSTGRES_PASSWORD);
       }

@@ -257,8 +257,10 @@ describe("PostgreSQL: a role per service, none of them the owner", () => {
         ...own(s),
         database: DATABASE_ROLE[s],
       })),
+      // Each host its own role, named as its database (the agents share one Secret: one password).
       ...["node-1", "node-2"].map((host) => ({
         ...own("provisioner"),
+        role: `mikrom_provisioner_${host}`,
         database: `mikrom_provisioner_${host}`,
       })),
     ]);

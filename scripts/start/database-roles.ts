@@ -1,6 +1,6 @@
 /**
  * The PostgreSQL roles of `npm start`: each service connects as `<base>_<service>` (`mikrom_vm`…),
- * which owns the service's database and nothing else (libs/runtime database-roles.ts), never as the
+ * the host's provisioner as `<base>_provisioner_<host>`, which owns the service's database and nothing else (libs/runtime database-roles.ts), never as the
  * server's superuser. Passwords are fresh at every start, set on the roles and handed to the
  * services only in their environment. A `*_DATABASE_URL` given by the user is theirs: left as it is.
  */
@@ -50,7 +50,8 @@ export async function serviceDatabases(
         : nameOf(serviceDatabaseUrl(adminUrl, suffix));
     const target: ServiceDatabase = {
       database,
-      role: nameOf(serviceDatabaseUrl(adminUrl, suffix)),
+      // A host's role is named as its database (`mikrom_provisioner_<host>`): it opens no other host's.
+      role: service === "provisioner" ? database : nameOf(serviceDatabaseUrl(adminUrl, suffix)),
       password: randomBytes(24).toString("base64url"),
     };
     try {

@@ -7,8 +7,10 @@
  *   POSTGRES_ADMIN_URL      a superuser, or a role with CREATEROLE and CREATEDB
  *   SERVICE_DATABASE_URLS   the services' database URLs (space or newline separated): each names
  *                           the role, its password and the database it owns
- *   PROVISIONER_BASE_URL    the provisioners' DATABASE_URL (their role, the base database name) and
- *   PROVISIONER_HOSTS       the host ids: each host's `<base>_provisioner_<host>`, owned by that role
+ *   PROVISIONER_BASE_URL    the provisioners' DATABASE_URL (`<base>_provisioner`, the base database
+ *                           name, the password) and
+ *   PROVISIONER_HOSTS       the host ids: each host's `<base>_provisioner_<host>`, owned by the host's
+ *                           role of that name (libs/runtime hostDatabaseUrl), with that password
  */
 import { createLogger, errorFields } from "@mikrom/telemetry";
 import { z } from "zod";
