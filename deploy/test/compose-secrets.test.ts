@@ -5,8 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BaseEnv, parseEnv } from "@mikrom/runtime";
 import { describe, expect, test } from "vitest";
-import { setupTargets } from "../../libs/runtime/bin/setup-databases.ts";
 import { loadConfig as gatewayConfig } from "../../services/api-gateway/src/config.ts";
+import { setupTargets } from "../../services/audit/src/setup-databases.ts";
 import { type ComposeService, interpolate, loadCompose, variableUses } from "../src/compose.ts";
 import { composeEnvFile, parseEnvFile } from "../src/compose-env.ts";
 import { repoRoot } from "../src/env-reads.ts";
@@ -127,10 +127,14 @@ describe("docker-compose.yml ships no secret", () => {
       }
       // The database the service uses is one db-setup gives its role, with the same password.
       const own = new URL(urls.find(([k]) => k !== "DATABASE_URL")?.[1] ?? "");
+      // audit's database is owned by a role of its own; audit's role gets INSERT and SELECT only.
       expect(targets, service).toContainEqual({
         role: own.username,
         password: own.password,
         database: own.pathname.slice(1),
+        ...(service === "audit" && {
+          owner: expect.objectContaining({ role: "mikrom_audit_owner", tables: ["SELECT", "INSERT"] }),
+        }),
       });
       passwords.add(own.password);
       expect(compose.services[service]?.depends_on).toMatchObject({

@@ -12,6 +12,7 @@ import {
   serviceDatabaseUrl,
   serviceUrl,
 } from "@mikrom/runtime";
+import { auditDatabase } from "../../services/audit/src/store/migrations.ts";
 import type { ServiceName } from "../system.ts";
 
 /** Each service's own variable and the suffix of its role and database names. */
@@ -55,7 +56,9 @@ export async function serviceDatabases(
       password: randomBytes(24).toString("base64url"),
     };
     try {
-      await ensureServiceDatabase(admin.toString(), target);
+      // The audit log belongs to a role of its own, as which its migrations run here: audit's role
+      // may only add to it and read it (the same setup as compose's and Kubernetes').
+      await ensureServiceDatabase(admin.toString(), service === "audit" ? auditDatabase(target) : target);
     } catch (error) {
       if ((error as { code?: string }).code !== "42501") throw error;
       say(

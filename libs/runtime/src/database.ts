@@ -67,7 +67,7 @@ export async function ensureDatabase(url: string): Promise<"created" | "existed"
     if (code === "42501") {
       throw new Error(
         `database "${name}" does not exist and role "${decodeURIComponent(target.username)}" may not create it: ` +
-          "run the database setup first (libs/runtime/bin/setup-databases.ts; compose's db-setup, the mikrom-db-setup Job)",
+          "run the database setup first (services/audit/src/setup-databases.ts; compose's db-setup, the mikrom-db-setup Job)",
         { cause: error },
       );
     }

@@ -1,7 +1,7 @@
 import { describe, expect, test, uniqueName, withDatabase } from "@mikrom/testkit";
 import pg from "pg";
 import { afterEach, inject } from "vitest";
-import { setupTargets } from "../bin/setup-databases.ts";
+import { setupTargets } from "../setup/databases.ts";
 import { ensureDatabase, ensureServiceDatabase, type ServiceDatabase, serviceUrl } from "../src/index.ts";
 
 // The test server (127.0.0.1, trust authentication): passwords are set but not asked for here; the
@@ -206,6 +206,53 @@ describe("a PostgreSQL role per service", () => {
     await asAdmin((c) => c.query(`GRANT CONNECT ON DATABASE "${b.database}" TO PUBLIC`));
     expect(await as(a, b.database, "SELECT id FROM instances")).toBe("refused 42501");
     expect([a.role, b.role]).toEqual([`${base}_provisioner_a`, `${base}_provisioner_b`]);
+  });
+
+  test("with an owner, the service's role gets its grants only, on a database it owned before too; a second run changes nothing", async () => {
+    const audit = service("audit");
+    const owner = `${audit.role}_owner`;
+    made.roles.add(owner);
+    await ensureServiceDatabase(adminUrl, audit);
+    expect(await as(audit, audit.database, "CREATE TABLE log (id bigserial PRIMARY KEY, what text)")).toEqual(
+      [],
+    );
+    const split: ServiceDatabase = {
+      ...audit,
+      owner: {
+        role: owner,
+        tables: ["SELECT", "INSERT"],
+        sequences: ["USAGE"],
+        migrate: async (url) => {
+          await asAdmin((c) => c.query("CREATE TABLE IF NOT EXISTS later (id int)"), url);
+        },
+      },
+    };
+    expect(await ensureServiceDatabase(adminUrl, split)).toMatchObject({ role: "existed", adopted: 1 });
+    expect(await ensureServiceDatabase(adminUrl, split)).toMatchObject({ role: "existed", adopted: 0 });
+
+    expect(await as(audit, audit.database, "INSERT INTO log (what) VALUES ('x') RETURNING id")).toEqual([
+      { id: "1" },
+    ]);
+    expect(await as(audit, audit.database, "SELECT count(*)::int AS n FROM later")).toEqual([{ n: 0 }]);
+    for (const sql of [
+      "DELETE FROM log",
+      "UPDATE log SET what = 'y'",
+      "DROP TABLE log",
+      "CREATE TABLE t (i int)",
+    ]) {
+      expect(await as(audit, audit.database, sql), sql).toBe("refused 42501");
+    }
+    const { rows } = await asAdmin(
+      (c) =>
+        c.query(
+          `SELECT pg_get_userbyid(d.datdba) AS database, pg_get_userbyid(t.relowner) AS later, r.rolcanlogin
+                   FROM pg_database d, pg_class t, pg_roles r
+                  WHERE d.datname = current_database() AND t.relname = 'later' AND r.rolname = $1`,
+          [owner],
+        ),
+      withDatabase(server, audit.database),
+    );
+    expect(rows).toEqual([{ database: owner, later: owner, rolcanlogin: false }]);
   });
 
   test("names and passwords are quoted: a quote or a space in them is data, not SQL", async () => {
