@@ -100,7 +100,7 @@ describe("npm start", () => {
         { database: "mikrom_audit", role: "mikrom_audit", superuser: false },
         { database: "mikrom_gateway", role: "mikrom_gateway", superuser: false },
         { database: "mikrom_ippool", role: "mikrom_ippool", superuser: false },
-        { database: "mikrom_provisioner_local", role: "mikrom_provisioner", superuser: false },
+        { database: "mikrom_provisioner_local", role: "mikrom_provisioner_local", superuser: false },
         { database: "mikrom_vm", role: "mikrom_vm", superuser: false },
       ]);
       // Nothing answers where a local server would be: the database in use is the embedded one.

@@ -27,7 +27,11 @@ export interface OperatorSecret {
 const NAMESPACE = "mikrom";
 const DB_HOST = "mikrom-db-rw";
 const natsUrl = "NATS URL with the service's user and its password from nats-passwords";
-/** Each service's PostgreSQL role: `mikrom_<suffix>`, as libs/runtime derives its database name. */
+/**
+ * Each service's PostgreSQL role: `mikrom_<suffix>`, as libs/runtime derives its database name. The
+ * provisioners' `mikrom_provisioner` names no role of its own: each agent connects as its host's
+ * `mikrom_provisioner_<node>` (libs/runtime `hostDatabaseUrl`), with the password of this Secret.
+ */
 export const DATABASE_ROLE: Record<Service, string> = {
   "api-gateway": "mikrom_gateway",
   "vm-service": "mikrom_vm",
@@ -39,7 +43,8 @@ const dbUrl = (service: Service, db: string): string =>
   `postgres://${DATABASE_ROLE[service]}:<its password>@${DB_HOST}:5432/${db}`;
 /**
  * Each service's own database (owned by its role), after the shared base (`DATABASE_URL`). The
- * provisioners' are per host (`mikrom_provisioner_<node>`), derived from the base.
+ * provisioners' are per host (`mikrom_provisioner_<node>`, owned by the host's role of that name),
+ * derived from the base.
  */
 export const OWN_DATABASE: Partial<Record<Service, [string, string]>> = {
   "api-gateway": ["GATEWAY_DATABASE_URL", "mikrom_gateway"],

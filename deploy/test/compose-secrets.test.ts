@@ -5,8 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BaseEnv, parseEnv } from "@mikrom/runtime";
 import { describe, expect, test } from "vitest";
-import { setupTargets } from "../../libs/runtime/bin/setup-databases.ts";
 import { loadConfig as gatewayConfig } from "../../services/api-gateway/src/config.ts";
+import { setupTargets } from "../../services/audit/src/setup-databases.ts";
 import { type ComposeService, interpolate, loadCompose, variableUses } from "../src/compose.ts";
 import { composeEnvFile, parseEnvFile } from "../src/compose-env.ts";
 import { repoRoot } from "../src/env-reads.ts";
@@ -32,7 +32,7 @@ describe("docker-compose.yml ships no secret", () => {
         "POSTGRES_PASSWORD_VM",
         "POSTGRES_PASSWORD_IPPOOL",
         "POSTGRES_PASSWORD_AUDIT",
-        "POSTGRES_PASSWORD_PROVISIONER",
+        "POSTGRES_PASSWORD_HOST_PROVISIONER_1",
         "NATS_PASSWORD_API_GATEWAY",
         "NATS_PASSWORD_VM_SERVICE",
         "NATS_PASSWORD_IPPOOL_SERVICE",
@@ -119,16 +119,22 @@ describe("docker-compose.yml ships no secret", () => {
       ).toContain("DATABASE_URL");
       for (const [key, value] of urls) {
         const url = new URL(value);
-        expect(url.username, `${service} ${key}`).toBe(DATABASE_ROLE[service]);
+        // The host's role is named as its database, as `hostDatabaseUrl` derives both.
+        const role = service === "provisioner" ? "mikrom_provisioner_provisioner-1" : DATABASE_ROLE[service];
+        expect(url.username, `${service} ${key}`).toBe(role);
         expect(url.username).not.toBe(postgres.POSTGRES_USER);
         expect(url.password).not.toBe(postgres.POSTGRES_PASSWORD);
       }
       // The database the service uses is one db-setup gives its role, with the same password.
       const own = new URL(urls.find(([k]) => k !== "DATABASE_URL")?.[1] ?? "");
+      // audit's database is owned by a role of its own; audit's role gets INSERT and SELECT only.
       expect(targets, service).toContainEqual({
         role: own.username,
         password: own.password,
         database: own.pathname.slice(1),
+        ...(service === "audit" && {
+          owner: expect.objectContaining({ role: "mikrom_audit_owner", tables: ["SELECT", "INSERT"] }),
+        }),
       });
       passwords.add(own.password);
       expect(compose.services[service]?.depends_on).toMatchObject({

@@ -2,8 +2,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { BaseEnv, parseEnv } from "@mikrom/runtime";
 import { describe, expect, test } from "vitest";
-import { setupTargets } from "../../libs/runtime/bin/setup-databases.ts";
 import { loadConfig as gatewayConfig } from "../../services/api-gateway/src/config.ts";
+import { setupTargets } from "../../services/audit/src/setup-databases.ts";
 import { loadCompose } from "../src/compose.ts";
 import { type K8sObject, k8sDir, kustomizations, render, validateObject } from "../src/k8s.ts";
 import {
@@ -253,14 +253,22 @@ describe("PostgreSQL: a role per service, none of them the owner", () => {
       return { role: url.username, password: url.password };
     };
     expect(targets).toEqual([
-      ...SERVICES.filter((s) => s !== "provisioner").map((s) => ({
+      ...SERVICES.filter((s) => s !== "provisioner" && s !== "audit").map((s) => ({
         ...own(s),
         database: DATABASE_ROLE[s],
       })),
+      // Each host its own role, named as its database (the agents share one Secret: one password).
       ...["node-1", "node-2"].map((host) => ({
         ...own("provisioner"),
+        role: `mikrom_provisioner_${host}`,
         database: `mikrom_provisioner_${host}`,
       })),
+      // audit's database is owned by a role of its own; audit's role gets INSERT and SELECT only.
+      {
+        ...own("audit"),
+        database: "mikrom_audit",
+        owner: expect.objectContaining({ role: "mikrom_audit_owner", tables: ["SELECT", "INSERT"] }),
+      },
     ]);
     const initSql = find(production, "Cluster", "mikrom-db").spec.bootstrap.initdb.postInitSQL.join("\n");
     expect(initSql).not.toMatch(/SUPERUSER/i);

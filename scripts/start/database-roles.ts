@@ -1,6 +1,6 @@
 /**
  * The PostgreSQL roles of `npm start`: each service connects as `<base>_<service>` (`mikrom_vm`…),
- * which owns the service's database and nothing else (libs/runtime database-roles.ts), never as the
+ * the host's provisioner as `<base>_provisioner_<host>`, which owns the service's database and nothing else (libs/runtime database-roles.ts), never as the
  * server's superuser. Passwords are fresh at every start, set on the roles and handed to the
  * services only in their environment. A `*_DATABASE_URL` given by the user is theirs: left as it is.
  */
@@ -12,6 +12,7 @@ import {
   serviceDatabaseUrl,
   serviceUrl,
 } from "@mikrom/runtime";
+import { auditDatabase } from "../../services/audit/src/store/migrations.ts";
 import type { ServiceName } from "../system.ts";
 
 /** Each service's own variable and the suffix of its role and database names. */
@@ -50,11 +51,14 @@ export async function serviceDatabases(
         : nameOf(serviceDatabaseUrl(adminUrl, suffix));
     const target: ServiceDatabase = {
       database,
-      role: nameOf(serviceDatabaseUrl(adminUrl, suffix)),
+      // A host's role is named as its database (`mikrom_provisioner_<host>`): it opens no other host's.
+      role: service === "provisioner" ? database : nameOf(serviceDatabaseUrl(adminUrl, suffix)),
       password: randomBytes(24).toString("base64url"),
     };
     try {
-      await ensureServiceDatabase(admin.toString(), target);
+      // The audit log belongs to a role of its own, as which its migrations run here: audit's role
+      // may only add to it and read it (the same setup as compose's and Kubernetes').
+      await ensureServiceDatabase(admin.toString(), service === "audit" ? auditDatabase(target) : target);
     } catch (error) {
       if ((error as { code?: string }).code !== "42501") throw error;
       say(

@@ -5,10 +5,28 @@ import pg from "pg";
 export interface ServiceDatabase {
   /** The database, created when missing. */
   readonly database: string;
-  /** The service's LOGIN role: it owns the database, and nothing else. */
+  /** The service's LOGIN role: it owns the database, and nothing else (unless `owner` is set). */
   readonly role: string;
   /** Set (again) on every run; none under trust authentication. */
   readonly password?: string | undefined;
+  /** Set for a service that must not own its database (audit: it could drop its own guards). */
+  readonly owner?: DatabaseOwner | undefined;
+}
+
+/**
+ * A database owned by a role no service logs in as. The setup (the admin, acting as the owner) runs
+ * the service's migrations, then gives the service's role exactly `tables` and `sequences` on what
+ * they made: no ALTER, DROP, TRUNCATE or trigger of its own, and no CREATE in the schema.
+ */
+export interface DatabaseOwner {
+  /** A NOLOGIN role that owns the database and everything in it. */
+  readonly role: string;
+  /** The service's migrations, given a URL that acts as the owner (the admin's, `SET ROLE` owner). */
+  readonly migrate: (ownerUrl: string) => Promise<void>;
+  /** What the service's role may do on every table of schema public. */
+  readonly tables: readonly ("SELECT" | "INSERT" | "UPDATE" | "DELETE")[];
+  /** What it may do on every sequence there (USAGE: nextval, for a serial column). */
+  readonly sequences: readonly ("USAGE" | "SELECT")[];
 }
 
 /** What a run found: whether it made the role and the database, and how many objects it handed over. */
@@ -27,8 +45,10 @@ const ALREADY_EXISTS = new Set(["42710", "42P04", "23505"]);
 /**
  * Makes `target.role` a plain LOGIN role (no superuser, no CREATEDB, no CREATEROLE) that owns
  * `target.database` and everything in it, and takes CONNECT and TEMPORARY on that database from
- * PUBLIC, so no other service's role can open it. Idempotent, and safe when replicas run it at
- * once. `adminUrl` is a superuser, or a role with CREATEROLE and CREATEDB (CloudNativePG's owner).
+ * PUBLIC, so no other service's role can open it. With `target.owner`, the NOLOGIN owner role owns
+ * them instead: the service's migrations run as it, and `target.role` gets CONNECT and the owner's
+ * grants only. Idempotent, and safe when replicas run it at once. `adminUrl` is a superuser, or a
+ * role with CREATEROLE and CREATEDB (CloudNativePG's owner).
  */
 export async function ensureServiceDatabase(
   adminUrl: string,
@@ -37,15 +57,20 @@ export async function ensureServiceDatabase(
   const admin = await connect(adminUrl);
   try {
     await admin.query("SELECT pg_advisory_lock(hashtext($1))", [LOCK]);
-    const role = await ensureRole(admin, target);
+    const role = await ensureRole(admin, target, true);
+    const owner = target.owner?.role ?? target.role;
+    if (target.owner) await ensureRole(admin, { database: target.database, role: owner }, false);
     const superuser = (await admin.query("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"))
       .rows[0]?.rolsuper as boolean;
     // A non-superuser admin must be able to SET ROLE to a database's new owner (and act as it).
-    if (!superuser) await admin.query(`GRANT ${ident(admin, target.role)} TO CURRENT_USER`);
-    const database = await ensureOwnedDatabase(admin, target);
+    if (!superuser) await admin.query(`GRANT ${ident(admin, owner)} TO CURRENT_USER`);
+    const database = await ensureOwnedDatabase(admin, target.database, owner);
     const db = ident(admin, target.database);
     await admin.query(`REVOKE CONNECT, TEMPORARY ON DATABASE ${db} FROM PUBLIC`);
-    const adopted = await adoptObjects(withDatabase(adminUrl, target.database), target.role);
+    if (target.owner) await admin.query(`GRANT CONNECT ON DATABASE ${db} TO ${ident(admin, target.role)}`);
+    const databaseUrl = withDatabase(adminUrl, target.database);
+    const adopted = await adoptObjects(databaseUrl, owner);
+    if (target.owner) await migrateAsOwner(actingAs(databaseUrl, owner), target.role, target.owner);
     return { role, database, adopted };
   } finally {
     await admin.end().catch(() => {});
@@ -70,7 +95,11 @@ export function serviceDatabaseOf(url: string): ServiceDatabase {
   return { database, role, password: u.password ? decodeURIComponent(u.password) : undefined };
 }
 
-async function ensureRole(admin: pg.Client, target: ServiceDatabase): Promise<"created" | "existed"> {
+async function ensureRole(
+  admin: pg.Client,
+  target: ServiceDatabase,
+  login: boolean,
+): Promise<"created" | "existed"> {
   const role = ident(admin, target.role);
   // A SCRAM verifier, not the password: the statement may be logged by the server (log_statement).
   const password = target.password ? ` PASSWORD ${admin.escapeLiteral(scramVerifier(target.password))}` : "";
@@ -83,7 +112,9 @@ async function ensureRole(admin: pg.Client, target: ServiceDatabase): Promise<"c
     | undefined;
   if (!found) {
     try {
-      await admin.query(`CREATE ROLE ${role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE${password}`);
+      await admin.query(
+        `CREATE ROLE ${role} ${login ? "LOGIN" : "NOLOGIN"} NOSUPERUSER NOCREATEDB NOCREATEROLE${password}`,
+      );
       return "created";
     } catch (error) {
       if (!ALREADY_EXISTS.has(codeOf(error))) throw error;
@@ -94,7 +125,7 @@ async function ensureRole(admin: pg.Client, target: ServiceDatabase): Promise<"c
     found?.rolsuper ? "NOSUPERUSER" : "",
     found?.rolcreatedb ? "NOCREATEDB" : "",
     found?.rolcreaterole ? "NOCREATEROLE" : "",
-    found && !found.rolcanlogin ? "LOGIN" : "",
+    found && found.rolcanlogin !== login ? (login ? "LOGIN" : "NOLOGIN") : "",
   ].filter(Boolean);
   if (changes.length > 0 || password) await admin.query(`ALTER ROLE ${role} ${changes.join(" ")}${password}`);
   return "existed";
@@ -102,13 +133,14 @@ async function ensureRole(admin: pg.Client, target: ServiceDatabase): Promise<"c
 
 async function ensureOwnedDatabase(
   admin: pg.Client,
-  target: ServiceDatabase,
+  database: string,
+  owner: string,
 ): Promise<"created" | "existed"> {
-  const db = ident(admin, target.database);
-  const role = ident(admin, target.role);
+  const db = ident(admin, database);
+  const role = ident(admin, owner);
   const { rows } = await admin.query(
     "SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = $1",
-    [target.database],
+    [database],
   );
   if (rows.length === 0) {
     try {
@@ -118,8 +150,45 @@ async function ensureOwnedDatabase(
       if (!ALREADY_EXISTS.has(codeOf(error))) throw error;
     }
   }
-  if (rows[0]?.owner !== target.role) await admin.query(`ALTER DATABASE ${db} OWNER TO ${role}`);
+  if (rows[0]?.owner !== owner) await admin.query(`ALTER DATABASE ${db} OWNER TO ${role}`);
   return "existed";
+}
+
+/**
+ * The service's migrations as the owner, then the service's role given exactly the owner's grants
+ * on what is there (taken back first, so a grant dropped from the list is dropped from the role).
+ */
+async function migrateAsOwner(ownerUrl: string, role: string, owner: DatabaseOwner): Promise<void> {
+  await owner.migrate(ownerUrl);
+  const client = await connect(ownerUrl);
+  try {
+    const r = ident(client, role);
+    await client.query("BEGIN");
+    // PostgreSQL 15 gives PUBLIC no CREATE on schema public; older servers do (a warning where the
+    // owner may not take it back: the server's own schema).
+    await client.query("REVOKE CREATE ON SCHEMA public FROM PUBLIC");
+    await client.query(`REVOKE ALL ON SCHEMA public FROM ${r}`);
+    await client.query(`GRANT USAGE ON SCHEMA public TO ${r}`);
+    await client.query(`REVOKE ALL ON ALL TABLES IN SCHEMA public FROM ${r}`);
+    await client.query(`REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM ${r}`);
+    if (owner.tables.length > 0)
+      await client.query(`GRANT ${owner.tables.join(", ")} ON ALL TABLES IN SCHEMA public TO ${r}`);
+    if (owner.sequences.length > 0)
+      await client.query(`GRANT ${owner.sequences.join(", ")} ON ALL SEQUENCES IN SCHEMA public TO ${r}`);
+    await client.query("COMMIT");
+  } catch (error) {
+    await client.query("ROLLBACK").catch(() => {});
+    throw error;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** `url` (the admin's) acting as `role` from its first statement: the `role` setting at connect. */
+function actingAs(url: string, role: string): string {
+  const u = new URL(url);
+  u.searchParams.set("options", `-c role=${role.replace(/[\\ ]/g, "\\$&")}`);
+  return u.toString();
 }
 
 /**

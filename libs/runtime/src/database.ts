@@ -14,7 +14,12 @@ export function serviceDatabaseUrl(base: string, suffix: string): string {
 /** PostgreSQL keeps 63 bytes of a name and silently cuts the rest: long names get a hash instead. */
 const MAX_DATABASE_NAME = 63;
 
-/** `<base>_provisioner_<hostId>`: one database per host, so hosts sharing a server share nothing. */
+/**
+ * `<base>_provisioner_<hostId>`: one database per host, so hosts sharing a server share nothing. A
+ * host's role has the same name: when `base` names the provisioners' role (`<base>_provisioner`,
+ * as a deployment's shared Secret does), the URL names the host's own role instead. Any other role
+ * (a superuser in tests, a role the user chose) is kept.
+ */
 export function hostDatabaseUrl(base: string, hostId: string): string {
   const url = new URL(base);
   const baseName = decodeURIComponent(url.pathname.replace(/^\//, "")) || "mikrom";
@@ -24,6 +29,7 @@ export function hostDatabaseUrl(base: string, hostId: string): string {
     name = `${name.slice(0, MAX_DATABASE_NAME - 9)}_${hash}`;
   }
   url.pathname = `/${encodeURIComponent(name)}`;
+  if (decodeURIComponent(url.username) === `${baseName}_provisioner`) url.username = encodeURIComponent(name);
   return url.toString();
 }
 
@@ -61,7 +67,7 @@ export async function ensureDatabase(url: string): Promise<"created" | "existed"
     if (code === "42501") {
       throw new Error(
         `database "${name}" does not exist and role "${decodeURIComponent(target.username)}" may not create it: ` +
-          "run the database setup first (libs/runtime/bin/setup-databases.ts; compose's db-setup, the mikrom-db-setup Job)",
+          "run the database setup first (services/audit/src/setup-databases.ts; compose's db-setup, the mikrom-db-setup Job)",
         { cause: error },
       );
     }

@@ -8,6 +8,7 @@ export {
   serviceDatabaseUrl,
 } from "./database.ts";
 export {
+  type DatabaseOwner,
   ensureServiceDatabase,
   type ServiceDatabase,
   type SetupOutcome,

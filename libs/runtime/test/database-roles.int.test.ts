@@ -1,7 +1,7 @@
 import { describe, expect, test, uniqueName, withDatabase } from "@mikrom/testkit";
 import pg from "pg";
 import { afterEach, inject } from "vitest";
-import { setupTargets } from "../bin/setup-databases.ts";
+import { setupTargets } from "../setup/databases.ts";
 import { ensureDatabase, ensureServiceDatabase, type ServiceDatabase, serviceUrl } from "../src/index.ts";
 
 // The test server (127.0.0.1, trust authentication): passwords are set but not asked for here; the
@@ -179,6 +179,82 @@ describe("a PostgreSQL role per service", () => {
     ]);
   });
 
+  test("each host has a role of its own: host A's cannot open host B's database, nor another service's", async () => {
+    const base = uniqueName();
+    const provisioners = new URL(withDatabase(server, base));
+    provisioners.username = `${base}_provisioner`;
+    provisioners.password = "shared";
+    const { targets } = setupTargets({
+      POSTGRES_ADMIN_URL: adminUrl,
+      PROVISIONER_BASE_URL: provisioners.toString(),
+      PROVISIONER_HOSTS: "a b",
+    });
+    const [a, b] = targets as [ServiceDatabase, ServiceDatabase];
+    for (const host of [a, b]) {
+      made.databases.add(host.database);
+      made.roles.add(host.role);
+      await ensureServiceDatabase(adminUrl, host);
+    }
+    const gateway = service("gateway");
+    await ensureServiceDatabase(adminUrl, gateway);
+
+    expect(await as(a, a.database, "SELECT current_user AS who")).toEqual([{ who: a.role }]);
+    expect(await as(b, b.database, "CREATE TABLE instances AS SELECT 'srv-1' AS id")).toEqual([]);
+    expect(await as(a, b.database, "SELECT 1")).toBe("refused 42501");
+    expect(await as(a, gateway.database, "SELECT 1")).toBe("refused 42501");
+    // Were CONNECT given back to everyone, host B's records would still be its own.
+    await asAdmin((c) => c.query(`GRANT CONNECT ON DATABASE "${b.database}" TO PUBLIC`));
+    expect(await as(a, b.database, "SELECT id FROM instances")).toBe("refused 42501");
+    expect([a.role, b.role]).toEqual([`${base}_provisioner_a`, `${base}_provisioner_b`]);
+  });
+
+  test("with an owner, the service's role gets its grants only, on a database it owned before too; a second run changes nothing", async () => {
+    const audit = service("audit");
+    const owner = `${audit.role}_owner`;
+    made.roles.add(owner);
+    await ensureServiceDatabase(adminUrl, audit);
+    expect(await as(audit, audit.database, "CREATE TABLE log (id bigserial PRIMARY KEY, what text)")).toEqual(
+      [],
+    );
+    const split: ServiceDatabase = {
+      ...audit,
+      owner: {
+        role: owner,
+        tables: ["SELECT", "INSERT"],
+        sequences: ["USAGE"],
+        migrate: async (url) => {
+          await asAdmin((c) => c.query("CREATE TABLE IF NOT EXISTS later (id int)"), url);
+        },
+      },
+    };
+    expect(await ensureServiceDatabase(adminUrl, split)).toMatchObject({ role: "existed", adopted: 1 });
+    expect(await ensureServiceDatabase(adminUrl, split)).toMatchObject({ role: "existed", adopted: 0 });
+
+    expect(await as(audit, audit.database, "INSERT INTO log (what) VALUES ('x') RETURNING id")).toEqual([
+      { id: "1" },
+    ]);
+    expect(await as(audit, audit.database, "SELECT count(*)::int AS n FROM later")).toEqual([{ n: 0 }]);
+    for (const sql of [
+      "DELETE FROM log",
+      "UPDATE log SET what = 'y'",
+      "DROP TABLE log",
+      "CREATE TABLE t (i int)",
+    ]) {
+      expect(await as(audit, audit.database, sql), sql).toBe("refused 42501");
+    }
+    const { rows } = await asAdmin(
+      (c) =>
+        c.query(
+          `SELECT pg_get_userbyid(d.datdba) AS database, pg_get_userbyid(t.relowner) AS later, r.rolcanlogin
+                   FROM pg_database d, pg_class t, pg_roles r
+                  WHERE d.datname = current_database() AND t.relname = 'later' AND r.rolname = $1`,
+          [owner],
+        ),
+      withDatabase(server, audit.database),
+    );
+    expect(rows).toEqual([{ database: owner, later: owner, rolcanlogin: false }]);
+  });
+
   test("names and passwords are quoted: a quote or a space in them is data, not SQL", async () => {
     const odd = service(`o'dd "x" y`);
     const outcome = await ensureServiceDatabase(adminUrl, { ...odd, password: `it's "quoted"; DROP ROLE x` });
@@ -188,7 +264,7 @@ describe("a PostgreSQL role per service", () => {
 });
 
 describe("the setup's environment", () => {
-  test("takes each service's URL, and each listed host's database for the provisioners' role", () => {
+  test("takes each service's URL, and each listed host's database with a role of its own", () => {
     const { adminUrl: admin, targets } = setupTargets({
       POSTGRES_ADMIN_URL: "postgres://mikrom:secret@db:5432/mikrom",
       SERVICE_DATABASE_URLS:
@@ -200,8 +276,8 @@ describe("the setup's environment", () => {
     expect(targets).toEqual([
       { database: "mikrom_gateway", role: "mikrom_gateway", password: "a" },
       { database: "mikrom_vm", role: "mikrom_vm", password: "b" },
-      { database: "mikrom_provisioner_node-1", role: "mikrom_provisioner", password: "c" },
-      { database: "mikrom_provisioner_node-2", role: "mikrom_provisioner", password: "c" },
+      { database: "mikrom_provisioner_node-1", role: "mikrom_provisioner_node-1", password: "c" },
+      { database: "mikrom_provisioner_node-2", role: "mikrom_provisioner_node-2", password: "c" },
     ]);
     expect(() => setupTargets({ SERVICE_DATABASE_URLS: "x", PROVISIONER_HOSTS: "node-1" })).toThrow(
       /POSTGRES_ADMIN_URL: .*\n {2}SERVICE_DATABASE_URLS/,

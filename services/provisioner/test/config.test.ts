@@ -9,6 +9,21 @@ describe("the agent's configuration", () => {
     );
   });
 
+  it("connects as the host's own role, named as its database, when DATABASE_URL names the provisioners' role", () => {
+    const base = { MIKROM_HOST_ID: "hv-1", MIKROM_DRIVER: "fake", MIKROM_RUN_DIR: "/tmp/x" };
+    const shared = "postgres://mikrom_provisioner:pw@db:5432/mikrom";
+    expect(loadConfig({ ...base, DATABASE_URL: shared }).databaseUrl).toBe(
+      "postgres://mikrom_provisioner_hv-1:pw@db:5432/mikrom_provisioner_hv-1",
+    );
+    expect(loadConfig({ ...base, MIKROM_HOST_ID: "hv-2", DATABASE_URL: shared }).databaseUrl).toBe(
+      "postgres://mikrom_provisioner_hv-2:pw@db:5432/mikrom_provisioner_hv-2",
+    );
+    // A role the URL names outright is the user's: kept.
+    expect(loadConfig({ ...base, PROVISIONER_DATABASE_URL: "postgres://me:pw@db/mine" }).databaseUrl).toBe(
+      "postgres://me:pw@db/mine",
+    );
+  });
+
   it("keeps a long database name within PostgreSQL's 63 bytes, distinct per host", () => {
     const a = new URL(hostDatabaseUrl("postgres://db/mikrom", "a".repeat(60))).pathname.slice(1);
     const b = new URL(hostDatabaseUrl("postgres://db/mikrom", `${"a".repeat(59)}b`)).pathname.slice(1);

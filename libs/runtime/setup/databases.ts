@@ -1,16 +1,20 @@
 /**
  * The one-shot database setup of a deployment (compose's `db-setup`, Kubernetes' `mikrom-db-setup`
  * Job): with the admin's URL, a role and a database per service, each role owning its database only
- * (src/database-roles.ts). Run from any service image: `node libs/runtime/bin/setup-databases.ts`.
- * Idempotent: run it again after adding a host or changing a password. Passwords are never logged.
+ * (src/database-roles.ts). Its entry is services/audit/src/setup-databases.ts, which adds the audit
+ * database (owned by a role of its own, its migrations run here). Outside src/: no service reads
+ * these variables (deploy/src/env-reads.ts reads src/ only), `@mikrom/runtime/setup` imports it. Idempotent: run it again after
+ * adding a host or changing a password. Passwords are never logged.
  *
  *   POSTGRES_ADMIN_URL      a superuser, or a role with CREATEROLE and CREATEDB
  *   SERVICE_DATABASE_URLS   the services' database URLs (space or newline separated): each names
  *                           the role, its password and the database it owns
- *   PROVISIONER_BASE_URL    the provisioners' DATABASE_URL (their role, the base database name) and
- *   PROVISIONER_HOSTS       the host ids: each host's `<base>_provisioner_<host>`, owned by that role
+ *   PROVISIONER_BASE_URL    the provisioners' DATABASE_URL (`<base>_provisioner`, the base database
+ *                           name, the password) and
+ *   PROVISIONER_HOSTS       the host ids: each host's `<base>_provisioner_<host>`, owned by the host's
+ *                           role of that name (hostDatabaseUrl), with that password
  */
-import { createLogger, errorFields } from "@mikrom/telemetry";
+import type { Logger } from "@mikrom/telemetry";
 import { z } from "zod";
 import { hostDatabaseUrl, serverOf } from "../src/database.ts";
 import { ensureServiceDatabase, type ServiceDatabase, serviceDatabaseOf } from "../src/database-roles.ts";
@@ -32,7 +36,7 @@ const Env = z
   });
 
 /** Every database the environment asks for, with the role that is to own it. */
-export function setupTargets(env: Record<string, string | undefined>): {
+export function setupTargets(env: Readonly<Record<string, string | undefined>>): {
   adminUrl: string;
   targets: ServiceDatabase[];
 } {
@@ -49,29 +53,28 @@ export function setupTargets(env: Record<string, string | undefined>): {
   return { adminUrl: e.POSTGRES_ADMIN_URL, targets: urls.map(serviceDatabaseOf) };
 }
 
-if (import.meta.main) {
-  const log = createLogger("mikrom.db-setup");
-  try {
-    const { adminUrl, targets } = setupTargets(process.env);
-    for (const target of targets) {
-      const outcome = await untilAvailable(
-        `PostgreSQL at ${serverOf(adminUrl)}`,
-        () => ensureServiceDatabase(adminUrl, target),
-        { log },
-      );
-      log.info(
-        {
-          role: target.role,
-          database: target.database,
-          role_state: outcome.role,
-          database_state: outcome.database,
-          adopted_objects: outcome.adopted,
-        },
-        "service database ready",
-      );
-    }
-  } catch (error) {
-    log.fatal(errorFields(error), "database setup failed");
-    process.exitCode = 1;
+/** Makes each target's role and database in turn, waiting while PostgreSQL is away. */
+export async function setupDatabases(
+  adminUrl: string,
+  targets: readonly ServiceDatabase[],
+  log: Logger,
+): Promise<void> {
+  for (const target of targets) {
+    const outcome = await untilAvailable(
+      `PostgreSQL at ${serverOf(adminUrl)}`,
+      () => ensureServiceDatabase(adminUrl, target),
+      { log },
+    );
+    log.info(
+      {
+        role: target.role,
+        ...(target.owner && { owner: target.owner.role }),
+        database: target.database,
+        role_state: outcome.role,
+        database_state: outcome.database,
+        adopted_objects: outcome.adopted,
+      },
+      "service database ready",
+    );
   }
 }
