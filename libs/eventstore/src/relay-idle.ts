@@ -10,6 +10,7 @@ import type pg from "pg";
 /** Resolves a sleeping relay early: a NOTIFY, a failed connection, or stop. */
 export class Wakeup {
   #pending = false;
+  #closed = false;
   #resolve: (() => void) | undefined;
 
   notify(): void {
@@ -17,8 +18,19 @@ export class Wakeup {
     this.#resolve?.();
   }
 
+  /** Forgets the wake-ups so far: the relay is about to read, which sees what they announced. */
+  clear(): void {
+    this.#pending = false;
+  }
+
+  /** Every wait from now on returns at once (the relay stops). */
+  close(): void {
+    this.#closed = true;
+    this.notify();
+  }
+
   async wait(ms: number): Promise<void> {
-    if (!this.#pending) {
+    if (!this.#pending && !this.#closed) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, ms);
         this.#resolve = () => {

@@ -22,6 +22,14 @@ export interface RelayOptions {
   readonly batchSize?: number;
   /** The safety net: how often an idle relay looks at the outbox without being notified (default 5 s). */
   readonly pollIntervalMs?: number;
+  /**
+   * How long a relay that found the outbox empty waits before looking once more, and only then goes
+   * idle (default 10 ms). Under load the next rows come within it, so the relay never pays for going
+   * idle and coming back (two flag updates, a look at the running transactions, and a NOTIFY in
+   * every append meanwhile). `nudge` ends the wait at once; a row written by another process (a
+   * replica) while the relay lingers waits at most this long.
+   */
+  readonly lingerMs?: number;
   /** Back-off after a failed publish or a lost connection: from `initialMs`, doubling, up to `maxMs` (100 ms, 5 s). */
   readonly retry?: { readonly initialMs?: number; readonly maxMs?: number };
   /** How often a relay without the lease tries to take it over (default 2 s). */
@@ -57,6 +65,8 @@ export interface Relay {
    * re-sends it still has, and the consumers' inboxes absorb any other duplicate.
    */
   resendRecent(): void;
+  /** Rows were committed in this process (see EventStore.onCommit): look now, asleep or lingering. */
+  nudge(): void;
   stats(): RelayStats;
 }
 
@@ -87,6 +97,7 @@ class OutboxRelay implements Relay {
       publish: options.publish,
       batchSize: options.batchSize ?? 256,
       pollIntervalMs: options.pollIntervalMs ?? 5000,
+      lingerMs: options.lingerMs ?? 10,
       leaseRetryMs: options.leaseRetryMs ?? 2000,
       retentionMs: options.retentionMs ?? 15 * 60_000,
       resendWindowMs: options.resendWindowMs ?? 30_000,
@@ -100,12 +111,16 @@ class OutboxRelay implements Relay {
 
   async stop(): Promise<void> {
     this.#stop.abort();
-    this.#wakeup.notify();
+    this.#wakeup.close();
     await this.#running;
   }
 
   resendRecent(): void {
     this.#resendRequested = true;
+    this.#wakeup.notify();
+  }
+
+  nudge(): void {
     this.#wakeup.notify();
   }
 
@@ -191,15 +206,23 @@ class OutboxRelay implements Relay {
   }
 
   async #pump(client: pg.Client, broken: () => unknown): Promise<void> {
-    const { batchSize, pollIntervalMs } = this.#options;
+    const { batchSize, pollIntervalMs, lingerMs } = this.#options;
     await setIdle(client, false);
     let idle = false;
+    let lingered = false;
     let failures = 0;
     while (!this.#stopping) {
       if (broken()) throw broken();
+      // A wake-up from before this round is answered by it; only a later one may end the next wait.
+      this.#wakeup.clear();
       await this.#keep(client);
       const rows = await readUnsent(client, batchSize);
       if (rows.length === 0) {
+        if (!idle && !lingered) {
+          lingered = true;
+          await this.#wakeup.wait(lingerMs);
+          continue;
+        }
         if (!idle) {
           await setIdle(client, true);
           idle = true;
@@ -210,6 +233,7 @@ class OutboxRelay implements Relay {
         await this.#wakeup.wait(pollIntervalMs);
         continue;
       }
+      lingered = false;
       if (idle) {
         await setIdle(client, false);
         idle = false;

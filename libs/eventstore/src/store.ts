@@ -87,6 +87,11 @@ export interface EventStore<E extends DomainEvent, DB> extends StreamOperations<
   rebuild(projection: Projection<E, DB>): Promise<number>;
   /** Outbox rows not yet acknowledged by JetStream. */
   outboxBacklog(): Promise<number>;
+  /**
+   * Calls `listener` after each commit of a write through this store (the skeleton nudges the relay
+   * with it, so a relay in this process publishes at once instead of waiting to be notified).
+   */
+  onCommit(listener: () => void): void;
   /** Whether `consumer` already handled `messageId`: for work that must not even start twice (a boot). */
   inboxHas(consumer: string, messageId: string): Promise<boolean>;
   /**
@@ -136,6 +141,14 @@ export async function createEventStore<const Defs extends readonly EventDef[], D
   };
   const root = new Operations<E, DB>(parts, db, false);
 
+  const commitListeners: Array<() => void> = [];
+  /** `write`'s result, once the listeners have heard it committed (see onCommit). */
+  async function committed<T>(write: Promise<T>): Promise<T> {
+    const result = await write;
+    for (const listener of commitListeners) listener();
+    return result;
+  }
+
   async function inTransaction<T>(
     work: (session: Session<E, DB>) => Promise<T>,
     maxRetries: number,
@@ -143,9 +156,12 @@ export async function createEventStore<const Defs extends readonly EventDef[], D
   ): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await traceTransaction(
-          () => db.transaction().execute((trx) => work(new Operations<E, DB>(parts, trx, true, causationId))),
-          database,
+        return await committed(
+          traceTransaction(
+            () =>
+              db.transaction().execute((trx) => work(new Operations<E, DB>(parts, trx, true, causationId))),
+            database,
+          ),
         );
       } catch (error) {
         if (!(error instanceof ConcurrencyConflict) || attempt >= maxRetries) throw error;
@@ -182,7 +198,7 @@ export async function createEventStore<const Defs extends readonly EventDef[], D
     db: db as unknown as Kysely<DB>,
     poolSize,
     parts,
-    append: (streamId, events, appendOptions) => root.append(streamId, events, appendOptions),
+    append: (streamId, events, appendOptions) => committed(root.append(streamId, events, appendOptions)),
     readStream: (streamId, readOptions) => root.readStream(streamId, readOptions),
     async readAll({ after = START, limit = 500 } = {}) {
       const rows = await selectAfter(db, after, limit);
@@ -194,14 +210,14 @@ export async function createEventStore<const Defs extends readonly EventDef[], D
       const maxRetries = handleOptions.maxRetries ?? 3;
       for (let attempt = 0; ; attempt++) {
         try {
-          return await root.handle(stream, decide, handleOptions);
+          return await committed(root.handle(stream, decide, handleOptions));
         } catch (error) {
           if (!(error instanceof ConcurrencyConflict) || attempt >= maxRetries) throw error;
           await backoff(attempt);
         }
       }
     },
-    send: (messages) => root.send(messages),
+    send: (messages) => committed(root.send(messages)),
     transaction: (work, txOptions = {}) => inTransaction(work, txOptions.maxRetries ?? 3),
     async handleOnce(consumer, messageId, work, txOptions = {}) {
       return inTransaction<Once<Awaited<ReturnType<typeof work>>>>(
@@ -226,6 +242,7 @@ export async function createEventStore<const Defs extends readonly EventDef[], D
       return count;
     },
     outboxBacklog,
+    onCommit: (listener) => commitListeners.push(listener),
     async inboxHas(consumer, messageId) {
       const { rows } = await sql`
         SELECT 1 FROM inbox WHERE consumer = ${consumer} AND message_id = ${messageId}`.execute(db);

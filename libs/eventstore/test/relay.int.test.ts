@@ -102,6 +102,38 @@ describe("the outbox relay", () => {
     }
   });
 
+  test("nudged by its store's commits it publishes each row at once, lingering in between instead of going idle", async ({
+    db,
+    nats,
+  }) => {
+    const stream = await eventsStream(nats.jsm, nats.namespace);
+    const store = await openTallyStore(db.url, { namespace: nats.namespace });
+    // Ten minutes of linger and of poll: only the nudge can make it look again.
+    const relay = createRelay({
+      connectionString: db.url,
+      publish: jetStreamPublisher(nats.js),
+      lingerMs: 600_000,
+      pollIntervalMs: 600_000,
+    });
+    store.onCommit(() => relay.nudge());
+    try {
+      relay.start();
+      for (let i = 1; i <= 5; i++) {
+        await store.append(`tally-n${i}`, [opened(`n${i}`)], { expectedVersion: 0 });
+        await waitFor(
+          `message ${i} in JetStream`,
+          async () => (await messageCount(nats.jsm, stream)) === i,
+          5000,
+        );
+      }
+      // Never idle: no flag updates, no NOTIFY from the appends.
+      expect(relay.stats()).toMatchObject({ published: 5, idled: 0 });
+    } finally {
+      await relay.stop();
+      await store.close();
+    }
+  });
+
   test("going to sleep, it waits for an append that began before and so did not notify", async ({
     db,
     nats,

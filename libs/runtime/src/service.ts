@@ -37,6 +37,8 @@ export interface ServiceStore {
   close(): Promise<void>;
   /** Outbox rows not yet published: a graceful stop waits (bounded) for the relay to send them. */
   outboxBacklog?(): Promise<number>;
+  /** Called after each commit of a write (the relay is nudged by it: see EventStore.onCommit). */
+  onCommit?(listener: () => void): void;
 }
 
 /** A durable consumer the skeleton declares and runs: its settings and its handler. */
@@ -128,7 +130,10 @@ export async function startService<C extends ServiceConfig, S extends ServiceSto
     cleanup.unshift(() => nc.close());
     const publisher = createPublisher(nc);
     const relay = definition.outbox ? startRelay(config.databaseUrl, publisher, nc) : undefined;
-    if (relay) cleanup.unshift(() => relay.stop());
+    if (relay) {
+      store.onCommit?.(() => relay.nudge());
+      cleanup.unshift(() => relay.stop());
+    }
 
     // The streams first: the service may publish as it starts (a host registers itself).
     const declare = (consumers: readonly ConsumerSpec[]) =>
