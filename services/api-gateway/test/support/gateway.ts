@@ -8,7 +8,7 @@ import { type ClientTimeouts, serveApi } from "../../src/http/server.ts";
 import type { GatewayDb } from "../../src/store/db.ts";
 import { migrate } from "../../src/store/migrations.ts";
 
-// Thousands of request logs (the fuzz test alone sends 2000 requests) would bury the test report;
+// Thousands of request logs would bury the test report;
 // the telemetry test captures its own. Set GATEWAY_TEST_LOGS=1 to see them while debugging.
 if (!process.env.GATEWAY_TEST_LOGS) setLogDestination({ write: () => true });
 
