@@ -23,6 +23,11 @@ import { recordError, tracer } from "./spans.ts";
 export interface HttpTelemetryOptions {
   /** Where "Request started"/"Request completed" go; `mikrom.http` by default. */
   logger?: Logger;
+  /**
+   * The client's address as the app decides it (its trusted proxies). Default: the socket's peer.
+   * Never a forwarding header taken at face value: anyone could write any address into the logs.
+   */
+  clientAddress?: (c: HonoContext) => string | undefined;
 }
 
 /** Fetch `Headers` are case-insensitive already. */
@@ -42,11 +47,7 @@ function parentContext(headers: Headers): Context {
   return propagation.deleteBaggage(propagator.extract(ROOT_CONTEXT, headers, headersGetter));
 }
 
-function clientIp(c: HonoContext): string | undefined {
-  const forwarded = c.req.header("x-forwarded-for");
-  if (forwarded) return forwarded.split(",")[0]?.trim();
-  const realIp = c.req.header("x-real-ip");
-  if (realIp) return realIp;
+function socketPeer(c: HonoContext): string | undefined {
   // @hono/node-server puts the Node request in c.env.incoming.
   const env = c.env as { incoming?: IncomingMessage } | undefined;
   return env?.incoming?.socket?.remoteAddress;
@@ -95,6 +96,7 @@ function routeTemplate(c: HonoContext): string | undefined {
  */
 export function httpTelemetry(opts: HttpTelemetryOptions = {}): MiddlewareHandler {
   const log = opts.logger ?? createLogger("mikrom.http");
+  const clientIp = opts.clientAddress ?? socketPeer;
   return async (c, next) => {
     const started = performance.now();
     const method = c.req.method;

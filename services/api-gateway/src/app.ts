@@ -15,7 +15,7 @@ import { mountConsole } from "./console/index.ts";
 import type { AppEnv, GatewayApp } from "./http/env.ts";
 import { idempotency } from "./http/idempotency.ts";
 import { Problem, problemResponse } from "./http/problem.ts";
-import { clientIp, corsPolicy, securityHeaders } from "./http/security.ts";
+import { clientAddress, clientIp, corsPolicy, securityHeaders } from "./http/security.ts";
 import { validationHook } from "./http/validate.ts";
 import { ConcurrencyCap } from "./limits/concurrency.ts";
 import { LoginThrottle } from "./limits/login-throttle.ts";
@@ -78,10 +78,12 @@ export function createApp(deps: GatewayDeps): Gateway {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
   const commands = new Commands(db, backend, { timeoutMs: config.commandTimeoutMs });
 
-  app.use(httpTelemetry({ logger: createLogger("mikrom.api-gateway.http") }));
+  // One answer to "who is the client" for the request log and the limits alike.
+  const addressOf = clientAddress(config.trustProxy);
+  app.use(httpTelemetry({ logger: createLogger("mikrom.api-gateway.http"), clientAddress: addressOf }));
   app.use(securityHeaders());
   app.use(corsPolicy(config.corsOrigins));
-  app.use(clientIp(config.trustProxy));
+  app.use(clientIp(addressOf));
   // Counted in the gateway's database: every replica sees the same counts.
   const window = Math.max(1, Math.round(config.rateLimit.windowMs / 1000));
   const limiter = (prefix: string, points: number) =>

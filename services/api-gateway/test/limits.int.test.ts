@@ -1,5 +1,6 @@
 import { names } from "@mikrom/contracts";
-import { describe, expect, type TestNats, test } from "@mikrom/testkit";
+import { setLogDestination } from "@mikrom/telemetry";
+import { captureLogs, describe, expect, type TestNats, test } from "@mikrom/testkit";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { GatewayDeps } from "../src/app.ts";
 import { problemOf, type RunningGateway, startGateway, TEST_CONFIG } from "./support/gateway.ts";
@@ -186,6 +187,28 @@ describe("client address", () => {
       expect((await via("10.5.0.2")).status).toBe(200);
     } finally {
       await gw.close();
+    }
+  });
+
+  test("the request log names the client the limits count: the socket without trusted proxies, the nearest untrusted hop behind one", async ({
+    db,
+  }) => {
+    const logs = captureLogs();
+    setLogDestination(logs);
+    const direct = await startGateway(db.url, { config: { trustProxy: [] } });
+    const proxied = await startGateway(db.url, { config: { trustProxy: ["loopback"] } });
+    try {
+      const forged = { "X-Forwarded-For": "1.2.3.4, 10.6.0.1" };
+      await direct.fetch("/health", { headers: { ...forged, "X-Request-ID": "req-direct" } });
+      await proxied.fetch("/health", { headers: { ...forged, "X-Request-ID": "req-proxied" } });
+      const clientOf = (id: string) =>
+        logs.lines.find((l) => l.request_id === id && l.message === "Request started")?.client_ip;
+      expect(clientOf("req-direct")).toBe("127.0.0.1");
+      expect(clientOf("req-proxied")).toBe("10.6.0.1");
+    } finally {
+      setLogDestination(undefined);
+      await direct.close();
+      await proxied.close();
     }
   });
 });

@@ -47,15 +47,20 @@ export function corsPolicy(origins: readonly string[]): MiddlewareHandler<AppEnv
  * proxy, the nearest X-Forwarded-For hop that is not (proxy-addr walks the list from the right).
  * A client that reaches the gateway directly cannot choose its key: its X-Forwarded-For is ignored.
  */
-export function clientIp(trustedProxies: readonly string[]): MiddlewareHandler<AppEnv> {
+export function clientAddress(trustedProxies: readonly string[]): (c: Context) => string {
   const trust = trustedProxies.length > 0 ? proxyAddr.compile([...trustedProxies]) : () => false;
+  return (c) => ipOf(c, trust);
+}
+
+/** Sets `clientIp` for the limits, as `addressOf` (clientAddress) finds it. */
+export function clientIp(addressOf: (c: Context) => string): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    c.set("clientIp", ipOf(c, trust));
+    c.set("clientIp", addressOf(c));
     await next();
   };
 }
 
-function ipOf(c: Context<AppEnv>, trust: (addr: string, i: number) => boolean): string {
+function ipOf(c: Context, trust: (addr: string, i: number) => boolean): string {
   let peer: string | undefined;
   try {
     peer = getConnInfo(c).remote.address;
