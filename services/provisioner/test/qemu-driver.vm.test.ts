@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import { guestCgroupsFor, HYPERVISOR_ALLOWANCE_MB } from "../src/drivers/cgroup.ts";
+import { GuestUsers } from "../src/drivers/guest-users.ts";
 import { BootFailed, type BootSpec, BootTimeout, type Instance, QemuDriver } from "../src/drivers/index.ts";
 import { addNetns, canManageNetwork, deleteNetns, ensureBridge, linkExists } from "../src/drivers/network.ts";
 import { isAlive } from "../src/drivers/process.ts";
@@ -201,6 +202,39 @@ describe(`the qemu driver with real guests (${"skip" in env ? `skipped: ${env.sk
         await driver.close();
       }
       for (const dir of cgroups!.dirs("srv-0000e006")) await expect(access(dir)).rejects.toThrow();
+    },
+    VM_TEST_TIMEOUT,
+  );
+
+  it(
+    "runs each guest as a user of its own, never one shared by two, and gives a destroyed VM's user to the next",
+    async (ctx) => {
+      if (skip) ctx.skip(skip);
+      if (process.getuid?.() !== 0) ctx.skip("QEMU changes user only for a root agent");
+      const dir = await runDir();
+      const driver = new QemuDriver(
+        options(dir, { guestUsers: new GuestUsers({ first: 400_000, count: 2 }, dir) }),
+      );
+      const spec = (n: number): BootSpec => ({
+        vmId: `srv-0000e00${n}`,
+        vcpuCount: 1,
+        memoryMb: 128,
+        ipAddress: `10.0.9.${n}`,
+        prefixLength: 24,
+      });
+      const [a, b] = await Promise.all([driver.boot(spec(7)), driver.boot(spec(8))]);
+      try {
+        const uids = [await uidOf(a.pid!), await uidOf(b.pid!)];
+        expect(uids.sort()).toEqual([400_000, 400_001]);
+        expect([a.guestUid, b.guestUid].sort()).toEqual([400_000, 400_001]);
+        await driver.destroy(a);
+        const c = await driver.boot(spec(9));
+        expect(await uidOf(c.pid!)).toBe(a.guestUid);
+        await driver.destroy(c);
+      } finally {
+        await driver.destroy(b);
+        await driver.close();
+      }
     },
     VM_TEST_TIMEOUT,
   );

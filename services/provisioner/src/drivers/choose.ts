@@ -9,6 +9,7 @@ import type { Driver, DriverName } from "./driver.ts";
 import { DriverUnavailable } from "./errors.ts";
 import { FakeDriver } from "./fake/driver.ts";
 import { FirecrackerDriver } from "./firecracker/driver.ts";
+import { GuestUsers, parseUidRange } from "./guest-users.ts";
 import type { Accel } from "./qemu/args.ts";
 import { QemuDriver } from "./qemu/driver.ts";
 import { findGuest, type Guest } from "./qemu/guest.ts";
@@ -98,11 +99,14 @@ async function qemuChoice(
     accelReason = `${accel.toUpperCase()}: MIKROM_QEMU_ACCEL=${accel}`;
   }
   const confinement = await guestCgroupsFor(config.guestCgroups);
+  // QEMU drops to the VM's own user itself (-runas); only a root agent can give it one.
+  const uids = process.getuid?.() === 0 ? parseUidRange(config.guestUids) : undefined;
   const driver = new QemuDriver({
     guest: qemu.guest,
     accel,
     runDir: config.runDir,
     ...(confinement.cgroups ? { cgroups: confinement.cgroups } : {}),
+    ...(uids ? { guestUsers: new GuestUsers(uids, config.runDir) } : {}),
     binary: qemu.binary,
     ...(config.bootTimeoutMs ? { bootTimeoutMs: config.bootTimeoutMs } : {}),
     ...(config.bridge ? { bridge: config.bridge } : {}),

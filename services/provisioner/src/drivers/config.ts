@@ -15,6 +15,15 @@ export const DriverConfig = z.object({
   bootTimeoutMs: z.coerce.number().int().positive().optional(),
   /** A cgroup per guest with its CPU and memory (cgroup.ts); `auto`: where the agent may create one. */
   guestCgroups: z.enum(["auto", "on", "off"]).default("auto"),
+  /** qemu under a root agent: each guest runs as a uid of its own from this range (guest-users.ts), or `off` (nobody). */
+  guestUids: z
+    .string()
+    .regex(/^(off|\d+-\d+)$/, "a range like 400000-465535, or off")
+    .refine((text) => {
+      const [first = 0, last = 0] = text.split("-").map(Number);
+      return text === "off" || (first >= 1000 && last >= first);
+    }, "a range of uids from 1000 up, its end not before its start")
+    .default("400000-465535"),
   /** Create each VM's tap on this bridge (needs root). */
   bridge: z.string().optional(),
   firecrackerBinary: z.string().default("firecracker"),
@@ -46,6 +55,7 @@ export function driverConfigFromEnv(env: Readonly<Record<string, string | undefi
     qemuBinary: pick("MIKROM_QEMU_BINARY"),
     bootTimeoutMs: pick("MIKROM_BOOT_TIMEOUT_MS"),
     guestCgroups: pick("MIKROM_GUEST_CGROUPS"),
+    guestUids: pick("MIKROM_GUEST_UIDS"),
     bridge: pick("MIKROM_BRIDGE"),
     firecrackerBinary: pick("MIKROM_FIRECRACKER_BINARY"),
     firecrackerKernel: pick("MIKROM_FIRECRACKER_KERNEL"),
@@ -62,6 +72,7 @@ export function driverConfigFromEnv(env: Readonly<Record<string, string | undefi
     qemuBinary: "MIKROM_QEMU_BINARY",
     bootTimeoutMs: "MIKROM_BOOT_TIMEOUT_MS",
     guestCgroups: "MIKROM_GUEST_CGROUPS",
+    guestUids: "MIKROM_GUEST_UIDS",
     bridge: "MIKROM_BRIDGE",
     firecrackerBinary: "MIKROM_FIRECRACKER_BINARY",
     firecrackerKernel: "MIKROM_FIRECRACKER_KERNEL",

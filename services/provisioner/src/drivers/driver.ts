@@ -48,6 +48,8 @@ export const Instance = z.object({
   netns: z.string().optional(),
   /** qemu: how the CPU is run. */
   accel: z.enum(["kvm", "tcg"]).optional(),
+  /** The uid (and gid) the hypervisor runs as, the VM's own (guest-users.ts), if it has one. */
+  guestUid: z.int().positive().optional(),
   startedAt: z.iso.datetime(),
   /**
    * Milliseconds from spawn to the guest's readiness line. Set only once the guest reported ready:

@@ -12,6 +12,7 @@ import {
 } from "./driver.ts";
 import { BootFailed, InvalidInstance } from "./errors.ts";
 import { awaitGuestReady } from "./guest-ready.ts";
+import type { GuestUsers } from "./guest-users.ts";
 import { KeyedLock } from "./keyed-lock.ts";
 import { netnsCommand } from "./network.ts";
 import { spawnOrFail } from "./process.ts";
@@ -43,8 +44,12 @@ export interface Hypervisor {
   recordFields(socket: string): Partial<Instance>;
   /** The control socket a record names; undefined when the record is not this hypervisor's. */
   socketOf(instance: Instance): string | undefined;
-  /** The command line, and the files its stdout and stderr go to. */
-  command(spec: BootSpec, paths: VmPaths): { argv: string[]; output: { stdout: string; stderr?: string } };
+  /** The command line, and the files its stdout and stderr go to; `guestUid`: the user to run as. */
+  command(
+    spec: BootSpec,
+    paths: VmPaths,
+    guestUid?: number,
+  ): { argv: string[]; output: { stdout: string; stderr?: string } };
   /** Between the spawn and the guest's readiness line: configure and start the VM, if the hypervisor needs it. */
   launched(spec: BootSpec, paths: VmPaths, pid: number): Promise<void>;
   /** After the readiness line: a check that the hypervisor agrees the VM runs. */
@@ -67,6 +72,8 @@ export interface ProcessDriverOptions {
   netns?: string;
   /** Confine each VM's hypervisor in a cgroup of its own with the VM's CPU and memory. */
   cgroups?: GuestCgroups;
+  /** Run each VM's hypervisor as a user of its own (for hypervisors that can drop to one). */
+  guestUsers?: GuestUsers;
 }
 
 /**
@@ -110,7 +117,8 @@ export class ProcessDriver implements Driver {
     }
     const netns = this.#options.netns;
     const { tapOwned } = await prepareVm(spec, paths, { bridge: this.#options.bridge, netns });
-    const { argv, output } = hypervisor.command(spec, paths);
+    const guestUid = await this.#options.guestUsers?.take(spec.vmId);
+    const { argv, output } = hypervisor.command(spec, paths, guestUid);
     const spawnedAt = Date.now();
     // Durations from the monotonic clock: a wall clock set back during a boot must not make it negative.
     const spawnedAtMono = performance.now();
@@ -124,6 +132,7 @@ export class ProcessDriver implements Driver {
       ...(spec.tap ? { tap: spec.tap, tapOwned } : {}),
       ...(netns ? { netns } : {}),
       ...hypervisor.recordFields(paths.socket),
+      ...(guestUid !== undefined ? { guestUid } : {}),
       startedAt: new Date(spawnedAt).toISOString(),
     };
     try {
@@ -172,6 +181,7 @@ export class ProcessDriver implements Driver {
   async #teardown(vm: Instance): Promise<void> {
     await teardownVm(vm, this.#hypervisor.socketOf(vm), this.#keeper, this.#hypervisor.end(vm.vmId));
     await this.#options.cgroups?.release(vm.vmId);
+    await this.#options.guestUsers?.release(vm.vmId);
   }
 
   /** Not serialized with boot and stop: the hypervisor answers a second client (QEMU queues it). */

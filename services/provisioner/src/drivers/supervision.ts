@@ -29,7 +29,7 @@ export async function writeRecord(dir: string, instance: Instance): Promise<void
   await rename(next, `${dir}/${RECORD}`);
 }
 
-async function readRecord(dir: string): Promise<Instance | undefined> {
+export async function readRecord(dir: string): Promise<Instance | undefined> {
   try {
     const parsed = Instance.safeParse(JSON.parse(await readFile(`${dir}/${RECORD}`, "utf8")));
     return parsed.success ? parsed.data : undefined;

@@ -24,8 +24,8 @@ export interface QemuDriverOptions extends ProcessDriverOptions {
   /** The host TSC rate in kHz for the guest's clock under TCG (see args.ts). */
   tscKhz?: number;
   /**
-   * The user QEMU drops to once it has opened its files, tap and socket. Default: `nobody` when the
-   * agent runs as root (a guest escaping QEMU is then no one on the host), none otherwise.
+   * The user QEMU drops to once it has opened its files, tap and socket, when the VM has no user of
+   * its own (guestUsers). Default: `nobody` when the agent runs as root, none otherwise.
    */
   runAs?: string;
 }
@@ -49,7 +49,7 @@ function qemu(options: QemuDriverOptions): Hypervisor {
     bootTimeoutMs: options.bootTimeoutMs ?? (accel === "kvm" ? 20_000 : 60_000),
     recordFields: (socket) => ({ qmpSocket: socket, accel }),
     socketOf: (instance) => instance.qmpSocket,
-    command: (spec, paths) => ({
+    command: (spec, paths, guestUid) => ({
       argv: qemuArgv({
         binary: options.binary ?? "qemu-system-x86_64",
         accel,
@@ -61,7 +61,10 @@ function qemu(options: QemuDriverOptions): Hypervisor {
         mac: macFor(spec.vmId),
         tap: spec.tap,
         tscKhz: options.tscKhz,
-        runAs: options.runAs ?? (process.getuid?.() === 0 ? "nobody" : undefined),
+        runAs:
+          guestUid !== undefined
+            ? `${guestUid}:${guestUid}`
+            : (options.runAs ?? (process.getuid?.() === 0 ? "nobody" : undefined)),
       }),
       output: { stdout: paths.output },
     }),
