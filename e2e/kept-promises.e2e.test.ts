@@ -220,4 +220,27 @@ describe("promises kept through faults", () => {
     );
     expect(back.body).toMatchObject({ status: "running", error_message: null });
   });
+
+  test("a service that exits on its own is started again by the supervisor, and what was asked of it meanwhile is done", {
+    timeout: 120_000,
+  }, async () => {
+    const before = e2e.system.processes.get("vm-service")!.child;
+    // Not through the system: to the supervisor this is a crash.
+    before.kill("SIGKILL");
+    await new Promise((resolve) => before.once("exit", resolve));
+    const created = await createWithKey(user, "during-a-crash-1", "during-a-crash");
+    expect(created.status).toBe(202);
+    await until(
+      "a new vm-service process",
+      async () => e2e.system.processes.get("vm-service")!.child,
+      (child) => child.pid !== before.pid && child.exitCode === null,
+      30_000,
+    );
+    await running(created.body.vm_id);
+    // It said it was ready twice: once at the start, once after the crash.
+    const ready = e2e.lines.filter(
+      (l) => l.service === "vm-service" && l.entry.message === "vm-service ready",
+    );
+    expect(ready.length).toBe(2);
+  });
 });
