@@ -89,7 +89,7 @@ class FakeHosts {
   /** What each host was asked to boot, by VM (a command sent again counts once). */
   readonly booted = new Map<string, { host: string; vcpus: number; memoryMb: number }>();
   beating = true;
-  private timers: Array<ReturnType<typeof setInterval>> = [];
+  private timers: Array<ReturnType<typeof setTimeout>> = [];
   private readonly js;
   private readonly ns: ReturnType<typeof namesFor>;
 
@@ -152,12 +152,13 @@ class FakeHosts {
         },
         (i * HEARTBEAT_MS) / HOSTS,
       );
-      this.timers.push(start as unknown as ReturnType<typeof setInterval>);
+      this.timers.push(start);
     });
   }
 
   stop(): void {
-    for (const t of this.timers) clearInterval(t);
+    // clearTimeout clears either kind.
+    for (const t of this.timers) clearTimeout(t);
   }
 }
 
@@ -224,9 +225,7 @@ async function cpuOver(
   const backend = readFileSync(`/proc/${rows[0]!.pid}/stat`, "utf8");
   const postmaster = Number(backend.slice(backend.lastIndexOf(")") + 2).split(" ")[1]);
   const look = async (): Promise<void> => {
-    const pids = new Map<number, string>(
-      [...bench.costs.processes()].map(([name, pid]) => [pid, name === "nats-server" ? name : name]),
-    );
+    const pids = new Map<number, string>([...bench.costs.processes()].map(([name, pid]) => [pid, name]));
     const ours = await admin.query<{ pid: number }>(
       "SELECT pid FROM pg_stat_activity WHERE starts_with(datname, $1)",
       [namespace],
