@@ -13,6 +13,14 @@ export type ServiceName = (typeof SERVICES)[number];
 
 const root = join(import.meta.dirname, "..");
 
+/**
+ * Node's flags for every service process; the Dockerfile's CMD passes the same (deploy/test checks
+ * it). Semi-spaces of 16 MiB: under a service's allocation rate V8 grows the young generation to two
+ * semi-spaces of 64 MiB (its default for this heap limit), and vm-service held 260–300 MiB RSS with
+ * 42 MiB of old space. docs/PERFORMANCE.md, "Scale", has the figures and what it costs.
+ */
+export const NODE_FLAGS = ["--max-semi-space-size=16"] as const;
+
 /** Restart back-off: 1 s, doubling to 30 s; a service that ran a minute starts again at 1 s. */
 const BACKOFF_MS = { initial: 1_000, max: 30_000, healthyAfter: 60_000 };
 
@@ -73,7 +81,7 @@ export function startSystem(options: SystemOptions): RunningSystem {
     clearTimeout(restarts.get(name));
     restarts.delete(name);
     // An IPC channel, unused but for its end: a service whose parent dies sees it close and stops.
-    const child = spawn(process.execPath, [join(root, "services", name, "src", "main.ts")], {
+    const child = spawn(process.execPath, [...NODE_FLAGS, join(root, "services", name, "src", "main.ts")], {
       env: { ...env, ...options.serviceEnv?.[name] },
       stdio: ["ignore", "pipe", "pipe", "ipc"],
     });

@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
+import { NODE_FLAGS } from "../../scripts/system.ts";
 import { healthUrl } from "../docker/probe.ts";
 import { loadCompose } from "../src/compose.ts";
 import { execForm, type Image, image, parseDockerfile, substitute } from "../src/dockerfile.ts";
@@ -86,7 +87,10 @@ describe("the Dockerfile", () => {
     // A shell reads the service's name from ENV at start; exec makes node the process signals reach.
     const [shell, flag, script] = execForm(img.last("CMD")!.args) ?? [];
     expect([shell, flag]).toEqual(["sh", "-c"]);
-    expect(substitute(script ?? "", img.env)).toBe(`exec node "services/${svc}/src/main.ts"`);
+    // With the node flags every service gets under npm start too.
+    expect(substitute(script ?? "", img.env)).toBe(
+      `exec node ${NODE_FLAGS.join(" ")} "services/${svc}/src/main.ts"`,
+    );
     expect(existsSync(join(repoRoot, "services", svc, "src", "main.ts"))).toBe(true);
     expect(img.instructions.filter((i) => i.keyword === "COPY").map((i) => i.args)).toContain(
       `services/${svc}/src ./services/${svc}/src`,
