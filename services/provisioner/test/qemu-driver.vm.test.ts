@@ -227,6 +227,9 @@ describe(`the qemu driver with real guests (${"skip" in env ? `skipped: ${env.sk
         const uids = [await uidOf(a.pid!), await uidOf(b.pid!)];
         expect(uids.sort()).toEqual([400_000, 400_001]);
         expect([a.guestUid, b.guestUid].sort()).toEqual([400_000, 400_001]);
+        // Every uid held: the boot is refused and leaves nothing behind.
+        await expect(driver.boot(spec(9))).rejects.toMatchObject({ step: "prepare" });
+        await expect(access(join(dir, "srv-0000e009"))).rejects.toThrow();
         await driver.destroy(a);
         const c = await driver.boot(spec(9));
         expect(await uidOf(c.pid!)).toBe(a.guestUid);

@@ -15,7 +15,7 @@ import { awaitGuestReady } from "./guest-ready.ts";
 import type { GuestUsers } from "./guest-users.ts";
 import { KeyedLock } from "./keyed-lock.ts";
 import { netnsCommand } from "./network.ts";
-import { spawnOrFail } from "./process.ts";
+import { isAlive, spawnOrFail } from "./process.ts";
 import { type VmPaths, vmPaths } from "./run-dir.ts";
 import {
   adoptVm,
@@ -117,8 +117,6 @@ export class ProcessDriver implements Driver {
     }
     const netns = this.#options.netns;
     const { tapOwned } = await prepareVm(spec, paths, { bridge: this.#options.bridge, netns });
-    const guestUid = await this.#options.guestUsers?.take(spec.vmId);
-    const { argv, output } = hypervisor.command(spec, paths, guestUid);
     const spawnedAt = Date.now();
     // Durations from the monotonic clock: a wall clock set back during a boot must not make it negative.
     const spawnedAtMono = performance.now();
@@ -132,16 +130,22 @@ export class ProcessDriver implements Driver {
       ...(spec.tap ? { tap: spec.tap, tapOwned } : {}),
       ...(netns ? { netns } : {}),
       ...hypervisor.recordFields(paths.socket),
-      ...(guestUid !== undefined ? { guestUid } : {}),
       startedAt: new Date(spawnedAt).toISOString(),
     };
+    // Everything from here is undone by the teardown below: the uid, the process, the folder.
     try {
+      const guestUid = await this.#options.guestUsers?.take(spec.vmId);
+      if (guestUid !== undefined) instance = { ...instance, guestUid };
+      const { argv, output } = hypervisor.command(spec, paths, guestUid);
       const pid = spawnOrFail(netnsCommand(netns, argv), output);
       instance = { ...instance, pid };
-      await this.#options.cgroups?.confine(spec.vmId, pid, spec).catch((error: Error) => {
+      // The record first: an agent that dies from here on finds the process, and its uid, again.
+      await writeRecord(paths.dir, instance);
+      await this.#options.cgroups?.confine(spec.vmId, pid, spec).catch(async (error: Error) => {
+        // A hypervisor that ended at once cannot be moved: the readiness wait reports it, with its output.
+        if (!(await isAlive(pid))) return;
         throw new BootFailed("spawn", `cannot confine the hypervisor in its cgroup: ${error.message}`);
       });
-      await writeRecord(paths.dir, instance);
       await onSpawned?.(instance);
       await hypervisor.launched(spec, paths, pid);
       await awaitGuestReady({
