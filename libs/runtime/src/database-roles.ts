@@ -175,6 +175,15 @@ async function migrateAsOwner(ownerUrl: string, role: string, owner: DatabaseOwn
       await client.query(`GRANT ${owner.tables.join(", ")} ON ALL TABLES IN SCHEMA public TO ${r}`);
     if (owner.sequences.length > 0)
       await client.query(`GRANT ${owner.sequences.join(", ")} ON ALL SEQUENCES IN SCHEMA public TO ${r}`);
+    // Kysely's bookkeeping is the owner's alone: a service that could add a row there could make
+    // the owner's next run skip a migration (one that hardens its own table, say).
+    for (const table of ["kysely_migration", "kysely_migration_lock"]) {
+      const { rows } = await client.query("SELECT to_regclass($1) IS NOT NULL AS present", [table]);
+      if (rows[0]?.present)
+        await client.query(
+          `GRANT SELECT ON ${table} TO ${r}; REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ${table} FROM ${r}`,
+        );
+    }
     await client.query("COMMIT");
   } catch (error) {
     await client.query("ROLLBACK").catch(() => {});

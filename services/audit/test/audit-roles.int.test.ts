@@ -94,6 +94,11 @@ describe("the audit service's PostgreSQL role", () => {
       expect(await as(name, name, "DROP TABLE audit_log")).toBe("refused 42501");
       expect(await as(name, name, "DROP FUNCTION audit_log_is_append_only()")).toBe("refused 42501");
       expect(await as(name, name, "CREATE TABLE mine (id int)")).toBe("refused 42501");
+      // Nor can it mark a future migration done, so that the owner's next run would skip it.
+      expect(
+        await as(name, name, "INSERT INTO kysely_migration (name, timestamp) VALUES ('9999_later', 'now')"),
+      ).toBe("refused 42501");
+      expect(await as(name, name, "DELETE FROM kysely_migration_lock")).toBe("refused 42501");
       expect(await as(name, name, `SET ROLE "${owner}"`)).toBe("refused 42501");
       // The owner is no one's login.
       expect(await as(owner, name, "SELECT 1")).toBe("refused 28000");
