@@ -49,7 +49,15 @@ export function corsPolicy(origins: readonly string[]): MiddlewareHandler<AppEnv
  */
 export function clientAddress(trustedProxies: readonly string[]): (c: Context) => string {
   const trust = trustedProxies.length > 0 ? proxyAddr.compile([...trustedProxies]) : () => false;
-  return (c) => ipOf(c, trust);
+  // Worked out once per request (the request log asks first, the limits after) and kept on it.
+  return (c) => {
+    const request = c as Context<AppEnv>;
+    const known = request.get("clientIp");
+    if (known !== undefined) return known;
+    const ip = ipOf(c, trust);
+    request.set("clientIp", ip);
+    return ip;
+  };
 }
 
 /** Sets `clientIp` for the limits, as `addressOf` (clientAddress) finds it. */
