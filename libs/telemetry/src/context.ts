@@ -1,4 +1,4 @@
-import { type Context, context, createContextKey } from "@opentelemetry/api";
+import { type Context, context, createContextKey, ROOT_CONTEXT } from "@opentelemetry/api";
 
 /**
  * The per-operation fields every log line carries. They travel between processes as W3C baggage (see
@@ -66,4 +66,12 @@ export function setContext(fields: LogContext): void {
 /** Runs `fn` with exactly `fields` as its context, discarding the caller's. */
 export function replaceContext<T>(fields: LogContext, fn: () => T): T {
   return context.with(withLogContext(context.active(), mergeInto({}, fields)), fn);
+}
+
+/**
+ * Runs `fn` outside any trace and fields: for work started by one request but shared by many (a
+ * reader serving every client), which must not log or trace as that request.
+ */
+export function detached<T>(fn: () => T): T {
+  return context.with(ROOT_CONTEXT, fn);
 }

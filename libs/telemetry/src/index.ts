@@ -2,6 +2,7 @@ import { ensureContextManager } from "./context-manager.ts";
 
 export { BAGGAGE_KEYS } from "./baggage.ts";
 export {
+  detached,
   getContext,
   LOG_CONTEXT_FIELDS,
   type LogContext,

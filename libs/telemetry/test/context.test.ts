@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { getContext, setContext, withContext } from "../src/index.ts";
+import { detached, getContext, setContext, withContext } from "../src/index.ts";
 
 describe("LogContext", () => {
   it("is empty outside any scope, and setContext there changes nothing", () => {
@@ -36,5 +36,16 @@ describe("LogContext", () => {
       ),
     );
     expect(seen).toEqual(["a", "b", "c"]);
+  });
+
+  it("detached work carries none of its starter's fields, now or after an await", async () => {
+    const seen = await withContext({ request_id: "r-3", user_id: "u-3" }, () =>
+      detached(async () => {
+        const first = getContext();
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        return [first, getContext()];
+      }),
+    );
+    expect(seen).toEqual([{}, {}]);
   });
 });

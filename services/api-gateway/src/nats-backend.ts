@@ -24,6 +24,7 @@ import {
   type ObservedEvent,
   type OutgoingCommand,
 } from "./backend.ts";
+import { EventHub, type EventReader } from "./event-hub.ts";
 
 /** The contexts whose events answer the gateway's commands. */
 const COMMAND_CONTEXTS = ["vm", "ippool"] as const;
@@ -44,6 +45,8 @@ export class NatsBackend implements Backend {
   readonly #names: Names;
   readonly #publisher: Publisher;
   readonly #listeners = new Set<(event: ObservedEvent) => void>();
+  /** One per context: every event stream of this gateway shares its reader. */
+  readonly #hubs = new Map<string, EventHub>();
 
   private constructor(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager, namespace: string) {
     this.#nc = nc;
@@ -122,24 +125,35 @@ export class NatsBackend implements Backend {
     }
   }
 
-  async events(options: { context: string; afterSequence?: number }): Promise<EventFeed> {
+  events(options: { context: string; afterSequence?: number }): Promise<EventFeed> {
+    let hub = this.#hubs.get(options.context);
+    if (!hub) {
+      hub = new EventHub((after) => this.#read(options.context, after));
+      this.#hubs.set(options.context, hub);
+    }
+    return hub.feed(options.afterSequence);
+  }
+
+  /** An ordered consumer on one context's events, deleted when stopped. */
+  async #read(context: string, afterSequence?: number): Promise<EventReader> {
+    const unavailable = (error: unknown): never => {
+      throw new BackendUnavailable(`events stream unavailable: ${(error as Error).message}`, {
+        cause: error,
+      });
+    };
     const consumer = await this.#js.consumers
       .get(this.#names.streams.events, {
-        filter_subjects: this.#names.eventsOf(options.context),
-        ...(options.afterSequence === undefined
+        filter_subjects: this.#names.eventsOf(context),
+        ...(afterSequence === undefined
           ? { deliver_policy: DeliverPolicy.New }
-          : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: options.afterSequence + 1 }),
+          : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: afterSequence + 1 }),
       })
-      .catch((error: unknown) => {
-        throw new BackendUnavailable(`events stream unavailable: ${(error as Error).message}`, {
-          cause: error,
-        });
-      });
+      .catch(unavailable);
+    const info = await consumer.info().catch(unavailable);
     const messages = await consumer.consume({ max_messages: 256 });
     let stopped = false;
-    // An ordered consumer is ephemeral, but the server keeps it for its inactivity threshold (5 min,
-    // fixed by the client library) after the last pull: a client that reconnects in a loop would
-    // leave one behind per connection. Deleting it when the stream ends leaves none.
+    // An ordered consumer is ephemeral, but the server keeps it for its inactivity threshold after
+    // the last pull: deleting it when the read ends leaves none behind.
     const stop = async (): Promise<void> => {
       if (stopped) return;
       stopped = true;
@@ -148,7 +162,7 @@ export class NatsBackend implements Backend {
     };
     const names = this.#names;
     // An event sent again on purpose (a resend after a fault) is stored twice, under one message
-    // id: a client is shown it once. Ids are kept for the last FEED_SEEN_IDS events the feed read.
+    // id: a client is shown it once. Ids are kept for the last FEED_SEEN_IDS events read.
     const seen = new Set<string>();
     async function* iterate(): AsyncGenerator<FeedEvent> {
       for await (const m of messages) {
@@ -176,7 +190,12 @@ export class NatsBackend implements Backend {
       }
     }
     const iterator = iterate();
-    return { stop, [Symbol.asyncIterator]: () => iterator };
+    return {
+      start: afterSequence ?? info.delivered.stream_seq,
+      pending: info.num_pending,
+      stop,
+      [Symbol.asyncIterator]: () => iterator,
+    };
   }
 
   async ready(): Promise<boolean> {

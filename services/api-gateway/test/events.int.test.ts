@@ -85,6 +85,46 @@ test("reconnecting with Last-Event-ID resumes after it: no gap, no duplicate", a
   }
 });
 
+test("a stream resuming while others are open reads the gap on its own, then joins them: no gap, no duplicate", async ({
+  db,
+  nats,
+}) => {
+  const w = await world(db.url, nats);
+  const keeper = await openSse(`${w.gw.url}/api/v1/events/vms`, w.root.auth);
+  try {
+    await keeper.comment("connected");
+    const vm = await (await w.gw.post("/api/v1/vms", { name: "joins" }, w.a.auth)).json();
+    const created = (await take(keeper, 1))[0]!;
+    await w.vmService.transition(vm.vm_id, "VmProvisioning", "provisioning", {
+      hostId: "h1",
+      ipAddress: "10.0.0.6",
+    });
+    await w.vmService.transition(vm.vm_id, "VmRunning", "running", { hostId: "h1", ipAddress: "10.0.0.6" });
+    await take(keeper, 2);
+
+    // The shared reader is past all three: the resumed stream reads the two after VmCreated itself.
+    const resumed = await openSse(`${w.gw.url}/api/v1/events/vms`, {
+      ...w.a.auth,
+      "Last-Event-ID": String(created.id),
+    });
+    try {
+      await w.vmService.transition(vm.vm_id, "VmStopped", "stopped");
+      const seen = await take(resumed, 3);
+      expect(seen.map((e) => e.type)).toEqual(["VmProvisioning", "VmRunning", "VmStopped"]);
+      expect(seen.map((e) => e.id)).toEqual([...seen.map((e) => e.id)].sort((x, y) => x - y));
+      expect(seen[0]!.id).toBeGreaterThan(created.id);
+      // Nothing more: the stop came once, from the shared reader, not again from its own.
+      await w.vmService.transition(vm.vm_id, "VmDeleteRequested", "deleting");
+      expect((await take(resumed, 1))[0]!.type).toBe("VmDeleteRequested");
+    } finally {
+      resumed.close();
+    }
+  } finally {
+    keeper.close();
+    await w.close();
+  }
+});
+
 test("an event sent again after a fault reaches a stream once; the next one still arrives", async ({
   db,
   nats,

@@ -4,7 +4,7 @@ import { captureLogs, describe, expect, type TestNats, test } from "@mikrom/test
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { GatewayDeps } from "../src/app.ts";
 import { problemOf, type RunningGateway, startGateway, TEST_CONFIG } from "./support/gateway.ts";
-import { openSse } from "./support/sse.ts";
+import { openSse, type SseClient } from "./support/sse.ts";
 import { world } from "./support/world.ts";
 
 type Config = Partial<GatewayDeps["config"]>;
@@ -25,7 +25,7 @@ async function expectTooMany(res: Response): Promise<void> {
 }
 
 /** How many consumers the namespace's events stream has (an SSE stream must leave none behind). */
-async function eventConsumers(nats: TestNats): Promise<number> {
+async function consumers(nats: TestNats): Promise<number> {
   const jsm = await jetstreamManager(nats.nc);
   let n = 0;
   for await (const _ of jsm.consumers.list(names(nats.namespace).streams.events)) n++;
@@ -263,16 +263,50 @@ describe("held requests", () => {
 
   test("an event stream leaves no NATS consumer behind when it closes", async ({ db, nats }) => {
     const w = await world(db.url, nats);
-    const consumers = (): Promise<number> => eventConsumers(nats);
     try {
-      const before = await consumers();
+      const before = await consumers(nats);
       for (let i = 0; i < 10; i++) {
         const sse = await openSse(`${w.gw.url}/api/v1/events/vms`, w.a.auth);
         await sse.comment("connected");
         sse.close();
       }
-      await until(async () => (await consumers()) === before, `consumers back to ${before}`);
-      expect(await consumers()).toBe(before);
+      await until(async () => (await consumers(nats)) === before, `consumers back to ${before}`);
+      expect(await consumers(nats)).toBe(before);
+    } finally {
+      await w.close();
+    }
+  });
+
+  test("every event stream of a gateway shares one consumer: 40 open streams hold one, each sees its own user's events", async ({
+    db,
+    nats,
+  }) => {
+    const w = await world(db.url, nats, { concurrency: { ssePerUser: 100, waitsPerUser: 100 } });
+    const url = `${w.gw.url}/api/v1/events/vms`;
+    const streams = { a: [] as SseClient[], b: [] as SseClient[] };
+    const before = await consumers(nats);
+    try {
+      for (let i = 0; i < 20; i++) {
+        streams.a.push(await openSse(url, w.a.auth));
+        streams.b.push(await openSse(url, w.b.auth));
+      }
+      await Promise.all([...streams.a, ...streams.b].map((sse) => sse.comment("connected")));
+      expect(await consumers(nats)).toBe(before + 1);
+
+      const vmA = await (await w.gw.post("/api/v1/vms", { name: "shared-a" }, w.a.auth)).json();
+      const vmB = await (await w.gw.post("/api/v1/vms", { name: "shared-b" }, w.b.auth)).json();
+      for (const [mine, vm] of [
+        [streams.a, vmA],
+        [streams.b, vmB],
+      ] as const) {
+        const firsts = await Promise.all(mine.map((sse) => sse.next()));
+        expect(new Set(firsts.map((e) => JSON.parse(e.data).vm_id))).toEqual(new Set([vm.vm_id]));
+      }
+    } finally {
+      for (const sse of [...streams.a, ...streams.b]) sse.close();
+    }
+    try {
+      await until(async () => (await consumers(nats)) === before, "no consumer once every stream is closed");
     } finally {
       await w.close();
     }
@@ -283,10 +317,9 @@ describe("held requests", () => {
     nats,
   }) => {
     const w = await world(db.url, nats, { concurrency: { ssePerUser: 5, waitsPerUser: 100 } });
-    const consumers = (): Promise<number> => eventConsumers(nats);
     const url = `${w.gw.url}/api/v1/events/vms`;
     try {
-      const before = await consumers();
+      const before = await consumers(nats);
       // 300 streams, 20 at a time, each closed as soon as it is answered: the way a reconnect loop
       // gone wrong, or an attacker, would hammer the endpoint.
       const statuses = new Map<number, number>();
@@ -304,7 +337,7 @@ describe("held requests", () => {
       expect(b.status).toBe(200);
       await b.comment("connected");
       b.close();
-      await until(async () => (await consumers()) === before, `consumers back to ${before}`);
+      await until(async () => (await consumers(nats)) === before, `consumers back to ${before}`);
       // And the flooding user gets a stream again once theirs are closed.
       await until(async () => {
         const again = await openSse(url, w.a.auth);

@@ -2,6 +2,8 @@ export interface SseEvent {
   id: string | undefined;
   event: string | undefined;
   data: string;
+  /** When the client parsed it (epoch ms): what an event's delivery latency is measured to. */
+  receivedAt: number;
 }
 
 export interface SseClient {
@@ -36,7 +38,7 @@ export async function openSse(url: string, headers: Record<string, string> = {})
           while (cut >= 0) {
             const block = buffer.slice(0, cut);
             buffer = buffer.slice(cut + 2);
-            const event: SseEvent = { id: undefined, event: undefined, data: "" };
+            const event: SseEvent = { id: undefined, event: undefined, data: "", receivedAt: Date.now() };
             let isEvent = false;
             for (const line of block.split("\n")) {
               if (line.startsWith(":")) {
