@@ -153,7 +153,7 @@ class Runner<D extends MessageDef> implements ConsumerRunner {
 
   start(): void {
     const concurrency = Math.max(1, this.#options.concurrency ?? 1);
-    this.#workers = Array.from({ length: concurrency }, () => this.#work());
+    this.#workers = [this.#pull(concurrency)];
     void this.#renewPullsOnReconnect();
     this.#log.info(
       { stream: this.stream, consumer: this.durable, concurrency, max_deliver: this.#maxDeliver },
@@ -164,7 +164,7 @@ class Runner<D extends MessageDef> implements ConsumerRunner {
   /**
    * After a reconnect nats.js revives a pending pull by asking for the consumer's info, and when
    * JetStream is still starting it waits a whole pull expiry (30 s) before asking again. Ending the
-   * pulls instead lets each worker issue a fresh one at once, retrying on its own short back-off.
+   * pulls instead lets the loop issue a fresh one at once, retrying on its own short back-off.
    */
   async #renewPullsOnReconnect(): Promise<void> {
     for await (const status of this.#nc.status()) {
@@ -184,18 +184,28 @@ class Runner<D extends MessageDef> implements ConsumerRunner {
   }
 
   /**
-   * One worker: pull one message, handle it, repeat. Pulling one at a time per worker keeps this
-   * replica at `concurrency` messages even across reconnects (a batch pull is re-issued whole after a
-   * reconnect), and leaves nothing prefetched for the ack wait to expire on.
+   * Pulls as many messages as there are free slots, in one request, and handles them at once; pulls
+   * again when the batch is in (or its request expired) and a slot is free. A replica never holds
+   * more than `concurrency` messages, so nothing waits prefetched while its ack wait runs, and a
+   * quiet consumer costs one pull per `concurrency` messages rather than one per message (each pull
+   * is a subscription, a request and an unsubscription at the server).
    */
-  async #work(): Promise<void> {
+  async #pull(concurrency: number): Promise<void> {
+    const running = new Set<Promise<void>>();
+    let slotFreed: (() => void) | undefined;
     let failures = 0;
     while (!this.#stopping) {
+      if (running.size >= concurrency) {
+        await new Promise<void>((resolve) => {
+          slotFreed = resolve;
+        });
+        continue;
+      }
       let fetch: ConsumerMessages | undefined;
       const reconnects = this.#reconnects;
       try {
         fetch = await this.#consumer.fetch({
-          max_messages: 1,
+          max_messages: concurrency - running.size,
           expires: this.#options.pullExpiresMs ?? 30_000,
         });
         // stop() may have begun while fetch() resolved: then never iterate, which is what sends the pull.
@@ -206,7 +216,13 @@ class Runner<D extends MessageDef> implements ConsumerRunner {
         this.#fetches.add(fetch);
         // Asked for across a reconnect, after the renewal ran: renew it too, or it may wait a whole expiry.
         if (reconnects !== this.#reconnects) void fetch.close();
-        for await (const msg of fetch) await this.#process(msg);
+        for await (const msg of fetch) {
+          const handled = this.#process(msg).finally(() => {
+            running.delete(handled);
+            slotFreed?.();
+          });
+          running.add(handled);
+        }
         failures = 0;
       } catch (error) {
         if (this.#stopping) break;
@@ -220,6 +236,7 @@ class Runner<D extends MessageDef> implements ConsumerRunner {
         if (fetch) this.#fetches.delete(fetch);
       }
     }
+    await Promise.all(running);
   }
 
   async #process(msg: JsMsg): Promise<void> {

@@ -362,4 +362,38 @@ describe("a consumer", () => {
     await waitFor("every message", () => handled.size === 12);
     expect(peak).toBe(3);
   });
+
+  test("pulls its free slots in one request, and holds nothing beyond them", async ({ nats }) => {
+    const { n, subject, publisher, start } = await rig(nats);
+    await Promise.all(Array.from({ length: 12 }, (_, i) => publisher.send(DoWork, subject, { n: i })));
+    // Every pull request crosses the server on this subject: count them and what each asks for.
+    const pulls: number[] = [];
+    const watch = nats.nc.subscribe(`$JS.API.CONSUMER.MSG.NEXT.${n.streams.commands}.worker`, {
+      callback: (_error, m) => pulls.push((m.json() as { batch: number }).batch),
+    });
+    onTestFinished(() => watch.unsubscribe());
+    await nats.nc.flush();
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    let running = 0;
+    const handled = new Set<number>();
+    await start({
+      concurrency: 4,
+      handle: async (m) => {
+        running++;
+        await gate;
+        handled.add((m as Handled).data.n);
+      },
+    });
+    await waitFor("four handlers running", () => running === 4);
+    expect(pulls).toEqual([4]);
+    const info = await nats.jsm.consumers.info(n.streams.commands, "worker");
+    expect(info.num_ack_pending).toBe(4);
+    expect(info.num_pending).toBe(8);
+    open();
+    await waitFor("every message", () => handled.size === 12);
+    expect(pulls.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(12);
+  });
 });
