@@ -17,7 +17,7 @@ import { idempotency } from "./http/idempotency.ts";
 import { Problem, problemResponse } from "./http/problem.ts";
 import { clientAddress, clientIp, corsPolicy, securityHeaders } from "./http/security.ts";
 import { validationHook } from "./http/validate.ts";
-import { ConcurrencyCap } from "./limits/concurrency.ts";
+import { HeldRequests } from "./limits/concurrency.ts";
 import { LoginThrottle } from "./limits/login-throttle.ts";
 import { limitPerCaller, limitPerIp } from "./limits/rate-limit.ts";
 import { sharedLimiter } from "./limits/store.ts";
@@ -122,17 +122,18 @@ export function createApp(deps: GatewayDeps): Gateway {
   authRoutes(app, accounts, new LoginThrottle(db, config.login), config.registration);
   userRoutes(app, { users, vms: { backend, commands, queryTimeoutMs: config.queryTimeoutMs } });
   // A held request's slot is asked for again after about the time a short one takes.
+  const held = new HeldRequests(db);
   vmRoutes(app, {
     backend,
     commands,
     queryTimeoutMs: config.queryTimeoutMs,
-    waits: new ConcurrencyCap("waits", config.concurrency.waitsPerUser, 1),
+    waits: held.cap("waits", config.concurrency.waitsPerUser, 1),
   });
   eventRoutes(app, {
     backend,
     heartbeatMs: config.sseHeartbeatMs,
     queryTimeoutMs: config.queryTimeoutMs,
-    streams: new ConcurrencyCap("event streams", config.concurrency.ssePerUser, 5),
+    streams: held.cap("event streams", config.concurrency.ssePerUser, 5),
   });
   ippoolRoutes(app, { backend, commands, queryTimeoutMs: config.queryTimeoutMs });
   auditRoutes(app, { backend, queryTimeoutMs: config.queryTimeoutMs });

@@ -1,8 +1,13 @@
 import { names } from "@mikrom/contracts";
+import { openDatabase } from "@mikrom/runtime";
 import { setLogDestination } from "@mikrom/telemetry";
 import { captureLogs, describe, expect, type TestNats, test } from "@mikrom/testkit";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { GatewayDeps } from "../src/app.ts";
+import { HeldRequests } from "../src/limits/concurrency.ts";
+import { NatsBackend } from "../src/nats-backend.ts";
+import type { GatewayDb } from "../src/store/db.ts";
+import { migrate } from "../src/store/migrations.ts";
 import { problemOf, type RunningGateway, startGateway, TEST_CONFIG } from "./support/gateway.ts";
 import { openSse, type SseClient } from "./support/sse.ts";
 import { world } from "./support/world.ts";
@@ -63,6 +68,73 @@ describe("limits shared by replicas", () => {
     } finally {
       await one.close();
       await two.close();
+    }
+  });
+});
+
+describe("held requests across replicas", () => {
+  test("a user's event streams are capped across two gateways: N in all, not N on each", async ({
+    db,
+    nats,
+  }) => {
+    const w = await world(db.url, nats, { concurrency: { ssePerUser: 2, waitsPerUser: 100 } });
+    const two = await startGateway(db.url, {
+      backend: await NatsBackend.create(nats.nc, nats.namespace),
+      config: { concurrency: { ssePerUser: 2, waitsPerUser: 100 } },
+    });
+    const open: SseClient[] = [];
+    try {
+      open.push(await openSse(`${w.gw.url}/api/v1/events/vms`, w.a.auth));
+      open.push(await openSse(`${two.url}/api/v1/events/vms`, w.a.auth));
+      expect(open.map((sse) => sse.status)).toEqual([200, 200]);
+      await expectTooMany(await two.fetch("/api/v1/events/vms", { headers: w.a.auth }));
+      await expectTooMany(await w.gw.fetch("/api/v1/events/vms", { headers: w.a.auth }));
+      // Closed on one replica, the slot is free on the other.
+      open.shift()!.close();
+      await until(async () => {
+        const again = await openSse(`${two.url}/api/v1/events/vms`, w.a.auth);
+        if (again.status === 200) open.push(again);
+        else again.close();
+        return again.status === 200;
+      }, "the slot freed on the first gateway, taken on the second");
+    } finally {
+      for (const sse of open) sse.close();
+      await two.close();
+      await w.close();
+    }
+  });
+
+  test("a replica that dies holding slots gives them back within a lease; a live one keeps its own", async ({
+    db,
+  }) => {
+    const store = openDatabase<GatewayDb>(db.url, { max: 4 });
+    await migrate(store);
+    const doomed = openDatabase<GatewayDb>(db.url, { max: 2 });
+    const dead = new HeldRequests(doomed, { leaseMs: 600 });
+    const live = new HeldRequests(store, { leaseMs: 600 });
+    try {
+      const held: Array<() => void> = await Promise.all([
+        dead.cap("waits", 3, 1).acquire(7),
+        dead.cap("waits", 3, 1).acquire(7),
+        live.cap("waits", 3, 1).acquire(7),
+      ]);
+      await expect(live.cap("waits", 3, 1).acquire(7)).rejects.toMatchObject({ status: 429 });
+      // `dead` reaches the database no more, as a killed process would; `live` goes on renewing.
+      await doomed.destroy();
+      await until(async () => {
+        const taken = await live
+          .cap("waits", 3, 1)
+          .acquire(7)
+          .catch(() => undefined);
+        if (taken) held.push(taken);
+        return held.length === 5;
+      }, "both of the dead replica's slots back");
+      await expect(live.cap("waits", 3, 1).acquire(7)).rejects.toMatchObject({ status: 429 });
+      // Another user has slots of their own.
+      held.push(await live.cap("waits", 3, 1).acquire(8));
+      for (const release of held) release();
+    } finally {
+      await store.destroy();
     }
   });
 });

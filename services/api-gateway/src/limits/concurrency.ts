@@ -1,42 +1,133 @@
+import { randomUUID } from "node:crypto";
+import { isUnavailable } from "@mikrom/bus";
+import { createLogger, errorFields } from "@mikrom/telemetry";
+import { type Kysely, sql } from "kysely";
+import type { GatewayDb } from "../store/db.ts";
 import { tooManyRequests } from "./rate-limit.ts";
 
-/**
- * How many long-lived requests (SSE streams, `/wait`s) one user holds open on this replica. What a
- * held request costs (a socket, a NATS consumer or a wait in vm-service, memory) is spent by the
- * replica that holds it, so the cap is kept where that cost is, in memory: a slot is taken when the
- * request starts and given back when it ends, and a crash gives back all of them. A user reaching
- * several replicas holds at most the cap on each.
- */
-export class ConcurrencyCap {
-  readonly #what: string;
-  readonly #max: number;
-  readonly #retryAfterSeconds: number;
-  readonly #held = new Map<number, number>();
+const log = createLogger("mikrom.api-gateway.limits");
 
-  constructor(what: string, max: number, retryAfterSeconds: number) {
-    this.#what = what;
-    this.#max = max;
-    this.#retryAfterSeconds = retryAfterSeconds;
+export interface ConcurrencyCap {
+  /** Takes a slot for the user, or throws the 429; the returned function gives it back (once). */
+  acquire(userId: number): Promise<() => void>;
+}
+
+/**
+ * How many long-lived requests (SSE streams, `/wait`s) one user holds open, counted across every
+ * replica in the gateway's database (`held_requests`, migration 007). A user has `max` numbered
+ * slots per kind; a request claims a free one in one statement (the slot is the key, so two
+ * replicas can never both hold it) and deletes it when it ends. A slot is leased: its replica
+ * renews the leases of everything it holds every third of `leaseMs`, so a replica that dies gives
+ * its slots back within a lease. While the database does not answer, each replica counts in memory
+ * instead (the insurance the rate limits use), so held requests are still capped, per replica.
+ */
+export class HeldRequests {
+  readonly #db: Kysely<GatewayDb>;
+  readonly #leaseMs: number;
+  readonly #replica = randomUUID();
+  /** Slots this replica holds in the database: while there are any, their leases are renewed. */
+  #held = 0;
+  #renewal: NodeJS.Timeout | undefined;
+
+  constructor(db: Kysely<GatewayDb>, options: { leaseMs?: number } = {}) {
+    this.#db = db;
+    this.#leaseMs = options.leaseMs ?? 30_000;
   }
 
-  /** Takes a slot for the user, or throws the 429; the returned function gives it back (once). */
-  acquire(userId: number): () => void {
-    const held = this.#held.get(userId) ?? 0;
-    if (held >= this.#max) {
-      throw tooManyRequests(
-        `Too many concurrent ${this.#what}: at most ${this.#max} per user`,
-        this.#retryAfterSeconds,
-        this.#max,
-      );
-    }
-    this.#held.set(userId, held + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const now = (this.#held.get(userId) ?? 1) - 1;
-      if (now <= 0) this.#held.delete(userId);
-      else this.#held.set(userId, now);
+  /** A cap of `max` held requests of one kind per user; a refusal says to retry after `retryAfterSeconds`. */
+  cap(kind: string, max: number, retryAfterSeconds: number): ConcurrencyCap {
+    const memory = new Map<number, number>();
+    const refuse = (): never => {
+      throw tooManyRequests(`Too many concurrent ${kind}: at most ${max} per user`, retryAfterSeconds, max);
+    };
+    return {
+      acquire: async (userId) => {
+        let claimed: number | undefined;
+        try {
+          // Two requests may race for the same free slot (one wins): the loser tries once more.
+          claimed = (await this.#claim(kind, userId, max)) ?? (await this.#claim(kind, userId, max));
+        } catch (error) {
+          if (!isUnavailable(error)) throw error;
+          log.warn(errorFields(error), "Held requests counted per replica while the database is away");
+          return inMemory(memory, userId, max, refuse);
+        }
+        if (claimed === undefined) return refuse();
+        const slot = claimed;
+        this.#holding(1);
+        let released = false;
+        return () => {
+          if (released) return;
+          released = true;
+          this.#holding(-1);
+          this.#db
+            .deleteFrom("held_requests")
+            .where("user_id", "=", userId)
+            .where("kind", "=", kind)
+            .where("slot", "=", slot)
+            .where("replica", "=", this.#replica)
+            .execute()
+            // Not given back now: its lease, no longer renewed, gives it back.
+            .catch((error: unknown) =>
+              log.warn(errorFields(error), "Giving back a held request's slot failed"),
+            );
+        };
+      },
     };
   }
+
+  /** A free slot (picked at random among them, so racing requests seldom collide) claimed, or undefined. */
+  async #claim(kind: string, userId: number, max: number): Promise<number | undefined> {
+    const lease = sql`now() + ${this.#leaseMs} * interval '1 millisecond'`;
+    const { rows } = await sql<{ slot: number }>`
+      INSERT INTO held_requests (user_id, kind, slot, replica, expires_at)
+      SELECT ${userId}, ${kind}, s, ${this.#replica}::uuid, ${lease}
+      FROM generate_series(1, ${max}::int) AS s
+      WHERE NOT EXISTS (
+        SELECT 1 FROM held_requests h
+        WHERE h.user_id = ${userId} AND h.kind = ${kind} AND h.slot = s AND h.expires_at > now())
+      ORDER BY random() LIMIT 1
+      ON CONFLICT (user_id, kind, slot) DO UPDATE
+        SET replica = excluded.replica, expires_at = excluded.expires_at
+        WHERE held_requests.expires_at <= now()
+      RETURNING slot`.execute(this.#db);
+    return rows[0]?.slot;
+  }
+
+  #holding(change: number): void {
+    this.#held += change;
+    if (this.#held > 0 && !this.#renewal) {
+      this.#renewal = setInterval(() => void this.#renew(), Math.max(100, Math.floor(this.#leaseMs / 3)));
+      this.#renewal.unref();
+    } else if (this.#held === 0 && this.#renewal) {
+      clearInterval(this.#renewal);
+      this.#renewal = undefined;
+    }
+  }
+
+  async #renew(): Promise<void> {
+    try {
+      await this.#db
+        .updateTable("held_requests")
+        .set({ expires_at: sql`now() + ${this.#leaseMs} * interval '1 millisecond'` })
+        .where("replica", "=", this.#replica)
+        .execute();
+    } catch (error) {
+      log.warn(errorFields(error), "Renewing the leases of held requests failed");
+    }
+  }
+}
+
+/** The per-replica count used while the database is away. */
+function inMemory(held: Map<number, number>, userId: number, max: number, refuse: () => never): () => void {
+  const now = held.get(userId) ?? 0;
+  if (now >= max) refuse();
+  held.set(userId, now + 1);
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    const left = (held.get(userId) ?? 1) - 1;
+    if (left <= 0) held.delete(userId);
+    else held.set(userId, left);
+  };
 }

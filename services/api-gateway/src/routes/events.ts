@@ -94,7 +94,7 @@ export function eventRoutes(app: GatewayApp, deps: EventRouteDeps): void {
     const user = c.get("user");
     const lastId = lastEventId(c.req.header("last-event-id") ?? c.req.query("last_event_id"));
     // The slot is given back when the feed stops, which every way out of the stream does.
-    const release = deps.streams.acquire(user.id);
+    const release = await deps.streams.acquire(user.id);
     let opened: EventFeed;
     try {
       opened = await deps.backend.events({

@@ -71,10 +71,20 @@ export interface InvitesTable {
   used_by: number | null;
 }
 
+/** A slot of a user's long-lived requests (limits/concurrency.ts), leased by the replica holding it. */
+export interface HeldRequestsTable {
+  user_id: number;
+  kind: string;
+  slot: number;
+  replica: string;
+  expires_at: Timestamp;
+}
+
 export interface GatewayDb {
   users: UsersTable;
   refresh_tokens: RefreshTokensTable;
   idempotency_keys: IdempotencyKeysTable;
   commands: CommandsTable;
   invites: InvitesTable;
+  held_requests: HeldRequestsTable;
 }

@@ -126,6 +126,21 @@ const migrations: Record<string, Migration> = {
       await sql`CREATE INDEX rate_limits_expire ON rate_limits (expire)`.execute(db);
     },
   },
+  "007_held_requests": {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // One row per slot in use: the key is what keeps two replicas from holding the same slot.
+      await sql`
+        CREATE TABLE held_requests (
+          user_id integer NOT NULL,
+          kind text NOT NULL,
+          slot integer NOT NULL,
+          replica uuid NOT NULL,
+          expires_at timestamptz NOT NULL,
+          PRIMARY KEY (user_id, kind, slot)
+        )`.execute(db);
+      await sql`CREATE INDEX held_requests_by_replica ON held_requests (replica)`.execute(db);
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -140,7 +140,7 @@ export function vmQueryRoutes(app: GatewayApp, vms: VmAccess): void {
     const q = c.req.valid("query");
     const vmId = c.req.valid("param").vm_id;
     // Each wait holds a socket here and a wait in vm-service until its timeout: capped per user.
-    const release = vms.waits.acquire(user.id);
+    const release = await vms.waits.acquire(user.id);
     return withSpan("api.vm.wait", { "user.id": user.id }, async () => {
       const deadline = Date.now() + q.timeout * 1000;
       let { vm, acknowledgedOnly } = await vms.visible(vmId, actorOf(user));
