@@ -1,5 +1,4 @@
 import { spawn } from "node:child_process";
-import { randomUUID } from "node:crypto";
 import { access, mkdtemp, readFile, rm, rmdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,22 +10,12 @@ import {
   HYPERVISOR_ALLOWANCE_MB,
 } from "../src/drivers/cgroup.ts";
 import { isAlive } from "../src/drivers/process.ts";
+import { hostCgroups } from "./support/host-cgroups.ts";
 
 const limits = { vcpuCount: 2, memoryMb: 256 };
 const memoryBytes = String((256 + HYPERVISOR_ALLOWANCE_MB) * 1024 * 1024);
 
-/** The host's own tree, where this process may create cgroups in it (root, writable): else why not. */
-const host = await (async () => {
-  const layout = await detectCgroups();
-  if (!layout) return { skip: "no cgroup tree with cpu and memory at /sys/fs/cgroup" };
-  const parent = `mikrom-test-${randomUUID().slice(0, 8)}`;
-  const cgroups = new GuestCgroups(layout, parent);
-  const refused = await cgroups.prepare().then(
-    () => undefined,
-    (error: Error) => error.message,
-  );
-  return refused ? { skip: `the cgroup tree refuses: ${refused}` } : { layout, parent, cgroups };
-})();
+const host = await hostCgroups();
 
 describe("a guest's cgroup", () => {
   it.skipIf("skip" in host)(

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -55,6 +55,54 @@ describe("choosing the driver", () => {
         config({ MIKROM_DRIVER: "firecracker", MIKROM_FIRECRACKER_BINARY: "no-such-firecracker" }),
       ),
     ).rejects.toBeInstanceOf(DriverUnavailable);
+  });
+});
+
+describe("choosing the firecracker driver", () => {
+  it("runs Firecracker through the jailer when one is configured, and refuses one it cannot use", async () => {
+    const bin = join(dir, "bin");
+    await mkdir(bin, { recursive: true });
+    for (const name of ["firecracker", "jailer"])
+      await writeFile(join(bin, name), "#!/bin/sh\n", { mode: 0o755 });
+    const env = {
+      MIKROM_DRIVER: "firecracker",
+      MIKROM_FIRECRACKER_BINARY: join(bin, "firecracker"),
+      MIKROM_FIRECRACKER_KERNEL: join(dir, "vmlinux"),
+      MIKROM_GUEST_CGROUPS: "off",
+    };
+    const plain = await chooseDriver(config(env));
+    expect(plain.reason).toMatch(
+      /not jailed \(no MIKROM_FIRECRACKER_JAILER\): Firecracker runs as the agent's user/,
+    );
+    await plain.driver.close();
+
+    const jailed = {
+      ...env,
+      MIKROM_FIRECRACKER_JAILER: join(bin, "jailer"),
+      MIKROM_FIRECRACKER_CHROOT_BASE: join(dir, "jail"),
+    };
+    await expect(
+      chooseDriver(config({ ...jailed, MIKROM_FIRECRACKER_JAILER: join(bin, "no-jailer") })),
+    ).rejects.toThrow(/no-jailer is not installed/);
+    if (process.getuid?.() !== 0) {
+      await expect(chooseDriver(config(jailed))).rejects.toThrow(/needs the agent to run as root/);
+      return;
+    }
+    await expect(chooseDriver(config({ ...jailed, MIKROM_GUEST_UIDS: "off" }))).rejects.toThrow(
+      /a uid of its own: MIKROM_GUEST_UIDS=off/,
+    );
+    const choice = await chooseDriver(config(jailed));
+    expect(choice.reason).toContain(
+      `jailed by ${join(bin, "jailer")} in ${join(dir, "jail")}, a uid per guest`,
+    );
+    await choice.driver.close();
+  });
+
+  it("takes the jailer's chroot base as an absolute path, /srv/jailer (the jailer's own) unless told", () => {
+    expect(driverConfigFromEnv({}).firecrackerChrootBase).toBe("/srv/jailer");
+    expect(() => driverConfigFromEnv({ MIKROM_FIRECRACKER_CHROOT_BASE: "srv/jailer" })).toThrow(
+      /MIKROM_FIRECRACKER_CHROOT_BASE: an absolute path/,
+    );
   });
 });
 

@@ -1,4 +1,4 @@
-import { access, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { access, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { BootFailed, type BootSpec, FirecrackerDriver, type Instance } from "../src/drivers/index.ts";
 import { isAlive } from "../src/drivers/process.ts";
 import type { JournalEntry } from "./support/firecracker/fake-server.ts";
+import { readJsonLines } from "./support/json-lines.ts";
 
 /** The seam: the driver starts this fake (a spec-validating API server) instead of the real binary. */
 const FAKE_CLI = fileURLToPath(new URL("./support/firecracker/fake-cli.ts", import.meta.url));
@@ -42,13 +43,7 @@ function driver(overrides: { kernel?: string } = {}): FirecrackerDriver {
   return created;
 }
 
-async function journal(): Promise<JournalEntry[]> {
-  const text = await readFile(journalFile, "utf8").catch(() => "");
-  return text
-    .split("\n")
-    .filter(Boolean)
-    .map((line) => JSON.parse(line) as JournalEntry);
-}
+const journal = (): Promise<JournalEntry[]> => readJsonLines(journalFile);
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), "mikrom-fcd-"));

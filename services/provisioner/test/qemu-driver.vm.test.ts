@@ -11,6 +11,7 @@ import { GuestUsers } from "../src/drivers/guest-users.ts";
 import { BootFailed, type BootSpec, BootTimeout, type Instance, QemuDriver } from "../src/drivers/index.ts";
 import { addNetns, canManageNetwork, deleteNetns, ensureBridge, linkExists } from "../src/drivers/network.ts";
 import { isAlive } from "../src/drivers/process.ts";
+import { uidOf } from "./support/proc-ids.ts";
 import { processesMentioning, qemuTestEnv } from "./support/qemu-env.ts";
 
 /**
@@ -282,12 +283,6 @@ describe(`the qemu driver with real guests (${"skip" in env ? `skipped: ${env.sk
     ).rejects.toMatchObject({ step: "spawn" });
   });
 });
-
-/** The real uid a process runs as, from /proc. */
-async function uidOf(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, "utf8");
-  return Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
-}
 
 /** nobody's uid on this machine, from /etc/passwd. */
 function uidOfNobody(): number {

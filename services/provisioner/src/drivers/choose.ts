@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { access, constants } from "node:fs/promises";
+import { access, constants, realpath } from "node:fs/promises";
 import { delimiter, isAbsolute, join } from "node:path";
 import { promisify } from "node:util";
 import { createLogger } from "@mikrom/telemetry";
@@ -9,6 +9,7 @@ import type { Driver, DriverName } from "./driver.ts";
 import { DriverUnavailable } from "./errors.ts";
 import { FakeDriver } from "./fake/driver.ts";
 import { FirecrackerDriver } from "./firecracker/driver.ts";
+import type { JailerOptions } from "./firecracker/jail.ts";
 import { GuestUsers, parseUidRange } from "./guest-users.ts";
 import type { Accel } from "./qemu/args.ts";
 import { QemuDriver } from "./qemu/driver.ts";
@@ -128,10 +129,14 @@ async function firecracker(config: DriverConfig): Promise<DriverChoice> {
   if (!kernel)
     throw new DriverUnavailable("MIKROM_DRIVER=firecracker needs MIKROM_FIRECRACKER_KERNEL or a built guest");
   const initrd = config.firecrackerInitrd ?? (config.firecrackerKernel ? undefined : guest?.initramfs);
+  const jailed = config.firecrackerJailer
+    ? await jailerFor(config, config.firecrackerJailer, binary)
+    : undefined;
   const confinement = await guestCgroupsFor(config.guestCgroups);
   const driver = new FirecrackerDriver({
     runDir: config.runDir,
     ...(confinement.cgroups ? { cgroups: confinement.cgroups } : {}),
+    ...jailed,
     kernel,
     command: [binary],
     ...(initrd ? { initrd } : {}),
@@ -139,10 +144,39 @@ async function firecracker(config: DriverConfig): Promise<DriverChoice> {
     ...(config.bootTimeoutMs ? { bootTimeoutMs: config.bootTimeoutMs } : {}),
     ...(config.bridge ? { bridge: config.bridge } : {}),
   });
+  const jailing = jailed
+    ? `jailed by ${jailed.jailer.command[0]} in ${jailed.jailer.chrootBase}, a uid per guest`
+    : "not jailed (no MIKROM_FIRECRACKER_JAILER): Firecracker runs as the agent's user";
   return {
     driver,
     name: "firecracker",
-    reason: `MIKROM_DRIVER=firecracker (${binary}); ${confinement.reason}`,
+    reason: `MIKROM_DRIVER=firecracker (${binary}); ${jailing}; ${confinement.reason}`,
+  };
+}
+
+/** The jailer: its binary, a root agent (it makes the chroot and changes user) and a uid for each guest. */
+async function jailerFor(
+  config: DriverConfig,
+  jailer: string,
+  firecrackerBinary: string,
+): Promise<{ jailer: JailerOptions; guestUsers: GuestUsers }> {
+  const binary = await onPath(jailer);
+  if (!binary) throw new DriverUnavailable(`MIKROM_FIRECRACKER_JAILER: ${jailer} is not installed`);
+  if (process.getuid?.() !== 0)
+    throw new DriverUnavailable("MIKROM_FIRECRACKER_JAILER needs the agent to run as root");
+  const uids = parseUidRange(config.guestUids);
+  if (!uids)
+    throw new DriverUnavailable(
+      "MIKROM_FIRECRACKER_JAILER runs each guest as a uid of its own: MIKROM_GUEST_UIDS=off",
+    );
+  return {
+    // The jailer names the chroot's folder after the file the binary's path resolves to.
+    jailer: {
+      command: [binary],
+      execFile: await realpath(firecrackerBinary),
+      chrootBase: config.firecrackerChrootBase,
+    },
+    guestUsers: new GuestUsers(uids, config.runDir),
   };
 }
 

@@ -27,6 +27,10 @@ export const DriverConfig = z.object({
   /** Create each VM's tap on this bridge (needs root). */
   bridge: z.string().optional(),
   firecrackerBinary: z.string().default("firecracker"),
+  /** Run Firecracker through this jailer (firecracker/jail.ts): a chroot and a uid of its own per guest. */
+  firecrackerJailer: z.string().optional(),
+  /** The jailer's --chroot-base-dir: each VM's chroot is <this>/<firecracker's file name>/<vm id>/root. */
+  firecrackerChrootBase: z.string().startsWith("/", "an absolute path").default("/srv/jailer"),
   /** Default: the guest's kernel and initramfs. */
   firecrackerKernel: z.string().optional(),
   firecrackerInitrd: z.string().optional(),
@@ -58,6 +62,8 @@ export function driverConfigFromEnv(env: Readonly<Record<string, string | undefi
     guestUids: pick("MIKROM_GUEST_UIDS"),
     bridge: pick("MIKROM_BRIDGE"),
     firecrackerBinary: pick("MIKROM_FIRECRACKER_BINARY"),
+    firecrackerJailer: pick("MIKROM_FIRECRACKER_JAILER"),
+    firecrackerChrootBase: pick("MIKROM_FIRECRACKER_CHROOT_BASE"),
     firecrackerKernel: pick("MIKROM_FIRECRACKER_KERNEL"),
     firecrackerInitrd: pick("MIKROM_FIRECRACKER_INITRD"),
     firecrackerRootfs: pick("MIKROM_FIRECRACKER_ROOTFS"),
@@ -75,6 +81,8 @@ export function driverConfigFromEnv(env: Readonly<Record<string, string | undefi
     guestUids: "MIKROM_GUEST_UIDS",
     bridge: "MIKROM_BRIDGE",
     firecrackerBinary: "MIKROM_FIRECRACKER_BINARY",
+    firecrackerJailer: "MIKROM_FIRECRACKER_JAILER",
+    firecrackerChrootBase: "MIKROM_FIRECRACKER_CHROOT_BASE",
     firecrackerKernel: "MIKROM_FIRECRACKER_KERNEL",
     firecrackerInitrd: "MIKROM_FIRECRACKER_INITRD",
     firecrackerRootfs: "MIKROM_FIRECRACKER_ROOTFS",

@@ -50,6 +50,11 @@ export const Instance = z.object({
   accel: z.enum(["kvm", "tcg"]).optional(),
   /** The uid (and gid) the hypervisor runs as, the VM's own (guest-users.ts), if it has one. */
   guestUid: z.int().positive().optional(),
+  /**
+   * firecracker under the jailer: the VM's folder under the chroot base (its chroot is `root/`
+   * inside), removed once the process has ended.
+   */
+  jailDir: z.string().optional(),
   startedAt: z.iso.datetime(),
   /**
    * Milliseconds from spawn to the guest's readiness line. Set only once the guest reported ready:

@@ -41,15 +41,22 @@ export interface Hypervisor {
   /** Spawn to readiness line. */
   readonly bootTimeoutMs: number;
   /** The record's fields of this hypervisor: its socket's path, and what else it notes. */
-  recordFields(socket: string): Partial<Instance>;
+  recordFields(socket: string, vmId: string): Partial<Instance>;
   /** The control socket a record names; undefined when the record is not this hypervisor's. */
   socketOf(instance: Instance): string | undefined;
-  /** The command line, and the files its stdout and stderr go to; `guestUid`: the user to run as. */
+  /** Before the spawn, once the VM has its user: what the process needs in place (Firecracker's jail). */
+  prepare?(spec: BootSpec, paths: VmPaths, guestUid?: number): Promise<void>;
+  /**
+   * The command line, and the files its stdout and stderr go to; `guestUid`: the user to run as;
+   * `netns`: the namespace to run in, which the driver enters for it unless `joinsNetns` says the
+   * command joins it itself (the jailer's --netns).
+   */
   command(
     spec: BootSpec,
     paths: VmPaths,
     guestUid?: number,
-  ): { argv: string[]; output: { stdout: string; stderr?: string } };
+    netns?: string,
+  ): { argv: string[]; output: { stdout: string; stderr?: string }; joinsNetns?: boolean };
   /** Between the spawn and the guest's readiness line: configure and start the VM, if the hypervisor needs it. */
   launched(spec: BootSpec, paths: VmPaths, pid: number): Promise<void>;
   /** After the readiness line: a check that the hypervisor agrees the VM runs. */
@@ -72,7 +79,7 @@ export interface ProcessDriverOptions {
   netns?: string;
   /** Confine each VM's hypervisor in a cgroup of its own with the VM's CPU and memory. */
   cgroups?: GuestCgroups;
-  /** Run each VM's hypervisor as a user of its own (for hypervisors that can drop to one). */
+  /** Run each VM's hypervisor as a user of its own (QEMU drops to it; Firecracker through its jailer). */
   guestUsers?: GuestUsers;
 }
 
@@ -129,15 +136,16 @@ export class ProcessDriver implements Driver {
       prefixLength: spec.prefixLength,
       ...(spec.tap ? { tap: spec.tap, tapOwned } : {}),
       ...(netns ? { netns } : {}),
-      ...hypervisor.recordFields(paths.socket),
+      ...hypervisor.recordFields(paths.socket, spec.vmId),
       startedAt: new Date(spawnedAt).toISOString(),
     };
-    // Everything from here is undone by the teardown below: the uid, the process, the folder.
+    // Everything from here is undone by the teardown below: the uid, the jail, the process, the folder.
     try {
       const guestUid = await this.#options.guestUsers?.take(spec.vmId);
       if (guestUid !== undefined) instance = { ...instance, guestUid };
-      const { argv, output } = hypervisor.command(spec, paths, guestUid);
-      const pid = spawnOrFail(netnsCommand(netns, argv), output);
+      await hypervisor.prepare?.(spec, paths, guestUid);
+      const { argv, output, joinsNetns } = hypervisor.command(spec, paths, guestUid, netns);
+      const pid = spawnOrFail(joinsNetns ? argv : netnsCommand(netns, argv), output);
       instance = { ...instance, pid };
       // The record first: an agent that dies from here on finds the process, and its uid, again.
       await writeRecord(paths.dir, instance);

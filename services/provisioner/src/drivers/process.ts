@@ -63,13 +63,16 @@ export async function commandLine(pid: number): Promise<string[] | undefined> {
 }
 
 /**
- * True when `pid` is alive and its command line holds `marker` (a path unique to the VM): a pid
- * in a stored record may have been reused by an unrelated process since.
+ * True when `pid` is alive and its command line holds `marker`: an argument containing it (a path
+ * unique to the VM), or, given a list, those arguments in a row (`--id <vm id>`). A pid in a stored
+ * record may have been reused by an unrelated process since.
  */
-export async function isOurProcess(pid: number, marker: string): Promise<boolean> {
+export async function isOurProcess(pid: number, marker: string | readonly string[]): Promise<boolean> {
   if (!(await isAlive(pid))) return false;
   const argv = await commandLine(pid);
-  return argv?.some((arg) => arg.includes(marker)) ?? false;
+  if (!argv) return false;
+  if (typeof marker === "string") return argv.some((arg) => arg.includes(marker));
+  return argv.some((_, start) => marker.every((part, i) => argv[start + i] === part));
 }
 
 /** Resolves true once the process has ended, false if it still runs at the deadline. */

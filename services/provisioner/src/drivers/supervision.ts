@@ -50,7 +50,7 @@ export async function prepareVm(
   network: { bridge?: string | undefined; netns?: string | undefined },
 ): Promise<{ tapOwned: boolean }> {
   const previous = await readRecord(paths.dir);
-  if (previous?.pid && (await isOurProcess(previous.pid, paths.socket))) {
+  if (previous && (await runsVm(previous, paths.socket))) {
     throw new BootFailed("prepare", `VM ${spec.vmId} already runs (pid ${previous.pid})`);
   }
   await ensureDir(paths.dir);
@@ -70,7 +70,18 @@ export async function prepareVm(
   return { tapOwned };
 }
 
-/** A pid in a record may have been reused since: only a process whose command line holds the socket is ended. */
+/**
+ * Whether the record's pid is still the VM's hypervisor (a pid may have been reused since): its
+ * command line names the VM's control socket; under the jailer Firecracker's names a path inside
+ * its chroot that every VM's shares, so the `--id <vm id>` that the jailer takes, and passes on
+ * to Firecracker, marks it instead.
+ */
+async function runsVm(vm: Instance, socket: string | undefined): Promise<boolean> {
+  const marker = vm.jailDir ? ["--id", vm.vmId] : socket;
+  return vm.pid !== undefined && marker !== undefined && isOurProcess(vm.pid, marker);
+}
+
+/** Only a process that is still the VM's is ended. */
 async function endIfOurs(
   vm: Instance,
   socket: string | undefined,
@@ -78,10 +89,19 @@ async function endIfOurs(
   end: (pid: number, socket: string) => Promise<void>,
 ): Promise<void> {
   keeper.unwatch(vm.consoleLog);
-  if (vm.pid && socket && (await isOurProcess(vm.pid, socket))) await end(vm.pid, socket);
+  if (vm.pid && socket && (await runsVm(vm, socket))) await end(vm.pid, socket);
 }
 
-/** Stops following the console, ends the process if it is still ours, and marks the VM stopped. */
+/**
+ * The jailer's folder for the VM, once its process has ended: nothing in it is needed any more
+ * (the links to the boot files, a dead socket), and the jailer refuses a folder that a run left
+ * (its pid file exists).
+ */
+async function removeJail(vm: Instance): Promise<void> {
+  if (vm.jailDir) await rm(vm.jailDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
+}
+
+/** Stops following the console, ends the process if it is still ours, removes its jail, marks the VM stopped. */
 export async function stopVm(
   vm: Instance,
   socket: string | undefined,
@@ -89,10 +109,11 @@ export async function stopVm(
   end: EndProcess,
 ): Promise<void> {
   await endIfOurs(vm, socket, keeper, (pid, ours) => end(pid, ours, true));
+  await removeJail(vm);
   await writeFile(`${vm.runDir}/stopped`, new Date().toISOString()).catch(() => {});
 }
 
-/** Ends the process at once if it is still ours, removes the tap the driver made and the VM's folder. */
+/** Ends the process at once if it is still ours, removes the tap the driver made, the jail and the VM's folder. */
 export async function teardownVm(
   vm: Instance,
   socket: string | undefined,
@@ -100,6 +121,7 @@ export async function teardownVm(
   end: EndProcess,
 ): Promise<void> {
   await endIfOurs(vm, socket, keeper, (pid, ours) => end(pid, ours, false));
+  await removeJail(vm);
   if (vm.tap && vm.tapOwned) await removeTap({ name: vm.tap, ...(vm.netns ? { netns: vm.netns } : {}) });
   // Retried: a hypervisor (or its jailer) that just ended may still add a file while the folder is
   // removed (ENOTEMPTY), and a failed destroy is redelivered and done twice.
@@ -115,7 +137,7 @@ export async function supervisedStatus(
   socket: string | undefined,
   query: (socket: string) => Promise<InstanceStatus>,
 ): Promise<InstanceStatus> {
-  if (vm.pid && socket && (await isOurProcess(vm.pid, socket))) return query(socket);
+  if (socket && (await runsVm(vm, socket))) return query(socket);
   const stopped = await readFile(`${vm.runDir}/stopped`).then(
     () => true,
     () => false,

@@ -1,5 +1,8 @@
+import { constants } from "node:fs";
 import { access } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { join, resolve } from "node:path";
+import { osErrorText } from "./os-error.ts";
 import { type FirecrackerSpec, loadFirecrackerSpec, type MatchedOperation } from "./spec.ts";
 
 /**
@@ -26,6 +29,13 @@ export interface FakeFirecrackerOptions {
   spec?: FirecrackerSpec;
   /** Firecracker opens the kernel, initrd and drive files when they are configured. Default true. */
   checkPaths?: boolean;
+  /**
+   * Firecracker under the jailer: its chroot. The paths it is given (those files; the socket is
+   * the caller's to place) are taken inside it, as a chrooted process takes them.
+   */
+  root?: string;
+  /** The `--id` it was started with (the jailer passes one). Default "anonymous-instance". */
+  instanceId?: string;
   /** Simulated guest: ms from InstanceStart to its readiness line. Default 20. */
   guestBootMs?: number;
   /** The guest's serial console (Firecracker writes it to its stdout). */
@@ -77,12 +87,13 @@ export async function startFakeFirecracker(options: FakeFirecrackerOptions): Pro
     timers.add(timer);
   };
 
-  const mustExist = async (path: unknown, what: string): Promise<void> => {
+  /** Opened as Firecracker opens it, by the user it runs as: a file it may not read (or write) is refused. */
+  const mustOpen = async (path: unknown, what: string, writable = false): Promise<void> => {
     if (!checkPaths || typeof path !== "string") return;
     try {
-      await access(path);
-    } catch {
-      throw new Fault(`Cannot open ${what} ${path}: No such file or directory (os error 2)`);
+      await access(inRoot(options.root, path), writable ? constants.R_OK | constants.W_OK : constants.R_OK);
+    } catch (error) {
+      throw new Fault(`Cannot open ${what} ${path}: ${osErrorText(error)}`);
     }
   };
 
@@ -106,7 +117,12 @@ export async function startFakeFirecracker(options: FakeFirecrackerOptions): Pro
       case "describeInstance":
         return {
           status: 200,
-          body: { app_name: "Firecracker", id: "anonymous-instance", state, vmm_version: spec.version },
+          body: {
+            app_name: "Firecracker",
+            id: options.instanceId ?? "anonymous-instance",
+            state,
+            vmm_version: spec.version,
+          },
         };
       case "getFirecrackerVersion":
         return { status: 200, body: { firecracker_version: spec.version } };
@@ -129,12 +145,12 @@ export async function startFakeFirecracker(options: FakeFirecrackerOptions): Pro
         config.machine = { ...config.machine, ...(body ?? {}) };
         return { status: 204 };
       case "putGuestBootSource":
-        await mustExist(body?.kernel_image_path, "kernel image");
-        await mustExist(body?.initrd_path, "initrd");
+        await mustOpen(body?.kernel_image_path, "kernel image");
+        await mustOpen(body?.initrd_path, "initrd");
         config.bootSource = body as VmConfig["bootSource"];
         return { status: 204 };
       case "putGuestDriveByID":
-        await mustExist(body?.path_on_host, "drive file");
+        await mustOpen(body?.path_on_host, "drive file", body?.is_read_only !== true);
         config.drives.set(params.drive_id!, body!);
         return { status: 204 };
       case "putGuestNetworkInterfaceByID":
@@ -288,6 +304,11 @@ function checkResponse(
       `fake answered ${answer.status}, which the spec does not list for ${matched.operation.operationId}`,
     );
   }
+}
+
+/** `path` as a process whose root is `root` finds it: never outside that root. */
+export function inRoot(root: string | undefined, path: string): string {
+  return root ? join(root, resolve("/", path)) : path;
 }
 
 /** What the Mikrom guest's /init would print, from the boot arguments the driver passed. */
