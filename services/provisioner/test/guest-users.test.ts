@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { driverConfigFromEnv } from "../src/drivers/config.ts";
-import { GuestUsers, parseUidRange } from "../src/drivers/guest-users.ts";
+import { checkUnused, GuestUsers, parseUidRange } from "../src/drivers/guest-users.ts";
 
 const dirs: string[] = [];
 async function runDir(): Promise<string> {
@@ -76,5 +76,26 @@ describe("each guest's own user", () => {
     expect(parseUidRange(driverConfigFromEnv({ MIKROM_GUEST_UIDS: "off" }).guestUids)).toBeUndefined();
     for (const bad of ["0-100", "5000-4000", "nobody"])
       expect(() => driverConfigFromEnv({ MIKROM_GUEST_UIDS: bad })).toThrow(/MIKROM_GUEST_UIDS/);
+  });
+
+  it("refuses a range an account, a group or a subordinate id block uses, naming it; this host's own is free", async () => {
+    const etc = await runDir();
+    const range = { first: 400_000, count: 65_536 };
+    await writeFile(join(etc, "passwd"), "root:x:0:0::/root:/bin/sh\nada:x:1000:1000::/home/ada:/bin/sh\n");
+    await writeFile(join(etc, "group"), "root:x:0:\n");
+    await writeFile(join(etc, "subuid"), "ada:100000:65536\nbob:165536:65536\n");
+    await checkUnused(range, etc);
+    // useradd's sixth block, 427680-493215, runs into the range.
+    await writeFile(join(etc, "subgid"), "eve:427680:65536\n");
+    await expect(checkUnused(range, etc)).rejects.toThrow(
+      /MIKROM_GUEST_UIDS 400000-465535 is in use: eve's block 427680-493215 in \/etc\/subgid/,
+    );
+    await writeFile(join(etc, "subgid"), "");
+    await writeFile(join(etc, "passwd"), "svc:x:400001:400001::/:/bin/false\n");
+    await expect(checkUnused(range, etc)).rejects.toThrow(/svc \(400001\) in \/etc\/passwd/);
+    // A range just past the block is free.
+    await checkUnused({ first: 400_002, count: 10 }, etc);
+    await checkUnused(range, "/nonexistent");
+    await checkUnused(range);
   });
 });

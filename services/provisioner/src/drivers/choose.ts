@@ -10,7 +10,7 @@ import { DriverUnavailable } from "./errors.ts";
 import { FakeDriver } from "./fake/driver.ts";
 import { FirecrackerDriver } from "./firecracker/driver.ts";
 import type { JailerOptions } from "./firecracker/jail.ts";
-import { GuestUsers, parseUidRange } from "./guest-users.ts";
+import { checkUnused, GuestUsers, parseUidRange } from "./guest-users.ts";
 import type { Accel } from "./qemu/args.ts";
 import { QemuDriver } from "./qemu/driver.ts";
 import { findGuest, type Guest } from "./qemu/guest.ts";
@@ -102,6 +102,7 @@ async function qemuChoice(
   const confinement = await guestCgroupsFor(config.guestCgroups);
   // QEMU drops to the VM's own user itself (-runas); only a root agent can give it one.
   const uids = process.getuid?.() === 0 ? parseUidRange(config.guestUids) : undefined;
+  if (uids) await checkUnused(uids);
   const driver = new QemuDriver({
     guest: qemu.guest,
     accel,
@@ -169,6 +170,7 @@ async function jailerFor(
     throw new DriverUnavailable(
       "MIKROM_FIRECRACKER_JAILER runs each guest as a uid of its own: MIKROM_GUEST_UIDS=off",
     );
+  await checkUnused(uids);
   return {
     // The jailer names the chroot's folder after the file the binary's path resolves to.
     jailer: {

@@ -1,6 +1,6 @@
-import { readdir } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { BootFailed } from "./errors.ts";
+import { BootFailed, DriverUnavailable } from "./errors.ts";
 import { readRecord } from "./supervision.ts";
 
 /*
@@ -20,6 +20,42 @@ export function parseUidRange(text: string): UidRange | undefined {
   if (text === "off") return undefined;
   const [first, last] = text.split("-").map(Number) as [number, number];
   return { first, count: last - first + 1 };
+}
+
+/**
+ * Refuses a range that any account or group (`passwd`, `group`) or any subordinate id block
+ * (`subuid`, `subgid`, which useradd hands out from 100000 up, 65536 each) already uses: a guest
+ * given such a uid could signal or read that user's processes and files. A file that is missing
+ * holds nothing.
+ */
+export async function checkUnused(range: UidRange, etc = "/etc"): Promise<void> {
+  const last = range.first + range.count - 1;
+  const read = (name: string): Promise<string[]> =>
+    readFile(join(etc, name), "utf8").then(
+      (text) => text.split("\n").filter((line) => line && !line.startsWith("#")),
+      () => [],
+    );
+  const clashes: string[] = [];
+  for (const name of ["passwd", "group"]) {
+    for (const line of await read(name)) {
+      const [who, , id] = line.split(":");
+      const n = Number(id);
+      if (n >= range.first && n <= last) clashes.push(`${who} (${n}) in /etc/${name}`);
+    }
+  }
+  for (const name of ["subuid", "subgid"]) {
+    for (const line of await read(name)) {
+      const [who, start, count] = line.split(":");
+      const from = Number(start);
+      const to = from + Number(count) - 1;
+      if (from <= last && to >= range.first) clashes.push(`${who}'s block ${from}-${to} in /etc/${name}`);
+    }
+  }
+  if (clashes.length > 0) {
+    throw new DriverUnavailable(
+      `MIKROM_GUEST_UIDS ${range.first}-${last} is in use: ${clashes.slice(0, 3).join("; ")}${clashes.length > 3 ? ` and ${clashes.length - 3} more` : ""}. Set it to a range no account, group or subordinate id block uses`,
+    );
+  }
 }
 
 export class GuestUsers {
