@@ -255,6 +255,58 @@ describe("Mikrom end to end", () => {
     }
   });
 
+  test("deleting a user stops and deletes their running VMs and frees their addresses, on the real services", {
+    timeout: 180_000,
+  }, async () => {
+    const { e2e } = afterLifecycle();
+    const admin = await login(e2e.api, ADMIN);
+    const before = await poolAllocated(admin);
+    const leaving = await login(
+      e2e.api,
+      { email: "leaving@e2e.mikrom", password: "leaving-password-1" },
+      true,
+    );
+    const mine = (await leaving.call("GET", "/api/v1/auth/me")).body;
+    const vmIds: string[] = [];
+    for (const name of ["leaving-1", "leaving-2"]) {
+      const created = await leaving.call("POST", "/api/v1/vms", { name });
+      expect(created.status, JSON.stringify(created.body)).toBe(201);
+      vmIds.push(created.body.vm_id);
+    }
+    for (const vmId of vmIds) expect((await waitFor(leaving, vmId, "running")).reached).toBe(true);
+    expect(await poolAllocated(admin)).toBe(before + 2);
+
+    expect((await admin.call("DELETE", `/api/v1/users/${mine.id}`)).status).toBe(204);
+    // The user is gone at once; each VM goes through its deletion on vm-service, the host and ippool.
+    expect((await leaving.call("GET", "/api/v1/vms")).status).toBe(401);
+    for (const vmId of vmIds) {
+      await until(
+        `${vmId} deleted`,
+        async () => (await admin.call("GET", `/api/v1/vms/${vmId}`)).status,
+        (status) => status === 404,
+        90_000,
+      );
+    }
+    await until(
+      "their addresses freed",
+      () => poolAllocated(admin),
+      (n) => n === before,
+      30_000,
+    );
+    // The host destroyed each, and the audit log says so.
+    for (const vmId of vmIds) {
+      await until(
+        `${vmId}: VmDestroyed and VmDeleted in the audit log`,
+        async () => {
+          const page = (await admin.call("GET", `/api/v1/audit?vm_id=${vmId}&page_size=100`)).body;
+          return (page.items as Array<{ type: string }>).map((e) => e.type);
+        },
+        (types) => types.includes("VmDestroyed") && types.includes("VmDeleted"),
+        15_000,
+      );
+    }
+  });
+
   test("every service's line in the VM's traces carries the span_id of a span that service exported in that trace", async () => {
     const life = afterLifecycle();
     const { e2e } = life;
