@@ -85,7 +85,10 @@ describe("Mikrom end to end", () => {
     expect(created.status, JSON.stringify(created.body)).toBe(201);
     expect(created.body.status).toBe("pending");
     const vmId: string = created.body.vm_id;
-    expect((await user.call("GET", `/api/v1/vms/${vmId}`)).status).toBe(200);
+    // Answered from VmCreated, it reads as vm-service's record does, to the millisecond.
+    const read = await user.call("GET", `/api/v1/vms/${vmId}`);
+    expect(read.status).toBe(200);
+    expect(read.body.created_at).toBe(created.body.created_at);
 
     const running = await waitFor(user, vmId, "running");
     expect(running.reached, JSON.stringify(running)).toBe(true);

@@ -369,7 +369,9 @@ describe("a consumer", () => {
     // Every pull request crosses the server on this subject: count them and what each asks for.
     const pulls: number[] = [];
     const watch = nats.nc.subscribe(`$JS.API.CONSUMER.MSG.NEXT.${n.streams.commands}.worker`, {
-      callback: (_error, m) => pulls.push((m.json() as { batch: number }).batch),
+      callback: (_error, m) => {
+        pulls.push((m.json() as { batch: number }).batch);
+      },
     });
     onTestFinished(() => watch.unsubscribe());
     await nats.nc.flush();

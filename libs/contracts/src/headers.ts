@@ -21,6 +21,8 @@ export const Header = {
   SchemaVersion: "Mikrom-Schema-Version",
   CorrelationId: "Mikrom-Correlation-Id",
   CausationId: "Mikrom-Causation-Id",
+  /** When the message was written with what caused it (an event's recorded_at), ISO 8601. */
+  RecordedAt: "Mikrom-Recorded-At",
   ContentType: "Content-Type",
   DeadLetterReason: "Mikrom-Dead-Letter-Reason",
 } as const;

@@ -158,6 +158,26 @@ export const VmView = z.object({
 });
 export type VmView = z.infer<typeof VmView>;
 
+/** A VM as it reads once VmCreated is recorded (at `recordedAt`): pending, on no host, no address. */
+export function createdView(data: z.infer<typeof VmCreated.schema>, recordedAt: string): VmView {
+  const at = new Date(recordedAt).toISOString();
+  return {
+    vmId: data.vmId,
+    name: data.name,
+    description: data.description,
+    vcpuCount: data.vcpuCount,
+    memoryMb: data.memoryMb,
+    ipAddress: null,
+    status: "pending",
+    errorMessage: null,
+    host: null,
+    hostStatus: null,
+    userId: data.userId,
+    createdAt: at,
+    updatedAt: at,
+  };
+}
+
 export const vmCommands = [CreateVm, UpdateVm, StartVm, StopVm, RestartVm, DeleteVm] as const;
 export const vmEvents = [
   VmCreated,

@@ -10,7 +10,7 @@ import {
   shutdown,
   startConsumer,
 } from "@mikrom/bus";
-import { type MessageDef, type Names, names as namesOf, type Registry } from "@mikrom/contracts";
+import { Header, type MessageDef, type Names, names as namesOf, type Registry } from "@mikrom/contracts";
 import { createRelay, type Relay } from "@mikrom/eventstore";
 import { createLogger, errorFields, type Logger, runInCarrier } from "@mikrom/telemetry";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -222,7 +222,8 @@ function startRelay(databaseUrl: string, publisher: Publisher, nc: NatsConnectio
       runInCarrier({ ...m.carrier }, async () => {
         await publisher.publish(m.subject, JSON.stringify(m.data), {
           msgId: m.messageId,
-          headers: m.headers,
+          // The outbox row's time is its transaction's, which is its events' recorded_at.
+          headers: { ...m.headers, [Header.RecordedAt]: m.createdAt.toISOString() },
         });
       }),
   });

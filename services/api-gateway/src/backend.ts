@@ -62,10 +62,18 @@ export interface ObservedEvent {
   readonly causationId: string;
   readonly type: string;
   readonly data: unknown;
+  /** When the owning service recorded it (`Mikrom-Recorded-At`), when the message says. */
+  readonly recordedAt?: string;
 }
 
 export type CommandOutcome =
-  | { readonly status: "accepted"; readonly eventType: string; readonly data: unknown }
+  | {
+      readonly status: "accepted";
+      readonly eventType: string;
+      readonly data: unknown;
+      /** The outcome event's recorded_at; unknown for an outcome read back from the ledger. */
+      readonly recordedAt?: string;
+    }
   | {
       readonly status: "rejected";
       readonly code: DataOf<typeof CommandRejected>["code"];

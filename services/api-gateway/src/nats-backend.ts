@@ -66,7 +66,9 @@ export class NatsBackend implements Backend {
             return;
           }
           const type = m.headers?.get(Header.Type) || (m.subject.split(".").pop() ?? "");
-          for (const listener of this.#listeners) listener({ causationId, type, data });
+          const recordedAt = m.headers?.get(Header.RecordedAt) || undefined;
+          const event = { causationId, type, data, ...(recordedAt && { recordedAt }) };
+          for (const listener of this.#listeners) listener(event);
         },
       });
     }

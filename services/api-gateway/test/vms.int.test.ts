@@ -80,6 +80,26 @@ describe("VM routes", () => {
     }
   });
 
+  test("create answers from the VmCreated it waited for, asking vm-service nothing more", async ({
+    db,
+    nats,
+  }) => {
+    const w = await world(db.url, nats);
+    try {
+      // vm-service's read side is away: only the outcome event can say how the VM reads.
+      w.vmService.queriesAway = true;
+      const res = await call(w.gw, w.a, "POST", "/api/v1/vms", { name: "one-trip", vcpu_count: 2 });
+      expect(res.status).toBe(201);
+      const vm = await res.json();
+      expect(vm).toMatchObject({ name: "one-trip", vcpu_count: 2, status: "pending", host: null });
+      w.vmService.queriesAway = false;
+      // Exactly what a read says, recorded time included.
+      expect(await (await call(w.gw, w.a, "GET", `/api/v1/vms/${vm.vm_id}`)).json()).toEqual(vm);
+    } finally {
+      await w.close();
+    }
+  });
+
   test("bad bodies are 422 listing each field; nothing reaches vm-service", async ({ db, nats }) => {
     const w = await world(db.url, nats);
     try {

@@ -187,7 +187,12 @@ export class Commands {
             code: (event.data as DataOf<typeof CommandRejected>).code,
             reason: String((event.data as DataOf<typeof CommandRejected>).reason ?? "refused"),
           }
-        : { status: "accepted", eventType: event.type, data: event.data };
+        : {
+            status: "accepted",
+            eventType: event.type,
+            data: event.data,
+            ...(event.recordedAt && { recordedAt: event.recordedAt }),
+          };
     waiter?.(outcome);
     this.#resending.delete(id);
     this.#settling.push({

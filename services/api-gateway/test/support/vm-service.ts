@@ -169,6 +169,8 @@ export class FakeVmService {
     h.set(Header.Type, type);
     h.set(Header.CausationId, causationId);
     h.set(Header.ContentType, "application/json");
+    // As the relay stamps it: the time the VM's record took the change.
+    h.set(Header.RecordedAt, this.vms.get(vmId)?.updatedAt ?? new Date().toISOString());
     if (type !== "CommandRejected") {
       const list = this.history.get(vmId) ?? [];
       list.push({ eventId, type, data, recordedAt: new Date().toISOString() });

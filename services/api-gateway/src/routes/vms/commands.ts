@@ -1,7 +1,19 @@
 import { createRoute } from "@hono/zod-openapi";
-import { CreateVm, DeleteVm, RestartVm, StartVm, StopVm, UpdateVm, type UserQuota } from "@mikrom/contracts";
+import {
+  CreateVm,
+  createdView,
+  DeleteVm,
+  RestartVm,
+  StartVm,
+  StopVm,
+  UpdateVm,
+  type UserQuota,
+  VmCreated,
+  type VmView,
+} from "@mikrom/contracts";
 import { setContext, withSpan } from "@mikrom/telemetry";
 import { signedIn } from "../../auth/middleware.ts";
+import type { CommandOutcome } from "../../backend.ts";
 import { entityIdFor } from "../../commands/ids.ts";
 import type { GatewayApp } from "../../http/env.ts";
 import { Problem } from "../../http/problem.ts";
@@ -100,6 +112,13 @@ const lifecycleRoute = (verb: keyof typeof LIFECYCLE) =>
  * The VM commands: each answers once vm-service accepted or refused it, or 202 when it did not say
  * in time.
  */
+/** The VM a create's outcome event describes, when it is a VmCreated with its recorded time. */
+function createdBy(outcome: CommandOutcome & { status: "accepted" }): VmView | undefined {
+  if (outcome.eventType !== VmCreated.type || !outcome.recordedAt) return undefined;
+  const data = VmCreated.schema.safeParse(outcome.data);
+  return data.success ? createdView(data.data, outcome.recordedAt) : undefined;
+}
+
 export function vmCommandRoutes(app: GatewayApp, vms: VmAccess): void {
   app.openapi(createVm, async (c) => {
     const user = c.get("user");
@@ -120,8 +139,10 @@ export function vmCommandRoutes(app: GatewayApp, vms: VmAccess): void {
         ...quotaOf(user),
       };
       const outcome = unlessRejected(await vms.send(c, user, "create", CreateVm, data, vmId), "VM");
-      // Recorded by vm-service, or recorded here and on its way: either way the VM will exist.
-      const vm = outcome.status === "accepted" ? await vms.current(vmId, actor) : undefined;
+      // Recorded by vm-service, or recorded here and on its way: either way the VM will exist. Its
+      // VmCreated says how it reads; an answer from the ledger (a retry) does not, so ask.
+      const created = outcome.status === "accepted" ? createdBy(outcome) : undefined;
+      const vm = created ?? (outcome.status === "accepted" ? await vms.current(vmId, actor) : undefined);
       if (!vm) return stillPending(c, vmId, "pending");
       c.header("Location", location(vmId));
       return c.json(vmOut(vm), 201);
