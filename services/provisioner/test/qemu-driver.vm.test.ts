@@ -1,16 +1,16 @@
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { access, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import { guestCgroupsFor, HYPERVISOR_ALLOWANCE_MB } from "../src/drivers/cgroup.ts";
 import { GuestUsers } from "../src/drivers/guest-users.ts";
 import { BootFailed, type BootSpec, BootTimeout, type Instance, QemuDriver } from "../src/drivers/index.ts";
 import { addNetns, canManageNetwork, deleteNetns, ensureBridge, linkExists } from "../src/drivers/network.ts";
 import { isAlive } from "../src/drivers/process.ts";
+import { pingOnce } from "./support/ping.ts";
 import { processesMentioning, qemuTestEnv } from "./support/qemu-env.ts";
 
 /**
@@ -21,7 +21,6 @@ import { processesMentioning, qemuTestEnv } from "./support/qemu-env.ts";
 const env = await qemuTestEnv();
 const skip = "skip" in env ? env.skip : undefined;
 const BOOT_AGENT = join(dirname(fileURLToPath(import.meta.url)), "support/boot-agent.ts");
-const run = promisify(execFile);
 const VM_TEST_TIMEOUT = 120_000;
 
 const runDirs: string[] = [];
@@ -63,20 +62,6 @@ async function bootInAgent(dir: string, spec: BootSpec): Promise<{ agentPid: num
     agent.on("exit", (code) => reject(new Error(`agent exited with ${code} before booting: ${output}`)));
   });
   return { agentPid: agent.pid!, record };
-}
-
-/** One ping from inside the namespace; busybox's ping where iputils is not installed. */
-async function pingOnce(netns: string, address: string): Promise<boolean> {
-  for (const ping of [["ping"], ["busybox", "ping"]]) {
-    try {
-      await run("ip", ["netns", "exec", netns, ...ping, "-c", "1", "-W", "1", address]);
-      return true;
-    } catch (error) {
-      // ip netns exec reports a missing command with status 255 and "exec of ... failed".
-      if (!/exec of/.test(String((error as { stderr?: unknown }).stderr))) return false;
-    }
-  }
-  return false;
 }
 
 describe(`the qemu driver with real guests (${"skip" in env ? `skipped: ${env.skip}` : env.accel})`, () => {

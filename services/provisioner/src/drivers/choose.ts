@@ -9,6 +9,7 @@ import type { Driver, DriverName } from "./driver.ts";
 import { DriverUnavailable } from "./errors.ts";
 import { FakeDriver } from "./fake/driver.ts";
 import { FirecrackerDriver } from "./firecracker/driver.ts";
+import { guestFenceFor } from "./guest-fence.ts";
 import { GuestUsers, parseUidRange } from "./guest-users.ts";
 import type { Accel } from "./qemu/args.ts";
 import { QemuDriver } from "./qemu/driver.ts";
@@ -101,11 +102,13 @@ async function qemuChoice(
   const confinement = await guestCgroupsFor(config.guestCgroups);
   // QEMU drops to the VM's own user itself (-runas); only a root agent can give it one.
   const uids = process.getuid?.() === 0 ? parseUidRange(config.guestUids) : undefined;
+  const fencing = await guestFenceFor(config.guestFence, config.bridge, { runDir: config.runDir });
   const driver = new QemuDriver({
     guest: qemu.guest,
     accel,
     runDir: config.runDir,
     ...(confinement.cgroups ? { cgroups: confinement.cgroups } : {}),
+    ...(fencing.fence ? { fence: fencing.fence } : {}),
     ...(uids ? { guestUsers: new GuestUsers(uids, config.runDir) } : {}),
     binary: qemu.binary,
     ...(config.bootTimeoutMs ? { bootTimeoutMs: config.bootTimeoutMs } : {}),
@@ -115,7 +118,7 @@ async function qemuChoice(
   return {
     driver,
     name: "qemu",
-    reason: `${why}: qemu ${qemu.version} with the guest (${qemu.guest.kernelPackage}); ${accelReason}; ${confinement.reason}`,
+    reason: `${why}: qemu ${qemu.version} with the guest (${qemu.guest.kernelPackage}); ${accelReason}; ${confinement.reason}; ${fencing.reason}`,
   };
 }
 
@@ -129,9 +132,11 @@ async function firecracker(config: DriverConfig): Promise<DriverChoice> {
     throw new DriverUnavailable("MIKROM_DRIVER=firecracker needs MIKROM_FIRECRACKER_KERNEL or a built guest");
   const initrd = config.firecrackerInitrd ?? (config.firecrackerKernel ? undefined : guest?.initramfs);
   const confinement = await guestCgroupsFor(config.guestCgroups);
+  const fencing = await guestFenceFor(config.guestFence, config.bridge, { runDir: config.runDir });
   const driver = new FirecrackerDriver({
     runDir: config.runDir,
     ...(confinement.cgroups ? { cgroups: confinement.cgroups } : {}),
+    ...(fencing.fence ? { fence: fencing.fence } : {}),
     kernel,
     command: [binary],
     ...(initrd ? { initrd } : {}),
@@ -142,7 +147,7 @@ async function firecracker(config: DriverConfig): Promise<DriverChoice> {
   return {
     driver,
     name: "firecracker",
-    reason: `MIKROM_DRIVER=firecracker (${binary}); ${confinement.reason}`,
+    reason: `MIKROM_DRIVER=firecracker (${binary}); ${confinement.reason}; ${fencing.reason}`,
   };
 }
 

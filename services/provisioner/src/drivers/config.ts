@@ -26,6 +26,8 @@ export const DriverConfig = z.object({
     .default("400000-465535"),
   /** Create each VM's tap on this bridge (needs root). */
   bridge: z.string().optional(),
+  /** Each tap sends only from its VM's MAC and address (guest-fence.ts); `auto`: where nftables works. */
+  guestFence: z.enum(["auto", "on", "off"]).default("auto"),
   firecrackerBinary: z.string().default("firecracker"),
   /** Default: the guest's kernel and initramfs. */
   firecrackerKernel: z.string().optional(),
@@ -57,6 +59,7 @@ export function driverConfigFromEnv(env: Readonly<Record<string, string | undefi
     guestCgroups: pick("MIKROM_GUEST_CGROUPS"),
     guestUids: pick("MIKROM_GUEST_UIDS"),
     bridge: pick("MIKROM_BRIDGE"),
+    guestFence: pick("MIKROM_GUEST_FENCE"),
     firecrackerBinary: pick("MIKROM_FIRECRACKER_BINARY"),
     firecrackerKernel: pick("MIKROM_FIRECRACKER_KERNEL"),
     firecrackerInitrd: pick("MIKROM_FIRECRACKER_INITRD"),
@@ -74,6 +77,7 @@ export function driverConfigFromEnv(env: Readonly<Record<string, string | undefi
     guestCgroups: "MIKROM_GUEST_CGROUPS",
     guestUids: "MIKROM_GUEST_UIDS",
     bridge: "MIKROM_BRIDGE",
+    guestFence: "MIKROM_GUEST_FENCE",
     firecrackerBinary: "MIKROM_FIRECRACKER_BINARY",
     firecrackerKernel: "MIKROM_FIRECRACKER_KERNEL",
     firecrackerInitrd: "MIKROM_FIRECRACKER_INITRD",
