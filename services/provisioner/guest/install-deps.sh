@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the qemu driver and guest/build.sh need, when missing: qemu-system-x86 (without
-# the ~180 recommended desktop packages), busybox-static, lz4 (unpacks the kernel), iproute2.
+# the ~180 recommended desktop packages), busybox-static, lz4 (unpacks the kernel), iproute2, and
+# nftables (the guests' fence on the bridge, drivers/guest-fence.ts).
 # Idempotent and quiet: prints nothing and does nothing when all is there. Needs root (or sudo).
 set -euo pipefail
 
@@ -9,6 +10,7 @@ command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 dpkg-query -W -f '${Status}' busybox-static 2>/dev/null | grep -q "ok installed" || need+=(busybox-static)
 command -v lz4 >/dev/null 2>&1 || need+=(lz4)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
 [[ ${#need[@]} -eq 0 ]] && exit 0
 
 as_root=()

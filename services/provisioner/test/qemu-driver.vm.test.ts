@@ -7,10 +7,12 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import { guestCgroupsFor, HYPERVISOR_ALLOWANCE_MB } from "../src/drivers/cgroup.ts";
+import { guestFenceFor } from "../src/drivers/guest-fence.ts";
 import { GuestUsers } from "../src/drivers/guest-users.ts";
 import { BootFailed, type BootSpec, BootTimeout, type Instance, QemuDriver } from "../src/drivers/index.ts";
 import { addNetns, canManageNetwork, deleteNetns, ensureBridge, linkExists } from "../src/drivers/network.ts";
 import { isAlive } from "../src/drivers/process.ts";
+import { pingOnce } from "./support/ping.ts";
 import { uidOf } from "./support/proc-ids.ts";
 import { processesMentioning, qemuTestEnv } from "./support/qemu-env.ts";
 
@@ -22,8 +24,8 @@ import { processesMentioning, qemuTestEnv } from "./support/qemu-env.ts";
 const env = await qemuTestEnv();
 const skip = "skip" in env ? env.skip : undefined;
 const BOOT_AGENT = join(dirname(fileURLToPath(import.meta.url)), "support/boot-agent.ts");
-const run = promisify(execFile);
 const VM_TEST_TIMEOUT = 120_000;
+const run = promisify(execFile);
 
 const runDirs: string[] = [];
 async function runDir(): Promise<string> {
@@ -64,20 +66,6 @@ async function bootInAgent(dir: string, spec: BootSpec): Promise<{ agentPid: num
     agent.on("exit", (code) => reject(new Error(`agent exited with ${code} before booting: ${output}`)));
   });
   return { agentPid: agent.pid!, record };
-}
-
-/** One ping from inside the namespace; busybox's ping where iputils is not installed. */
-async function pingOnce(netns: string, address: string): Promise<boolean> {
-  for (const ping of [["ping"], ["busybox", "ping"]]) {
-    try {
-      await run("ip", ["netns", "exec", netns, ...ping, "-c", "1", "-W", "1", address]);
-      return true;
-    } catch (error) {
-      // ip netns exec reports a missing command with status 255 and "exec of ... failed".
-      if (!/exec of/.test(String((error as { stderr?: unknown }).stderr))) return false;
-    }
-  }
-  return false;
 }
 
 describe(`the qemu driver with real guests (${"skip" in env ? `skipped: ${env.skip}` : env.accel})`, () => {
@@ -133,7 +121,7 @@ describe(`the qemu driver with real guests (${"skip" in env ? `skipped: ${env.sk
   );
 
   it(
-    "gives the guest a tap on a bridge in a private network namespace, where it answers ping, and removes the tap",
+    "gives the guest a fenced tap on a bridge in a private network namespace, where it answers ping, and removes the tap and its fence",
     async (ctx) => {
       if (skip) ctx.skip(skip);
       if (!(await canManageNetwork())) ctx.skip("needs root and /dev/net/tun to create taps");
@@ -141,7 +129,10 @@ describe(`the qemu driver with real guests (${"skip" in env ? `skipped: ${env.sk
       await addNetns(netns);
       try {
         await ensureBridge({ name: "br0", address: "10.77.0.1/24", netns });
-        const driver = new QemuDriver(options(await runDir(), { bridge: "br0", netns }));
+        const dir = await runDir();
+        // The guest's frames pass the fence only if QEMU gives its NIC the MAC the fence allows.
+        const { fence } = await guestFenceFor("on", "br0", { runDir: dir, netns });
+        const driver = new QemuDriver(options(dir, { bridge: "br0", netns, fence }));
         const vm = await driver.boot({
           vmId: "srv-0000e002",
           vcpuCount: 1,
@@ -157,6 +148,18 @@ describe(`the qemu driver with real guests (${"skip" in env ? `skipped: ${env.sk
         await expect.poll(() => pingOnce(netns, "10.77.0.2"), { timeout: 20_000, interval: 200 }).toBe(true);
         await driver.destroy(vm);
         expect(await linkExists("mk-0000e002", netns)).toBe(false);
+        const { stdout } = await run("ip", [
+          "netns",
+          "exec",
+          netns,
+          "nft",
+          "list",
+          "set",
+          "bridge",
+          "mikrom",
+          "guest_ports",
+        ]);
+        expect(stdout).not.toContain("mk-0000e002");
         expect(await isAlive(vm.pid!)).toBe(false);
         await driver.close();
       } finally {

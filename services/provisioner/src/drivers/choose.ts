@@ -10,6 +10,7 @@ import { DriverUnavailable } from "./errors.ts";
 import { FakeDriver } from "./fake/driver.ts";
 import { FirecrackerDriver } from "./firecracker/driver.ts";
 import type { JailerOptions } from "./firecracker/jail.ts";
+import { guestFenceFor } from "./guest-fence.ts";
 import { checkUnused, GuestUsers, parseUidRange } from "./guest-users.ts";
 import type { Accel } from "./qemu/args.ts";
 import { QemuDriver } from "./qemu/driver.ts";
@@ -103,11 +104,13 @@ async function qemuChoice(
   // QEMU drops to the VM's own user itself (-runas); only a root agent can give it one.
   const uids = process.getuid?.() === 0 ? parseUidRange(config.guestUids) : undefined;
   if (uids) await checkUnused(uids);
+  const fencing = await guestFenceFor(config.guestFence, config.bridge, { runDir: config.runDir });
   const driver = new QemuDriver({
     guest: qemu.guest,
     accel,
     runDir: config.runDir,
     ...(confinement.cgroups ? { cgroups: confinement.cgroups } : {}),
+    ...(fencing.fence ? { fence: fencing.fence } : {}),
     ...(uids ? { guestUsers: new GuestUsers(uids, config.runDir) } : {}),
     binary: qemu.binary,
     ...(config.bootTimeoutMs ? { bootTimeoutMs: config.bootTimeoutMs } : {}),
@@ -117,7 +120,7 @@ async function qemuChoice(
   return {
     driver,
     name: "qemu",
-    reason: `${why}: qemu ${qemu.version} with the guest (${qemu.guest.kernelPackage}); ${accelReason}; ${confinement.reason}`,
+    reason: `${why}: qemu ${qemu.version} with the guest (${qemu.guest.kernelPackage}); ${accelReason}; ${confinement.reason}; ${fencing.reason}`,
   };
 }
 
@@ -134,10 +137,12 @@ async function firecracker(config: DriverConfig): Promise<DriverChoice> {
     ? await jailerFor(config, config.firecrackerJailer, binary)
     : undefined;
   const confinement = await guestCgroupsFor(config.guestCgroups);
+  const fencing = await guestFenceFor(config.guestFence, config.bridge, { runDir: config.runDir });
   const driver = new FirecrackerDriver({
     runDir: config.runDir,
     ...(confinement.cgroups ? { cgroups: confinement.cgroups } : {}),
     ...jailed,
+    ...(fencing.fence ? { fence: fencing.fence } : {}),
     kernel,
     command: [binary],
     ...(initrd ? { initrd } : {}),
@@ -151,7 +156,7 @@ async function firecracker(config: DriverConfig): Promise<DriverChoice> {
   return {
     driver,
     name: "firecracker",
-    reason: `MIKROM_DRIVER=firecracker (${binary}); ${jailing}; ${confinement.reason}`,
+    reason: `MIKROM_DRIVER=firecracker (${binary}); ${jailing}; ${confinement.reason}; ${fencing.reason}`,
   };
 }
 

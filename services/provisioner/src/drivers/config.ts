@@ -26,6 +26,8 @@ export const DriverConfig = z.object({
     .default("400000-465535"),
   /** Create each VM's tap on this bridge (needs root). */
   bridge: z.string().optional(),
+  /** Each tap sends only from its VM's MAC and address (guest-fence.ts); `auto`: where nftables works. */
+  guestFence: z.enum(["auto", "on", "off"]).default("auto"),
   firecrackerBinary: z.string().default("firecracker"),
   /** Run Firecracker through this jailer (firecracker/jail.ts): a chroot and a uid of its own per guest. */
   firecrackerJailer: z.string().optional(),
@@ -61,6 +63,7 @@ export function driverConfigFromEnv(env: Readonly<Record<string, string | undefi
     guestCgroups: pick("MIKROM_GUEST_CGROUPS"),
     guestUids: pick("MIKROM_GUEST_UIDS"),
     bridge: pick("MIKROM_BRIDGE"),
+    guestFence: pick("MIKROM_GUEST_FENCE"),
     firecrackerBinary: pick("MIKROM_FIRECRACKER_BINARY"),
     firecrackerJailer: pick("MIKROM_FIRECRACKER_JAILER"),
     firecrackerChrootBase: pick("MIKROM_FIRECRACKER_CHROOT_BASE"),
@@ -80,6 +83,7 @@ export function driverConfigFromEnv(env: Readonly<Record<string, string | undefi
     guestCgroups: "MIKROM_GUEST_CGROUPS",
     guestUids: "MIKROM_GUEST_UIDS",
     bridge: "MIKROM_BRIDGE",
+    guestFence: "MIKROM_GUEST_FENCE",
     firecrackerBinary: "MIKROM_FIRECRACKER_BINARY",
     firecrackerJailer: "MIKROM_FIRECRACKER_JAILER",
     firecrackerChrootBase: "MIKROM_FIRECRACKER_CHROOT_BASE",

@@ -1,7 +1,7 @@
-import { readdir, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BootFailed, DriverUnavailable } from "./errors.ts";
-import { readRecord } from "./supervision.ts";
+import { readRecords } from "./supervision.ts";
 
 /*
  * A user of its own for each guest's hypervisor: a guest that escapes into it can then signal,
@@ -100,11 +100,8 @@ export class GuestUsers {
   #load(): Promise<Map<string, number>> {
     this.#taken ??= (async () => {
       const taken = new Map<string, number>();
-      const entries = await readdir(this.#runDir, { withFileTypes: true }).catch(() => []);
-      for (const entry of entries) {
-        if (!entry.isDirectory()) continue;
-        const record = await readRecord(join(this.#runDir, entry.name));
-        if (record?.guestUid !== undefined) taken.set(record.vmId, record.guestUid);
+      for (const record of await readRecords(this.#runDir)) {
+        if (record.guestUid !== undefined) taken.set(record.vmId, record.guestUid);
       }
       return taken;
     })();

@@ -7,8 +7,9 @@ const run = promisify(execFile);
 
 /**
  * Host networking for VMs, where the agent has the privilege (root and /dev/net/tun): a tap per
- * VM, attached to a bridge. Everything goes through iproute2's `ip`; `netns` runs the command
- * inside a network namespace (the tests build their own).
+ * VM, an isolated port of a bridge (what each guest may send from is guest-fence.ts's). Everything
+ * goes through iproute2's `ip`; `netns` runs the command inside a network namespace (the tests build
+ * their own).
  */
 
 export class NetworkError extends Error {
@@ -80,13 +81,28 @@ export async function ensureBridge(options: {
   await ip(["link", "set", "dev", name, "up"], netns);
 }
 
-/** A tap for one VM, on the bridge, up. Fails if a link of that name exists (it may be another VM's). */
-export async function createTap(options: { name: string; bridge: string; netns?: string }): Promise<void> {
+/**
+ * Puts a guest's link on the bridge as an isolated port (kernel 4.18 and later) and brings it up:
+ * isolated ports forward to the bridge itself and to ports that are not isolated (the uplink), never
+ * to one another, so guests reach their gateway but not each other.
+ */
+export async function attachGuestPort(options: {
+  name: string;
+  bridge: string;
+  netns?: string;
+}): Promise<void> {
   const { name, bridge, netns } = options;
+  await ip(["link", "set", "dev", name, "master", bridge], netns);
+  await ip(["link", "set", "dev", name, "type", "bridge_slave", "isolated", "on"], netns);
+  await ip(["link", "set", "dev", name, "up"], netns);
+}
+
+/** A tap for one VM, an isolated port of the bridge, up. Fails if a link of that name exists (it may be another VM's). */
+export async function createTap(options: { name: string; bridge: string; netns?: string }): Promise<void> {
+  const { name, netns } = options;
   await ip(["tuntap", "add", "dev", name, "mode", "tap"], netns);
   try {
-    await ip(["link", "set", "dev", name, "master", bridge], netns);
-    await ip(["link", "set", "dev", name, "up"], netns);
+    await attachGuestPort(options);
   } catch (error) {
     await removeTap({ name, ...(netns ? { netns } : {}) });
     throw error;

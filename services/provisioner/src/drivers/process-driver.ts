@@ -11,6 +11,7 @@ import {
   type InstanceStatus,
 } from "./driver.ts";
 import { BootFailed, InvalidInstance } from "./errors.ts";
+import type { GuestFence } from "./guest-fence.ts";
 import { awaitGuestReady } from "./guest-ready.ts";
 import type { GuestUsers } from "./guest-users.ts";
 import { KeyedLock } from "./keyed-lock.ts";
@@ -77,6 +78,8 @@ export interface ProcessDriverOptions {
   bridge?: string;
   /** Run the hypervisor (and create taps) inside this network namespace. */
   netns?: string;
+  /** Let each VM's tap send only from the VM's MAC and address (guest-fence.ts). */
+  fence?: GuestFence;
   /** Confine each VM's hypervisor in a cgroup of its own with the VM's CPU and memory. */
   cgroups?: GuestCgroups;
   /** Run each VM's hypervisor as a user of its own (QEMU drops to it; Firecracker through its jailer). */
@@ -123,7 +126,8 @@ export class ProcessDriver implements Driver {
       throw new BootFailed("prepare", (error as Error).message);
     }
     const netns = this.#options.netns;
-    const { tapOwned } = await prepareVm(spec, paths, { bridge: this.#options.bridge, netns });
+    const { bridge, fence } = this.#options;
+    const { tapOwned } = await prepareVm(spec, paths, { bridge, netns, fence });
     const spawnedAt = Date.now();
     // Durations from the monotonic clock: a wall clock set back during a boot must not make it negative.
     const spawnedAtMono = performance.now();
@@ -191,7 +195,13 @@ export class ProcessDriver implements Driver {
   }
 
   async #teardown(vm: Instance): Promise<void> {
-    await teardownVm(vm, this.#hypervisor.socketOf(vm), this.#keeper, this.#hypervisor.end(vm.vmId));
+    await teardownVm(
+      vm,
+      this.#hypervisor.socketOf(vm),
+      this.#keeper,
+      this.#hypervisor.end(vm.vmId),
+      this.#options.fence,
+    );
     await this.#options.cgroups?.release(vm.vmId);
     await this.#options.guestUsers?.release(vm.vmId);
   }

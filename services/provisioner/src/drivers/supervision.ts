@@ -1,8 +1,10 @@
-import { readFile, rename, rm, writeFile } from "node:fs/promises";
+import { readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import type { ConsoleKeeper } from "./console-log.ts";
 import { type AdoptResult, type BootSpec, Instance, type InstanceStatus } from "./driver.ts";
 import { BootFailed, InvalidInstance } from "./errors.ts";
-import { createTap, removeTap } from "./network.ts";
+import type { GuestFence } from "./guest-fence.ts";
+import { createTap, macFor, removeTap } from "./network.ts";
 import { isAlive, isOurProcess } from "./process.ts";
 import { ensureDir, type VmPaths, vmPaths } from "./run-dir.ts";
 
@@ -38,16 +40,26 @@ export async function readRecord(dir: string): Promise<Instance | undefined> {
   }
 }
 
+/** The records of every VM folder in the run folder (what an agent that restarts finds again). */
+export async function readRecords(runDir: string): Promise<Instance[]> {
+  const entries = await readdir(runDir, { withFileTypes: true }).catch(() => []);
+  const records = await Promise.all(
+    entries.filter((entry) => entry.isDirectory()).map((entry) => readRecord(join(runDir, entry.name))),
+  );
+  return records.filter((record) => record !== undefined);
+}
+
 /**
  * Readies the VM's folder for a boot: refuses when the last run's hypervisor still holds the VM,
  * removes the last run's console, output, socket (Firecracker refuses to start when its socket
- * path exists) and stopped marker, and creates the tap when a bridge is configured. Resolves
- * whether the driver owns (and so removes) the tap.
+ * path exists) and stopped marker, and creates the tap when a bridge is configured, fenced to the
+ * VM's MAC and address when the driver has a fence. Resolves whether the driver owns (and so
+ * removes) the tap.
  */
 export async function prepareVm(
-  spec: Pick<BootSpec, "vmId" | "tap">,
+  spec: Pick<BootSpec, "vmId" | "tap" | "ipAddress">,
   paths: VmPaths,
-  network: { bridge?: string | undefined; netns?: string | undefined },
+  network: { bridge?: string | undefined; netns?: string | undefined; fence?: GuestFence | undefined },
 ): Promise<{ tapOwned: boolean }> {
   const previous = await readRecord(paths.dir);
   if (previous && (await runsVm(previous, paths.socket))) {
@@ -57,15 +69,24 @@ export async function prepareVm(
   await Promise.all(
     [paths.console, paths.output, paths.socket, paths.stoppedMarker].map((p) => rm(p, { force: true })),
   );
-  const { bridge, netns } = network;
+  const { bridge, netns, fence } = network;
   const tapOwned = Boolean(spec.tap && bridge);
   if (spec.tap && bridge) {
-    try {
-      await createTap({ name: spec.tap, bridge, ...(netns ? { netns } : {}) });
-    } catch (error) {
+    const tap = { name: spec.tap, ...(netns ? { netns } : {}) };
+    const fail = async (error: unknown, made: boolean): Promise<never> => {
+      // Only a tap this boot made goes: one that was there already may be another VM's.
+      if (made) {
+        await removeTap(tap).catch(() => {});
+        await fence?.release(spec.tap!).catch(() => {});
+      }
       await rm(paths.dir, { recursive: true, force: true });
       throw new BootFailed("network", (error as Error).message);
-    }
+    };
+    await createTap({ ...tap, bridge }).catch((error) => fail(error, false));
+    // After the tap: its creation proved the name is this VM's, so no other VM's fence is replaced.
+    await fence
+      ?.fence({ tap: spec.tap, mac: macFor(spec.vmId), ip: spec.ipAddress })
+      .catch((error) => fail(error, true));
   }
   return { tapOwned };
 }
@@ -113,16 +134,23 @@ export async function stopVm(
   await writeFile(`${vm.runDir}/stopped`, new Date().toISOString()).catch(() => {});
 }
 
-/** Ends the process at once if it is still ours, removes the tap the driver made, the jail and the VM's folder. */
+/**
+ * Ends the process at once if it is still ours, removes the jail, the tap the driver made (and then
+ * its fence: a tap never lives unfenced) and the VM's folder.
+ */
 export async function teardownVm(
   vm: Instance,
   socket: string | undefined,
   keeper: ConsoleKeeper,
   end: EndProcess,
+  fence?: GuestFence,
 ): Promise<void> {
   await endIfOurs(vm, socket, keeper, (pid, ours) => end(pid, ours, false));
   await removeJail(vm);
-  if (vm.tap && vm.tapOwned) await removeTap({ name: vm.tap, ...(vm.netns ? { netns: vm.netns } : {}) });
+  if (vm.tap && vm.tapOwned) {
+    await removeTap({ name: vm.tap, ...(vm.netns ? { netns: vm.netns } : {}) });
+    await fence?.release(vm.tap);
+  }
   // Retried: a hypervisor (or its jailer) that just ended may still add a file while the folder is
   // removed (ENOTEMPTY), and a failed destroy is redelivered and done twice.
   await rm(vm.runDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
