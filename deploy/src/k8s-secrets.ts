@@ -20,7 +20,7 @@ import { randomBytes } from "node:crypto";
 import { stringify } from "yaml";
 import type { K8sObject } from "./k8s.ts";
 import { type K8sHost, k8sHost, loadK8sHosts } from "./k8s-hosts.ts";
-import { passwordVariable, SERVICES, type Service } from "./nats-permissions.ts";
+import { passwordVariable, randomNatsPassword, SERVICES, type Service } from "./nats-permissions.ts";
 
 export interface OperatorSecret {
   readonly name: string;
@@ -94,7 +94,7 @@ export const OPERATOR_SECRETS: readonly OperatorSecret[] = [
  */
 export const HOST_SECRET_KEYS = {
   NATS_PASSWORD:
-    "the host's NATS user's password (`host-<host id>`), random, URL-safe (`openssl rand -hex 32`)",
+    "the host's NATS user's password (`host-<host id>`), random, URL-safe, a letter first (`n$(openssl rand -hex 32)`)",
   POSTGRES_PASSWORD:
     "the host's PostgreSQL role's password (`mikrom_provisioner_<host id>`), random, URL-safe (`openssl rand -hex 32`)",
 } as const;
@@ -117,12 +117,15 @@ const secretObject = (name: string, type: string, stringData: Record<string, str
 
 /** One host's Secret with fresh passwords; base64url keeps them usable inside a URL as they are. */
 export function hostSecret(host: K8sHost): SecretObject {
-  return secretObject(host.secret, "Opaque", { NATS_PASSWORD: random(24), POSTGRES_PASSWORD: random(24) });
+  return secretObject(host.secret, "Opaque", {
+    NATS_PASSWORD: randomNatsPassword(),
+    POSTGRES_PASSWORD: random(24),
+  });
 }
 
 /** Every Secret, the hosts' included, with fresh values. */
 export function operatorSecrets(options: { adminEmail: string; hosts: readonly K8sHost[] }): SecretObject[] {
-  const nats = Object.fromEntries(WORKERS.map((s) => [s, random(24)])) as Record<Worker, string>;
+  const nats = Object.fromEntries(WORKERS.map((s) => [s, randomNatsPassword()])) as Record<Worker, string>;
   const postgres = Object.fromEntries(WORKERS.map((s) => [s, random(24)])) as Record<Worker, string>;
   const owner = random(24);
   const values: Record<string, Record<string, string>> = {

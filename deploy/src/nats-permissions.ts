@@ -5,6 +5,7 @@
  * it to `deploy/nats/auth.conf` for compose and `deploy/k8s/base/nats/auth.conf` for Kubernetes, each
  * with its deployment's hosts, and the permission tests start a real nats-server with what it renders.
  */
+import { randomBytes } from "node:crypto";
 
 export const SERVICES = ["api-gateway", "vm-service", "ippool-service", "provisioner", "audit"] as const;
 export type Service = (typeof SERVICES)[number];
@@ -172,6 +173,15 @@ export function hostUser(hostId: string): `host-${string}` {
  */
 export function passwordVariable(user: Service | `host-${string}`): string {
   return `NATS_PASSWORD_${user.toUpperCase().replace(/-/g, "_")}`;
+}
+
+/**
+ * A fresh password for a NATS user. nats-server reads `$NATS_PASSWORD_<USER>` as configuration, not
+ * as text: a value that begins with `-`, or reads as a number or a date (`12e3…`, `2024-…`), stops the
+ * server. A letter first keeps it a string; base64url after it keeps it URL-safe (192 bits).
+ */
+export function randomNatsPassword(): string {
+  return `n${randomBytes(24).toString("base64url")}`;
 }
 
 const quote = (s: string): string => JSON.stringify(s);

@@ -257,6 +257,12 @@ describe("secrets: none ships; the operator creates them", () => {
       const declared = OPERATOR_SECRETS.find((o) => o.name === s.metadata.name)?.keys ?? HOST_SECRET_KEYS;
       expect(Object.keys(s.stringData).sort()).toEqual(Object.keys(declared).sort());
     }
+    // nats-server reads a password from its environment as configuration: a letter first keeps it text.
+    const natsPasswords = [
+      ...Object.values(secret("nats-passwords")),
+      ...hosts.map((h) => secret(h.secret).NATS_PASSWORD!),
+    ];
+    for (const p of natsPasswords) expect(p).toMatch(/^[A-Za-z][\w-]{31,}$/);
     // A host added later gets its Secret alone, with passwords of its own.
     const added = hostSecret(hosts[0]!);
     expect(added.metadata.name).toBe(hosts[0]!.secret);

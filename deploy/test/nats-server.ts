@@ -41,7 +41,12 @@ export async function startNatsServer(
   );
   const server: ChildProcess = spawn("/usr/sbin/nats-server", ["-c", join(dir, "nats.conf")], {
     env: { ...process.env, ...env },
-    stdio: "ignore",
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  // A configuration it cannot read ends it at once: say why rather than time out.
+  let stderr = "";
+  server.stderr?.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString();
   });
   const stop = (): void => {
     server.kill("SIGKILL");
@@ -54,6 +59,10 @@ export async function startNatsServer(
       await nc.close();
       return { port, stop };
     } catch (error) {
+      if (server.exitCode !== null) {
+        stop();
+        throw new Error(`nats-server exited (${server.exitCode}): ${stderr.trim()}`);
+      }
       if (Date.now() > deadline) {
         stop();
         throw error;
