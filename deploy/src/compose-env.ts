@@ -5,11 +5,12 @@
  *   node_modules/.bin/node deploy/src/compose-env.ts > .env
  *
  * Values are base64url (letters, digits, `-` and `_`), safe inside the URLs that carry the NATS and
- * PostgreSQL passwords. PostgreSQL and Grafana take theirs when their volume is first created:
+ * PostgreSQL passwords; a NATS password begins with a letter (randomNatsPassword says why). PostgreSQL and Grafana take theirs when their volume is first created:
  * changing one later means changing it in the running server too.
  */
 import { randomBytes } from "node:crypto";
 import { loadCompose, variableUses } from "./compose.ts";
+import { randomNatsPassword } from "./nats-permissions.ts";
 
 /** Bytes of randomness per variable: a signing key gets 384 bits, a password 192 (144 for one typed by hand). */
 function bytesFor(name: string): number {
@@ -26,7 +27,12 @@ export function composeEnvFile(file: unknown = loadCompose()): string {
         .map((u) => u.name),
     ),
   ];
-  const lines = required.sort().map((name) => `${name}=${randomBytes(bytesFor(name)).toString("base64url")}`);
+  // NATS passwords begin with a letter: nats-server reads them as configuration (randomNatsPassword).
+  const value = (name: string): string =>
+    name.startsWith("NATS_PASSWORD_")
+      ? randomNatsPassword()
+      : randomBytes(bytesFor(name)).toString("base64url");
+  const lines = required.sort().map((name) => `${name}=${value(name)}`);
   return [
     "# Secrets for docker-compose.yml, made by deploy/src/compose-env.ts: keep this file to yourself",
     "# (.gitignore and .dockerignore leave it out). MIKROM_ADMIN_PASSWORD logs in admin@mikrom.local.",

@@ -1,6 +1,6 @@
 /**
  * The rule the deployment files follow: every variable a service reads (env-reads.ts) is set for
- * it, in compose and in the manifests, and nothing else is; with two documented exceptions.
+ * it, in compose and in the manifests, and nothing else is; with three documented exceptions.
  */
 
 /** Set by the operating system, the image or npm, never by a deployment: the services only fall back on them. */
@@ -14,6 +14,19 @@ export const PLATFORM = new Set(["HOME", "PATH", "XDG_CACHE_HOME", "XDG_RUNTIME_
 export const OTEL_READ_BY_SDK = new Set(["OTEL_RESOURCE_ATTRIBUTES"]);
 
 export const isOtel = (name: string): boolean => name.startsWith("OTEL_");
+
+/**
+ * A manifest's own inputs: variables a container gets only to build others from them (`$(NAME)` in
+ * a later value), such as a host's passwords inside its URLs. Kubernetes passes them on as well; the
+ * service reads the URLs.
+ */
+export function composedInputs(env: ReadonlyArray<{ name: string; value?: string }>): Set<string> {
+  // `$$` is a literal `$`: `$$(NAME)` names nothing.
+  const refs = (value: string): string[] =>
+    [...value.matchAll(/\$\$|\$\((\w+)\)/g)].flatMap((m) => m[1] ?? []);
+  const used = new Set(env.flatMap((e) => refs(e.value ?? "")));
+  return new Set(env.map((e) => e.name).filter((name) => used.has(name)));
+}
 
 /** The variables a deployment must set for a service that reads `reads`. */
 export function required(reads: ReadonlySet<string>): Set<string> {

@@ -1,8 +1,9 @@
 import { describe, expect, test } from "vitest";
 import { loadCompose } from "../src/compose.ts";
-import { envProblems } from "../src/env-policy.ts";
+import { composedInputs, envProblems } from "../src/env-policy.ts";
 import { envReads, readsOfSource } from "../src/env-reads.ts";
 import { type K8sObject, k8sDir, render } from "../src/k8s.ts";
+import { loadK8sHosts } from "../src/k8s-hosts.ts";
 import { OPERATOR_SECRETS } from "../src/k8s-secrets.ts";
 import { SERVICES, type Service } from "../src/nats-permissions.ts";
 
@@ -11,13 +12,22 @@ type Any = any;
 const manifests = render(`${k8sDir}/overlays/production`);
 const compose = loadCompose();
 
-/** Every variable the container of `service` gets: `env` entries and the keys of its envFrom sources. */
-function k8sEnv(objects: K8sObject[], service: Service): Set<string> {
-  const workload = objects.find(
-    (o) => (o.kind === "Deployment" || o.kind === "DaemonSet") && o.metadata.name === service,
-  ) as Any;
-  const container = workload.spec.template.spec.containers[0];
-  const names = new Set<string>((container.env ?? []).map((e: Any) => e.name));
+/**
+ * Every variable the container of `workload` gets: `env` entries and the keys of its envFrom sources,
+ * but for those it only builds others from (composedInputs) and does not read itself.
+ */
+function k8sEnv(
+  objects: K8sObject[],
+  kind: string,
+  workload: string,
+  reads: ReadonlySet<string>,
+): Set<string> {
+  const object = objects.find((o) => o.kind === kind && o.metadata.name === workload) as Any;
+  const container = object.spec.template.spec.containers[0];
+  const inputs = composedInputs(container.env ?? []);
+  const names = new Set<string>(
+    (container.env ?? []).map((e: Any) => e.name).filter((n: string) => reads.has(n) || !inputs.has(n)),
+  );
   for (const source of container.envFrom ?? []) {
     const ref = source.configMapRef ?? source.secretRef;
     const kind = source.configMapRef ? "ConfigMap" : "Secret";
@@ -27,11 +37,15 @@ function k8sEnv(objects: K8sObject[], service: Service): Set<string> {
       ? Object.keys({ ...obj.data, ...obj.stringData })
       : Object.keys(OPERATOR_SECRETS.find((s) => kind === "Secret" && s.name === ref.name)?.keys ?? {});
     if (!keys.length)
-      throw new Error(`${service}: envFrom names ${kind} ${ref.name}, which nothing provides`);
+      throw new Error(`${workload}: envFrom names ${kind} ${ref.name}, which nothing provides`);
     for (const key of keys) names.add(key);
   }
   return names;
 }
+
+/** The workloads running `service`: its Deployment, or each host's DaemonSet for the provisioner. */
+const workloads = (service: Service): Array<[string, string]> =>
+  service === "provisioner" ? loadK8sHosts().map((h) => ["DaemonSet", h.secret]) : [["Deployment", service]];
 
 describe("environment variables: what the services read is what the deployments set", () => {
   test.each(SERVICES)("%s: compose sets every variable it reads and nothing else", (service) => {
@@ -39,12 +53,23 @@ describe("environment variables: what the services read is what the deployments 
     expect(envProblems(envReads(service), set)).toEqual([]);
   });
 
-  test.each(SERVICES)(
-    "%s: the Kubernetes manifests set every variable it reads and nothing else",
-    (service) => {
-      expect(envProblems(envReads(service), k8sEnv(manifests, service))).toEqual([]);
+  test.each(SERVICES.flatMap((s) => workloads(s).map(([kind, name]) => [s, kind, name] as const)))(
+    "%s: the Kubernetes manifests (%s %s) set every variable it reads and nothing else",
+    (service, kind, name) => {
+      const reads = envReads(service);
+      expect(envProblems(reads, k8sEnv(manifests, kind, name, reads))).toEqual([]);
     },
   );
+
+  test("a variable set only to build another from is the manifest's input, not the service's", () => {
+    const env = [
+      { name: "PASSWORD", valueFrom: {} },
+      { name: "URL", value: "nats://u:$(PASSWORD)@nats:4222" },
+      { name: "LITERAL", value: "x" },
+      { name: "ESCAPED", value: "$$(LITERAL)" },
+    ];
+    expect(composedInputs(env)).toEqual(new Set(["PASSWORD"]));
+  });
 
   test("the reads are found in schemas, env accesses and the drivers' pick()", () => {
     const source = `

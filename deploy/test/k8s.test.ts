@@ -7,13 +7,22 @@ import { setupTargets } from "../../services/audit/src/setup-databases.ts";
 import { loadCompose } from "../src/compose.ts";
 import { type K8sObject, k8sDir, kustomizations, render, validateObject } from "../src/k8s.ts";
 import {
+  renderDbSetupHosts,
+  renderHostWorkloads,
+  renderNatsHostPasswords,
+} from "../src/k8s-host-manifests.ts";
+import { k8sHost, loadK8sHosts } from "../src/k8s-hosts.ts";
+import {
   DATABASE_ROLE,
+  HOST_SECRET_KEYS,
+  hostSecret,
   OPERATOR_SECRETS,
   operatorSecrets,
-  type SecretObject,
   secretsNamed,
+  WORKERS,
 } from "../src/k8s-secrets.ts";
 import { passwordVariable, renderAuthConf, SERVICES } from "../src/nats-permissions.ts";
+import { containerEnv } from "./k8s-env.ts";
 
 const rendered = new Map(kustomizations().map((dir) => [dir.slice(k8sDir.length + 1), render(dir)]));
 const production = rendered.get("overlays/production")!;
@@ -22,7 +31,10 @@ const production = rendered.get("overlays/production")!;
 type Any = any;
 const find = (objs: K8sObject[], kind: string, name: string): Any =>
   objs.find((o) => o.kind === kind && o.metadata.name === name);
-const workers = SERVICES.filter((s) => s !== "provisioner");
+const workers = WORKERS;
+const hosts = loadK8sHosts();
+/** Each host's DaemonSet, as rendered. */
+const agents = (objs: K8sObject[]): Any[] => hosts.map((h) => find(objs, "DaemonSet", h.secret));
 
 describe("Kubernetes manifests", () => {
   test.each([...rendered.keys()])("every object rendered from %s passes its API schema", (dir) => {
@@ -67,22 +79,64 @@ describe("Kubernetes manifests", () => {
   );
 
   test.each(SERVICES)("%s runs the image compose builds for it from the Dockerfile", (svc) => {
-    const workload = find(rendered.get("base")!, svc === "provisioner" ? "DaemonSet" : "Deployment", svc);
-    const [name] = String(workload.spec.template.spec.containers[0].image).split(":");
-    expect(name).toBe(String(loadCompose().services[svc]!.image).split(":")[0]);
-    expect(name).toBe(`mikrom/${svc}`);
+    const base = rendered.get("base")!;
+    const pods = svc === "provisioner" ? agents(base) : [find(base, "Deployment", svc)];
+    expect(pods.length).toBeGreaterThan(0);
+    for (const workload of pods) {
+      const [name] = String(workload.spec.template.spec.containers[0].image).split(":");
+      expect(name).toBe(String(loadCompose().services[svc]!.image).split(":")[0]);
+      expect(name).toBe(`mikrom/${svc}`);
+    }
   });
 
-  test("the provisioner is a DaemonSet on KVM nodes with /dev/kvm and the network privileges", () => {
-    const ds = find(production, "DaemonSet", "provisioner");
-    const pod = ds.spec.template.spec;
-    expect(pod.nodeSelector).toEqual({ "mikrom.io/kvm": "true" });
-    expect(pod.hostNetwork).toBe(true);
-    expect(pod.containers[0].securityContext.capabilities.add).toContain("NET_ADMIN");
-    expect(pod.volumes.map((v: Any) => v.hostPath?.path)).toEqual(
-      expect.arrayContaining(["/dev/kvm", "/dev/net/tun"]),
-    );
+  test("each host in k8s/hosts.yaml has an agent of its own: a DaemonSet on its node only, with /dev/kvm and the network privileges", () => {
+    expect(hosts.map((h) => [h.node, h.id, h.secret])).toEqual([
+      ["kvm-node-1", "kvm-node-1", "provisioner-kvm-node-1"],
+      ["kvm-node-2", "kvm-node-2", "provisioner-kvm-node-2"],
+    ]);
+    const selectors = new Set<string>();
+    for (const [host, ds] of hosts.map((h, i) => [h, agents(production)[i]] as const)) {
+      const pod = ds.spec.template.spec;
+      expect(
+        pod.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms,
+      ).toEqual([{ matchFields: [{ key: "metadata.name", operator: "In", values: [host.node] }] }]);
+      expect(pod.nodeSelector).toBeUndefined();
+      // Its selector is its own: two hosts' DaemonSets never claim each other's pods.
+      expect(ds.spec.template.metadata.labels).toMatchObject(ds.spec.selector.matchLabels);
+      expect(ds.spec.selector.matchLabels["mikrom.io/host"]).toBe(host.id);
+      selectors.add(JSON.stringify(ds.spec.selector.matchLabels));
+      expect(pod.hostNetwork).toBe(true);
+      expect(pod.containers[0].securityContext.capabilities.add).toContain("NET_ADMIN");
+      expect(pod.volumes.map((v: Any) => v.hostPath?.path)).toEqual(
+        expect.arrayContaining(["/dev/kvm", "/dev/net/tun"]),
+      );
+      // The one Secret it reads is its host's.
+      expect(secretsNamed([ds])).toEqual([host.secret]);
+      expect(pod.containers[0].env).toContainEqual({ name: "MIKROM_HOST_ID", value: host.id });
+    }
+    expect(selectors.size).toBe(hosts.length);
+    // No agent shared by every node is left, nor its credentials.
+    expect(find(production, "DaemonSet", "provisioner")).toBeUndefined();
     expect(find(production, "Deployment", "provisioner")).toBeUndefined();
+    expect(secretsNamed(production)).not.toContain("provisioner-secrets");
+  });
+
+  test("the hosts' manifests are rendered from any list: none, or one node named with dots", () => {
+    expect(loadK8sHosts("nodes: []\n")).toEqual([]);
+    expect(loadK8sHosts("# none yet\n")).toEqual([]);
+    expect(renderHostWorkloads([])).toMatch(/kind: ServiceAccount/);
+    expect(renderNatsHostPasswords([])).not.toMatch(/env/);
+    expect(renderDbSetupHosts([])).toMatch(/name: HOST_DATABASE_URLS\n\s+value: ""/);
+    expect(k8sHost("kvm-3.dc1.example.org")).toMatchObject({
+      id: "kvm-3-dc1-example-org",
+      secret: "provisioner-kvm-3-dc1-example-org",
+      natsUser: "host-kvm-3-dc1-example-org",
+      role: "mikrom_provisioner_kvm-3-dc1-example-org",
+    });
+    expect(() => k8sHost("KVM_1")).toThrow(/not a Kubernetes node name/);
+    expect(() => k8sHost("a".repeat(64))).toThrow(/over 63 characters/);
+    expect(() => loadK8sHosts("nodes: [a.b, a-b]\n")).toThrow(/host id a-b is listed twice/);
+    expect(() => loadK8sHosts("hosts: [a]\n")).toThrow(/unknown key hosts/);
   });
 
   test("NATS is a JetStream cluster of three with storage, fsync always, and the generated users", () => {
@@ -94,8 +148,32 @@ describe("Kubernetes manifests", () => {
     expect(config.data["nats.conf"]).toMatch(/^\s*sync_interval: always$/m);
     expect(config.data["nats.conf"]).toMatch(/include \.\/auth\.conf/);
     expect(config.data["nats.conf"].match(/nats:\/\/nats-\d\.nats-headless:6222/g)).toHaveLength(3);
-    expect(config.data["auth.conf"]).toBe(renderAuthConf("mikrom"));
+    expect(config.data["auth.conf"]).toBe(
+      renderAuthConf(
+        "mikrom",
+        hosts.map((h) => h.id),
+      ),
+    );
     expect(find(production, "PodDisruptionBudget", "nats").spec.maxUnavailable).toBe(1);
+  });
+
+  test("the NATS servers get every password auth.conf reads: the services' from nats-passwords, each host's from its Secret", () => {
+    const pod = find(production, "StatefulSet", "nats").spec.template.spec;
+    const configName = pod.volumes.find((v: Any) => v.name === "config").configMap.name;
+    const auth = find(production, "ConfigMap", configName).data["auth.conf"] as string;
+    const read = [...auth.matchAll(/password: \$(\w+)/g)].map((m) => m[1]);
+    const container = pod.containers[0];
+    const fromSecrets = container.envFrom.flatMap((f: Any) =>
+      Object.keys(OPERATOR_SECRETS.find((s) => s.name === f.secretRef.name)!.keys),
+    );
+    const fromHosts = container.env.filter((e: Any) => e.valueFrom?.secretKeyRef);
+    expect([...fromSecrets, ...fromHosts.map((e: Any) => e.name)].sort()).toEqual(read.sort());
+    expect(fromHosts).toEqual(
+      hosts.map((h) => ({
+        name: passwordVariable(h.natsUser),
+        valueFrom: { secretKeyRef: { name: h.secret, key: "NATS_PASSWORD" } },
+      })),
+    );
   });
 
   test("PostgreSQL is a CloudNativePG cluster with a synchronous standby, bootstrapped by the operator's secret", () => {
@@ -119,8 +197,11 @@ describe("Kubernetes manifests", () => {
       namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "ingress-nginx" } },
     });
     expect(policies.find((p) => p.metadata.name === "api-gateway").spec.ingress).toHaveLength(1);
-    for (const svc of SERVICES) {
-      const pod = (find(production, "Deployment", svc) ?? find(production, "DaemonSet", svc)).spec.template;
+    for (const workload of [
+      ...workers.map((s) => find(production, "Deployment", s)),
+      ...agents(production),
+    ]) {
+      const pod = workload.spec.template;
       expect(pod.metadata.labels).toMatchObject({
         "mikrom.io/nats-client": "true",
         "mikrom.io/db-client": "true",
@@ -134,95 +215,99 @@ describe("Kubernetes manifests", () => {
 });
 
 describe("secrets: none ships; the operator creates them", () => {
+  const written = operatorSecrets({ adminEmail: "root@example.org", hosts });
+  const secret = (name: string): Record<string, string> =>
+    written.find((s) => s.metadata.name === name)!.stringData;
+
   test.each([...rendered.keys()])(
     "%s holds no Secret, and every Secret it names is one the operator creates",
     (dir) => {
       const objects = rendered.get(dir)!;
       expect(objects.filter((o) => o.kind === "Secret").map((o) => o.metadata.name)).toEqual([]);
-      expect(new Set(secretsNamed(objects))).toEqual(new Set(OPERATOR_SECRETS.map((s) => s.name)));
+      expect(new Set(secretsNamed(objects))).toEqual(
+        new Set([...OPERATOR_SECRETS.map((s) => s.name), ...hosts.map((h) => h.secret)]),
+      );
     },
   );
 
-  test("deploy/README.md says how to create each of them", () => {
+  test("deploy/README.md says how to create each of them, a host's too", () => {
     const readme = readFileSync(join(k8sDir, "..", "README.md"), "utf8");
     expect(readme).toContain("node_modules/.bin/node deploy/src/k8s-secrets.ts");
+    expect(readme).toContain("deploy/src/k8s-secrets.ts --host");
     for (const secret of OPERATOR_SECRETS) {
       expect(readme, secret.name).toContain(`\`${secret.name}\``);
       for (const key of Object.keys(secret.keys)) expect(readme, `${secret.name}.${key}`).toContain(key);
     }
+    expect(readme).toContain("`provisioner-<host id>`");
+    for (const key of Object.keys(HOST_SECRET_KEYS)) expect(readme, key).toContain(`\`${key}\``);
   });
 
   test("k8s-secrets.ts writes them with fresh values that pass the API schema and the services' own checks", () => {
-    const written = operatorSecrets({ adminEmail: "root@example.org" });
-    const again = operatorSecrets({ adminEmail: "root@example.org" });
-    expect(written.map((s) => s.metadata.name)).toEqual(OPERATOR_SECRETS.map((s) => s.name));
+    const again = operatorSecrets({ adminEmail: "root@example.org", hosts });
+    expect(written.map((s) => s.metadata.name)).toEqual([
+      ...OPERATOR_SECRETS.map((s) => s.name),
+      ...hosts.map((h) => h.secret),
+    ]);
     expect(written.flatMap((s) => validateObject(s as unknown as K8sObject))).toEqual([]);
-    const data = (name: string): Record<string, string> =>
-      written.find((s) => s.metadata.name === name)!.stringData;
-    expect(data("api-gateway-secrets").JWT_SECRET).not.toBe(
+    expect(secret("api-gateway-secrets").JWT_SECRET).not.toBe(
       again.find((s) => s.metadata.name === "api-gateway-secrets")!.stringData.JWT_SECRET,
     );
-    for (const secret of written) {
-      expect(secret.metadata.namespace).toBe("mikrom");
-      expect(Object.keys(secret.stringData).sort()).toEqual(
-        Object.keys(OPERATOR_SECRETS.find((s) => s.name === secret.metadata.name)!.keys).sort(),
-      );
+    for (const s of written) {
+      expect(s.metadata.namespace).toBe("mikrom");
+      const declared = OPERATOR_SECRETS.find((o) => o.name === s.metadata.name)?.keys ?? HOST_SECRET_KEYS;
+      expect(Object.keys(s.stringData).sort()).toEqual(Object.keys(declared).sort());
     }
+    // nats-server reads a password from its environment as configuration: a letter first keeps it text.
+    const natsPasswords = [
+      ...Object.values(secret("nats-passwords")),
+      ...hosts.map((h) => secret(h.secret).NATS_PASSWORD!),
+    ];
+    for (const p of natsPasswords) expect(p).toMatch(/^[A-Za-z][\w-]{31,}$/);
+    // A host added later gets its Secret alone, with passwords of its own.
+    const added = hostSecret(hosts[0]!);
+    expect(added.metadata.name).toBe(hosts[0]!.secret);
+    expect(added.stringData.NATS_PASSWORD).not.toBe(secret(hosts[0]!.secret).NATS_PASSWORD);
 
     // The gateway starts in production with its Secret and its ConfigMaps, as its pod would.
-    const configMap = (name: string): Record<string, string> => find(production, "ConfigMap", name).data;
-    const gatewayEnv = {
-      ...configMap("mikrom-common"),
-      ...configMap("api-gateway-config"),
-      ...data("api-gateway-secrets"),
-    };
+    const gatewayEnv = containerEnv(production, written, "Deployment", "api-gateway");
     expect(gatewayEnv.NODE_ENV).toBe("production");
     expect(gatewayConfig(gatewayEnv).admin?.email).toBe("root@example.org");
 
-    for (const service of SERVICES) {
-      const env = data(`${service}-secrets`);
-      expect(() => parseEnv(service, BaseEnv, env), service).not.toThrow();
-      // Each NATS_URL carries the password the NATS server has for that user.
+    // Each NATS_URL carries the password the NATS server has for that user.
+    const natsEnv = containerEnv(production, written, "StatefulSet", "nats");
+    const workloads: Array<[string, string, string]> = [
+      ...workers.map((s): [string, string, string] => ["Deployment", s, s]),
+      ...hosts.map((h): [string, string, string] => ["DaemonSet", h.secret, h.natsUser]),
+    ];
+    for (const [kind, name, user] of workloads) {
+      const env = containerEnv(production, written, kind, name);
+      expect(() => parseEnv(name, BaseEnv, env), name).not.toThrow();
       const nats = new URL(env.NATS_URL!);
-      expect([nats.username, nats.password]).toEqual([
-        service,
-        data("nats-passwords")[passwordVariable(service)],
-      ]);
+      expect([nats.username, nats.password]).toEqual([user, natsEnv[passwordVariable(user as never)]]);
     }
   });
 });
 
-describe("PostgreSQL: a role per service, none of them the owner", () => {
-  const written = operatorSecrets({ adminEmail: "root@example.org" });
+describe("PostgreSQL: a role per service and per host, none of them the owner", () => {
+  const written = operatorSecrets({ adminEmail: "root@example.org", hosts });
   const secret = (name: string): Record<string, string> =>
-    (written.find((s) => s.metadata.name === name) as SecretObject).stringData;
-  /** What a container of the production overlay gets: its env, with $(VAR) as Kubernetes expands it. */
-  function containerEnv(kind: string, name: string): Record<string, string> {
-    const container = find(production, kind, name).spec.template.spec.containers[0];
-    const env: Record<string, string> = {};
-    for (const from of container.envFrom ?? []) {
-      if (from.secretRef) Object.assign(env, secret(from.secretRef.name));
-      else Object.assign(env, find(production, "ConfigMap", from.configMapRef.name).data);
-    }
-    for (const e of container.env ?? []) {
-      const ref = e.valueFrom?.secretKeyRef;
-      env[e.name] = ref
-        ? (secret(ref.name)[ref.key] as string)
-        : String(e.value).replace(/\$\((\w+)\)/g, (_, v: string) => env[v] ?? "");
-    }
-    return env;
-  }
+    written.find((s) => s.metadata.name === name)!.stringData;
   const owner = secret("mikrom-db-owner");
+  const workloads: Array<[string, string, string]> = [
+    ...workers.map((s): [string, string, string] => ["Deployment", s, DATABASE_ROLE[s]]),
+    ...hosts.map((h): [string, string, string] => ["DaemonSet", h.secret, h.role]),
+  ];
 
-  test.each(SERVICES)(
-    "%s connects as its own role to every database it names, never as the owner",
-    (service) => {
-      const env = containerEnv(service === "provisioner" ? "DaemonSet" : "Deployment", service);
+  test.each(workloads)(
+    "%s %s connects as its own role (%s) to every database it names, never as the owner",
+    (kind, name, role) => {
+      const env = containerEnv(production, written, kind, name);
       const urls = Object.entries(env).filter(([k, v]) => k.endsWith("DATABASE_URL") && v);
       expect(urls.map(([k]) => k)).toContain("DATABASE_URL");
+      expect(urls.length).toBe(2);
       for (const [key, value] of urls) {
         const url = new URL(value);
-        expect(url.username, `${service} ${key}`).toBe(DATABASE_ROLE[service]);
+        expect(url.username, `${name} ${key}`).toBe(role);
         expect(url.username).not.toBe(owner.username);
         expect(url.password).not.toBe(owner.password);
         expect(url.password).toBe(new URL(env.DATABASE_URL!).password);
@@ -230,46 +315,47 @@ describe("PostgreSQL: a role per service, none of them the owner", () => {
     },
   );
 
-  test("every service's role and password are its own", () => {
-    const roles = SERVICES.map((s) => new URL(secret(`${s}-secrets`).DATABASE_URL!));
-    expect(new Set(roles.map((u) => u.username)).size).toBe(SERVICES.length);
-    expect(new Set(roles.map((u) => u.password)).size).toBe(SERVICES.length);
+  test("every service's and every host's role and password are its own", () => {
+    const urls = workloads.map(
+      ([kind, name]) => new URL(containerEnv(production, written, kind, name).DATABASE_URL!),
+    );
+    expect(new Set(urls.map((u) => u.username)).size).toBe(workloads.length);
+    expect(new Set(urls.map((u) => u.password)).size).toBe(workloads.length);
+    for (const host of hosts) {
+      const env = containerEnv(production, written, "DaemonSet", host.secret);
+      expect(new URL(env.PROVISIONER_DATABASE_URL!).password).toBe(secret(host.secret).POSTGRES_PASSWORD);
+      expect(new URL(env.PROVISIONER_DATABASE_URL!).pathname).toBe(`/${host.role}`);
+    }
   });
 
-  test("the setup Job makes those roles, with the owner as its admin, for the listed hosts", () => {
+  test("the setup Job makes those roles, with the owner as its admin, each host's from its Secret", () => {
     const job = find(production, "Job", "mikrom-db-setup");
     const pod = job.spec.template;
     expect(pod.metadata.labels["mikrom.io/db-client"]).toBe("true");
     expect(pod.spec.securityContext.runAsNonRoot).toBe(true);
-    const env = { ...containerEnv("Job", "mikrom-db-setup"), PROVISIONER_HOSTS: "node-1 node-2" };
+    const env = containerEnv(production, written, "Job", "mikrom-db-setup");
+    // Every reference was set before it was used: Kubernetes would leave it as written.
+    expect(Object.values(env).join(" ")).not.toMatch(/\$\(/);
     const { adminUrl, targets } = setupTargets(env);
     const admin = new URL(adminUrl);
     expect([admin.username, admin.password]).toEqual([owner.username, owner.password]);
-    // The roles and passwords it sets are those the services connect with.
-    const own = (service: (typeof SERVICES)[number]) => {
-      const env = secret(`${service}-secrets`);
-      const key = Object.keys(env).find((k) => k !== "DATABASE_URL" && k.endsWith("DATABASE_URL"));
-      const url = new URL(key ? env[key]! : env.DATABASE_URL!);
-      return { role: url.username, password: url.password };
+    // The roles and passwords it sets are those the services and the agents connect with.
+    const own = (kind: string, name: string) => {
+      const env = containerEnv(production, written, kind, name);
+      const key = Object.keys(env).find((k) => k !== "DATABASE_URL" && k.endsWith("DATABASE_URL"))!;
+      const url = new URL(env[key]!);
+      return { role: url.username, password: url.password, database: url.pathname.slice(1) };
     };
     expect(targets).toEqual([
-      ...SERVICES.filter((s) => s !== "provisioner" && s !== "audit").map((s) => ({
-        ...own(s),
-        database: DATABASE_ROLE[s],
-      })),
-      // Each host its own role, named as its database (the agents share one Secret: one password).
-      ...["node-1", "node-2"].map((host) => ({
-        ...own("provisioner"),
-        role: `mikrom_provisioner_${host}`,
-        database: `mikrom_provisioner_${host}`,
-      })),
+      ...workers.filter((s) => s !== "audit").map((s) => own("Deployment", s)),
+      ...hosts.map((h) => own("DaemonSet", h.secret)),
       // audit's database is owned by a role of its own; audit's role gets INSERT and SELECT only.
       {
-        ...own("audit"),
-        database: "mikrom_audit",
+        ...own("Deployment", "audit"),
         owner: expect.objectContaining({ role: "mikrom_audit_owner", tables: ["SELECT", "INSERT"] }),
       },
     ]);
+    expect(targets.slice(3, 3 + hosts.length).map((t) => t.role)).toEqual(hosts.map((h) => h.role));
     const initSql = find(production, "Cluster", "mikrom-db").spec.bootstrap.initdb.postInitSQL.join("\n");
     expect(initSql).not.toMatch(/SUPERUSER/i);
   });

@@ -3,118 +3,58 @@
  * the shared server): each service can do what its code does (the flow below is the services' own
  * topology, command, event and query paths) and is refused everything else it has no business with.
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { connectNats, consumerConfig, declareTopology } from "@mikrom/bus";
 import { names } from "@mikrom/contracts";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { hostUser, passwordVariable, renderAuthConf, SERVICES } from "../src/nats-permissions.ts";
+import {
+  type PermissionProbe,
+  permissionProbe,
+  settled,
+  startNatsServer,
+  type TestNatsServer,
+} from "./nats-server.ts";
 
 const ns = names("mikrom");
-/** The services, and two hosts' agents with a user each (as compose runs them), in place of a shared one. */
+/** The services, and two hosts' agents with a user each (as compose and Kubernetes run them). */
 const HOSTS = ["h1", "h2"] as const;
 const USERS = [...SERVICES.filter((s) => s !== "provisioner"), ...HOSTS.map(hostUser)] as const;
 type User = (typeof USERS)[number];
 const password = (u: User): string => `test-${u}`;
-let server: ChildProcess;
+let server: TestNatsServer | undefined;
 let port = 0;
-let dir = "";
 const conns = new Map<User, NatsConnection>();
-const violations = new Map<User, string[]>();
+const probes = new Map<User, PermissionProbe>();
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-async function connectAs(service: User): Promise<NatsConnection> {
-  const nc = await connect({
-    servers: `127.0.0.1:${port}`,
-    user: service,
-    pass: password(service),
-    noAsyncTraces: true,
-  });
-  const seen: string[] = [];
-  violations.set(service, seen);
-  void (async () => {
-    for await (const s of nc.status()) {
-      if (s.type === "error" && s.error.name === "PermissionViolationError") seen.push(s.error.message);
-    }
-  })();
-  return nc;
-}
-
-/**
- * The server answers a refused publish or subscription with -ERR before the PONG of a flush; nats.js
- * has queued the status by the time flush resolves, and its iterator delivers it on the next turn.
- */
-async function settled(nc: NatsConnection): Promise<void> {
-  await nc.flush();
-  await new Promise((resolve) => setImmediate(resolve));
-}
-
-async function canPublish(service: User, subject: string): Promise<boolean> {
-  const nc = conns.get(service)!;
-  const before = violations.get(service)!.length;
-  nc.publish(subject, "{}");
-  await settled(nc);
-  return !violations
-    .get(service)!
-    .slice(before)
-    .some((v) => v.includes(`"${subject}"`));
-}
-
-async function canSubscribe(service: User, subject: string): Promise<boolean> {
-  const nc = conns.get(service)!;
-  const before = violations.get(service)!.length;
-  const sub = nc.subscribe(subject);
-  await settled(nc);
-  sub.unsubscribe();
-  return !violations
-    .get(service)!
-    .slice(before)
-    .some((v) => v.includes(`"${subject}"`));
-}
+const canPublish = (service: User, subject: string): Promise<boolean> =>
+  probes.get(service)!.canPublish(subject);
+const canSubscribe = (service: User, subject: string): Promise<boolean> =>
+  probes.get(service)!.canSubscribe(subject);
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "mikrom-nats-perms-"));
-  port = await freePort();
-  writeFileSync(join(dir, "auth.conf"), renderAuthConf("mikrom", HOSTS));
-  writeFileSync(
-    join(dir, "nats.conf"),
-    `listen: 127.0.0.1:${port}\njetstream { store_dir: "${join(dir, "js")}" }\ninclude ./auth.conf\n`,
+  server = await startNatsServer(
+    renderAuthConf("mikrom", HOSTS),
+    Object.fromEntries(USERS.map((u) => [passwordVariable(u), password(u)])),
+    { user: "api-gateway", pass: password("api-gateway") },
   );
-  const env = {
-    ...process.env,
-    ...Object.fromEntries(USERS.map((u) => [passwordVariable(u), password(u)])),
-  };
-  server = spawn("/usr/sbin/nats-server", ["-c", join(dir, "nats.conf")], { env, stdio: "ignore" });
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      conns.set("api-gateway", await connectAs("api-gateway"));
-      break;
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+  port = server.port;
+  for (const u of USERS) {
+    const nc = await connect({
+      servers: `127.0.0.1:${port}`,
+      user: u,
+      pass: password(u),
+      noAsyncTraces: true,
+    });
+    conns.set(u, nc);
+    probes.set(u, permissionProbe(nc));
   }
-  for (const u of USERS) if (!conns.has(u)) conns.set(u, await connectAs(u));
 });
 
 afterAll(async () => {
   for (const nc of conns.values()) await nc.close();
-  server?.kill("SIGKILL");
-  rmSync(dir, { recursive: true, force: true });
+  server?.stop();
 });
 
 describe("NATS users generated from deploy/src/nats-permissions.ts", () => {
@@ -192,7 +132,7 @@ describe("NATS users generated from deploy/src/nats-permissions.ts", () => {
     expect((await gw.request("mikrom.qry.vm.get", "{}", { timeout: 2_000 })).string()).toBe("pong");
     sub.unsubscribe();
     for (const nc of conns.values()) await settled(nc);
-    for (const u of USERS) expect(violations.get(u), u).toEqual([]);
+    for (const u of USERS) expect(probes.get(u)!.violations, u).toEqual([]);
   });
 
   const may: Array<[User, "pub" | "sub", string]> = [

@@ -7,16 +7,12 @@
  * adding a host or changing a password. Passwords are never logged.
  *
  *   POSTGRES_ADMIN_URL      a superuser, or a role with CREATEROLE and CREATEDB
- *   SERVICE_DATABASE_URLS   the services' database URLs (space or newline separated): each names
- *                           the role, its password and the database it owns
- *   PROVISIONER_BASE_URL    the provisioners' DATABASE_URL (`<base>_provisioner`, the base database
- *                           name, the password) and
- *   PROVISIONER_HOSTS       the host ids: each host's `<base>_provisioner_<host>`, owned by the host's
- *                           role of that name (hostDatabaseUrl), with that password
+ *   SERVICE_DATABASE_URLS   the services' database URLs, and each host agent's (space or newline
+ *                           separated): each names the role, its password and the database it owns
  */
 import type { Logger } from "@mikrom/telemetry";
 import { z } from "zod";
-import { hostDatabaseUrl, serverOf } from "../src/database.ts";
+import { serverOf } from "../src/database.ts";
 import { ensureServiceDatabase, type ServiceDatabase, serviceDatabaseOf } from "../src/database-roles.ts";
 import { untilAvailable } from "../src/wait.ts";
 
@@ -24,16 +20,10 @@ const words = z
   .string()
   .default("")
   .transform((s) => s.split(/\s+/).filter(Boolean));
-const Env = z
-  .object({
-    POSTGRES_ADMIN_URL: z.url(),
-    SERVICE_DATABASE_URLS: words.pipe(z.array(z.url())),
-    PROVISIONER_BASE_URL: z.url().optional(),
-    PROVISIONER_HOSTS: words,
-  })
-  .refine((e) => e.PROVISIONER_HOSTS.length === 0 || e.PROVISIONER_BASE_URL, {
-    message: "PROVISIONER_HOSTS needs PROVISIONER_BASE_URL (the provisioners' DATABASE_URL)",
-  });
+const Env = z.object({
+  POSTGRES_ADMIN_URL: z.url(),
+  SERVICE_DATABASE_URLS: words.pipe(z.array(z.url())),
+});
 
 /** Every database the environment asks for, with the role that is to own it. */
 export function setupTargets(env: Readonly<Record<string, string | undefined>>): {
@@ -46,11 +36,7 @@ export function setupTargets(env: Readonly<Record<string, string | undefined>>):
     throw new Error(`the database setup's configuration is invalid:\n  ${problems.join("\n  ")}`);
   }
   const e = parsed.data;
-  const urls = [
-    ...e.SERVICE_DATABASE_URLS,
-    ...e.PROVISIONER_HOSTS.map((host) => hostDatabaseUrl(e.PROVISIONER_BASE_URL as string, host)),
-  ];
-  return { adminUrl: e.POSTGRES_ADMIN_URL, targets: urls.map(serviceDatabaseOf) };
+  return { adminUrl: e.POSTGRES_ADMIN_URL, targets: e.SERVICE_DATABASE_URLS.map(serviceDatabaseOf) };
 }
 
 /** Makes each target's role and database in turn, waiting while PostgreSQL is away. */

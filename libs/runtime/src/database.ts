@@ -15,10 +15,8 @@ export function serviceDatabaseUrl(base: string, suffix: string): string {
 const MAX_DATABASE_NAME = 63;
 
 /**
- * `<base>_provisioner_<hostId>`: one database per host, so hosts sharing a server share nothing. A
- * host's role has the same name: when `base` names the provisioners' role (`<base>_provisioner`,
- * as a deployment's shared Secret does), the URL names the host's own role instead. Any other role
- * (a superuser in tests, a role the user chose) is kept.
+ * `<base>_provisioner_<hostId>`: one database per host, so hosts sharing a server share nothing (the
+ * deployments name the host's role alike). The URL's role is kept.
  */
 export function hostDatabaseUrl(base: string, hostId: string): string {
   const url = new URL(base);
@@ -29,7 +27,6 @@ export function hostDatabaseUrl(base: string, hostId: string): string {
     name = `${name.slice(0, MAX_DATABASE_NAME - 9)}_${hash}`;
   }
   url.pathname = `/${encodeURIComponent(name)}`;
-  if (decodeURIComponent(url.username) === `${baseName}_provisioner`) url.username = encodeURIComponent(name);
   return url.toString();
 }
 

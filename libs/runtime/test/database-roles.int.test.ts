@@ -2,7 +2,13 @@ import { describe, expect, test, uniqueName, withDatabase } from "@mikrom/testki
 import pg from "pg";
 import { afterEach, inject } from "vitest";
 import { setupTargets } from "../setup/databases.ts";
-import { ensureDatabase, ensureServiceDatabase, type ServiceDatabase, serviceUrl } from "../src/index.ts";
+import {
+  ensureDatabase,
+  ensureServiceDatabase,
+  hostDatabaseUrl,
+  type ServiceDatabase,
+  serviceUrl,
+} from "../src/index.ts";
 
 // The test server (127.0.0.1, trust authentication): passwords are set but not asked for here; the
 // npm-start end-to-end test logs in with them (its embedded server asks, SCRAM).
@@ -181,13 +187,15 @@ describe("a PostgreSQL role per service", () => {
 
   test("each host has a role of its own: host A's cannot open host B's database, nor another service's", async () => {
     const base = uniqueName();
-    const provisioners = new URL(withDatabase(server, base));
-    provisioners.username = `${base}_provisioner`;
-    provisioners.password = "shared";
+    const host = (id: string): string => {
+      const url = new URL(hostDatabaseUrl(withDatabase(server, base), id));
+      url.username = url.pathname.slice(1);
+      url.password = `pw-${id}`;
+      return url.toString();
+    };
     const { targets } = setupTargets({
       POSTGRES_ADMIN_URL: adminUrl,
-      PROVISIONER_BASE_URL: provisioners.toString(),
-      PROVISIONER_HOSTS: "a b",
+      SERVICE_DATABASE_URLS: `${host("a")} ${host("b")}`,
     });
     const [a, b] = targets as [ServiceDatabase, ServiceDatabase];
     for (const host of [a, b]) {
@@ -264,22 +272,20 @@ describe("a PostgreSQL role per service", () => {
 });
 
 describe("the setup's environment", () => {
-  test("takes each service's URL, and each listed host's database with a role of its own", () => {
+  test("takes each service's and each host's URL: its role, its password, the database it owns", () => {
     const { adminUrl: admin, targets } = setupTargets({
       POSTGRES_ADMIN_URL: "postgres://mikrom:secret@db:5432/mikrom",
       SERVICE_DATABASE_URLS:
-        "postgres://mikrom_gateway:a@db:5432/mikrom_gateway\n  postgres://mikrom_vm:b@db/mikrom_vm",
-      PROVISIONER_BASE_URL: "postgres://mikrom_provisioner:c@db:5432/mikrom",
-      PROVISIONER_HOSTS: "node-1 node-2",
+        "postgres://mikrom_gateway:a@db:5432/mikrom_gateway\n  postgres://mikrom_vm:b@db/mikrom_vm " +
+        "postgres://mikrom_provisioner_node-1:c@db:5432/mikrom_provisioner_node-1",
     });
     expect(admin).toBe("postgres://mikrom:secret@db:5432/mikrom");
     expect(targets).toEqual([
       { database: "mikrom_gateway", role: "mikrom_gateway", password: "a" },
       { database: "mikrom_vm", role: "mikrom_vm", password: "b" },
       { database: "mikrom_provisioner_node-1", role: "mikrom_provisioner_node-1", password: "c" },
-      { database: "mikrom_provisioner_node-2", role: "mikrom_provisioner_node-2", password: "c" },
     ]);
-    expect(() => setupTargets({ SERVICE_DATABASE_URLS: "x", PROVISIONER_HOSTS: "node-1" })).toThrow(
+    expect(() => setupTargets({ SERVICE_DATABASE_URLS: "x" })).toThrow(
       /POSTGRES_ADMIN_URL: .*\n {2}SERVICE_DATABASE_URLS/,
     );
   });

@@ -9,14 +9,14 @@ describe("the agent's configuration", () => {
     );
   });
 
-  it("connects as the host's own role, named as its database, when DATABASE_URL names the provisioners' role", () => {
+  it("connects to its host's database as the role DATABASE_URL names, unless PROVISIONER_DATABASE_URL says", () => {
     const base = { MIKROM_HOST_ID: "hv-1", MIKROM_DRIVER: "fake", MIKROM_RUN_DIR: "/tmp/x" };
-    const shared = "postgres://mikrom_provisioner:pw@db:5432/mikrom";
-    expect(loadConfig({ ...base, DATABASE_URL: shared }).databaseUrl).toBe(
+    const own = "postgres://mikrom_provisioner_hv-1:pw@db:5432/mikrom";
+    expect(loadConfig({ ...base, DATABASE_URL: own }).databaseUrl).toBe(
       "postgres://mikrom_provisioner_hv-1:pw@db:5432/mikrom_provisioner_hv-1",
     );
-    expect(loadConfig({ ...base, MIKROM_HOST_ID: "hv-2", DATABASE_URL: shared }).databaseUrl).toBe(
-      "postgres://mikrom_provisioner_hv-2:pw@db:5432/mikrom_provisioner_hv-2",
+    expect(loadConfig({ ...base, MIKROM_HOST_ID: "hv-2", DATABASE_URL: own }).databaseUrl).toBe(
+      "postgres://mikrom_provisioner_hv-1:pw@db:5432/mikrom_provisioner_hv-2",
     );
     // A role the URL names outright is the user's: kept.
     expect(loadConfig({ ...base, PROVISIONER_DATABASE_URL: "postgres://me:pw@db/mine" }).databaseUrl).toBe(
