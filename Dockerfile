@@ -50,6 +50,8 @@ COPY services/${SERVICE}/src ./services/${SERVICE}/src
 COPY deploy/docker/probe.ts ./probe.ts
 # For the command below: Docker expands no variable in CMD, so its shell expands this one at start.
 ENV MIKROM_SERVICE=${SERVICE}
+# scripts/system.ts's PROCESS_ENV (why: there).
+ENV MALLOC_ARENA_MAX=2
 USER node
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["node", "probe.ts", "HEALTH_PORT", "/health/ready"]
@@ -72,10 +74,11 @@ ARG SERVICE
 RUN test "${SERVICE}" = provisioner \
  || { echo "the provisioner target is for SERVICE=provisioner, not '${SERVICE}'" >&2; exit 1; }
 USER root
-# qemu without its ~180 recommended desktop packages; iproute2 for taps and bridges.
+# qemu without its ~180 recommended desktop packages; iproute2 for taps and bridges, nftables
+# for the guests' fence on them.
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      qemu-system-x86 busybox-static lz4 iproute2 \
+      qemu-system-x86 busybox-static lz4 iproute2 nftables \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /run/mikrom && chown node:node /run/mikrom
 COPY services/provisioner/guest ./services/provisioner/guest

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
-import { NODE_FLAGS } from "../../scripts/system.ts";
+import { NODE_FLAGS, PROCESS_ENV } from "../../scripts/system.ts";
 import { healthUrl } from "../docker/probe.ts";
 import { loadCompose } from "../src/compose.ts";
 import { execForm, type Image, image, parseDockerfile, substitute } from "../src/dockerfile.ts";
@@ -91,6 +91,7 @@ describe("the Dockerfile", () => {
     expect(substitute(script ?? "", img.env)).toBe(
       `exec node ${NODE_FLAGS.join(" ")} "services/${svc}/src/main.ts"`,
     );
+    for (const [name, value] of Object.entries(PROCESS_ENV)) expect(img.env.get(name)).toBe(value);
     expect(existsSync(join(repoRoot, "services", svc, "src", "main.ts"))).toBe(true);
     expect(img.instructions.filter((i) => i.keyword === "COPY").map((i) => i.args)).toContain(
       `services/${svc}/src ./services/${svc}/src`,
