@@ -94,7 +94,7 @@ export const OPERATOR_SECRETS: readonly OperatorSecret[] = [
  */
 export const HOST_SECRET_KEYS = {
   NATS_PASSWORD:
-    "the host's NATS user's password (`host-<host id>`), random, URL-safe, a letter first (`n$(openssl rand -hex 32)`)",
+    "the host's NATS user's password (`host-<host id>`), random, URL-safe, letters only (`openssl rand -hex 32 | tr 0-9 g-p`)",
   POSTGRES_PASSWORD:
     "the host's PostgreSQL role's password (`mikrom_provisioner_<host id>`), random, URL-safe (`openssl rand -hex 32`)",
 } as const;

@@ -49,7 +49,7 @@ describe("docker-compose.yml ships no secret", () => {
       expect(required.length, name).toBeGreaterThan(0);
       for (const use of required) {
         expect(use.argument, `${name} at ${use.path}`).toMatch(
-          new RegExp(`^set ${name} in \\.env: openssl rand -(base64|hex) \\d+$`),
+          new RegExp(`^set ${name} in \\.env: openssl rand -(base64|hex) \\d+( \\| tr 0-9 g-p)?$`),
         );
       }
     }
@@ -57,7 +57,7 @@ describe("docker-compose.yml ships no secret", () => {
 
   test("with no .env compose stops, naming the secret to set and the command that makes it", () => {
     expect(() => interpolate(compose, {})).toThrow(
-      /^error while interpolating [\w.-]+: required variable (\w+) is missing a value: set \1 in \.env: openssl rand -(base64|hex) \d+$/,
+      /^error while interpolating [\w.-]+: required variable (\w+) is missing a value: set \1 in \.env: openssl rand -(base64|hex) \d+( \| tr 0-9 g-p)?$/,
     );
     const env = parseEnvFile(composeEnvFile());
     const { JWT_SECRET: _, ...withoutJwt } = env;

@@ -21,7 +21,7 @@ export const SIGNING_KEY: SecretPolicy = { minLength: 32, minBits: 128, generate
 export const PASSWORD: SecretPolicy = { minLength: 12, minBits: 40, generate: "openssl rand -base64 18" };
 
 /** A password inside a URL: hex, since base64's `+`, `/` and `=` would need escaping there. */
-export const URL_PASSWORD_COMMAND = "openssl rand -hex 32";
+export const URL_PASSWORD_COMMAND = "openssl rand -hex 32 | tr 0-9 g-p";
 
 /** Words that give a value away as an example or a placeholder, wherever they appear in it. */
 const PLACEHOLDER =
