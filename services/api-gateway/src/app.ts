@@ -65,6 +65,8 @@ export interface Gateway {
   readonly accounts: Accounts;
   /** Start it to watch outcomes and re-send what has none; stop it before the database closes. */
   readonly commands: Commands;
+  /** The slots of held requests (SSE, `/wait`): give them back before the database closes. */
+  readonly held: HeldRequests;
 }
 
 export function createApp(deps: GatewayDeps): Gateway {
@@ -162,5 +164,5 @@ export function createApp(deps: GatewayDeps): Gateway {
     return problemResponse(c, new Problem(500, "Internal server error"));
   });
 
-  return { app, accounts, commands };
+  return { app, accounts, commands, held };
 }

@@ -143,16 +143,27 @@ export class NatsBackend implements Backend {
         cause: error,
       });
     };
+    // "From now" is a start sequence too: an ordered consumer opened with DeliverPolicy.New that is
+    // reset before its first message (a NATS restart) would be made again from the stream's start.
+    const after =
+      afterSequence ??
+      (await this.#jsm.streams.info(this.#names.streams.events).catch(unavailable)).state.last_seq;
     const consumer = await this.#js.consumers
       .get(this.#names.streams.events, {
         filter_subjects: this.#names.eventsOf(context),
-        ...(afterSequence === undefined
-          ? { deliver_policy: DeliverPolicy.New }
-          : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: afterSequence + 1 }),
+        deliver_policy: DeliverPolicy.StartSequence,
+        opt_start_seq: after + 1,
       })
       .catch(unavailable);
-    const info = await consumer.info().catch(unavailable);
-    const messages = await consumer.consume({ max_messages: 256 });
+    let messages: Awaited<ReturnType<typeof consumer.consume>>;
+    let pending: number;
+    try {
+      pending = (await consumer.info()).num_pending;
+      messages = await consumer.consume({ max_messages: 256 });
+    } catch (error) {
+      await consumer.delete().catch(() => undefined);
+      return unavailable(error);
+    }
     let stopped = false;
     // An ordered consumer is ephemeral, but the server keeps it for its inactivity threshold after
     // the last pull: deleting it when the read ends leaves none behind.
@@ -193,8 +204,8 @@ export class NatsBackend implements Backend {
     }
     const iterator = iterate();
     return {
-      start: afterSequence ?? info.delivered.stream_seq,
-      pending: info.num_pending,
+      start: after,
+      pending,
       stop,
       [Symbol.asyncIterator]: () => iterator,
     };

@@ -26,7 +26,7 @@ export const gatewayService: ServiceDefinition<Config, DatabaseStore<GatewayDb>,
       log.warn("JWT_SECRET is not set: using a random secret; tokens will not survive a restart");
     }
     const backend = await NatsBackend.create(nc, config.namespace);
-    const { app, accounts, commands } = createApp({ config, db, backend });
+    const { app, accounts, commands, held } = createApp({ config, db, backend });
     commands.start();
     if (config.admin) {
       const { email, password } = config.admin;
@@ -58,6 +58,8 @@ export const gatewayService: ServiceDefinition<Config, DatabaseStore<GatewayDb>,
     return {
       async stop() {
         clearInterval(sweeper);
+        // Before the server waits for held requests to end: their slots are free for other replicas.
+        await held.releaseAll();
         await new Promise<void>((resolve) => server.close(() => resolve()));
         await commands.stop();
       },

@@ -148,6 +148,36 @@ test("an event sent again after a fault reaches a stream once; the next one stil
   }
 });
 
+test("a stream that is shown none of a busy stream's events still moves its Last-Event-ID past them", async ({
+  db,
+  nats,
+}) => {
+  const w = await world(db.url, nats);
+  const stream = await openSse(`${w.gw.url}/api/v1/events/vms`, w.a.auth);
+  try {
+    await stream.comment("connected");
+    const other = await (await w.gw.post("/api/v1/vms", { name: "busy" }, w.b.auth)).json();
+    for (let i = 0; i < 300; i++) {
+      await w.vmService.transition(
+        other.vm_id,
+        i % 2 ? "VmRunning" : "VmStopped",
+        i % 2 ? "running" : "stopped",
+      );
+    }
+    // An id-only block: no data, so an EventSource fires nothing, but resumes after it.
+    const marker = await stream.next();
+    expect(marker.data).toBe("");
+    expect(Number(marker.id)).toBeGreaterThan(255);
+    const mine = await (await w.gw.post("/api/v1/vms", { name: "mine" }, w.a.auth)).json();
+    const next = await stream.next();
+    expect(JSON.parse(next.data).vm_id).toBe(mine.vm_id);
+    expect(Number(next.id)).toBeGreaterThan(Number(marker.id));
+  } finally {
+    stream.close();
+    await w.close();
+  }
+});
+
 test("an idle event stream sends heartbeats; a malformed Last-Event-ID is a 422", async ({ db, nats }) => {
   const w = await world(db.url, nats, { sseHeartbeatMs: 100 });
   try {

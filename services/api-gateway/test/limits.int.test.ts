@@ -134,6 +134,7 @@ describe("held requests across replicas", () => {
       held.push(await live.cap("waits", 3, 1).acquire(8));
       for (const release of held) release();
     } finally {
+      await Promise.all([dead.releaseAll(), live.releaseAll()]);
       await store.destroy();
     }
   });

@@ -72,30 +72,36 @@ describe("each guest's own user", () => {
   });
 
   it("comes from MIKROM_GUEST_UIDS: a range from 1000 up, or off", () => {
-    expect(parseUidRange(driverConfigFromEnv({}).guestUids)).toEqual({ first: 400_000, count: 65_536 });
+    expect(parseUidRange(driverConfigFromEnv({}).guestUids)).toEqual({ first: 1_900_000_000, count: 65_536 });
     expect(parseUidRange(driverConfigFromEnv({ MIKROM_GUEST_UIDS: "off" }).guestUids)).toBeUndefined();
     for (const bad of ["0-100", "5000-4000", "nobody"])
       expect(() => driverConfigFromEnv({ MIKROM_GUEST_UIDS: bad })).toThrow(/MIKROM_GUEST_UIDS/);
   });
 
-  it("refuses a range an account, a group or a subordinate id block uses, naming it; this host's own is free", async () => {
+  it("refuses a range an account, a group, a subordinate id block or useradd's own ranges use, naming it", async () => {
     const etc = await runDir();
-    const range = { first: 400_000, count: 65_536 };
+    const range = parseUidRange(driverConfigFromEnv({}).guestUids)!;
     await writeFile(join(etc, "passwd"), "root:x:0:0::/root:/bin/sh\nada:x:1000:1000::/home/ada:/bin/sh\n");
     await writeFile(join(etc, "group"), "root:x:0:\n");
     await writeFile(join(etc, "subuid"), "ada:100000:65536\nbob:165536:65536\n");
+    // The default is free of all of it, and of login.defs' defaults (no file here).
     await checkUnused(range, etc);
-    // useradd's sixth block, 427680-493215, runs into the range.
-    await writeFile(join(etc, "subgid"), "eve:427680:65536\n");
-    await expect(checkUnused(range, etc)).rejects.toThrow(
-      /MIKROM_GUEST_UIDS 400000-465535 is in use: eve's block 427680-493215 in \/etc\/subgid/,
+    // The old default: inside the subordinate ids useradd hands out (its sixth block, 427680-493215).
+    const old = { first: 400_000, count: 65_536 };
+    await expect(checkUnused(old, etc)).rejects.toThrow(
+      /MIKROM_GUEST_UIDS 400000-465535 is in use: useradd hands out subordinate uids from 100000 to 600100000/,
     );
+    // login.defs may move those ranges; what it says is what counts.
+    await writeFile(join(etc, "login.defs"), "# shadow\nSUB_UID_MIN 2000000\nSUB_GID_MIN\t2000000\n");
+    await checkUnused(old, etc);
+    await writeFile(join(etc, "subgid"), "eve:427680:65536\n");
+    await expect(checkUnused(old, etc)).rejects.toThrow(/eve's block 427680-493215 in \/etc\/subgid/);
     await writeFile(join(etc, "subgid"), "");
-    await writeFile(join(etc, "passwd"), "svc:x:400001:400001::/:/bin/false\n");
-    await expect(checkUnused(range, etc)).rejects.toThrow(/svc \(400001\) in \/etc\/passwd/);
-    // A range just past the block is free.
-    await checkUnused({ first: 400_002, count: 10 }, etc);
-    await checkUnused(range, "/nonexistent");
+    await writeFile(join(etc, "passwd"), `svc:x:${range.first + 1}:1::/:/bin/false\n`);
+    await expect(checkUnused(range, etc)).rejects.toThrow(
+      new RegExp(`svc \\(${range.first + 1}\\) in /etc/passwd`),
+    );
+    // This host's own files hold nothing in the default range.
     await checkUnused(range);
   });
 });

@@ -7,8 +7,9 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import { guestCgroupsFor, HYPERVISOR_ALLOWANCE_MB } from "../src/drivers/cgroup.ts";
+import { driverConfigFromEnv } from "../src/drivers/config.ts";
 import { guestFenceFor } from "../src/drivers/guest-fence.ts";
-import { GuestUsers } from "../src/drivers/guest-users.ts";
+import { GuestUsers, parseUidRange } from "../src/drivers/guest-users.ts";
 import { BootFailed, type BootSpec, BootTimeout, type Instance, QemuDriver } from "../src/drivers/index.ts";
 import { addNetns, canManageNetwork, deleteNetns, ensureBridge, linkExists } from "../src/drivers/network.ts";
 import { isAlive } from "../src/drivers/process.ts";
@@ -217,7 +218,12 @@ describe(`the qemu driver with real guests (${"skip" in env ? `skipped: ${env.sk
       if (process.getuid?.() !== 0) ctx.skip("QEMU changes user only for a root agent");
       const dir = await runDir();
       const driver = new QemuDriver(
-        options(dir, { guestUsers: new GuestUsers({ first: 400_000, count: 2 }, dir) }),
+        options(dir, {
+          guestUsers: new GuestUsers(
+            { first: parseUidRange(driverConfigFromEnv({}).guestUids)!.first, count: 2 },
+            dir,
+          ),
+        }),
       );
       const spec = (n: number): BootSpec => ({
         vmId: `srv-0000e00${n}`,
@@ -229,8 +235,8 @@ describe(`the qemu driver with real guests (${"skip" in env ? `skipped: ${env.sk
       const [a, b] = await Promise.all([driver.boot(spec(7)), driver.boot(spec(8))]);
       try {
         const uids = [await uidOf(a.pid!), await uidOf(b.pid!)];
-        expect(uids.sort()).toEqual([400_000, 400_001]);
-        expect([a.guestUid, b.guestUid].sort()).toEqual([400_000, 400_001]);
+        expect(uids.sort()).toEqual([1_900_000_000, 1_900_000_001]);
+        expect([a.guestUid, b.guestUid].sort()).toEqual([1_900_000_000, 1_900_000_001]);
         // Every uid held: the boot is refused and leaves nothing behind.
         await expect(driver.boot(spec(9))).rejects.toMatchObject({ step: "prepare" });
         await expect(access(join(dir, "srv-0000e009"))).rejects.toThrow();

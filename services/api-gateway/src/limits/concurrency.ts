@@ -17,21 +17,33 @@ export interface ConcurrencyCap {
  * replica in the gateway's database (`held_requests`, migration 007). A user has `max` numbered
  * slots per kind; a request claims a free one in one statement (the slot is the key, so two
  * replicas can never both hold it) and deletes it when it ends. A slot is leased: its replica
- * renews the leases of everything it holds every third of `leaseMs`, so a replica that dies gives
- * its slots back within a lease. While the database does not answer, each replica counts in memory
- * instead (the insurance the rate limits use), so held requests are still capped, per replica.
+ * renews the leases of the slots its requests hold every third of `leaseMs` (15 s), so a replica
+ * that dies gives its slots back within a lease, and a stopping one gives them back at once. While
+ * the database does not answer, each replica counts in memory instead (the insurance the rate
+ * limits use), so held requests are still capped, per replica.
  */
+interface Slot {
+  readonly userId: number;
+  readonly kind: string;
+  readonly slot: number;
+}
+
 export class HeldRequests {
   readonly #db: Kysely<GatewayDb>;
   readonly #leaseMs: number;
   readonly #replica = randomUUID();
-  /** Slots this replica holds in the database: while there are any, their leases are renewed. */
-  #held = 0;
+  /** The slots this replica's requests hold: only their leases are renewed. */
+  readonly #held = new Set<Slot>();
+  /**
+   * Slots whose request ended but whose row is not deleted yet, and when they ended: deleted again at
+   * each renewal until their lease has run out (then the row no longer counts anyway).
+   */
+  readonly #ended = new Map<Slot, number>();
   #renewal: NodeJS.Timeout | undefined;
 
   constructor(db: Kysely<GatewayDb>, options: { leaseMs?: number } = {}) {
     this.#db = db;
-    this.#leaseMs = options.leaseMs ?? 30_000;
+    this.#leaseMs = options.leaseMs ?? 15_000;
   }
 
   /** A cap of `max` held requests of one kind per user; a refusal says to retry after `retryAfterSeconds`. */
@@ -52,27 +64,32 @@ export class HeldRequests {
           return inMemory(memory, userId, max, refuse);
         }
         if (claimed === undefined) return refuse();
-        const slot = claimed;
-        this.#holding(1);
+        const slot: Slot = { userId, kind, slot: claimed };
+        this.#held.add(slot);
+        this.#schedule();
         let released = false;
         return () => {
           if (released) return;
           released = true;
-          this.#holding(-1);
-          this.#db
-            .deleteFrom("held_requests")
-            .where("user_id", "=", userId)
-            .where("kind", "=", kind)
-            .where("slot", "=", slot)
-            .where("replica", "=", this.#replica)
-            .execute()
-            // Not given back now: its lease, no longer renewed, gives it back.
-            .catch((error: unknown) =>
-              log.warn(errorFields(error), "Giving back a held request's slot failed"),
-            );
+          this.#held.delete(slot);
+          this.#ended.set(slot, Date.now());
+          void this.#delete([slot]);
         };
       },
     };
+  }
+
+  /** Gives back every slot of this replica at once (a gateway stopping), rather than within a lease. */
+  async releaseAll(): Promise<void> {
+    clearInterval(this.#renewal);
+    this.#renewal = undefined;
+    this.#held.clear();
+    this.#ended.clear();
+    await this.#db
+      .deleteFrom("held_requests")
+      .where("replica", "=", this.#replica)
+      .execute()
+      .catch((error: unknown) => log.warn(errorFields(error), "Giving back held requests' slots failed"));
   }
 
   /** A free slot (picked at random among them, so racing requests seldom collide) claimed, or undefined. */
@@ -93,24 +110,49 @@ export class HeldRequests {
     return rows[0]?.slot;
   }
 
-  #holding(change: number): void {
-    this.#held += change;
-    if (this.#held > 0 && !this.#renewal) {
+  /** Deletes ended slots' rows; those it could not delete stay in #ended for the next renewal. */
+  async #delete(slots: readonly Slot[]): Promise<void> {
+    if (slots.length === 0) return;
+    try {
+      await sql`
+        DELETE FROM held_requests h
+        USING unnest(${slots.map((s) => s.userId)}::int[], ${slots.map((s) => s.kind)}::text[],
+                     ${slots.map((s) => s.slot)}::int[]) AS x(user_id, kind, slot)
+        WHERE h.user_id = x.user_id AND h.kind = x.kind AND h.slot = x.slot
+          AND h.replica = ${this.#replica}::uuid`.execute(this.#db);
+      for (const slot of slots) this.#ended.delete(slot);
+    } catch (error) {
+      // Not renewed, the rows' leases give the slots back in any case.
+      log.warn(errorFields(error), "Giving back a held request's slot failed; retried at the next renewal");
+    }
+    this.#schedule();
+  }
+
+  /** The renewal runs while this replica holds a slot or has an ended one to give back. */
+  #schedule(): void {
+    const busy = this.#held.size > 0 || this.#ended.size > 0;
+    if (busy && !this.#renewal) {
       this.#renewal = setInterval(() => void this.#renew(), Math.max(100, Math.floor(this.#leaseMs / 3)));
       this.#renewal.unref();
-    } else if (this.#held === 0 && this.#renewal) {
+    } else if (!busy && this.#renewal) {
       clearInterval(this.#renewal);
       this.#renewal = undefined;
     }
   }
 
   async #renew(): Promise<void> {
+    for (const [slot, endedAt] of this.#ended)
+      if (Date.now() - endedAt > this.#leaseMs) this.#ended.delete(slot);
+    await this.#delete([...this.#ended.keys()]);
+    const held = [...this.#held];
+    if (held.length === 0) return;
     try {
-      await this.#db
-        .updateTable("held_requests")
-        .set({ expires_at: sql`now() + ${this.#leaseMs} * interval '1 millisecond'` })
-        .where("replica", "=", this.#replica)
-        .execute();
+      await sql`
+        UPDATE held_requests h SET expires_at = now() + ${this.#leaseMs} * interval '1 millisecond'
+        FROM unnest(${held.map((s) => s.userId)}::int[], ${held.map((s) => s.kind)}::text[],
+                    ${held.map((s) => s.slot)}::int[]) AS x(user_id, kind, slot)
+        WHERE h.user_id = x.user_id AND h.kind = x.kind AND h.slot = x.slot
+          AND h.replica = ${this.#replica}::uuid`.execute(this.#db);
     } catch (error) {
       log.warn(errorFields(error), "Renewing the leases of held requests failed");
     }

@@ -32,6 +32,13 @@ const STATUS_AFTER: Readonly<Record<string, VmStatus>> = {
   VmFailed: "error",
 };
 
+/**
+ * Events a client is not shown still move its resume point: an id-only block (no data) sets an
+ * EventSource's Last-Event-ID without firing an event. Without it, a client that sees few of a busy
+ * stream's events resumes from its last own one every time and replays the same growing gap.
+ */
+const SKIPPED_ID_EVERY = 256;
+
 const LastEventId = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional();
 const EventsQuery = z.object({
   token: z.string().optional().describe("access token, for EventSource clients that cannot send headers"),
@@ -121,10 +128,20 @@ export function eventRoutes(app: GatewayApp, deps: EventRouteDeps): void {
         const heartbeat = setInterval(() => {
           void stream.write(": heartbeat\n\n").catch(() => feed.stop());
         }, deps.heartbeatMs);
+        // The last id the client holds, and the newest event it was not shown (see SKIPPED_ID_EVERY).
+        let written = lastId ?? 0;
+        let skipped = 0;
         try {
           await stream.write(": connected\n\n");
           for await (const event of feed) {
-            if (!(await visible(event))) continue;
+            if (!(await visible(event))) {
+              skipped = event.seq;
+              if (skipped - written >= SKIPPED_ID_EVERY) {
+                await stream.write(`id: ${skipped}\n\n`);
+                written = skipped;
+              }
+              continue;
+            }
             const status = STATUS_AFTER[event.type];
             const data = {
               vm_id: event.entityId,
@@ -134,7 +151,10 @@ export function eventRoutes(app: GatewayApp, deps: EventRouteDeps): void {
               timestamp: event.time,
             };
             await stream.writeSSE({ id: String(event.seq), data: JSON.stringify(data) });
+            written = event.seq;
           }
+          // The feed ended (the stream fell behind, or its reader failed): resume past all it read.
+          if (skipped > written) await stream.write(`id: ${skipped}\n\n`);
         } finally {
           clearInterval(heartbeat);
           await feed.stop();

@@ -86,7 +86,7 @@ export async function startGateway(
 ): Promise<RunningGateway> {
   const db = openDatabase<GatewayDb>(dbUrl, { max: 5 });
   await migrate(db);
-  const { app, accounts, commands } = createApp({
+  const { app, accounts, commands, held } = createApp({
     config: { ...TEST_CONFIG, ...options.config },
     db,
     backend: options.backend ?? offlineBackend,
@@ -128,6 +128,8 @@ export async function startGateway(
       };
     },
     async close() {
+      // As the service stops: the slots go back before the streams holding them are cut.
+      await held.releaseAll();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await commands.stop();

@@ -15,15 +15,19 @@ export const DriverConfig = z.object({
   bootTimeoutMs: z.coerce.number().int().positive().optional(),
   /** A cgroup per guest with its CPU and memory (cgroup.ts); `auto`: where the agent may create one. */
   guestCgroups: z.enum(["auto", "on", "off"]).default("auto"),
-  /** qemu under a root agent: each guest runs as a uid of its own from this range (guest-users.ts), or `off` (nobody). */
+  /**
+   * qemu under a root agent: each guest runs as a uid of its own from this range (guest-users.ts), or
+   * `off` (nobody). The default lies above the ranges useradd hands out (accounts up to 60000,
+   * subordinate ids 100000-600100000) and below those systemd keeps for containers' and foreign ids.
+   */
   guestUids: z
     .string()
-    .regex(/^(off|\d+-\d+)$/, "a range like 400000-465535, or off")
+    .regex(/^(off|\d+-\d+)$/, "a range like 1900000000-1900065535, or off")
     .refine((text) => {
       const [first = 0, last = 0] = text.split("-").map(Number);
       return text === "off" || (first >= 1000 && last >= first);
     }, "a range of uids from 1000 up, its end not before its start")
-    .default("400000-465535"),
+    .default("1900000000-1900065535"),
   /** Create each VM's tap on this bridge (needs root). */
   bridge: z.string().optional(),
   /** Each tap sends only from its VM's MAC and address (guest-fence.ts); `auto`: where nftables works. */

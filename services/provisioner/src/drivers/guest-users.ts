@@ -15,21 +15,35 @@ export interface UidRange {
   readonly count: number;
 }
 
-/** `400000-465535` as a range; undefined for `off`. */
+/** `1900000000-1900065535` as a range; undefined for `off`. */
 export function parseUidRange(text: string): UidRange | undefined {
   if (text === "off") return undefined;
   const [first, last] = text.split("-").map(Number) as [number, number];
   return { first, count: last - first + 1 };
 }
 
+/** shadow-utils' own defaults for what login.defs does not say. */
+const LOGIN_DEFAULTS: Readonly<Record<string, number>> = {
+  UID_MIN: 1000,
+  UID_MAX: 60000,
+  GID_MIN: 1000,
+  GID_MAX: 60000,
+  SUB_UID_MIN: 100000,
+  SUB_UID_MAX: 600100000,
+  SUB_GID_MIN: 100000,
+  SUB_GID_MAX: 600100000,
+};
+
 /**
  * Refuses a range that any account or group (`passwd`, `group`) or any subordinate id block
- * (`subuid`, `subgid`, which useradd hands out from 100000 up, 65536 each) already uses: a guest
- * given such a uid could signal or read that user's processes and files. A file that is missing
- * holds nothing.
+ * (`subuid`, `subgid`) uses, or that useradd may hand out later (`login.defs`: accounts from UID_MIN
+ * to UID_MAX, subordinate blocks from SUB_UID_MIN to SUB_UID_MAX, 65536 each): a guest given such a
+ * uid could signal or read that user's processes and files. A file that is missing holds nothing
+ * (login.defs: its defaults hold).
  */
 export async function checkUnused(range: UidRange, etc = "/etc"): Promise<void> {
   const last = range.first + range.count - 1;
+  const overlaps = (from: number, to: number): boolean => from <= last && to >= range.first;
   const read = (name: string): Promise<string[]> =>
     readFile(join(etc, name), "utf8").then(
       (text) => text.split("\n").filter((line) => line && !line.startsWith("#")),
@@ -40,7 +54,7 @@ export async function checkUnused(range: UidRange, etc = "/etc"): Promise<void> 
     for (const line of await read(name)) {
       const [who, , id] = line.split(":");
       const n = Number(id);
-      if (n >= range.first && n <= last) clashes.push(`${who} (${n}) in /etc/${name}`);
+      if (overlaps(n, n)) clashes.push(`${who} (${n}) in /etc/${name}`);
     }
   }
   for (const name of ["subuid", "subgid"]) {
@@ -48,12 +62,28 @@ export async function checkUnused(range: UidRange, etc = "/etc"): Promise<void> 
       const [who, start, count] = line.split(":");
       const from = Number(start);
       const to = from + Number(count) - 1;
-      if (from <= last && to >= range.first) clashes.push(`${who}'s block ${from}-${to} in /etc/${name}`);
+      if (overlaps(from, to)) clashes.push(`${who}'s block ${from}-${to} in /etc/${name}`);
     }
+  }
+  const defs = { ...LOGIN_DEFAULTS };
+  for (const line of await read("login.defs")) {
+    const [key, value] = line.trim().split(/\s+/);
+    if (key && key in defs && /^\d+$/.test(value ?? "")) defs[key] = Number(value);
+  }
+  for (const [what, min, max] of [
+    ["accounts", "UID_MIN", "UID_MAX"],
+    ["groups", "GID_MIN", "GID_MAX"],
+    ["subordinate uids", "SUB_UID_MIN", "SUB_UID_MAX"],
+    ["subordinate gids", "SUB_GID_MIN", "SUB_GID_MAX"],
+  ] as const) {
+    if (overlaps(defs[min]!, defs[max]!))
+      clashes.push(
+        `useradd hands out ${what} from ${defs[min]} to ${defs[max]} (/etc/login.defs ${min}, ${max})`,
+      );
   }
   if (clashes.length > 0) {
     throw new DriverUnavailable(
-      `MIKROM_GUEST_UIDS ${range.first}-${last} is in use: ${clashes.slice(0, 3).join("; ")}${clashes.length > 3 ? ` and ${clashes.length - 3} more` : ""}. Set it to a range no account, group or subordinate id block uses`,
+      `MIKROM_GUEST_UIDS ${range.first}-${last} is in use: ${clashes.slice(0, 3).join("; ")}${clashes.length > 3 ? ` and ${clashes.length - 3} more` : ""}. Set it to a range no account, group or subordinate id block uses, now or later (the default, 1900000000-1900065535, lies above what useradd hands out)`,
     );
   }
 }
