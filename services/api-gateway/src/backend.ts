@@ -90,6 +90,8 @@ export interface FeedEvent {
   readonly entityId: string;
   readonly data: Record<string, unknown>;
   readonly time: string;
+  /** `Mikrom-Message-Id`: the same on every copy of an event sent again. */
+  readonly messageId?: string;
 }
 
 export interface EventFeed extends AsyncIterable<FeedEvent> {

@@ -107,8 +107,11 @@ export class EventHub {
     };
     async function* events(): AsyncGenerator<FeedEvent> {
       let last = afterSequence ?? 0;
+      // An event sent again may be stored once before `joined` and once after: shown once.
+      const replayed = new Set<string>();
       if (replay) {
         for await (const event of replay) {
+          if (event.messageId) replayed.add(event.messageId);
           if (event.seq > last) {
             last = event.seq;
             yield event;
@@ -118,7 +121,7 @@ export class EventHub {
         await replay.stop();
       }
       for (let event = await mailbox.take(); event; event = await mailbox.take()) {
-        if (event.seq <= last) continue;
+        if (event.seq <= last || (event.messageId && replayed.has(event.messageId))) continue;
         last = event.seq;
         yield event;
       }
@@ -151,6 +154,7 @@ export class EventHub {
   async #pump(reader: EventReader): Promise<void> {
     try {
       for await (const event of reader) {
+        if (event.seq <= this.#position) continue;
         this.#position = event.seq;
         for (const mailbox of this.#clients) {
           if (!mailbox.put(event)) {

@@ -199,6 +199,7 @@ export class NatsBackend implements Backend {
           entityId: parts?.entityId ?? "",
           data,
           time: m.timestamp,
+          ...(id && { messageId: id }),
         };
       }
     }

@@ -9,10 +9,11 @@ class Log {
   opened = 0;
   open = 0;
 
-  append(n = 1): void {
+  append(n = 1, messageId?: string): void {
     for (let i = 0; i < n; i++) {
       const seq = this.events.length + 1;
-      this.events.push({ seq, subject: `e.${seq}`, type: "T", entityId: "vm", data: {}, time: "" });
+      const event = { seq, subject: `e.${seq}`, type: "T", entityId: "vm", data: {}, time: "" };
+      this.events.push(messageId ? { ...event, messageId } : event);
     }
     for (const wake of this.#readers) wake();
   }
@@ -126,5 +127,18 @@ describe("EventHub", () => {
     await fast.stop();
     await slow.stop();
     expect(log.open).toBe(0);
+  });
+
+  it("shows an event sent again once, when its first copy came through the gap and its second through the shared reader", async () => {
+    const log = new Log();
+    log.append(1);
+    log.append(1, "event-x");
+    const hub = new EventHub((after) => log.reader(after));
+    const keeper = await hub.feed();
+    const resumed = await hub.feed(1);
+    log.append(1, "event-x");
+    log.append(1);
+    expect(await take(resumed, 2)).toEqual([2, 4]);
+    await Promise.all([keeper.stop(), resumed.stop()]);
   });
 });
