@@ -57,7 +57,7 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["node", "probe.ts", "HEALTH_PORT", "/health/ready"]
 # exec: node replaces the shell, so it is the process that gets SIGTERM. The node flags are
 # scripts/system.ts's NODE_FLAGS (why: there), the same for npm start and every deployment.
-CMD ["sh", "-c", "exec node --max-semi-space-size=16 \"services/${MIKROM_SERVICE}/src/main.ts\""]
+CMD ["sh", "-c", "exec node --max-semi-space-size=8 \"services/${MIKROM_SERVICE}/src/main.ts\""]
 
 # The REST API on port 8080: healthy when GET /health answers there (it serves no HEALTH_PORT).
 FROM service AS api-gateway

@@ -15,11 +15,12 @@ const root = join(import.meta.dirname, "..");
 
 /**
  * Node's flags for every service process; the Dockerfile's CMD passes the same (deploy/test checks
- * it). Semi-spaces of 16 MiB: under a service's allocation rate V8 grows the young generation to two
+ * it). Semi-spaces of 8 MiB: under a service's allocation rate V8 grows the young generation to two
  * semi-spaces of 64 MiB (its default for this heap limit), and vm-service held 260–300 MiB RSS with
- * 42 MiB of old space. docs/PERFORMANCE.md, "Scale", has the figures and what it costs.
+ * 42 MiB of old space (16 MiB left it at 252 MiB with 10,000 VMs, 8 MiB at 235). docs/PERFORMANCE.md,
+ * "Scale", has the figures and what it costs.
  */
-export const NODE_FLAGS = ["--max-semi-space-size=16"] as const;
+export const NODE_FLAGS = ["--max-semi-space-size=8"] as const;
 
 /**
  * The environment every service process gets, here and in the Dockerfile (deploy/test checks it).
