@@ -3,6 +3,7 @@ import { openDatabase } from "@mikrom/runtime";
 import { setLogDestination } from "@mikrom/telemetry";
 import { captureLogs, describe, expect, type TestNats, test } from "@mikrom/testkit";
 import { jetstreamManager } from "@nats-io/jetstream";
+import { sql } from "kysely";
 import type { GatewayDeps } from "../src/app.ts";
 import { HeldRequests } from "../src/limits/concurrency.ts";
 import { NatsBackend } from "../src/nats-backend.ts";
@@ -135,6 +136,44 @@ describe("held requests across replicas", () => {
       for (const release of held) release();
     } finally {
       await Promise.all([dead.releaseAll(), live.releaseAll()]);
+      await store.destroy();
+    }
+  });
+});
+
+describe("held requests when the database refuses", () => {
+  test("a slot whose give-back failed is not kept alive by its replica's renewals: it comes back within a lease", async ({
+    db,
+  }) => {
+    const store = openDatabase<GatewayDb>(db.url, { max: 4 });
+    await migrate(store);
+    const replica = new HeldRequests(store, { leaseMs: 600 });
+    const waits = replica.cap("waits", 1, 1);
+    try {
+      // The replica goes on holding another user's slot, so its renewals keep running.
+      const other = await waits.acquire(10);
+      const release = await waits.acquire(9);
+      await expect(waits.acquire(9)).rejects.toMatchObject({ status: 429 });
+      // PostgreSQL refuses the give-back, as a database that fails mid-request would.
+      await sql`
+        CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'refused for the test'; END $$`.execute(store);
+      await sql`CREATE TRIGGER refuse BEFORE DELETE ON held_requests FOR EACH ROW EXECUTE FUNCTION refuse_delete()`.execute(
+        store,
+      );
+      release();
+      let again: (() => void) | undefined;
+      await until(async () => {
+        again = await waits.acquire(9).catch(() => undefined);
+        return again !== undefined;
+      }, "user 9's slot back after its lease");
+      // The other user's slot, renewed all along, is still held.
+      await expect(waits.acquire(10)).rejects.toMatchObject({ status: 429 });
+      await sql`DROP TRIGGER refuse ON held_requests`.execute(store);
+      again?.();
+      other();
+    } finally {
+      await replica.releaseAll();
       await store.destroy();
     }
   });
