@@ -136,19 +136,21 @@ export class EventHub {
   }
 
   #startLive(): Promise<EventReader> {
+    if (this.#live) return this.#live;
     // The reader serves every client: it runs, and logs, as none of them.
-    this.#live ??= detached(() => this.#open()).then(
+    const live: Promise<EventReader> = detached(() => this.#open()).then(
       (reader) => {
         this.#position = reader.start;
         void detached(() => this.#pump(reader));
         return reader;
       },
       (error: unknown) => {
-        this.#live = undefined;
+        if (this.#live === live) this.#live = undefined;
         throw error;
       },
     );
-    return this.#live;
+    this.#live = live;
+    return live;
   }
 
   async #pump(reader: EventReader): Promise<void> {
@@ -174,6 +176,8 @@ export class EventHub {
       for (const mailbox of this.#clients) mailbox.end();
       this.#clients.clear();
     }
+    // Stopped already when its last stream left; otherwise its consumer is deleted now.
+    await reader.stop().catch(() => undefined);
   }
 
   #leave(mailbox: Mailbox): void {
