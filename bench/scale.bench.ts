@@ -1,7 +1,8 @@
 /**
  * Scale, not just speed: the whole system (every service its own process, bench/system.ts) with 100
- * hosts and thousands of VMs in it. The hosts are played by this process: each registers and
- * heartbeats on its own subjects (`<ns>.evt.host.<host>.…`) every 10 s, as an agent does by default,
+ * hosts and thousands of VMs in it. The hosts are played by this process: each registers on its own
+ * subject (`<ns>.evt.host.<host>.…`) and heartbeats on `<ns>.beat.<host>` (core NATS) every 10 s, as
+ * an agent does by default,
  * and answers each BootVm sent to it with VmBooted under its own id (vm-service believes a host's
  * fact only from that host's subject). The system's own provisioner runs too, with no room for any
  * VM, so that every service is measured. VMs are created through the REST API, 64 at a time, with at
@@ -28,6 +29,7 @@
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { setTimeout as delay } from "node:timers/promises";
+import { announce } from "@mikrom/bus";
 import {
   Header,
   HostHeartbeat,
@@ -91,9 +93,11 @@ class FakeHosts {
   beating = true;
   private timers: Array<ReturnType<typeof setTimeout>> = [];
   private readonly js;
+  private readonly nc: NatsConnection;
   private readonly ns: ReturnType<typeof namesFor>;
 
   constructor(nc: NatsConnection, namespace: string) {
+    this.nc = nc;
     this.ns = namesFor(namespace);
     this.js = jetstream(nc);
     nc.subscribe(`${namespace}.cmd.provisioner.*.boot`, {
@@ -139,11 +143,11 @@ class FakeHosts {
       const beat = (): void => {
         if (!this.beating) return;
         const runningVms = [...this.booted.values()].filter((b) => b.host === hostId).length;
-        void this.publish(this.ns.event("host", hostId, "HostHeartbeat"), HostHeartbeat, {
+        announce(this.nc, HostHeartbeat, this.ns.heartbeat(hostId), {
           hostId,
           at: new Date().toISOString(),
           runningVms,
-        }).catch(() => {});
+        });
       };
       const start = setTimeout(
         () => {

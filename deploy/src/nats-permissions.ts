@@ -51,8 +51,8 @@ function uses(ns: string, host: string): Record<Service, Use> {
     },
     "vm-service": {
       publishes: [`${ns}.evt.vm.>`, `${ns}.cmd.ippool.>`, `${ns}.cmd.provisioner.>`],
-      // The `wait` query listens to one VM's events.
-      listens: [`${ns}.evt.vm.>`],
+      // The `wait` query listens to one VM's events; every host's heartbeat comes on core NATS.
+      listens: [`${ns}.evt.vm.>`, `${ns}.beat.*`],
       asks: [],
       answers: "vm",
       durables: [
@@ -73,7 +73,7 @@ function uses(ns: string, host: string): Record<Service, Use> {
     },
     provisioner: {
       // Its facts under its own host id only: what it says of another host's VM never gets there.
-      publishes: [`${ns}.evt.provisioner.${host}.*`, `${ns}.evt.host.${host}.*`],
+      publishes: [`${ns}.evt.provisioner.${host}.*`, `${ns}.evt.host.${host}.*`, `${ns}.beat.${host}`],
       listens: [],
       asks: [],
       answers: `provisioner.${host}`,

@@ -63,7 +63,8 @@ describe("Kubernetes: each host's agent has a NATS identity of its own", () => {
     for (const host of [a, b]) {
       const { probe } = agents.get(host.id)!;
       expect(await probe.canSubscribe(`mikrom.qry.provisioner.${host.id}.console`)).toBe(true);
-      expect(await probe.canPublish(`mikrom.evt.host.${host.id}.HostHeartbeat`)).toBe(true);
+      expect(await probe.canPublish(`mikrom.evt.host.${host.id}.HostRegistered`)).toBe(true);
+      expect(await probe.canPublish(`mikrom.beat.${host.id}`)).toBe(true);
       expect(await probe.canPublish(`mikrom.evt.provisioner.${host.id}.VmBooted`)).toBe(true);
       expect(await probe.canPublish(`$JS.API.CONSUMER.MSG.NEXT.MIKROM_COMMANDS.provisioner-${host.id}`)).toBe(
         true,
@@ -81,7 +82,8 @@ describe("Kubernetes: each host's agent has a NATS identity of its own", () => {
       expect(await probe.canSubscribe(`mikrom.cmd.provisioner.${other.id}.*`)).toBe(false);
       expect(await probe.canSubscribe(`mikrom.qry.provisioner.${other.id}.console`)).toBe(false);
       expect(await probe.canPublish(`mikrom.evt.provisioner.${other.id}.VmBooted`)).toBe(false);
-      expect(await probe.canPublish(`mikrom.evt.host.${other.id}.HostHeartbeat`)).toBe(false);
+      expect(await probe.canPublish(`mikrom.evt.host.${other.id}.HostRegistered`)).toBe(false);
+      expect(await probe.canPublish(`mikrom.beat.${other.id}`)).toBe(false);
       expect(
         await probe.canPublish(`$JS.API.CONSUMER.MSG.NEXT.MIKROM_COMMANDS.provisioner-${other.id}`),
       ).toBe(false);

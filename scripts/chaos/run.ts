@@ -543,8 +543,8 @@ async function readFinal(
 }
 
 /**
- * The host's presence as the audit log recorded it, for explaining a host that vm-service lost:
- * every registration and stop, and the last heartbeats (with the time each carried).
+ * The host's presence, for explaining a host that vm-service lost: every registration and stop as
+ * the audit log recorded them, and the host registry now (last heard from, status).
  */
 async function hostEvents(api: string, token: string, signal: AbortSignal): Promise<Record<string, unknown>> {
   const brief = (e: { type: string; data: Record<string, unknown>; recorded_at?: string }) => ({
@@ -557,17 +557,8 @@ async function hostEvents(api: string, token: string, signal: AbortSignal): Prom
     const items = await auditPages(api, token, `type=${type}`, signal);
     out[type] = items?.map(brief) ?? "unreadable";
   }
-  const first = await retrying(() =>
-    call(api, "GET", "/api/v1/audit?type=HostHeartbeat&page_size=20", { token, signal }),
-  );
-  if (first.status === 200) {
-    const last = Math.max(1, Number(first.body.total_pages));
-    const page = await retrying(() =>
-      call(api, "GET", `/api/v1/audit?type=HostHeartbeat&page_size=20&page=${last}`, { token, signal }),
-    );
-    out.heartbeats = first.body.total;
-    out.lastHeartbeats = page.status === 200 ? page.body.items.map(brief) : "unreadable";
-  }
+  const hosts = await retrying(() => call(api, "GET", "/api/v1/hosts", { token, signal }));
+  out.hosts = hosts.status === 200 ? hosts.body.items : "unreadable";
   return out;
 }
 

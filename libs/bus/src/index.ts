@@ -5,6 +5,7 @@ export { decode, type Envelope, type Received } from "./envelope.ts";
 export { PermanentFailure } from "./errors.ts";
 export { copyHeaders, DeadLetterHeader, type HeadersInit } from "./headers.ts";
 export {
+  announce,
   causedBy,
   createPublisher,
   type MessageMeta,

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { type DataOf, Header, type MessageDef, parse } from "@mikrom/contracts";
 import { createLogger, errorFields, type Logger, tracePublish } from "@mikrom/telemetry";
 import { jetstream, type PubAck } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/transport-node";
+import { headers as emptyHeaders, type NatsConnection } from "@nats-io/transport-node";
 import { copyHeaders, type HeadersInit, headerValue } from "./headers.ts";
 import { pause } from "./retry.ts";
 import { isTransient } from "./unavailable.ts";
@@ -106,4 +106,22 @@ export function createPublisher(nc: NatsConnection, options: { logger?: Logger }
   }
 
   return { publish, send };
+}
+
+/**
+ * Validates and publishes a message on core NATS: no stream keeps it and nothing acknowledges it. For
+ * news the next message supersedes (a heartbeat), where a lost one costs nothing and a stored one
+ * would cost every receiver a pull and an ack. While the connection is away nats.js buffers it.
+ */
+export function announce<D extends MessageDef>(
+  nc: NatsConnection,
+  def: D,
+  subject: string,
+  data: DataOf<D>,
+): void {
+  const headers = emptyHeaders();
+  headers.set(Header.Type, def.type);
+  headers.set(Header.SchemaVersion, String(def.version));
+  headers.set(Header.ContentType, "application/json");
+  nc.publish(subject, JSON.stringify(parse(def, data)), { headers });
 }

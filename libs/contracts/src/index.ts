@@ -1,5 +1,6 @@
 export * from "./audit.ts";
 export { Header, type HeaderName } from "./headers.ts";
+export * from "./hosts.ts";
 export { Actor, HostId, Ipv4, Timestamp, UserId, VmId, VmName } from "./ids.ts";
 export * from "./ippool.ts";
 export {

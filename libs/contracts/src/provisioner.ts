@@ -6,7 +6,9 @@ import { MemoryMb, VcpuCount } from "./vm.ts";
 
 /**
  * Provisioner agents, one per host. Commands for a host go to `<ns>.cmd.provisioner.<hostId>.<verb>`;
- * VM facts to `<ns>.evt.provisioner.<hostId>.<Type>`, host facts to `<ns>.evt.host.<hostId>.<Type>`.
+ * VM facts to `<ns>.evt.provisioner.<hostId>.<Type>`, host facts to `<ns>.evt.host.<hostId>.<Type>`,
+ * heartbeats to `<ns>.beat.<hostId>` (core NATS: a heartbeat is superseded by the next, and no
+ * stream or audit log should keep one for every host every ten seconds).
  * Every subject a host uses names the host, so NATS can hold each host's credentials to its own
  * subjects (deploy/src/nats-permissions.ts), and a fact's `hostId` is believed only when its
  * subject names the same host (hostOfFact).
@@ -67,6 +69,7 @@ export const HostRegistered = event(
     startedAt: Timestamp,
   }),
 );
+/** On `<ns>.beat.<hostId>`; one on the events stream comes from an agent older than that, and counts the same. */
 export const HostHeartbeat = event(
   "HostHeartbeat",
   1,

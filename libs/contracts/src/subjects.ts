@@ -19,6 +19,10 @@ export interface Names {
   query(service: string, name: string): string;
   /** `<ns>.dlq.<original subject>` */
   deadLetter(subject: string): string;
+  /** `<ns>.beat.<hostId>`: a host's heartbeat, on core NATS (news about now: no stream keeps it). */
+  heartbeat(hostId: string): string;
+  /** Filter: every host's heartbeat, `<ns>.beat.*` */
+  readonly allHeartbeats: string;
   readonly allCommands: string;
   readonly allEvents: string;
   readonly allDeadLetters: string;
@@ -72,8 +76,10 @@ export function names(namespace = "mikrom"): Names {
     },
     query: (service, name) => [ns, "qry", token(service, "service"), token(name, "query")].join("."),
     deadLetter: (subject) => `${ns}.dlq.${subject}`,
+    heartbeat: (hostId) => `${ns}.beat.${token(hostId, "host id")}`,
     allCommands: `${ns}.cmd.>`,
     allEvents: `${ns}.evt.>`,
     allDeadLetters: `${ns}.dlq.>`,
+    allHeartbeats: `${ns}.beat.*`,
   };
 }

@@ -43,6 +43,7 @@ describe("subjects and streams", () => {
     expect(n.command("provisioner", "host-1", "boot")).toBe("mikrom.cmd.provisioner.host-1.boot");
     expect(n.event("vm", "srv-1a2b3c4d", "VmRunning")).toBe("mikrom.evt.vm.srv-1a2b3c4d.VmRunning");
     expect(n.query("vm", "get")).toBe("mikrom.qry.vm.get");
+    expect(n.heartbeat("host-1")).toBe("mikrom.beat.host-1");
     expect(n.streams).toEqual({
       commands: "MIKROM_COMMANDS",
       events: "MIKROM_EVENTS",
@@ -59,6 +60,8 @@ describe("subjects and streams", () => {
     expect(n.eventsOf("vm", "srv-1a2b3c4d")).toBe("mikrom.evt.vm.srv-1a2b3c4d.*");
     expect(() => n.eventsOf("vm", "srv.1")).toThrow(/entity id "srv.1"/);
     expect(() => n.commandsTo("provisioner", "*")).toThrow(/host id/);
+    expect(n.allHeartbeats).toBe("mikrom.beat.*");
+    expect(() => n.heartbeat("*")).toThrow(/host id/);
   });
 
   it("refuse tokens that would change a subject's shape", () => {

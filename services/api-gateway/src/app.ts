@@ -26,6 +26,7 @@ import { authRoutes } from "./routes/auth.ts";
 import { docsRoutes } from "./routes/docs.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { healthRoutes } from "./routes/health.ts";
+import { hostRoutes } from "./routes/hosts.ts";
 import { ippoolRoutes } from "./routes/ippools/index.ts";
 import { userRoutes } from "./routes/users.ts";
 import { vmRoutes } from "./routes/vms/index.ts";
@@ -139,6 +140,7 @@ export function createApp(deps: GatewayDeps): Gateway {
   });
   ippoolRoutes(app, { backend, commands, queryTimeoutMs: config.queryTimeoutMs });
   auditRoutes(app, { backend, queryTimeoutMs: config.queryTimeoutMs });
+  hostRoutes(app, { backend, queryTimeoutMs: config.queryTimeoutMs });
   docsRoutes(app, VERSION);
   mountConsole(app, { jwtSecret: config.jwtSecret, grafanaUrl: config.grafanaUrl });
 

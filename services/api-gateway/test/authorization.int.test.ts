@@ -75,6 +75,7 @@ const ROWS: readonly Row[] = [
     outcomes: SUPERUSER,
   },
   { operation: "GET /api/v1/users", path: fixed("/api/v1/users"), outcomes: SUPERUSER },
+  { operation: "GET /api/v1/hosts", path: fixed("/api/v1/hosts"), outcomes: SUPERUSER },
   {
     operation: "GET /api/v1/users/{user_id}",
     path: (ids) => `/api/v1/users/${ids.owner}`,

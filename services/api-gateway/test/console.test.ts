@@ -1,23 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.ts";
-import type { AuditEntry, Vm } from "../src/console/api-types.ts";
+import type { Host, Vm } from "../src/console/api-types.ts";
 import { eventSummary, localPath } from "../src/console/format.ts";
 import { traceUrl } from "../src/console/grafana.ts";
-import { hostsFrom } from "../src/console/hosts.ts";
 import { allocationsOf, inRange } from "../src/console/pools.ts";
-
-const entry = (type: string, host: string, at: string, data: Record<string, unknown> = {}): AuditEntry => ({
-  event_id: `${type}-${host}-${at}`,
-  type,
-  context: "host",
-  entity_id: host,
-  vm_id: null,
-  user_id: null,
-  user_name: null,
-  trace_id: null,
-  recorded_at: at,
-  data: { hostId: host, ...data },
-});
+import { hostsPage } from "../src/console/views/hosts.ts";
 
 const vm = (
   id: string,
@@ -40,55 +27,40 @@ const vm = (
   updated_at: "2025-01-01T00:00:00.000Z",
 });
 
-describe("console: hosts from their announcements", () => {
-  it("takes each host's latest registration and heartbeat, and counts the VMs placed on it", () => {
-    const hosts = hostsFrom(
-      [
-        entry("HostRegistered", "h1", "2025-01-01T00:00:00Z", { driver: "fake", vcpus: 4, memoryMb: 1024 }),
-        entry("HostRegistered", "h1", "2025-01-01T01:00:00Z", { driver: "qemu", vcpus: 8, memoryMb: 2048 }),
-      ],
-      [
-        entry("HostHeartbeat", "h1", "2025-01-01T01:00:10Z", { runningVms: 2 }),
-        entry("HostHeartbeat", "h1", "2025-01-01T01:00:05Z", { runningVms: 1 }),
-      ],
-      [],
-      [
-        vm("srv-1", "10.0.0.2", "h1", "reachable"),
-        vm("srv-2", "10.0.0.3", "h1", "reachable"),
-        vm("srv-3", null, null),
-      ],
-    );
-    expect(hosts).toEqual([
-      {
-        id: "h1",
-        driver: "qemu",
-        vcpus: 8,
-        memoryMb: 2048,
-        registeredAt: "2025-01-01T01:00:00Z",
-        lastHeartbeat: "2025-01-01T01:00:10Z",
-        runningVms: 2,
-        stoppedAt: null,
-        vms: 2,
-        reachable: true,
-      },
-    ]);
+describe("console: hosts", () => {
+  const host = (id: string, more: Partial<Host> = {}): Host => ({
+    id,
+    driver: "qemu",
+    vcpus: 8,
+    memory_mb: 2048,
+    status: "up",
+    registered_at: "2025-01-01T00:00:00.000Z",
+    last_seen_at: "2025-01-01T00:59:50.000Z",
+    stopped_at: null,
+    vms: 2,
+    running_vms: 1,
+    ...more,
   });
+  const rowOf = (html: string, id: string) =>
+    html.slice(html.indexOf(`<code>${id}</code>`)).split("</tr>")[0]!;
 
-  it("a host whose last word was HostStopped reads as stopped; one its VMs call unreachable, as unreachable", () => {
-    const [h1, h2] = hostsFrom(
-      [
-        entry("HostRegistered", "h1", "2025-01-01T00:00:00Z"),
-        entry("HostRegistered", "h2", "2025-01-01T00:00:00Z"),
-      ],
-      [entry("HostHeartbeat", "h1", "2025-01-01T00:01:00Z")],
-      [
-        entry("HostStopped", "h1", "2025-01-01T00:02:00Z"),
-        entry("HostStopped", "h2", "2024-12-31T00:00:00Z"),
-      ],
-      [vm("srv-1", "10.0.0.2", "h2", "unreachable")],
+  it("shows each host's state, capacity, VMs and last heartbeat, as the hosts route gives them", async () => {
+    const html = String(
+      await hostsPage(
+        [
+          host("h1"),
+          host("h2", { status: "unreachable", stopped_at: "2025-01-01T00:30:00.000Z", running_vms: null }),
+          host("h3", { status: "lost" }),
+        ],
+        Date.parse("2025-01-01T01:00:00.000Z"),
+      ),
     );
-    expect(h1).toMatchObject({ id: "h1", stoppedAt: "2025-01-01T00:02:00Z", reachable: null });
-    expect(h2).toMatchObject({ id: "h2", stoppedAt: null, reachable: false, vms: 1 });
+    expect(rowOf(html, "h1")).toMatch(
+      /tag-ok">up<[\s\S]*8 vCPU · 2 GiB[\s\S]*2 \(host says 1 running\)[\s\S]*10 s ago/,
+    );
+    expect(rowOf(html, "h2")).toMatch(/tag-warn">stopped</);
+    expect(rowOf(html, "h2")).not.toContain("host says");
+    expect(rowOf(html, "h3")).toMatch(/tag-warn">lost</);
   });
 });
 

@@ -155,7 +155,7 @@ describe("the provisioner agent (fake driver)", () => {
           "a heartbeat counting the VM",
           (e) => e.type === "HostHeartbeat" && e.data.runningVms === 1,
         );
-        expect(beat.subject).toBe(`${nats.namespace}.evt.host.${HOST}.HostHeartbeat`);
+        expect(beat.subject).toBe(`${nats.namespace}.beat.${HOST}`);
       },
     );
     await tap.next("HostStopped", (e) => e.type === "HostStopped" && e.data.hostId === HOST);

@@ -22,7 +22,9 @@ import type { VmCommand } from "./domain/decide.ts";
 import type { ProcessInput } from "./domain/lifecycle.ts";
 import { onVmCommand } from "./handlers/commands.ts";
 import type { Delivery, HandlerDeps } from "./handlers/context.ts";
-import { type HostEvent, onHostEvent, onProcessEvent } from "./handlers/events.ts";
+import { onProcessEvent } from "./handlers/events.ts";
+import { listenHeartbeats } from "./handlers/heartbeats.ts";
+import { type HostEvent, onHostEvent } from "./handlers/host-registry.ts";
 import { serveQueries } from "./handlers/queries.ts";
 import { type SweepReport, startSweeper, sweepOnce } from "./handlers/sweeper.ts";
 import { observeVmStatuses } from "./metrics.ts";
@@ -63,7 +65,8 @@ function hostFact<M>(names: Names, e: Envelope<MessageDef>): Delivery<M> {
 
 /**
  * The VM service on the skeleton: its store, its four consumers (its commands, and the answers of the
- * IP pool, the provisioners and the hosts' presence), its queries, and the sweeper of deadlines and hosts.
+ * IP pool, the provisioners and the hosts' presence), the hosts' heartbeats, its queries, and the
+ * sweeper of deadlines and hosts.
  */
 export function vmService(
   opts: { now?: () => number; onDecision?: (ms: number) => void } = {},
@@ -94,6 +97,7 @@ export function vmService(
       const provisioner = "vm-service-provisioner-events";
       const queries = serveQueries({ ...deps, nc });
       let sweeper: { stop(): Promise<void> } | undefined;
+      let heartbeats: { stop(): Promise<void> } | undefined;
       const statusGauge = observeVmStatuses(store.db);
       return {
         deps,
@@ -145,11 +149,12 @@ export function vmService(
         ],
         // Deadlines are judged from when the answers can be read, not from when the process began.
         whenConsuming() {
+          heartbeats = listenHeartbeats(deps, nc);
           sweeper = startSweeper({ ...deps, startedAtMs: deps.now() });
         },
         async stop() {
           statusGauge.remove();
-          await sweeper?.stop();
+          await Promise.all([sweeper?.stop(), heartbeats?.stop()]);
         },
       };
     },

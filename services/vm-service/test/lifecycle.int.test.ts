@@ -1,3 +1,4 @@
+import { announce } from "@mikrom/bus";
 import {
   CreateVm,
   GetVm,
@@ -6,6 +7,7 @@ import {
   HostRegistered,
   IpAllocated,
   IpAllocationFailed,
+  ListHosts,
   ListVms,
   StopVm,
   VmBooted,
@@ -262,12 +264,24 @@ describe("the VM lifecycle over NATS and PostgreSQL", () => {
 
   /** The VM as its owner reads it, host status included. */
   const read = (w: World, vmId: string) => w.query(GetVm, { vmId, actor: OWNER });
-  const heartbeat = (w: World) =>
-    w.publish(w.names.event("host", HOST, "HostHeartbeat"), HostHeartbeat, {
-      hostId: HOST,
-      at: new Date().toISOString(),
-      runningVms: 1,
-    });
+  /**
+   * A heartbeat as agents send it, on `<ns>.beat.<host>` (core NATS); `stream`: as agents before that
+   * did, on the events stream, which vm-service still takes during an upgrade.
+   */
+  const heartbeat = async (
+    w: World,
+    via: "core" | "stream" = "core",
+    hostId = HOST,
+    subjectHost = hostId,
+  ) => {
+    const data = { hostId, at: new Date().toISOString(), runningVms: 1 };
+    if (via === "stream")
+      await w.publish(w.names.event("host", subjectHost, "HostHeartbeat"), HostHeartbeat, data);
+    else {
+      announce(w.nats.nc, HostHeartbeat, w.names.heartbeat(subjectHost), data);
+      await w.nats.nc.flush();
+    }
+  };
   /** Hosts are judged only once the sweeper's catch-up (10 s from when it starts) is over: up to 30 s. */
   async function untilHost(w: World, vmId: string, hostStatus: "reachable" | "unreachable") {
     for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
@@ -307,24 +321,30 @@ describe("the VM lifecycle over NATS and PostgreSQL", () => {
     });
   });
 
-  test("an agent silent past its heartbeat that comes back leaves its VMs running", async ({ db, nats }) => {
-    const w = new World(nats);
-    await withService(testConfig(db, nats, { HOST_HEARTBEAT_TIMEOUT_MS: "1000" }), async () => {
-      await registerHost(w);
-      const vmId = vmIdOf(7);
-      await create(w, vmId);
-      await allocate(w, vmId);
-      await boot(w, vmId);
-      await w.until(vmId, "running");
-      await untilHost(w, vmId, "unreachable");
-      await heartbeat(w);
-      expect(await untilHost(w, vmId, "reachable")).toMatchObject({ status: "running", errorMessage: null });
-      expect(w.vmEvents.typesFor(vmId)).not.toContain("VmFailed");
-      // And it takes commands again.
-      const stop = await w.command("stop", StopVm, { vmId, actor: OWNER });
-      expect(stop.headers?.get("Mikrom-Type")).toBe("VmStopRequested");
-    });
-  });
+  test.for(["core", "stream"] as const)(
+    "an agent silent past its heartbeat that comes back (heartbeat on %s) leaves its VMs running",
+    async (via, { db, nats }) => {
+      const w = new World(nats);
+      await withService(testConfig(db, nats, { HOST_HEARTBEAT_TIMEOUT_MS: "1000" }), async () => {
+        await registerHost(w);
+        const vmId = vmIdOf(7);
+        await create(w, vmId);
+        await allocate(w, vmId);
+        await boot(w, vmId);
+        await w.until(vmId, "running");
+        await untilHost(w, vmId, "unreachable");
+        await heartbeat(w, via);
+        expect(await untilHost(w, vmId, "reachable")).toMatchObject({
+          status: "running",
+          errorMessage: null,
+        });
+        expect(w.vmEvents.typesFor(vmId)).not.toContain("VmFailed");
+        // And it takes commands again.
+        const stop = await w.command("stop", StopVm, { vmId, actor: OWNER });
+        expect(stop.headers?.get("Mikrom-Type")).toBe("VmStopRequested");
+      });
+    },
+  );
 
   test("a live host's heartbeat is taken while placements hold the scheduling lock", async ({ db, nats }) => {
     const w = new World(nats);
@@ -359,6 +379,80 @@ describe("the VM lifecycle over NATS and PostgreSQL", () => {
       } finally {
         await store.destroy();
       }
+    });
+  });
+
+  test("every host's heartbeat is taken; one on another host's subject is dropped", async ({ db, nats }) => {
+    const w = new World(nats);
+    const hosts = Array.from({ length: 20 }, (_, i) => `host-${i}`);
+    await withService(testConfig(db, nats), async () => {
+      for (const h of hosts) await registerHost(w, h);
+      const store = openDatabase<Tables>(db.url);
+      const lastSeen = async () =>
+        new Map(
+          (await store.selectFrom("hosts").select(["host_id", "last_seen"]).execute()).map((r) => [
+            r.host_id,
+            r.last_seen.getTime(),
+          ]),
+        );
+      try {
+        await expect.poll(async () => (await lastSeen()).size, { timeout: 10_000 }).toBe(hosts.length);
+        const before = await lastSeen();
+        await new Promise((r) => setTimeout(r, 10));
+        // host-0 speaking for host-1, on its own subject: neither is heard from.
+        await heartbeat(w, "core", "host-1", "host-0");
+        for (const h of hosts.slice(2)) await heartbeat(w, "core", h);
+        await expect
+          .poll(
+            async () => {
+              const now = await lastSeen();
+              return hosts.slice(2).filter((h) => now.get(h)! <= before.get(h)!);
+            },
+            { timeout: 10_000 },
+          )
+          .toEqual([]);
+        const after = await lastSeen();
+        expect([after.get("host-0"), after.get("host-1")]).toEqual([
+          before.get("host-0"),
+          before.get("host-1"),
+        ]);
+      } finally {
+        await store.destroy();
+      }
+    });
+  });
+
+  test("the host registry answers a superuser: capacity, load, last heartbeat, the VMs the host says it runs; a user is refused", async ({
+    db,
+    nats,
+  }) => {
+    const w = new World(nats);
+    const ADMIN = { userId: 1, userName: "root", superuser: true };
+    await withService(testConfig(db, nats), async () => {
+      await registerHost(w);
+      const vmId = vmIdOf(9);
+      await create(w, vmId);
+      await allocate(w, vmId);
+      await boot(w, vmId);
+      await w.until(vmId, "running");
+      await heartbeat(w);
+      const hosts = () => w.query(ListHosts, { actor: ADMIN });
+      await expect.poll(async () => (await hosts()).items[0]?.runningVms, { timeout: 10_000 }).toBe(1);
+      const [host] = (await hosts()).items;
+      expect(host).toMatchObject({
+        hostId: HOST,
+        driver: "fake",
+        vcpus: 16,
+        memoryMb: 16384,
+        status: "up",
+        placedVms: 1,
+        usedVcpus: 2,
+        usedMemoryMb: 1024,
+        unreachableSince: null,
+        stoppedAt: null,
+      });
+      expect(Date.parse(host!.registeredAt!)).toBeLessThanOrEqual(Date.parse(host!.lastSeenAt));
+      await expect(w.query(ListHosts, { actor: OWNER })).rejects.toThrow(/^forbidden/);
     });
   });
 

@@ -100,6 +100,20 @@ export interface AllPoolStats {
   readonly usage_percent: number;
 }
 
+/** `GET /api/v1/hosts` */
+export interface Host {
+  readonly id: string;
+  readonly driver: string;
+  readonly vcpus: number;
+  readonly memory_mb: number;
+  readonly status: "up" | "unreachable" | "lost";
+  readonly registered_at: string | null;
+  readonly last_seen_at: string;
+  readonly stopped_at: string | null;
+  readonly vms: number;
+  readonly running_vms: number | null;
+}
+
 export interface AuditEntry {
   readonly event_id: string;
   readonly type: string;

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { type Actor, Header, names, type VmStatus, type VmView } from "@mikrom/contracts";
+import { type Actor, Header, type HostView, names, type VmStatus, type VmView } from "@mikrom/contracts";
 import {
   AckPolicy,
   type ConsumerMessages,
@@ -55,6 +55,8 @@ interface Stored {
  */
 export class FakeVmService {
   readonly vms = new Map<string, VmView>();
+  /** What the `hosts` query answers. */
+  readonly hosts: HostView[] = [];
   readonly history = new Map<string, Stored[]>();
   readonly commandsSeen: string[] = [];
   /** The message id of every command received, in order. */
@@ -113,7 +115,7 @@ export class FakeVmService {
           .finally(() => m.ack());
       }
     })();
-    for (const name of ["get", "list", "history", "wait"]) {
+    for (const name of ["get", "list", "history", "wait", "hosts"]) {
       const sub = nc.subscribe(n.query("vm", name));
       service.#subs.push(sub);
       void (async () => {
@@ -258,6 +260,10 @@ export class FakeVmService {
   ): Promise<unknown> {
     if (this.queriesAway) return { ok: false, error: { code: "unavailable", message: "away" } };
     const notFound = { ok: false, error: { code: "not_found", message: "VM not found" } };
+    if (name === "hosts")
+      return req.actor.superuser
+        ? { ok: true, data: { items: this.hosts } }
+        : { ok: false, error: { code: "forbidden", message: "only a superuser may list hosts" } };
     if (name === "list") {
       const page = (req.page as number) ?? 1;
       const size = (req.pageSize as number) ?? 10;

@@ -1,5 +1,5 @@
 import { setTimeout as delay } from "node:timers/promises";
-import type { Publisher } from "@mikrom/bus";
+import { announce, type Publisher } from "@mikrom/bus";
 import {
   type DriverName,
   HOST_CONTEXT,
@@ -28,9 +28,10 @@ const COUNT_TIMEOUT_MS = 1_000;
 /**
  * The host's presence on `<ns>.evt.host.<hostId>.<Type>`: HostRegistered at start and again after
  * every reconnect to NATS (a server that restarted may have lost it, and a receiver that judged the
- * host silent hears it is back), HostHeartbeat every interval, HostStopped on a graceful stop.
- * Published directly, not through the outbox: they are news about now. A heartbeat that cannot go
- * out is tried again until the next one is due, which supersedes it; every failure is logged.
+ * host silent hears it is back), HostStopped on a graceful stop; and HostHeartbeat every interval on
+ * `<ns>.beat.<hostId>`, core NATS (the next one supersedes it, so no stream keeps it).
+ * Published directly, not through the outbox: they are news about now. An announcement that cannot
+ * go out is tried again until it does or the next one supersedes it; every failure is logged.
  * Beats are paced by the process's monotonic timers: nothing here reads the host's clock except to
  * stamp the messages (receivers judge liveness by when a message arrives, on their own clock).
  */
@@ -45,7 +46,6 @@ export class HostPresence {
   readonly #startedAt = new Date().toISOString();
   readonly #stop = new AbortController();
   #lastCount = 0;
-  #beating: AbortController | undefined;
   #announcing: AbortController | undefined;
   readonly #inFlight = new Set<Promise<void>>();
   #loops: Promise<unknown> | undefined;
@@ -93,10 +93,7 @@ export class HostPresence {
     while (!signal.aborted) {
       await delay(this.#intervalMs, undefined, { signal }).catch(() => {});
       if (signal.aborted) return;
-      this.#beating?.abort();
-      const beat = new AbortController();
-      this.#beating = beat;
-      this.#track(this.beat(beat.signal));
+      this.#track(this.beat());
     }
   }
 
@@ -123,17 +120,18 @@ export class HostPresence {
     );
   }
 
-  /** One heartbeat, tried again until it goes out or `signal` (the next beat, or stop) supersedes it. */
-  async beat(signal: AbortSignal = this.#stop.signal): Promise<void> {
+  /** One heartbeat, with the VMs running here (a connection that is closed is logged, not retried: the next beat is due). */
+  async beat(): Promise<void> {
     const runningVms = await this.#count();
-    await this.#untilSent("the heartbeat", signal, () =>
-      this.#publisher.send(
-        HostHeartbeat,
-        this.#subject(HostHeartbeat.type),
-        { hostId: this.#info.hostId, at: new Date().toISOString(), runningVms },
-        { timeoutMs: Math.min(ATTEMPT_TIMEOUT_MS, this.#intervalMs), retryForMs: 0 },
-      ),
-    );
+    try {
+      announce(this.#nc, HostHeartbeat, this.#names.heartbeat(this.#info.hostId), {
+        hostId: this.#info.hostId,
+        at: new Date().toISOString(),
+        runningVms,
+      });
+    } catch (error) {
+      log.warn(errorFields(error), "the heartbeat did not go out");
+    }
   }
 
   /** The running VMs now, or the last count when the database does not answer in time. */
@@ -190,7 +188,6 @@ export class HostPresence {
   /** Ends the heartbeat and the announcements, and says the host stopped (best effort: NATS may be gone). */
   async stop(): Promise<void> {
     this.#stop.abort();
-    this.#beating?.abort();
     this.#announcing?.abort();
     await Promise.all([...this.#inFlight]);
     try {

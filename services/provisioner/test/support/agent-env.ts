@@ -38,21 +38,24 @@ export interface SeenEvent {
 /** Every event of a namespace as it is published (core NATS, from before the first command). */
 export class EventTap {
   readonly events: SeenEvent[] = [];
-  readonly #sub: Subscription;
+  readonly #subs: Subscription[];
 
+  /** Every event, and every heartbeat (`<ns>.beat.<host>`, core NATS). */
   constructor(nc: NatsConnection, namespace: string) {
-    this.#sub = nc.subscribe(`${namespace}.evt.>`, {
-      callback: (_error, msg) => {
-        this.events.push({
-          subject: msg.subject,
-          type: msg.headers?.get(Header.Type) ?? "",
-          data: msg.json(),
-          causationId: msg.headers?.get(Header.CausationId) ?? "",
-          correlationId: msg.headers?.get(Header.CorrelationId) ?? "",
-          messageId: (msg.headers?.get(Header.MessageId) || msg.headers?.get(Header.MsgId)) ?? "",
-        });
-      },
-    });
+    this.#subs = [`${namespace}.evt.>`, `${namespace}.beat.*`].map((subject) =>
+      nc.subscribe(subject, {
+        callback: (_error, msg) => {
+          this.events.push({
+            subject: msg.subject,
+            type: msg.headers?.get(Header.Type) ?? "",
+            data: msg.json(),
+            causationId: msg.headers?.get(Header.CausationId) ?? "",
+            correlationId: msg.headers?.get(Header.CorrelationId) ?? "",
+            messageId: (msg.headers?.get(Header.MessageId) || msg.headers?.get(Header.MsgId)) ?? "",
+          });
+        },
+      }),
+    );
   }
 
   /** The first event matching, waiting for it up to the deadline. */
@@ -78,7 +81,7 @@ export class EventTap {
   }
 
   close(): void {
-    this.#sub.unsubscribe();
+    for (const sub of this.#subs) sub.unsubscribe();
   }
 }
 

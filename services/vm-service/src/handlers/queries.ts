@@ -2,6 +2,7 @@ import { QueryFailed, type QueryServer, querySpec, serveQuery } from "@mikrom/bu
 import {
   type Actor,
   GetVm,
+  ListHosts,
   ListVms,
   type QueryDef,
   type RequestOf,
@@ -14,7 +15,7 @@ import {
 import { withContext, withSpan } from "@mikrom/telemetry";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { definitionOf } from "../messaging/subjects.ts";
-import { findVm, listVms, toView, type VmRow } from "../store/read-model.ts";
+import { findVm, listHosts, listVms, toView, type VmRow } from "../store/read-model.ts";
 import type { HandlerDeps } from "./context.ts";
 
 /** The VM row as this actor may see it: another user's VM, or a deleted one, does not exist. */
@@ -44,6 +45,15 @@ export async function listVmsQuery(
     page: req.page,
     pageSize: req.pageSize,
   });
+}
+
+/** The host registry: superusers only (hosts, their load and liveness are the operator's). */
+export async function listHostsQuery(
+  deps: HandlerDeps,
+  req: RequestOf<typeof ListHosts>,
+): Promise<ResponseOf<typeof ListHosts>> {
+  if (!req.actor.superuser) throw new QueryFailed("forbidden", "only a superuser may list hosts");
+  return { items: await listHosts(deps.db) };
 }
 
 /** Every event of the VM with its time, actor and trace id; readable after delete, by its owner. */
@@ -138,6 +148,12 @@ export function serveQueries(deps: HandlerDeps & { nc: NatsConnection }): QueryS
       deps.nc,
       spec(VmHistory),
       traced("history", (req) => vmHistory(deps, req)),
+      opts,
+    ),
+    serveQuery(
+      deps.nc,
+      spec(ListHosts),
+      traced("hosts", (req) => listHostsQuery(deps, req)),
       opts,
     ),
     serveQuery(

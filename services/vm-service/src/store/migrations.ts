@@ -78,6 +78,14 @@ const migrations: Record<string, Migration> = {
       `.execute(db);
     },
   },
+  "0004_host_presence": {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // What the hosts route shows; heartbeats are no longer events, so no log keeps them.
+      await sql`
+        ALTER TABLE hosts ADD COLUMN registered_at timestamptz, ADD COLUMN running_vms int;
+      `.execute(db);
+    },
+  },
 };
 
 export const vmMigrations: MigrationProvider = { getMigrations: async () => migrations };

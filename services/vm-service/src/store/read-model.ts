@@ -1,4 +1,4 @@
-import type { VmStatus, VmView } from "@mikrom/contracts";
+import type { DriverName, HostView, VmStatus, VmView } from "@mikrom/contracts";
 import { type Kysely, type Selectable, sql, type Updateable } from "kysely";
 import type { HostLoad } from "../domain/hosts.ts";
 import { transitions, type Vm, type VmEvent } from "../domain/vm.ts";
@@ -191,7 +191,6 @@ export async function vmsOnHost(db: Tx, hostId: string): Promise<string[]> {
   return rows.map((r) => r.vm_id);
 }
 
-/** A host's status; undefined for a host never heard of. */
 /** Whether the host a VM is placed on is unreachable (false on no host): read with the VM's lock held. */
 export async function vmHostUnreachable(tx: Tx, vmId: string): Promise<boolean> {
   const row = await tx
@@ -201,4 +200,25 @@ export async function vmHostUnreachable(tx: Tx, vmId: string): Promise<boolean> 
     .where("vms.vm_id", "=", vmId)
     .executeTakeFirst();
   return row?.status === "unreachable";
+}
+
+/** Every host of the registry, by id. */
+export async function listHosts(db: Tx): Promise<HostView[]> {
+  const rows = await db.selectFrom("hosts").selectAll().orderBy("host_id").execute();
+  const iso = (d: Date | null) => d?.toISOString() ?? null;
+  return rows.map((h) => ({
+    hostId: h.host_id,
+    driver: h.driver as DriverName,
+    vcpus: h.vcpus,
+    memoryMb: h.memory_mb,
+    status: h.status,
+    registeredAt: iso(h.registered_at),
+    lastSeenAt: h.last_seen.toISOString(),
+    unreachableSince: iso(h.unreachable_since),
+    stoppedAt: iso(h.stopped_at),
+    placedVms: h.placed_vms,
+    usedVcpus: h.used_vcpus,
+    usedMemoryMb: h.used_memory_mb,
+    runningVms: h.running_vms,
+  }));
 }

@@ -41,6 +41,10 @@ export interface HostsTable {
   placed_vms: Generated<number>;
   used_vcpus: Generated<number>;
   used_memory_mb: Generated<number>;
+  /** When its last registration arrived (null: registered before this was kept). */
+  registered_at: Date | null;
+  /** The VMs it said it runs, in its last heartbeat. */
+  running_vms: number | null;
 }
 
 export interface DeadlinesTable {

@@ -1,7 +1,6 @@
 import type { Context, Hono } from "hono";
 import type { AppEnv } from "../../http/env.ts";
-import type { AllPoolStats, AuditEntry, Page, Pool, Vm } from "../api-types.ts";
-import { hostsFrom } from "../hosts.ts";
+import type { AllPoolStats, AuditEntry, Host, Page, Pool, Vm } from "../api-types.ts";
 import { renderPage } from "../html.ts";
 import { allocationsOf } from "../pools.ts";
 import { type AuditFilters, auditPage } from "../views/audit.ts";
@@ -13,9 +12,8 @@ import { type ConsoleDeps, pageParam, shellOf, signedIn } from "./context.ts";
 
 /** The API pages at most 100 items. */
 const MAX_PAGE = 100;
-/** VMs read for the pools' allocations and the hosts' VM counts. */
+/** VMs read for the pools' allocations. */
 const MAX_VMS = 500;
-const HEARTBEAT_WINDOW_MIN = 15;
 const AUDIT_PAGE = 25;
 
 const query = (params: Record<string, string | number | undefined>): string =>
@@ -52,31 +50,11 @@ export function adminPages(app: Hono<AppEnv>, deps: ConsoleDeps): void {
     return { items: [first, ...rest].flatMap((p) => p.items), total: first.total };
   }
 
-  /** The newest audit entries of a type (the API pages oldest first: its last two pages). */
-  async function newest(c: Context, token: string, filters: Record<string, string>): Promise<AuditEntry[]> {
-    const path = (page: number) => `/api/v1/audit?${query({ ...filters, page, page_size: MAX_PAGE })}`;
-    const first = await api.get<Page<AuditEntry>>(c, path(1), token);
-    if (first.total_pages <= 1) return first.items;
-    const last = first.total_pages;
-    const pages = await Promise.all(
-      [path(last - 1), path(last)].map((p) => api.get<Page<AuditEntry>>(c, p, token)),
-    );
-    return pages.flatMap((p) => p.items);
-  }
-
   app.get("/hosts", async (c) => {
     const { token, me } = await signedIn(c, deps);
-    const now = Date.now();
-    const since = new Date(now - HEARTBEAT_WINDOW_MIN * 60_000).toISOString();
-    const [registered, heartbeats, stopped, vms] = await Promise.all([
-      newest(c, token, { type: "HostRegistered" }),
-      newest(c, token, { type: "HostHeartbeat", from: since }),
-      newest(c, token, { type: "HostStopped" }),
-      allVms(c, token),
-    ]);
-    const hosts = hostsFrom(registered, heartbeats, stopped, vms.items);
+    const hosts = await api.get<{ items: Host[] }>(c, "/api/v1/hosts", token);
     const shell = shellOf(c, deps, "Hosts", me, { section: "hosts" });
-    return renderPage(c, layout(shell, hostsPage(hosts, now, HEARTBEAT_WINDOW_MIN)));
+    return renderPage(c, layout(shell, hostsPage(hosts.items, Date.now())));
   });
 
   app.get("/ippools", async (c) => {

@@ -1,6 +1,6 @@
 import type { JSXNode } from "hono/jsx";
+import type { Host } from "../api-types.ts";
 import { ago, memory, when } from "../format.ts";
-import type { HostView } from "../hosts.ts";
 import { html } from "../html.ts";
 import { listTable } from "./layout.ts";
 
@@ -8,32 +8,29 @@ function stamp(iso: string | null, now: number): JSXNode | string {
   return iso ? html`<time datetime=${iso} title=${when(iso)}>${ago(iso, now)}</time>` : "—";
 }
 
-function state(h: HostView): JSXNode {
-  if (h.stoppedAt) return html`<span class="tag tag-warn">stopped</span>`;
-  if (h.reachable === false) return html`<span class="tag tag-warn">unreachable</span>`;
-  if (h.reachable === true) return html`<span class="tag tag-ok">reachable</span>`;
-  return html`<span class="tag">no VMs</span>`;
+function state(h: Host): JSXNode {
+  if (h.status === "up") return html`<span class="tag tag-ok">up</span>`;
+  // A host that said it stopped is unreachable too: say which.
+  return html`<span class="tag tag-warn">${h.stopped_at && h.status === "unreachable" ? "stopped" : h.status}</span>`;
 }
 
-export function hostsPage(hosts: readonly HostView[], now: number, heartbeatWindowMin: number): JSXNode {
+export function hostsPage(hosts: readonly Host[], now: number): JSXNode {
   const rows = hosts.map(
     (h) => html`<tr>
       <th scope="row" data-label="Host"><code>${h.id}</code></th>
       <td data-label="State">${state(h)}</td>
-      <td data-label="Driver">${h.driver ?? "—"}</td>
-      <td data-label="Capacity">
-        ${h.vcpus !== null ? `${h.vcpus} vCPU` : "—"}${h.memoryMb !== null ? ` · ${memory(h.memoryMb)}` : ""}
-      </td>
-      <td data-label="VMs">${String(h.vms)}${h.runningVms !== null ? ` (host says ${h.runningVms} running)` : ""}</td>
-      <td data-label="Last heartbeat">${stamp(h.lastHeartbeat, now)}</td>
-      <td data-label="Registered">${stamp(h.registeredAt, now)}</td>
+      <td data-label="Driver">${h.driver}</td>
+      <td data-label="Capacity">${`${h.vcpus} vCPU · ${memory(h.memory_mb)}`}</td>
+      <td data-label="VMs">${String(h.vms)}${h.running_vms !== null ? ` (host says ${h.running_vms} running)` : ""}</td>
+      <td data-label="Last heartbeat">${stamp(h.last_seen_at, now)}</td>
+      <td data-label="Registered">${stamp(h.registered_at, now)}</td>
     </tr>`,
   );
   return html`<div>
     <h1>Hosts</h1>
     <p class="lede">
-      What each provisioner host announced (driver, capacity, heartbeats), read from the audit log,
-      and the VMs placed on it. Heartbeats are looked up over the last ${heartbeatWindowMin} minutes.
+      Each provisioner host as the control plane knows it: what it announced (driver, capacity), when
+      it was last heard from, and the VMs placed on it.
     </p>
     <div id="hosts" data-live-region>
       ${

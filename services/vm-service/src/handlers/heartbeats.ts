@@ -1,0 +1,114 @@
+import { decode } from "@mikrom/bus";
+import { HostHeartbeat, Registry } from "@mikrom/contracts";
+import { createLogger, errorFields } from "@mikrom/telemetry";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { HandlerDeps } from "./context.ts";
+import { type Beat, recordHeartbeats } from "./host-registry.ts";
+
+const log = createLogger("mikrom.vm-service.heartbeats");
+const registry = new Registry([HostHeartbeat]);
+
+/**
+ * Gathers heartbeats for a short window and writes each window's in one go: 100 hosts beating every
+ * 10 s cost one statement a second, not ten transactions. The window is a tenth of the heartbeat
+ * timeout at most, so a beat is written long before its absence could be judged; its arrival time
+ * is taken when it arrives.
+ */
+export class HeartbeatBatch {
+  readonly #write: (beats: readonly Beat[]) => Promise<void>;
+  readonly #windowMs: number;
+  /** The newest beat of each host not yet written. */
+  #pending = new Map<string, Beat>();
+  #timer: NodeJS.Timeout | undefined;
+  #writing: Promise<void> = Promise.resolve();
+  #failing = false;
+
+  constructor(write: (beats: readonly Beat[]) => Promise<void>, windowMs: number) {
+    this.#write = write;
+    this.#windowMs = windowMs;
+  }
+
+  add(beat: Beat): void {
+    const seen = this.#pending.get(beat.hostId);
+    if (!seen || seen.arrivedAt <= beat.arrivedAt) this.#pending.set(beat.hostId, beat);
+    this.#timer ??= setTimeout(() => void this.flush(), this.#windowMs);
+  }
+
+  /** Writes what is pending; what cannot be written now (the database is away) waits for the next window. */
+  flush(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#writing = this.#writing.then(() => this.#writePending());
+    return this.#writing;
+  }
+
+  async #writePending(): Promise<void> {
+    if (this.#pending.size === 0) return;
+    const beats = [...this.#pending.values()];
+    this.#pending = new Map();
+    try {
+      await this.#write(beats);
+      if (this.#failing) log.info({ heartbeats: beats.length }, "heartbeats are written again");
+      this.#failing = false;
+    } catch (error) {
+      // Kept for the next window, unless a newer beat of the same host came meanwhile.
+      for (const beat of beats) if (!this.#pending.has(beat.hostId)) this.#pending.set(beat.hostId, beat);
+      if (!this.#failing)
+        log.warn(
+          { heartbeats: beats.length, ...errorFields(error) },
+          "writing heartbeats failed; trying again",
+        );
+      this.#failing = true;
+      this.#timer ??= setTimeout(() => void this.flush(), this.#windowMs);
+    }
+  }
+
+  stop(): Promise<void> {
+    return this.flush();
+  }
+}
+
+/**
+ * Hears every host's heartbeat on `<ns>.beat.*` (core NATS, one replica each: a queue group) and
+ * batches them. A beat believed is one whose subject, which NATS lets only that host's user publish
+ * to, names the host it speaks for; anything else is logged and dropped (no stream keeps a beat to
+ * dead-letter, and the next one supersedes it).
+ */
+export function listenHeartbeats(deps: HandlerDeps, nc: NatsConnection): { stop(): Promise<void> } {
+  const batch = new HeartbeatBatch(
+    (beats) => recordHeartbeats(deps, beats),
+    Math.min(1_000, deps.config.hostHeartbeatTimeoutMs / 10),
+  );
+  const subscription: Subscription = nc.subscribe(deps.names.allHeartbeats, {
+    queue: "vm-service",
+    callback: (error, msg) => {
+      if (error) return;
+      const arrivedAt = new Date(deps.now());
+      try {
+        const beat = decode(
+          {
+            subject: msg.subject,
+            data: msg.data,
+            headers: msg.headers,
+            stream: "",
+            streamSequence: 0,
+            deliveryCount: 1,
+          },
+          registry,
+        );
+        const hostId = beat.data.hostId;
+        if (msg.subject !== deps.names.heartbeat(hostId))
+          throw new Error(`a heartbeat of host ${hostId} on ${msg.subject}, another host's subject`);
+        batch.add({ hostId, arrivedAt, sentAt: new Date(beat.data.at), runningVms: beat.data.runningVms });
+      } catch (reason) {
+        log.warn({ subject: msg.subject, ...errorFields(reason) }, "heartbeat dropped");
+      }
+    },
+  });
+  return {
+    async stop() {
+      subscription.unsubscribe();
+      await batch.stop();
+    },
+  };
+}
