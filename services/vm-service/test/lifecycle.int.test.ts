@@ -24,12 +24,16 @@ import { OWNER, testConfig, vmIdOf, World, withService } from "./harness.ts";
 
 const HOST = "host-a";
 
-async function registerHost(w: World, hostId = HOST): Promise<void> {
+async function registerHost(
+  w: World,
+  hostId = HOST,
+  { vcpus, memoryMb } = { vcpus: 16, memoryMb: 16384 },
+): Promise<void> {
   await w.publish(w.names.event("host", hostId, "HostRegistered"), HostRegistered, {
     hostId,
     driver: "fake",
-    vcpus: 16,
-    memoryMb: 16384,
+    vcpus,
+    memoryMb,
     startedAt: new Date().toISOString(),
   });
 }
@@ -346,15 +350,19 @@ describe("the VM lifecycle over NATS and PostgreSQL", () => {
     },
   );
 
-  test("a live host's heartbeat is taken while placements hold the scheduling lock", async ({ db, nats }) => {
+  test("a live host's heartbeats are taken while placements hold the scheduling lock, window after window", async ({
+    db,
+    nats,
+  }) => {
     const w = new World(nats);
-    await withService(testConfig(db, nats), async () => {
-      await registerHost(w);
+    // A window of heartbeats is a tenth of the timeout: 200 ms.
+    await withService(testConfig(db, nats, { HOST_HEARTBEAT_TIMEOUT_MS: "2000" }), async () => {
+      // Too small for the VM: it waits for a host, and every window of heartbeats gives it a look.
+      await registerHost(w, HOST, { vcpus: 1, memoryMb: 512 });
       const vmId = vmIdOf(8);
       await create(w, vmId);
       await allocate(w, vmId);
-      await boot(w, vmId);
-      await w.until(vmId, "running");
+      await w.vmEvents.ofType("VmAwaitingHost", vmId);
       const store = openDatabase<Tables>(db.url);
       const lastSeen = async () =>
         (
@@ -364,17 +372,23 @@ describe("the VM lifecycle over NATS and PostgreSQL", () => {
             .where("host_id", "=", HOST)
             .executeTakeFirstOrThrow()
         ).last_seen;
+      const untilHeardAfter = async (before: Date) => {
+        for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
+          const seen = await lastSeen();
+          if (seen > before) return seen;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        throw new Error("the heartbeat waited for the scheduling lock");
+      };
       try {
-        const before = await lastSeen();
-        // A placement that never finishes holds the lock for as long as the heartbeat is awaited.
+        // A placement that never finishes holds the lock for as long as the heartbeats are awaited;
+        // the look the first window gives the waiting VM waits behind it, the second window must not.
         await store.transaction().execute(async (tx) => {
           await sql`SELECT pg_advisory_xact_lock(hashtext('vm-scheduling'))`.execute(tx);
           await heartbeat(w);
-          for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
-            if ((await lastSeen()) > before) return;
-            await new Promise((r) => setTimeout(r, 50));
-          }
-          throw new Error("the heartbeat waited for the scheduling lock");
+          const first = await untilHeardAfter(await lastSeen());
+          await heartbeat(w);
+          await untilHeardAfter(first);
         });
       } finally {
         await store.destroy();

@@ -3,7 +3,7 @@ import { HostHeartbeat, Registry } from "@mikrom/contracts";
 import { createLogger, errorFields } from "@mikrom/telemetry";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { HandlerDeps } from "./context.ts";
-import { type Beat, recordHeartbeats } from "./host-registry.ts";
+import { type Beat, placeWaitingVms, recordHeartbeats } from "./host-registry.ts";
 
 const log = createLogger("mikrom.vm-service.heartbeats");
 const registry = new Registry([HostHeartbeat]);
@@ -69,14 +69,55 @@ export class HeartbeatBatch {
 }
 
 /**
+ * Runs `work` again after each call, but never twice at once: calls while it runs make one more run
+ * after it, however many they are.
+ */
+function coalescing(work: () => Promise<void>): { nudge(): void; idle(): Promise<void> } {
+  let running: Promise<void> | undefined;
+  let again = false;
+  return {
+    nudge() {
+      if (running) {
+        again = true;
+        return;
+      }
+      running = (async () => {
+        do {
+          again = false;
+          await work();
+        } while (again);
+      })().finally(() => {
+        running = undefined;
+      });
+    },
+    idle: () => running ?? Promise.resolve(),
+  };
+}
+
+/**
  * Hears every host's heartbeat on `<ns>.beat.*` (core NATS, one replica each: a queue group) and
  * batches them. A beat believed is one whose subject, which NATS lets only that host's user publish
  * to, names the host it speaks for; anything else is logged and dropped (no stream keeps a beat to
  * dead-letter, and the next one supersedes it).
  */
 export function listenHeartbeats(deps: HandlerDeps, nc: NatsConnection): { stop(): Promise<void> } {
+  // The VMs waiting for a host get a look after each window, on their own: placements (each under
+  // the scheduling lock) must never hold up the next window's heartbeats.
+  let heard = "";
+  const placing = coalescing(() =>
+    placeWaitingVms(deps, heard).catch((error: unknown) =>
+      log.warn(
+        errorFields(error),
+        "placing the VMs waiting for a host failed; the next heartbeat tries again",
+      ),
+    ),
+  );
   const batch = new HeartbeatBatch(
-    (beats) => recordHeartbeats(deps, beats),
+    async (beats) => {
+      await recordHeartbeats(deps, beats);
+      heard = beats[0]!.hostId;
+      placing.nudge();
+    },
     Math.min(1_000, deps.config.hostHeartbeatTimeoutMs / 10),
   );
   const subscription: Subscription = nc.subscribe(deps.names.allHeartbeats, {
@@ -109,6 +150,7 @@ export function listenHeartbeats(deps: HandlerDeps, nc: NatsConnection): { stop(
     async stop() {
       subscription.unsubscribe();
       await batch.stop();
+      await placing.idle();
     },
   };
 }

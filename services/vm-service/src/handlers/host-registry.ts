@@ -50,7 +50,7 @@ async function underSchedulingLock(
 }
 
 /** A host registered or heartbeated: every VM waiting for a host gets a look at the hosts now. */
-async function placeWaitingVms(deps: HandlerDeps, hostId: string): Promise<void> {
+export async function placeWaitingVms(deps: HandlerDeps, hostId: string): Promise<void> {
   for (const vmId of await vmsAwaitingHost(deps.db))
     await driveVm(deps, vmId, { type: "HostAvailable", data: { hostId } }, null);
 }
@@ -68,7 +68,8 @@ export interface Beat {
  * Writes heartbeats that arrived together. The hosts that are up (nearly all) are written by one
  * statement, with no scheduling lock (a live host stays live: no placement can have missed it);
  * any other one (back after silence, not registered yet, or a beat from before its stop) on its own,
- * under the lock. Then the VMs waiting for a host get one look at the hosts.
+ * under the lock. The VMs waiting for a host are the caller's to place: a host's liveness must not
+ * wait behind placements.
  */
 export async function recordHeartbeats(deps: HandlerDeps, beats: readonly Beat[]): Promise<void> {
   if (beats.length === 0) return;
@@ -86,7 +87,6 @@ export async function recordHeartbeats(deps: HandlerDeps, beats: readonly Beat[]
         RETURNING hosts.host_id`.execute(deps.db);
       const fresh = new Set(rows.map((r) => r.host_id));
       for (const beat of beats) if (!fresh.has(beat.hostId)) await takeHeartbeat(deps, beat);
-      await placeWaitingVms(deps, beats[0]!.hostId);
     }),
   );
 }
@@ -178,6 +178,7 @@ export async function onHostEvent(deps: HandlerDeps, d: Delivery<HostEvent>): Pr
           await recordHeartbeats(deps, [
             { hostId, arrivedAt: now, sentAt: new Date(e.data.at), runningVms: e.data.runningVms },
           ]);
+          await placeWaitingVms(deps, hostId);
           return;
         case "HostStopped":
           // An agent that stops leaves its VMs running (unless it reports them lost): unreachable, not lost.
