@@ -63,6 +63,8 @@ const tracingOn = (endpoint: string): Record<string, string> => ({
   OTEL_TRACES_EXPORTER: "otlp",
   OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
   OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+  // Spans as deployed services send them (the SDK's default); the receiver reads both encodings.
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "http/protobuf",
   OTEL_TRACE_SAMPLE_RATE: "1",
   // Exports a second apart, so that a sample a second after the run has counted its spans.
   OTEL_BSP_SCHEDULE_DELAY: "1000",

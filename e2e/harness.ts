@@ -67,7 +67,7 @@ export async function startE2eSystem(opts: {
       HEARTBEAT_INTERVAL_MS: "1000",
       OTEL_TRACES_SAMPLER: "always_on",
       OTEL_EXPORTER_OTLP_ENDPOINT: otlp.endpoint,
-      OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+      // Spans in the SDK's default encoding, protobuf, as deployed services send them.
       OTEL_BSP_SCHEDULE_DELAY: "200",
       OTEL_METRICS_EXPORTER: "none",
       LOG_LEVEL: "info",

@@ -1,7 +1,8 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { decodeTraceRequest } from "./otlp-protobuf.ts";
 
-/** A span as an OTLP/JSON receiver sees it, flattened. */
+/** A span as an OTLP receiver sees it, flattened. */
 export interface ReceivedSpan {
   service: string;
   traceId: string;
@@ -140,8 +141,9 @@ export interface OtlpReceiver {
 }
 
 /**
- * A real OTLP/HTTP receiver (JSON encoding) on a free loopback port: spans reach it through the SDK's
- * real exporter, over HTTP, exactly as they would reach a collector in front of Tempo.
+ * A real OTLP/HTTP receiver on a free loopback port: spans reach it through the SDK's real exporter,
+ * over HTTP, exactly as they would reach a collector in front of Tempo. Traces in either encoding
+ * (JSON, or protobuf, the SDK's default); metrics in JSON.
  */
 export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = [];
@@ -152,8 +154,14 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
+      const protobuf = req.headers["content-type"]?.includes("protobuf") ?? false;
+      if (protobuf && req.url !== "/v1/traces") {
+        res.writeHead(415).end();
+        return;
+      }
       if (req.method === "POST" && req.url === "/v1/traces") {
-        const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as OtlpExport;
+        const raw = Buffer.concat(chunks);
+        const body = (protobuf ? decodeTraceRequest(raw) : JSON.parse(raw.toString("utf8"))) as OtlpExport;
         for (const rs of body.resourceSpans ?? []) {
           const resource = attributesOf(rs.resource?.attributes);
           resources.push(resource);
@@ -183,8 +191,9 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
         }
         for (const wake of waiters) wake();
       }
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end("{}");
+      // An empty Export*ServiceResponse: `{}` in JSON, no bytes at all in protobuf.
+      if (protobuf) res.writeHead(200, { "content-type": "application/x-protobuf" }).end();
+      else res.writeHead(200, { "content-type": "application/json" }).end("{}");
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));

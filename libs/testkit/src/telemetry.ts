@@ -7,6 +7,8 @@ export interface TestTelemetryOptions {
   metrics?: boolean;
   /** Export spans to the receiver (default false). */
   traces?: boolean;
+  /** How spans are encoded (default JSON; protobuf is what services send unless told otherwise). */
+  tracesProtocol?: "http/json" | "http/protobuf";
   /**
    * How often metrics are exported. Short by default so a test waits briefly for a point; a test
    * that exports with `telemetry.flush()` sets it long, so what a point holds is known when it arrives.
@@ -17,7 +19,7 @@ export interface TestTelemetryOptions {
 }
 
 export interface TestTelemetry {
-  /** The receiver the SDK exports to, over OTLP/HTTP JSON. */
+  /** The receiver the SDK exports to, over OTLP/HTTP. */
   otlp: OtlpReceiver;
   telemetry: Telemetry;
   /** Shuts telemetry down (flushing it), closes the receiver, and puts the environment and logs back. */
@@ -27,6 +29,7 @@ export interface TestTelemetry {
 const VARIABLES = [
   "OTEL_EXPORTER_OTLP_ENDPOINT",
   "OTEL_EXPORTER_OTLP_PROTOCOL",
+  "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
   "OTEL_TRACES_EXPORTER",
   "OTEL_METRICS_EXPORTER",
   "OTEL_METRIC_EXPORT_INTERVAL",
@@ -41,6 +44,7 @@ export async function startTestTelemetry(options: TestTelemetryOptions): Promise
     serviceName,
     metrics = true,
     traces = false,
+    tracesProtocol = "http/json",
     metricIntervalMs = 200,
     silenceLogs = false,
   } = options;
@@ -49,6 +53,7 @@ export async function startTestTelemetry(options: TestTelemetryOptions): Promise
   const otlp = await startOtlpReceiver();
   process.env.OTEL_EXPORTER_OTLP_ENDPOINT = otlp.endpoint;
   process.env.OTEL_EXPORTER_OTLP_PROTOCOL = "http/json";
+  process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = tracesProtocol;
   process.env.OTEL_TRACES_EXPORTER = traces ? "otlp" : "none";
   process.env.OTEL_METRICS_EXPORTER = metrics ? "otlp" : "none";
   if (metrics) process.env.OTEL_METRIC_EXPORT_INTERVAL = String(metricIntervalMs);
