@@ -317,6 +317,7 @@ async function measure(
   // Heartbeats on, off, on, off: the difference of the means is what they cost.
   const on: Array<Map<string, number>> = [];
   const off: Array<Map<string, number>> = [];
+  process.stderr.write(`  heartbeat windows from ${new Date().toISOString()}\n`);
   for (const beating of [true, false, true, false]) {
     hosts.beating = beating;
     // A window without heartbeats starts once the last one sent before it was handled.
@@ -387,6 +388,8 @@ async function run(
   admin: pg.Client,
 ): Promise<boolean> {
   const warnings = new Map<string, number>();
+  /** The first line of each warning, its fields and time included. */
+  const firstWarnings = new Map<string, string>();
   const bench = await infra.start(
     label.split(" ")[0]!,
     {
@@ -401,7 +404,9 @@ async function run(
     (service, line) => {
       if (!line.includes('"level":"WARN"')) return;
       const message = /"message":"([^"]*)"/.exec(line)?.[1] ?? line.slice(0, 120);
-      warnings.set(`${service}: ${message}`, (warnings.get(`${service}: ${message}`) ?? 0) + 1);
+      const key = `${service}: ${message}`;
+      warnings.set(key, (warnings.get(key) ?? 0) + 1);
+      if (!firstWarnings.has(key)) firstWarnings.set(key, line.slice(0, 400));
     },
   );
   const namespace = bench.system.env.MIKROM_NAMESPACE!;
@@ -477,7 +482,10 @@ async function run(
       rates.push(
         `${from}→${target}: ${((target - from) / seconds).toFixed(1)} VMs/s (${seconds.toFixed(0)} s)`,
       );
-      process.stderr.write(`  ${label}: ${running.size} running, ${failed.size} failed (${rates.at(-1)})\n`);
+      const first = [...failed.values()][0];
+      process.stderr.write(
+        `  ${label}: ${running.size} running, ${failed.size} failed (${rates.at(-1)})${first ? `; the first: ${first}` : ""}\n`,
+      );
       await delay(2_000);
       figures.push(
         await measure(
@@ -502,7 +510,8 @@ async function run(
     }
     if (warnings.size > 0) {
       out("warnings logged:");
-      for (const [w, n] of [...warnings].slice(0, 10)) out(`  ${n} × ${w}`);
+      for (const [w, n] of [...warnings].slice(0, 10))
+        out(`  ${n} × ${w}\n    the first: ${firstWarnings.get(w)}`);
     }
     if (bench.problems.length > 0) {
       out(`${bench.problems.length} ERROR lines; the first: ${bench.problems[0]!.slice(0, 400)}`);

@@ -97,7 +97,7 @@ export function vmService(
       const provisioner = "vm-service-provisioner-events";
       const queries = serveQueries({ ...deps, nc });
       let sweeper: { stop(): Promise<void> } | undefined;
-      let heartbeats: { stop(): Promise<void> } | undefined;
+      let heartbeats: ReturnType<typeof listenHeartbeats> | undefined;
       const statusGauge = observeVmStatuses(store.db);
       return {
         deps,
@@ -149,8 +149,9 @@ export function vmService(
         ],
         // Deadlines are judged from when the answers can be read, not from when the process began.
         whenConsuming() {
-          heartbeats = listenHeartbeats(deps, nc);
-          sweeper = startSweeper({ ...deps, startedAtMs: deps.now() });
+          const listening = listenHeartbeats(deps, nc);
+          heartbeats = listening;
+          sweeper = startSweeper({ ...deps, startedAtMs: deps.now(), writeHeartbeats: listening.flush });
         },
         async stop() {
           statusGauge.remove();

@@ -355,7 +355,7 @@ describe("the VM lifecycle over NATS and PostgreSQL", () => {
     nats,
   }) => {
     const w = new World(nats);
-    // A window of heartbeats is a tenth of the timeout: 200 ms.
+    // Heartbeats are written a window at a time (100 ms with this timeout).
     await withService(testConfig(db, nats, { HOST_HEARTBEAT_TIMEOUT_MS: "2000" }), async () => {
       // Too small for the VM: it waits for a host, and every window of heartbeats gives it a look.
       await registerHost(w, HOST, { vcpus: 1, memoryMb: 512 });

@@ -14,6 +14,8 @@ export interface HandlerDeps extends StoreDeps {
   readonly now: () => number;
   /** When this process started listening (by `now`): hosts are not judged before a whole heartbeat timeout. */
   readonly startedAtMs: number;
+  /** Writes the heartbeats heard and not written yet: hosts are judged only after it. */
+  readonly writeHeartbeats?: () => Promise<void>;
   /** Whether commands to a service (a subject filter) wait in the commands work queue, not yet taken. */
   readonly commandsWaiting?: (filter: string) => Promise<boolean>;
 }

@@ -7,12 +7,13 @@ import { type Beat, placeWaitingVms, recordHeartbeats } from "./host-registry.ts
 
 const log = createLogger("mikrom.vm-service.heartbeats");
 const registry = new Registry([HostHeartbeat]);
+/** How long heartbeats gather before they are written: 100 hosts beating every 10 s make two a window. */
+const WINDOW_MS = 200;
 
 /**
- * Gathers heartbeats for a short window and writes each window's in one go: 100 hosts beating every
- * 10 s cost one statement a second, not ten transactions. The window is a tenth of the heartbeat
- * timeout at most, so a beat is written long before its absence could be judged; its arrival time
- * is taken when it arrives.
+ * Gathers heartbeats for a short window and writes each window's in one go: a statement per window,
+ * not a transaction per beat, however many hosts beat. A beat's arrival time is taken when it
+ * arrives, and the sweeper writes what is pending before it judges a host silent.
  */
 export class HeartbeatBatch {
   readonly #write: (beats: readonly Beat[]) => Promise<void>;
@@ -100,7 +101,10 @@ function coalescing(work: () => Promise<void>): { nudge(): void; idle(): Promise
  * to, names the host it speaks for; anything else is logged and dropped (no stream keeps a beat to
  * dead-letter, and the next one supersedes it).
  */
-export function listenHeartbeats(deps: HandlerDeps, nc: NatsConnection): { stop(): Promise<void> } {
+export function listenHeartbeats(
+  deps: HandlerDeps,
+  nc: NatsConnection,
+): { flush(): Promise<void>; stop(): Promise<void> } {
   // The VMs waiting for a host get a look after each window, on their own: placements (each under
   // the scheduling lock) must never hold up the next window's heartbeats.
   let heard = "";
@@ -118,7 +122,7 @@ export function listenHeartbeats(deps: HandlerDeps, nc: NatsConnection): { stop(
       heard = beats[0]!.hostId;
       placing.nudge();
     },
-    Math.min(1_000, deps.config.hostHeartbeatTimeoutMs / 10),
+    Math.min(WINDOW_MS, deps.config.hostHeartbeatTimeoutMs / 20),
   );
   const subscription: Subscription = nc.subscribe(deps.names.allHeartbeats, {
     queue: "vm-service",
@@ -147,6 +151,7 @@ export function listenHeartbeats(deps: HandlerDeps, nc: NatsConnection): { stop(
     },
   });
   return {
+    flush: () => batch.flush(),
     async stop() {
       subscription.unsubscribe();
       await batch.stop();

@@ -164,6 +164,8 @@ async function resendLate(deps: HandlerDeps): Promise<number> {
  * before this process has listened for a whole timeout: silence it did not hear is not silence.
  */
 async function judge(deps: HandlerDeps): Promise<{ hostsUnreachable: number; hostsLost: number }> {
+  // A beat that arrived but waits for its window to be written is not silence.
+  await deps.writeHeartbeats?.();
   const now = deps.now();
   const { hostHeartbeatTimeoutMs: heartbeatTimeoutMs, hostLostAfterMs: lostAfterMs } = deps.config;
   const hosts = await hostLoads(deps.db);
