@@ -201,10 +201,28 @@ export const Page = z.object({
   pageSize: z.int().min(1).max(100).default(10),
 });
 export const GetVm = query("get", z.object({ vmId: VmId, actor: Actor }), VmView);
+/**
+ * A place in the VM list, which runs newest first: a VM's `created_at` exactly as stored, to the
+ * microsecond (VmView's is to the millisecond: a place rounded to it skips or repeats VMs), and its id.
+ */
+export const VmListKey = z.object({ createdAt: Timestamp, vmId: VmId });
+export type VmListKey = z.infer<typeof VmListKey>;
 export const ListVms = query(
   "list",
-  Page.extend({ actor: Actor, status: VmStatus.optional() }),
-  z.object({ items: z.array(VmView), total: z.int().nonnegative() }),
+  Page.extend({
+    actor: Actor,
+    status: VmStatus.optional(),
+    /** Keyset paging: the page holds the VMs after this one, and `page` is not read. */
+    after: VmListKey.optional(),
+  }),
+  z.object({
+    items: z.array(VmView),
+    total: z.int().nonnegative(),
+    /** Each item's place, to page on after any of them (optional: an earlier vm-service sent none). */
+    keys: z.array(VmListKey).optional(),
+    /** Whether VMs follow this page. */
+    more: z.boolean().optional(),
+  }),
 );
 export const VmHistoryEntry = z.object({
   eventId: z.string(),

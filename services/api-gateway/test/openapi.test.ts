@@ -30,6 +30,18 @@ describe("the OpenAPI document", () => {
     expect(lost).toEqual([]);
   });
 
+  it("documents the VM list's keyset paging: page_token in, next_page_token out, a bad token a 400", async () => {
+    const doc = await liveDocument();
+    const live = promises(doc);
+    expect(live).toContain("GET /api/v1/vms parameter query:page_token");
+    expect(live).toContain("GET /api/v1/vms 400 application/problem+json");
+    const page = doc.paths["/api/v1/vms"]?.get?.responses["200"]?.content?.["application/json"] as {
+      schema: { properties: Record<string, { type: string[] }>; required: string[] };
+    };
+    expect(page.schema.properties.next_page_token?.type).toEqual(["string", "null"]);
+    expect(page.schema.required).toContain("next_page_token");
+  });
+
   it("describes every route the app answers, and every operation it describes is a route", async () => {
     const app = offlineApp();
     const routes = new Set(app.routes.map((r) => `${r.method} ${r.path.replace(/:([A-Za-z_]+)/g, "{$1}")}`));

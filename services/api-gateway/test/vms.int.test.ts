@@ -74,7 +74,14 @@ describe("VM routes", () => {
       expect(got.status).toBe(200);
       expect(await got.json()).toEqual(vm);
       const list = await (await call(w.gw, w.a, "GET", "/api/v1/vms")).json();
-      expect(list).toEqual({ items: [vm], total: 1, page: 1, page_size: 10, total_pages: 1 });
+      expect(list).toEqual({
+        items: [vm],
+        total: 1,
+        page: 1,
+        page_size: 10,
+        total_pages: 1,
+        next_page_token: null,
+      });
     } finally {
       await w.close();
     }
@@ -125,6 +132,99 @@ describe("VM routes", () => {
       expect((long.errors as Array<{ field: string }>)[0]?.field).toBe("body.name");
       await expectProblem(await call(w.gw, w.a, "GET", "/api/v1/vms?page_size=0"), 422);
       expect(w.vmService.commandsSeen).toEqual([]);
+    } finally {
+      await w.close();
+    }
+  });
+
+  test("page_token pages: every VM once, newest first, acknowledged creates heading the first page only", async ({
+    db,
+    nats,
+  }) => {
+    const w = await world(db.url, nats, { commandTimeoutMs: 300 });
+    try {
+      for (let i = 0; i < 4; i++) await call(w.gw, w.a, "POST", "/api/v1/vms", { name: `keyed-${i}` });
+      await call(w.gw, w.b, "POST", "/api/v1/vms", { name: "not-a" });
+      w.vmService.answering = false;
+      const acknowledged = await (
+        await call(w.gw, w.a, "POST", "/api/v1/vms", { name: "on-its-way" })
+      ).json();
+      w.vmService.answering = true;
+      const all = await (await call(w.gw, w.a, "GET", "/api/v1/vms?page_size=100")).json();
+      const ids = all.items.map((v: { vm_id: string }) => v.vm_id);
+      expect(ids).toHaveLength(5);
+      expect(ids[0]).toBe(acknowledged.vm_id);
+
+      const seen: string[] = [];
+      const pages: unknown[] = [];
+      let path = "/api/v1/vms?page_size=2";
+      for (;;) {
+        const res = await call(w.gw, w.a, "GET", path);
+        expect(res.status).toBe(200);
+        const page = await res.json();
+        seen.push(...page.items.map((v: { vm_id: string }) => v.vm_id));
+        pages.push([page.page, page.total, page.total_pages]);
+        // Created during the walk: newer than every page, it shifts none of them.
+        if (page.page === 1) await call(w.gw, w.a, "POST", "/api/v1/vms", { name: "meanwhile" });
+        if (page.next_page_token === null) break;
+        path = `/api/v1/vms?page_size=2&page_token=${page.next_page_token}`;
+      }
+      expect(seen).toEqual(ids);
+      // page is the page's number in the walk; total is the count when the page was read (later pages
+      // count the VM created meanwhile, and not the acknowledged one, which heads page 1 only).
+      expect(pages).toEqual([
+        [1, 5, 3],
+        [2, 5, 3],
+        [3, 5, 3],
+      ]);
+      // An OFFSET page's token leads on from its last VM just the same.
+      const now = (await (await call(w.gw, w.a, "GET", "/api/v1/vms?page_size=100")).json()).items;
+      const offset = await (await call(w.gw, w.a, "GET", "/api/v1/vms?page=2&page_size=2")).json();
+      const after = await (
+        await call(w.gw, w.a, "GET", `/api/v1/vms?page_size=2&page_token=${offset.next_page_token}`)
+      ).json();
+      expect(after.page).toBe(3);
+      const last = now.findIndex((v: { vm_id: string }) => v.vm_id === offset.items[1].vm_id);
+      expect(after.items[0].vm_id).toBe(now[last + 1].vm_id);
+    } finally {
+      await w.close();
+    }
+  });
+
+  test("a page_token no page answered, or one with page > 1, is a 400 problem", async ({ db, nats }) => {
+    const w = await world(db.url, nats);
+    try {
+      for (let i = 0; i < 3; i++) await call(w.gw, w.a, "POST", "/api/v1/vms", { name: `keyed-${i}` });
+      const first = await (await call(w.gw, w.a, "GET", "/api/v1/vms?page_size=1")).json();
+      const token = first.next_page_token as string;
+      const body = JSON.parse(Buffer.from(token, "base64url").toString());
+      expect(body).toEqual({ created_at: first.items[0].created_at, vm_id: first.items[0].vm_id, page: 2 });
+      const encode = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString("base64url");
+      const bad = [
+        "not a token",
+        "e30",
+        Buffer.from("{not json").toString("base64url"),
+        token.slice(0, -3),
+        encode({ ...body, vm_id: "srv-1; DROP TABLE vms" }),
+        encode({ ...body, created_at: "yesterday" }),
+        encode({ ...body, page: 0 }),
+        encode({ ...body, more: 1 }),
+        "a".repeat(300),
+      ];
+      for (const t of bad) {
+        const problem = await expectProblem(
+          await call(w.gw, w.a, "GET", `/api/v1/vms?page_token=${encodeURIComponent(t)}`),
+          400,
+        );
+        expect((problem.errors as Array<{ field: string }>)[0]?.field).toMatch(/^query\.page_token/);
+      }
+      const both = await expectProblem(
+        await call(w.gw, w.a, "GET", `/api/v1/vms?page=2&page_token=${token}`),
+        400,
+      );
+      expect(both.detail).toContain("give one of them");
+      expect((await call(w.gw, w.a, "GET", `/api/v1/vms?page=1&page_token=${token}`)).status).toBe(200);
+      expect((await (await call(w.gw, w.a, "GET", "/api/v1/vms?page_token=")).json()).page).toBe(1);
     } finally {
       await w.close();
     }

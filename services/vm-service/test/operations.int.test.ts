@@ -1,5 +1,6 @@
 import { DeadLetterHeader } from "@mikrom/bus";
 import {
+  type Actor,
   CreateVm,
   DeleteVm,
   GetVm,
@@ -15,25 +16,34 @@ import {
   VmBooted,
   VmDestroyed,
   VmHistory,
+  type VmListKey,
   VmShutDown,
+  type VmStatus,
   WaitVm,
 } from "@mikrom/contracts";
+import { openDatabase } from "@mikrom/runtime";
 import { describe, expect, test } from "@mikrom/testkit";
+import { sql } from "kysely";
+import type { Tables } from "../src/store/tables.ts";
 import { OWNER, testConfig, vmIdOf, World, withService } from "./harness.ts";
 
 const HOST = "host-a";
 const ADMIN = { userId: 1, userName: "root", superuser: true };
 
-async function runningVm(w: World, vmId: string, n: number): Promise<void> {
+async function createdVm(w: World, vmId: string, n: number, actor: Actor = OWNER): Promise<void> {
   const created = await w.command("create", CreateVm, {
     vmId,
-    actor: OWNER,
+    actor,
     name: `vm-${n}`,
     description: null,
     vcpuCount: 1,
     memoryMb: 512,
   });
   expect(created.headers?.get(Header.Type)).toBe("VmCreated");
+}
+
+async function runningVm(w: World, vmId: string, n: number): Promise<void> {
+  await createdVm(w, vmId, n);
   await w.commands.ofType("AllocateIp", vmId);
   await w.publish(w.names.event("ippool", vmId, "IpAllocated"), IpAllocated, {
     vmId,
@@ -61,6 +71,24 @@ async function host(w: World): Promise<void> {
     memoryMb: 32768,
     startedAt: new Date().toISOString(),
   });
+}
+
+/** Every page of the list by keyset paging, each after the last one's final VM; `between` pages. */
+async function walk(
+  w: World,
+  req: { actor: Actor; status?: VmStatus },
+  pageSize: number,
+  between?: () => Promise<void>,
+): Promise<string[]> {
+  const seen: string[] = [];
+  let after: VmListKey | undefined;
+  for (;;) {
+    const page = await w.query(ListVms, { ...req, page: 1, pageSize, ...(after && { after }) });
+    seen.push(...page.items.map((v) => v.vmId));
+    if (!page.more) return seen;
+    after = page.keys?.at(-1);
+    await between?.();
+  }
 }
 
 describe("VM operations after create", () => {
@@ -193,6 +221,66 @@ describe("VM operations after create", () => {
       // Another user's VM does not exist for them, for commands as for reads.
       const foreign = await w.command("stop", StopVm, { vmId: vmIdOf(0x21), actor: stranger });
       expect(foreign.json()).toMatchObject({ code: "not_found" });
+    });
+  });
+
+  test("keyset pages list every VM once, newest first, through equal times and microseconds, whoever asks", async ({
+    db,
+    nats,
+  }) => {
+    const w = new World(nats);
+    const other: Actor = { userId: 8, userName: "bob", superuser: false };
+    // Four VMs in one microsecond and others a microsecond away, which a Date (milliseconds) would
+    // round together: a place kept to the millisecond would skip or repeat them.
+    const vms: Array<[number, Actor, string]> = [
+      [0x30, OWNER, "2026-01-01T00:00:00.000002Z"],
+      [0x31, OWNER, "2026-01-01T00:00:00.000001Z"],
+      [0x32, other, "2026-01-01T00:00:00.000001Z"],
+      [0x33, OWNER, "2026-01-01T00:00:00.000001Z"],
+      [0x34, OWNER, "2026-01-01T00:00:00.000001Z"],
+      [0x35, other, "2026-01-01T00:00:00.000000Z"],
+      [0x36, OWNER, "2025-12-31T23:59:59.999999Z"],
+      [0x37, OWNER, "2026-01-01T00:00:00.000000Z"],
+    ];
+    const everyone = [0x30, 0x34, 0x33, 0x32, 0x31, 0x37, 0x35, 0x36].map(vmIdOf);
+    const owners = everyone.filter((id) => vms.find(([n]) => vmIdOf(n) === id)?.[1] === OWNER);
+    await withService(testConfig(db, nats, { ALLOCATE_TIMEOUT_MS: "600000" }), async () => {
+      await host(w);
+      for (const [n, actor] of vms) {
+        if (n === 0x30 || n === 0x33) await runningVm(w, vmIdOf(n), n - 0x30);
+        else await createdVm(w, vmIdOf(n), n, actor);
+      }
+      const store = openDatabase<Tables>(db.url);
+      try {
+        for (const [n, , at] of vms)
+          await sql`UPDATE vms SET created_at = ${at}::timestamptz WHERE vm_id = ${vmIdOf(n)}`.execute(store);
+      } finally {
+        await store.destroy();
+      }
+
+      const first = await w.query(ListVms, { actor: ADMIN, page: 1, pageSize: 2 });
+      expect(first.keys?.[0]).toEqual({ createdAt: "2026-01-01T00:00:00.000002Z", vmId: vmIdOf(0x30) });
+      expect(first).toMatchObject({ total: 8, more: true });
+      for (const pageSize of [1, 2, 3, 8])
+        expect(await walk(w, { actor: ADMIN }, pageSize)).toEqual(everyone);
+      expect(await walk(w, { actor: OWNER }, 2)).toEqual(owners);
+      expect(await walk(w, { actor: other }, 1)).toEqual([vmIdOf(0x32), vmIdOf(0x35)]);
+      expect(await walk(w, { actor: OWNER, status: "running" }, 1)).toEqual([vmIdOf(0x30), vmIdOf(0x33)]);
+      expect(await walk(w, { actor: OWNER, status: "pending" }, 3)).toEqual(
+        owners.filter((id) => id !== vmIdOf(0x30) && id !== vmIdOf(0x33)),
+      );
+
+      // A VM created during the walk heads the list; the walk's pages go on from where they were.
+      let created = false;
+      const during = await walk(w, { actor: ADMIN }, 3, async () => {
+        if (created) return;
+        created = true;
+        await createdVm(w, vmIdOf(0x38), 0x38);
+      });
+      expect(during).toEqual(everyone);
+      expect((await w.query(ListVms, { actor: ADMIN, page: 1, pageSize: 1 })).items[0]?.vmId).toBe(
+        vmIdOf(0x38),
+      );
     });
   });
 

@@ -1,6 +1,14 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { type Actor, Header, type HostView, names, type VmStatus, type VmView } from "@mikrom/contracts";
+import {
+  type Actor,
+  Header,
+  type HostView,
+  names,
+  type VmListKey,
+  type VmStatus,
+  type VmView,
+} from "@mikrom/contracts";
 import {
   AckPolicy,
   type ConsumerMessages,
@@ -267,8 +275,17 @@ export class FakeVmService {
     if (name === "list") {
       const page = (req.page as number) ?? 1;
       const size = (req.pageSize as number) ?? 10;
-      const all = [...this.vms.values()].filter((v) => req.actor.superuser || v.userId === req.actor.userId);
-      return { ok: true, data: { items: all.slice((page - 1) * size, page * size), total: all.length } };
+      const after = req.after as VmListKey | undefined;
+      // Newest first, as vm-service lists them; its times are to the millisecond, so they are exact.
+      const order = (v: VmView | VmListKey): string => `${v.createdAt} ${v.vmId}`;
+      const all = [...this.vms.values()]
+        .filter((v) => req.actor.superuser || v.userId === req.actor.userId)
+        .filter((v) => req.status === undefined || v.status === req.status)
+        .sort((x, y) => (order(x) < order(y) ? 1 : -1));
+      const from = after ? all.filter((v) => order(v) < order(after)) : all.slice((page - 1) * size);
+      const items = from.slice(0, size);
+      const keys = items.map((v) => ({ createdAt: v.createdAt, vmId: v.vmId }));
+      return { ok: true, data: { items, total: all.length, keys, more: from.length > size } };
     }
     const vm = this.#visible(req.vmId, req.actor);
     if (!vm) return notFound;

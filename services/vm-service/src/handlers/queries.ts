@@ -44,6 +44,7 @@ export async function listVmsQuery(
     ...(req.status ? { status: req.status } : {}),
     page: req.page,
     pageSize: req.pageSize,
+    ...(req.after ? { after: req.after } : {}),
   });
 }
 

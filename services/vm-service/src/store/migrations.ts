@@ -78,7 +78,20 @@ const migrations: Record<string, Migration> = {
       `.execute(db);
     },
   },
-  "0004_host_presence": {
+  "0004_list_keys": {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // The list's whole order, so that a keyset page (`(created_at, vm_id) < (…)`) is one index
+      // range, read from its start; the indexes on `created_at` alone left vm_id to a sort and a
+      // user's page to a filter over everyone's VMs. They are a prefix of these: dropped.
+      await sql`
+        CREATE INDEX vms_list ON vms (created_at DESC, vm_id DESC) WHERE NOT deleted;
+        CREATE INDEX vms_list_by_user ON vms (user_id, created_at DESC, vm_id DESC) WHERE NOT deleted;
+        DROP INDEX vms_by_time;
+        DROP INDEX vms_by_user;
+      `.execute(db);
+    },
+  },
+  "0005_host_presence": {
     async up(db: Kysely<unknown>): Promise<void> {
       // What the hosts route shows; heartbeats are no longer events, so no log keeps them.
       await sql`

@@ -1,4 +1,4 @@
-import type { DriverName, HostView, VmStatus, VmView } from "@mikrom/contracts";
+import type { DriverName, HostView, VmListKey, VmStatus, VmView } from "@mikrom/contracts";
 import { type Kysely, type Selectable, sql, type Updateable } from "kysely";
 import type { HostLoad } from "../domain/hosts.ts";
 import { transitions, type Vm, type VmEvent } from "../domain/vm.ts";
@@ -100,26 +100,46 @@ export async function findVm(db: Tx, vmId: string): Promise<VmRow | undefined> {
   return vmsWithHosts(db).where("vms.vm_id", "=", vmId).executeTakeFirst();
 }
 
+/** `created_at` to the microsecond, as ISO 8601 text: a `Date` holds only milliseconds. */
+const EXACT_CREATED_AT = sql<string>`to_char(vms.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+
+/**
+ * A page of the VMs, newest first (`created_at`, then `vm_id`, descending), with each one's place in
+ * that order. `after` one of them, the page is read from the index at that place (keyset paging, as
+ * cheap deep as on page 1); without it, `page` counts from the start (OFFSET: a deep page reads every
+ * row before it).
+ */
 export async function listVms(
   db: Tx,
-  opts: { userId: number | null; status?: VmStatus; page: number; pageSize: number },
-): Promise<{ items: VmView[]; total: number }> {
+  opts: { userId: number | null; status?: VmStatus; page: number; pageSize: number; after?: VmListKey },
+): Promise<{ items: VmView[]; keys: VmListKey[]; more: boolean; total: number }> {
   let q = db.selectFrom("vms").where("deleted", "=", false);
   if (opts.userId !== null) q = q.where("user_id", "=", opts.userId);
   if (opts.status) q = q.where("status", "=", opts.status);
-  let page = vmsWithHosts(db).where("vms.deleted", "=", false);
+  let page = vmsWithHosts(db).select(EXACT_CREATED_AT.as("created_key")).where("vms.deleted", "=", false);
   if (opts.userId !== null) page = page.where("vms.user_id", "=", opts.userId);
   if (opts.status) page = page.where("vms.status", "=", opts.status);
+  if (opts.after)
+    page = page.where(
+      sql<boolean>`(vms.created_at, vms.vm_id) < (${opts.after.createdAt}::timestamptz, ${opts.after.vmId})`,
+    );
+  else page = page.offset((opts.page - 1) * opts.pageSize);
   const [rows, count] = await Promise.all([
+    // One row past the page says whether another follows.
     page
       .orderBy("vms.created_at", "desc")
       .orderBy("vms.vm_id", "desc")
-      .limit(opts.pageSize)
-      .offset((opts.page - 1) * opts.pageSize)
+      .limit(opts.pageSize + 1)
       .execute(),
     q.select(sql<string>`count(*)`.as("n")).executeTakeFirstOrThrow(),
   ]);
-  return { items: rows.map(toView), total: Number(count.n) };
+  const shown = rows.slice(0, opts.pageSize);
+  return {
+    items: shown.map(toView),
+    keys: shown.map((r) => ({ createdAt: r.created_key, vmId: r.vm_id })),
+    more: rows.length > opts.pageSize,
+    total: Number(count.n),
+  };
 }
 
 /** VMs the user holds now, for the per-user limit. */

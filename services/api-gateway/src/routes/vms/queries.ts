@@ -3,12 +3,23 @@ import { GetVm, ListVms, VM_SERVICE, VmHistory, WaitVm } from "@mikrom/contracts
 import { withSpan } from "@mikrom/telemetry";
 import { signedIn } from "../../auth/middleware.ts";
 import type { GatewayApp } from "../../http/env.ts";
-import { paged, pageOf } from "../../http/paging.ts";
+import { paged } from "../../http/paging.ts";
 import { BEARER, firstValues, json, problemJson } from "../../http/route-parts.ts";
 import { dataOf } from "../outcomes.ts";
 import type { VmAccess } from "./access.ts";
 import { acknowledgedVms } from "./acknowledged.ts";
-import { actorOf, HistoryOut, VmListQuery, VmOut, VmPath, vmOut, WaitOut, WaitQuery } from "./schemas.ts";
+import { nextPageToken, pageStart } from "./page-token.ts";
+import {
+  actorOf,
+  HistoryOut,
+  VmListQuery,
+  VmOut,
+  VmPage,
+  VmPath,
+  vmOut,
+  WaitOut,
+  WaitQuery,
+} from "./schemas.ts";
 
 const VMS = ["vms"];
 const NO_SUCH_VM = problemJson("No such VM (or not yours)");
@@ -17,11 +28,19 @@ export const listVms = createRoute({
   method: "get",
   path: "/api/v1/vms",
   summary: "List VMs (your own; a superuser sees all)",
+  description:
+    "Newest first. Page by `page_token` (keyset: each page costs what the first does, and VMs created " +
+    "or deleted during the walk do not shift it) or by `page` (OFFSET: deep pages cost more). " +
+    "`page_token` with `page` > 1 is a 400, as is a token no page answered. The status filter " +
+    "applies to every page as given; `total` counts them all, `page` is the page's number in the walk.",
   tags: VMS,
   middleware: signedIn,
   security: BEARER,
   request: { query: firstValues(VmListQuery) },
-  responses: { 200: json("A page of VMs", pageOf(VmOut)) },
+  responses: {
+    200: json("A page of VMs", VmPage),
+    400: problemJson("A page_token no page answered, or one given with page > 1"),
+  },
 });
 
 export const readVm = createRoute({
@@ -65,17 +84,19 @@ export function vmQueryRoutes(app: GatewayApp, vms: VmAccess): void {
   app.openapi(listVms, async (c) => {
     const user = c.get("user");
     const q = c.req.valid("query");
+    const start = pageStart(q);
     return withSpan("api.vm.list", { "user.id": user.id }, async () => {
       const request = {
         actor: actorOf(user),
-        page: q.page,
+        page: start.page,
         pageSize: q.page_size,
         ...(q.status && { status: q.status }),
+        ...(start.after && { after: start.after }),
       };
       const list = dataOf(await vms.backend.query(VM_SERVICE, ListVms, request, vms.queryTimeoutMs), "VMs");
       // Creates acknowledged and not recorded by vm-service yet are the newest: they head page 1.
       const acknowledged =
-        q.page === 1 && (q.status === undefined || q.status === "pending")
+        start.page === 1 && (q.status === undefined || q.status === "pending")
           ? await acknowledgedVms(
               vms.commands,
               request.actor,
@@ -92,7 +113,13 @@ export function vmQueryRoutes(app: GatewayApp, vms: VmAccess): void {
             )
           : [];
       const items = [...acknowledged, ...list.items].slice(0, q.page_size);
-      return c.json(paged(items.map(vmOut), list.total + acknowledged.length, q.page, q.page_size), 200);
+      return c.json(
+        {
+          ...paged(items.map(vmOut), list.total + acknowledged.length, start.page, q.page_size),
+          next_page_token: nextPageToken(items, acknowledged.length, list, start.page),
+        },
+        200,
+      );
     });
   });
 

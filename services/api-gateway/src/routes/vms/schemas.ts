@@ -1,5 +1,6 @@
 import { type Actor, PoolName, VmDescription, VmName, VmStatus, type VmView } from "@mikrom/contracts";
 import { z } from "zod";
+import { PageQuery, pageOf } from "../../http/paging.ts";
 import type { UserRow } from "../../store/users.ts";
 
 export const VmCreateBody = z.object({
@@ -37,10 +38,21 @@ export type VmOut = z.infer<typeof VmOut>;
 
 export const VmAccepted = z.object({ message: z.string(), vm_id: z.string(), status: VmStatus });
 
-export const VmListQuery = z.object({
-  page: z.coerce.number().int().min(1).max(1_000_000).default(1),
-  page_size: z.coerce.number().int().min(1).max(100).default(10),
+export const VmListQuery = PageQuery.extend({
   status: VmStatus.optional(),
+  page_token: z
+    .string()
+    .optional()
+    .describe(
+      "a page's next_page_token, as it was: the page after that one, however many VMs came or went before it",
+    ),
+});
+
+export const VmPage = pageOf(VmOut).extend({
+  next_page_token: z
+    .string()
+    .nullable()
+    .describe("pass it as page_token for the next page; null on the last page"),
 });
 
 export const WaitQuery = z.object({
