@@ -1,4 +1,5 @@
 export { type EventDef, type EventsOf, type Upcaster, upcaster } from "./catalog.ts";
+export { Combiner, type CombinerOptions } from "./combiner.ts";
 export {
   type Decided,
   type Decider,

@@ -2,9 +2,9 @@ import { setTimeout as delay } from "node:timers/promises";
 import { createLogger, errorFields, traceTransaction } from "@mikrom/telemetry";
 import { Kysely, PostgresDialect, sql } from "kysely";
 import type { MigrationProvider } from "kysely/migration";
-import { requeueCausedBy } from "./append.ts";
+import { appendAll, requeueCausedBy } from "./append.ts";
 import { EventCatalog, type EventDef, type EventsOf, type Upcaster } from "./catalog.ts";
-import { AppendCombiner } from "./combiner.ts";
+import { Combiner } from "./combiner.ts";
 import type { DomainEvent } from "./decider.ts";
 import { ConcurrencyConflict } from "./errors.ts";
 import { type Checkpoint, checkpointOf, type RecordedEvent, START } from "./event.ts";
@@ -137,7 +137,11 @@ export async function createEventStore<const Defs extends readonly EventDef[], D
     route: options.route,
     projections: options.projections ?? [],
     refusals: options.refusals,
-    combiner: new AppendCombiner(db, poolSize),
+    // Appends to distinct streams outside a transaction share a statement when the pool is busy.
+    combiner: new Combiner((inputs) => appendAll(db, inputs), {
+      limit: poolSize,
+      key: (input) => input.streamId,
+    }),
   };
   const root = new Operations<E, DB>(parts, db, false);
 

@@ -3,11 +3,13 @@ import { AUDIT_SERVICE, ListAudit, names, VmCreated, VmRunning } from "@mikrom/c
 import { openDatabase } from "@mikrom/runtime";
 import { setContext, startTelemetry, type Telemetry, withContext, withSpan } from "@mikrom/telemetry";
 import { describe, expect, test } from "@mikrom/testkit";
+import { sql } from "kysely";
 import pg from "pg";
 import { afterAll, beforeAll } from "vitest";
 import { loadConfig } from "../src/config.ts";
 import { startService } from "../src/service.ts";
 import { type AuditDatabase, record } from "../src/store/audit-log.ts";
+import { migrate } from "../src/store/migrations.ts";
 
 const created = {
   vmId: "srv-0a1b2c3d",
@@ -87,7 +89,9 @@ describe("the audit service", () => {
 
       // An event seen again after JetStream's duplicate window (a relay re-sending late) adds nothing.
       const audit = openDatabase<AuditDatabase>(config.databaseUrl, { max: 1 });
-      expect(await record(audit, { ...all.items[0]!, eventId: "e-1", streamSequence: 1 })).toBe(false);
+      expect(await record(audit, [{ ...all.items[0]!, eventId: "e-1", streamSequence: 1 }])).toEqual([
+        { status: "fulfilled", value: false },
+      ]);
       await audit.destroy();
       expect((await callQuery(nc, list, { page: 1, pageSize: 50 })).total).toBe(2);
 
@@ -138,6 +142,47 @@ describe("the audit service", () => {
       await admin.connect();
       await admin.query(`DROP DATABASE IF EXISTS "${db.name}_audit" WITH (FORCE)`);
       await admin.end();
+    }
+  });
+  test("events recorded together are each answered on their own; one the database refuses fails alone", async ({
+    db,
+  }) => {
+    const audit = openDatabase<AuditDatabase>(db.url, { max: 1 });
+    try {
+      await migrate(audit);
+      const entry = (eventId: string, data: Record<string, unknown> = {}) => ({
+        eventId,
+        streamSequence: 1,
+        type: "VmCreated",
+        context: "vm",
+        entityId: "srv-0a1b2c3d",
+        vmId: "srv-0a1b2c3d",
+        userId: 7,
+        userName: "ada",
+        traceId: null,
+        correlationId: null,
+        data,
+      });
+      expect(await record(audit, [entry("a")])).toEqual([{ status: "fulfilled", value: true }]);
+      // PostgreSQL refuses a NUL in jsonb: that event fails, the others are recorded (a is there already).
+      const results = await record(audit, [
+        entry("b"),
+        entry("bad", { name: "\u0000" }),
+        entry("a"),
+        entry("c"),
+      ]);
+      expect(results.map((r) => (r.status === "fulfilled" ? r.value : "refused"))).toEqual([
+        true,
+        "refused",
+        false,
+        true,
+      ]);
+      const { rows } = await sql<{
+        event_id: string;
+      }>`SELECT event_id FROM audit_log ORDER BY event_id`.execute(audit);
+      expect(rows.map((r) => r.event_id)).toEqual(["a", "b", "c"]);
+    } finally {
+      await audit.destroy();
     }
   });
 });

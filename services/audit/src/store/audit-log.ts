@@ -23,26 +23,43 @@ export interface AuditDatabase {
 
 export type NewEntry = Omit<AuditEntry, "recordedAt"> & { streamSequence: number };
 
-/** Records an event once: a redelivered or duplicated event finds its id already there. */
-export async function record(db: Kysely<AuditDatabase>, entry: NewEntry): Promise<boolean> {
-  const result = await db
-    .insertInto("audit_log")
-    .values({
-      event_id: entry.eventId,
-      stream_sequence: entry.streamSequence,
-      type: entry.type,
-      context: entry.context,
-      entity_id: entry.entityId,
-      vm_id: entry.vmId,
-      user_id: entry.userId,
-      user_name: entry.userName,
-      trace_id: entry.traceId,
-      correlation_id: entry.correlationId,
-      data: JSON.stringify(entry.data),
-    })
-    .onConflict((oc) => oc.column("event_id").doNothing())
-    .executeTakeFirst();
-  return Number(result.numInsertedOrUpdatedRows ?? 0) > 0;
+const row = (entry: NewEntry) => ({
+  event_id: entry.eventId,
+  stream_sequence: entry.streamSequence,
+  type: entry.type,
+  context: entry.context,
+  entity_id: entry.entityId,
+  vm_id: entry.vmId,
+  user_id: entry.userId,
+  user_name: entry.userName,
+  trace_id: entry.traceId,
+  correlation_id: entry.correlationId,
+  data: JSON.stringify(entry.data),
+});
+
+/**
+ * Records events once each, in one statement: whether each was new (a redelivered or duplicated
+ * event finds its id already there). Events with the same id must not share a call. When the
+ * statement fails as a whole, each event is tried on its own, so that one bad event fails alone.
+ */
+export async function record(
+  db: Kysely<AuditDatabase>,
+  entries: readonly NewEntry[],
+): Promise<PromiseSettledResult<boolean>[]> {
+  const insert = (batch: readonly NewEntry[]) =>
+    db
+      .insertInto("audit_log")
+      .values(batch.map(row))
+      .onConflict((oc) => oc.column("event_id").doNothing())
+      .returning("event_id")
+      .execute();
+  try {
+    const inserted = new Set((await insert(entries)).map((r) => r.event_id));
+    return entries.map((e) => ({ status: "fulfilled", value: inserted.has(e.eventId) }));
+  } catch (error) {
+    if (entries.length === 1) return [{ status: "rejected", reason: error }];
+    return Promise.all(entries.map(async (e) => (await record(db, [e]))[0]!));
+  }
 }
 
 /** In the order of the events stream, so a page reads as a story; filters combine. */
