@@ -17,6 +17,8 @@ const nc = await connect({
 });
 const service = await FakeVmService.start(nc, namespace);
 process.stdout.write("ready\n");
+// The bench may be gone when its input closes (it failed): nothing is left to tell.
+process.stdout.on("error", () => undefined);
 process.stdin.resume();
 process.stdin.on("end", async () => {
   await service.stop();
