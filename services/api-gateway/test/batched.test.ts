@@ -33,16 +33,36 @@ describe("batched", () => {
     expect(batches).toEqual([[1], [2, 3]]);
   });
 
-  it("a failed batch fails each of its calls, and the next batch runs", async () => {
-    let fail = true;
+  it("a failed batch is run again call by call: the input refused fails alone", async () => {
+    const batches: number[][] = [];
     const run = batched(async (xs: readonly number[]) => {
-      if (fail) throw new Error("database away");
+      batches.push([...xs]);
+      if (xs.includes(2)) throw new Error("refused: 2");
       return xs;
     });
-    const failed = await Promise.allSettled([run(1), run(2)]);
-    expect(failed.map((r) => r.status)).toEqual(["rejected", "rejected"]);
-    fail = false;
-    expect(await run(3)).toBe(3);
+    const settled = await Promise.allSettled([run(1), run(2), run(3)]);
+    expect(settled).toEqual([
+      { status: "fulfilled", value: 1 },
+      { status: "rejected", reason: new Error("refused: 2") },
+      { status: "fulfilled", value: 3 },
+    ]);
+    expect(batches).toEqual([[1, 2, 3], [1], [2], [3]]);
+  });
+
+  it("a batch that failed because the database is away fails every call at once, and the next batch runs", async () => {
+    let away = true;
+    let statements = 0;
+    const run = batched(async (xs: readonly number[]) => {
+      statements++;
+      if (away)
+        throw Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
+      return xs;
+    });
+    const failed = await Promise.allSettled([run(1), run(2), run(3)]);
+    expect(failed.map((r) => r.status)).toEqual(["rejected", "rejected", "rejected"]);
+    expect(statements).toBe(1);
+    away = false;
+    expect(await run(4)).toBe(4);
   });
 
   it("more calls than one statement should carry are split into batches", async () => {

@@ -1,3 +1,4 @@
+import { isUnavailable } from "@mikrom/bus";
 import { detached } from "@mikrom/telemetry";
 
 /** Statements larger than this are split: a bound on one statement's parameters and rows. */
@@ -17,8 +18,10 @@ interface Waiter<I, O> {
  * event loop. A batch starts after every call in it was made, so what it reads is no older than a
  * statement of each call's own would be.
  *
- * `run` answers the inputs in order (one output each); when it fails, every call in the batch fails
- * with its error. It runs outside the callers' traces: it is no one request's work.
+ * `run` answers the inputs in order (one output each) and must be all or nothing (one statement):
+ * a batch PostgreSQL refuses is run again call by call, so that the input it refused fails alone.
+ * A batch that failed because the server is away fails each call with that error at once, without
+ * a second wait. It runs outside the callers' traces: it is no one request's work.
  */
 export function batched<I, O>(
   run: (inputs: readonly I[]) => Promise<readonly O[]>,
@@ -31,13 +34,25 @@ export function batched<I, O>(
     const batch = waiting.splice(0, MAX_BATCH);
     if (batch.length === 0) return;
     out = true;
-    detached(() => Promise.resolve().then(() => run(batch.map((w) => w.input))))
+    const attempt = (inputs: readonly I[]) => detached(() => Promise.resolve().then(() => run(inputs)));
+    attempt(batch.map((w) => w.input))
       .then(
         (outputs) => {
           for (const [i, w] of batch.entries()) w.resolve(outputs[i] as O);
         },
         (error: unknown) => {
-          for (const w of batch) w.reject(error);
+          if (batch.length === 1 || isUnavailable(error)) {
+            for (const w of batch) w.reject(error);
+            return;
+          }
+          return Promise.all(
+            batch.map((w) =>
+              attempt([w.input]).then(
+                (outputs) => w.resolve(outputs[0] as O),
+                (alone: unknown) => w.reject(alone),
+              ),
+            ),
+          );
         },
       )
       .finally(() => {
