@@ -242,6 +242,35 @@ describe("edges of HTTP", () => {
     }
   });
 
+  test("a body without a declared length (chunked) is counted as it comes: under the limit it is read whole", async ({
+    db,
+  }) => {
+    const gw = await startGateway(db.url, { config: { bodyLimitBytes: 1024 } });
+    try {
+      const json = new TextEncoder().encode(
+        JSON.stringify({ email: "chunked@example.com", password: "correct horse battery" }),
+      );
+      const pieces = [json.slice(0, 10), json.slice(10)];
+      const body = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          const piece = pieces.shift();
+          if (piece) controller.enqueue(piece);
+          else controller.close();
+        },
+      });
+      const res = await gw.fetch("/api/v1/auth/register", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body,
+        duplex: "half",
+      } as RequestInit);
+      expect(res.status).toBe(201);
+      expect((await res.json()).email).toBe("chunked@example.com");
+    } finally {
+      await gw.close();
+    }
+  });
+
   test("CORS answers preflights for configured origins only", async ({ db }) => {
     const gw = await startGateway(db.url);
     try {

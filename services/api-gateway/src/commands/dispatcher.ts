@@ -15,7 +15,8 @@ import {
   claimDue,
   createOf,
   forgetSettled,
-  record,
+  type NewCommand,
+  recorder,
   type Settlement,
   settle,
   unsettledCreates,
@@ -58,6 +59,7 @@ export interface CommandsOptions {
 export class Commands {
   readonly #db: Kysely<GatewayDb>;
   readonly #backend: Backend;
+  readonly #record: (command: NewCommand) => Promise<CommandRecord>;
   readonly #options: Required<CommandsOptions>;
   /** Requests waiting for their command's outcome. */
   readonly #waiting = new Map<string, (outcome: CommandOutcome) => void>();
@@ -72,6 +74,7 @@ export class Commands {
   constructor(db: Kysely<GatewayDb>, backend: Backend, options: CommandsOptions) {
     this.#db = db;
     this.#backend = backend;
+    this.#record = recorder(db);
     this.#options = { resendEveryMs: 1_000, ...options };
   }
 
@@ -102,7 +105,7 @@ export class Commands {
     try {
       const carrier: Record<string, string> = {};
       injectCarrier(carrier);
-      const recorded = await record(this.#db, {
+      const recorded = await this.#record({
         commandId,
         userId: request.userId,
         service: request.service,

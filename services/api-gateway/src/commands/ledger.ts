@@ -1,4 +1,5 @@
 import { type Kysely, type Selectable, sql } from "kysely";
+import { batched } from "../store/batched.ts";
 import type { CommandsTable, GatewayDb } from "../store/db.ts";
 
 /**
@@ -33,32 +34,49 @@ export interface Settlement {
 const FIRST_RESEND_S = 2;
 const MAX_RESEND_S = 30;
 
-/** Records a command; a retry of the same request (same id) finds the first record instead. */
-export async function record(db: Kysely<GatewayDb>, c: NewCommand): Promise<CommandRecord> {
-  const inserted = await db
-    .insertInto("commands")
-    .values({
-      command_id: c.commandId,
-      user_id: c.userId,
-      service: c.service,
-      verb: c.verb,
-      type: c.type,
-      context: c.context,
-      entity_id: c.entityId,
-      data: JSON.stringify(c.data),
-      carrier: JSON.stringify(c.carrier),
-      correlation_id: c.correlationId,
-      next_send_at: sql<Date>`now() + make_interval(secs => ${FIRST_RESEND_S})`,
-    })
-    .onConflict((oc) => oc.column("command_id").doNothing())
-    .returningAll()
-    .executeTakeFirst();
-  if (inserted) return inserted;
-  return db
-    .selectFrom("commands")
-    .selectAll()
-    .where("command_id", "=", c.commandId)
-    .executeTakeFirstOrThrow();
+/**
+ * Records commands; a retry of the same request (same id) finds the first record instead. The
+ * commands of one moment are one statement (see `batched`): each request still waits for its own
+ * row to be committed before its command is sent.
+ */
+export function recorder(db: Kysely<GatewayDb>): (command: NewCommand) => Promise<CommandRecord> {
+  return batched(async (commands: readonly NewCommand[]) => {
+    const inserted = await db
+      .insertInto("commands")
+      .values(
+        commands.map((c) => ({
+          command_id: c.commandId,
+          user_id: c.userId,
+          service: c.service,
+          verb: c.verb,
+          type: c.type,
+          context: c.context,
+          entity_id: c.entityId,
+          data: JSON.stringify(c.data),
+          carrier: JSON.stringify(c.carrier),
+          correlation_id: c.correlationId,
+          next_send_at: sql<Date>`now() + make_interval(secs => ${FIRST_RESEND_S})`,
+        })),
+      )
+      .onConflict((oc) => oc.column("command_id").doNothing())
+      .returningAll()
+      .execute();
+    const byId = new Map(inserted.map((row) => [row.command_id, row]));
+    const earlier = commands.map((c) => c.commandId).filter((id) => !byId.has(id));
+    if (earlier.length > 0) {
+      const rows = await db
+        .selectFrom("commands")
+        .selectAll()
+        .where("command_id", "=", sql<string>`any(${[...new Set(earlier)]}::uuid[])`)
+        .execute();
+      for (const row of rows) byId.set(row.command_id, row);
+    }
+    return commands.map((c) => {
+      const row = byId.get(c.commandId);
+      if (!row) throw new Error(`command ${c.commandId} was neither recorded nor found`);
+      return row;
+    });
+  });
 }
 
 /** Outcomes seen, written in one statement; a command settles once. */

@@ -1,5 +1,6 @@
 import { traceTransaction } from "@mikrom/telemetry";
 import { type Kysely, type Selectable, sql } from "kysely";
+import { batched } from "./batched.ts";
 import type { GatewayDb, UsersTable } from "./db.ts";
 
 export type UserRow = Selectable<UsersTable>;
@@ -43,8 +44,20 @@ function duplicateOf(error: unknown): DuplicateUser | undefined {
 
 export class UserStore {
   readonly #db: Kysely<GatewayDb>;
+  /** Every request of a signed-in caller reads its user: the reads of one moment are one statement. */
+  readonly #byId: (id: number) => Promise<UserRow | undefined>;
+
   constructor(db: Kysely<GatewayDb>) {
     this.#db = db;
+    this.#byId = batched(async (ids: readonly number[]) => {
+      const rows = await db
+        .selectFrom("users")
+        .selectAll()
+        .where("id", "=", sql<number>`any(${[...new Set(ids)]}::integer[])`)
+        .execute();
+      const byId = new Map(rows.map((row) => [row.id, row]));
+      return ids.map((id) => byId.get(id));
+    });
   }
 
   async create(user: NewUser): Promise<UserRow> {
@@ -66,7 +79,7 @@ export class UserStore {
   }
 
   byId(id: number): Promise<UserRow | undefined> {
-    return this.#db.selectFrom("users").selectAll().where("id", "=", id).executeTakeFirst();
+    return this.#byId(id);
   }
 
   byEmail(email: string): Promise<UserRow | undefined> {

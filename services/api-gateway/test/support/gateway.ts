@@ -82,9 +82,21 @@ export async function startGateway(
     config?: Partial<GatewayDeps["config"]>;
     now?: () => number;
     clientTimeouts?: ClientTimeouts;
+    /** Called once for each statement the gateway's database answers. */
+    onStatement?: () => void;
   } = {},
 ): Promise<RunningGateway> {
-  const db = openDatabase<GatewayDb>(dbUrl, { max: 5 });
+  const pooled = openDatabase<GatewayDb>(dbUrl, { max: 5 });
+  const { onStatement } = options;
+  const db = onStatement
+    ? pooled.withPlugin({
+        transformQuery: (args) => args.node,
+        transformResult: async (args) => {
+          onStatement();
+          return args.result;
+        },
+      })
+    : pooled;
   await migrate(db);
   const { app, accounts, commands, held } = createApp({
     config: { ...TEST_CONFIG, ...options.config },
