@@ -52,7 +52,7 @@ const WAKE_RELAY = sql`SELECT pg_notify('mikrom_outbox.' || current_schema(), ''
  * outside a transaction. For each stream the version check is part of the insert: its rows go in only
  * when the stream's head is the expected version (else that append reports a conflict and the others
  * proceed), and a writer racing from the same version collides on (stream_id, stream_version), which
- * fails the whole statement (see `appendAll`). Expected version 0 means the stream must not exist.
+ * fails the whole statement (each is then run alone: `batched`). Expected version 0 means the stream must not exist.
  */
 export async function appendStatement(
   db: Kysely<EventStoreTables>,
@@ -113,11 +113,17 @@ export async function appendStatement(
   });
 }
 
-/** Appends to one stream, throwing ConcurrencyConflict when another writer got there first. */
-export async function appendOne(db: Kysely<EventStoreTables>, input: AppendInput): Promise<AppendOutput> {
-  let outcome: AppendOutcome | undefined;
+/**
+ * An append's outcome as its caller takes it: ConcurrencyConflict thrown, whether the statement found
+ * the stream moved on or a racing writer's commit made it fail (a unique violation).
+ */
+export async function appendThrough(
+  input: AppendInput,
+  statement: () => Promise<AppendOutcome>,
+): Promise<AppendOutput> {
+  let outcome: AppendOutcome;
   try {
-    [outcome] = await appendStatement(db, [input]);
+    outcome = await statement();
   } catch (error) {
     if (isUniqueViolation(error, STREAM_VERSION_UNIQUE)) {
       throw new ConcurrencyConflict(input.streamId, input.expectedVersion);
@@ -125,31 +131,12 @@ export async function appendOne(db: Kysely<EventStoreTables>, input: AppendInput
     throw error;
   }
   if (outcome instanceof ConcurrencyConflict) throw outcome;
-  return outcome!;
+  return outcome;
 }
 
-/**
- * Appends to distinct streams in one statement; when a racing writer makes the statement fail as a
- * whole (a unique violation rolls all of it back), each append is tried again on its own, so each
- * gets its own answer.
- */
-export async function appendAll(
-  db: Kysely<EventStoreTables>,
-  inputs: readonly AppendInput[],
-): Promise<PromiseSettledResult<AppendOutput>[]> {
-  if (inputs.length === 1) return Promise.allSettled([appendOne(db, inputs[0]!)]);
-  try {
-    const outcomes = await appendStatement(db, inputs);
-    return outcomes.map((o) =>
-      o instanceof ConcurrencyConflict
-        ? { status: "rejected", reason: o }
-        : { status: "fulfilled", value: o },
-    );
-  } catch (error) {
-    if ((error as { code?: unknown })?.code !== "23505")
-      return inputs.map(() => ({ status: "rejected", reason: error }));
-    return Promise.allSettled(inputs.map((input) => appendOne(db, input)));
-  }
+/** Appends to one stream, throwing ConcurrencyConflict when another writer got there first. */
+export function appendOne(db: Kysely<EventStoreTables>, input: AppendInput): Promise<AppendOutput> {
+  return appendThrough(input, async () => (await appendStatement(db, [input]))[0]!);
 }
 
 /** Outbox rows without events (commands to other services), with the relay woken as for an append. */

@@ -1,5 +1,5 @@
+export { type BatchedOptions, batched } from "./batched.ts";
 export { type EventDef, type EventsOf, type Upcaster, upcaster } from "./catalog.ts";
-export { Combiner, type CombinerOptions } from "./combiner.ts";
 export {
   type Decided,
   type Decider,

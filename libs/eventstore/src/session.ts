@@ -2,9 +2,8 @@ import { randomUUID } from "node:crypto";
 import { CommandRejected, parse } from "@mikrom/contracts";
 import { traceTransaction } from "@mikrom/telemetry";
 import type { Kysely } from "kysely";
-import { type AppendInput, type AppendOutput, appendOne, insertOutbox } from "./append.ts";
+import { type AppendInput, type AppendOutcome, appendOne, appendThrough, insertOutbox } from "./append.ts";
 import type { EventCatalog } from "./catalog.ts";
-import type { Combiner } from "./combiner.ts";
 import {
   type Decided,
   type Decision,
@@ -99,7 +98,7 @@ export interface StoreParts<E extends DomainEvent, DB> {
   readonly projections: readonly Projection<E, DB>[];
   readonly refusals: RefusalRouter | undefined;
   /** Group commit for appends outside a transaction. */
-  readonly combiner?: Combiner<AppendInput, AppendOutput>;
+  readonly combiner?: (input: AppendInput) => Promise<AppendOutcome>;
   /** The database's name, for its transactions' spans. */
   readonly database?: string;
 }
@@ -200,7 +199,7 @@ export class Operations<E extends DomainEvent, DB> implements Session<E, DB> {
     const { combiner } = this.#parts;
     const written =
       combiner && !this.#inTransaction
-        ? await combiner.submit(input)
+        ? await appendThrough(input, () => combiner(input))
         : await appendOne(this.#executor, input);
     const recorded = encoded.map(
       (e, i) =>

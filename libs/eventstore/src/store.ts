@@ -2,9 +2,9 @@ import { setTimeout as delay } from "node:timers/promises";
 import { createLogger, errorFields, traceTransaction } from "@mikrom/telemetry";
 import { Kysely, PostgresDialect, sql } from "kysely";
 import type { MigrationProvider } from "kysely/migration";
-import { appendAll, requeueCausedBy } from "./append.ts";
+import { appendStatement, requeueCausedBy } from "./append.ts";
+import { batched } from "./batched.ts";
 import { EventCatalog, type EventDef, type EventsOf, type Upcaster } from "./catalog.ts";
-import { Combiner } from "./combiner.ts";
 import type { DomainEvent } from "./decider.ts";
 import { ConcurrencyConflict } from "./errors.ts";
 import { type Checkpoint, checkpointOf, type RecordedEvent, START } from "./event.ts";
@@ -138,7 +138,7 @@ export async function createEventStore<const Defs extends readonly EventDef[], D
     projections: options.projections ?? [],
     refusals: options.refusals,
     // Appends to distinct streams outside a transaction share a statement when the pool is busy.
-    combiner: new Combiner((inputs) => appendAll(db, inputs), {
+    combiner: batched((inputs) => appendStatement(db, inputs), {
       limit: poolSize,
       key: (input) => input.streamId,
     }),

@@ -7,7 +7,6 @@ import {
   Registry,
   vmEvents,
 } from "@mikrom/contracts";
-import { Combiner } from "@mikrom/eventstore";
 import {
   type DatabaseStore,
   openMigratedDatabase,
@@ -17,7 +16,7 @@ import {
 import { createLogger, currentTraceId, getContext } from "@mikrom/telemetry";
 import type { Config } from "./config.ts";
 import { entryOf } from "./entry.ts";
-import { type AuditDatabase, list, type NewEntry, record } from "./store/audit-log.ts";
+import { type AuditDatabase, list, recorder } from "./store/audit-log.ts";
 import { migrate } from "./store/migrations.ts";
 
 const log = createLogger("mikrom.audit");
@@ -33,12 +32,7 @@ export const auditService: ServiceDefinition<Config, DatabaseStore<AuditDatabase
       migrate,
     ),
   async start({ config, names, nc, store: { db } }) {
-    // A pulled batch of events is handled at once: while two inserts run, the rest wait and go in
-    // the next one, a statement and a commit for many.
-    const recorder = new Combiner((entries: readonly NewEntry[]) => record(db, entries), {
-      limit: 2,
-      key: (entry) => entry.eventId,
-    });
+    const record = recorder(db);
     return {
       consumers: [
         {
@@ -51,8 +45,7 @@ export const auditService: ServiceDefinition<Config, DatabaseStore<AuditDatabase
           concurrency: config.concurrency,
           handle: async (envelope) => {
             const entry = entryOf(names, envelope, getContext(), currentTraceId());
-            if (await recorder.submit(entry))
-              log.debug({ type: entry.type, event_id: entry.eventId }, "recorded");
+            if (await record(entry)) log.debug({ type: entry.type, event_id: entry.eventId }, "recorded");
           },
         },
       ],

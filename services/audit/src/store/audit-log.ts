@@ -1,4 +1,6 @@
+import { isUnavailable } from "@mikrom/bus";
 import type { AuditEntry, ListAudit, RequestOf, ResponseOf } from "@mikrom/contracts";
+import { batched } from "@mikrom/eventstore";
 import type { Generated, Kysely } from "kysely";
 
 interface AuditLogTable {
@@ -39,27 +41,28 @@ const row = (entry: NewEntry) => ({
 
 /**
  * Records events once each, in one statement: whether each was new (a redelivered or duplicated
- * event finds its id already there). Events with the same id must not share a call. When the
- * statement fails as a whole, each event is tried on its own, so that one bad event fails alone.
+ * event finds its id already there). Events with the same id must not share a call.
  */
-export async function record(
-  db: Kysely<AuditDatabase>,
-  entries: readonly NewEntry[],
-): Promise<PromiseSettledResult<boolean>[]> {
-  const insert = (batch: readonly NewEntry[]) =>
-    db
-      .insertInto("audit_log")
-      .values(batch.map(row))
-      .onConflict((oc) => oc.column("event_id").doNothing())
-      .returning("event_id")
-      .execute();
-  try {
-    const inserted = new Set((await insert(entries)).map((r) => r.event_id));
-    return entries.map((e) => ({ status: "fulfilled", value: inserted.has(e.eventId) }));
-  } catch (error) {
-    if (entries.length === 1) return [{ status: "rejected", reason: error }];
-    return Promise.all(entries.map(async (e) => (await record(db, [e]))[0]!));
-  }
+export async function record(db: Kysely<AuditDatabase>, entries: readonly NewEntry[]): Promise<boolean[]> {
+  const inserted = await db
+    .insertInto("audit_log")
+    .values(entries.map(row))
+    .onConflict((oc) => oc.column("event_id").doNothing())
+    .returning("event_id")
+    .execute();
+  const ids = new Set(inserted.map((r) => r.event_id));
+  return entries.map((e) => ids.has(e.eventId));
+}
+
+/**
+ * `record` for one event at a time, as the consumer's handlers call it: the events of a pulled batch,
+ * handled at once, go in one statement and one commit; one the database refuses fails alone.
+ */
+export function recorder(db: Kysely<AuditDatabase>): (entry: NewEntry) => Promise<boolean> {
+  return batched((entries: readonly NewEntry[]) => record(db, entries), {
+    key: (entry) => entry.eventId,
+    failsAll: isUnavailable,
+  });
 }
 
 /** In the order of the events stream, so a page reads as a story; filters combine. */

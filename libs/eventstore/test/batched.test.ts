@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { batched } from "../src/store/batched.ts";
+import { batched } from "../src/batched.ts";
 
 describe("batched", () => {
   it("calls made in one turn run as one batch, answered in order", async () => {
@@ -52,12 +52,15 @@ describe("batched", () => {
   it("a batch that failed because the database is away fails every call at once, and the next batch runs", async () => {
     let away = true;
     let statements = 0;
-    const run = batched(async (xs: readonly number[]) => {
-      statements++;
-      if (away)
-        throw Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
-      return xs;
-    });
+    const run = batched(
+      async (xs: readonly number[]) => {
+        statements++;
+        if (away)
+          throw Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
+        return xs;
+      },
+      { failsAll: (error) => (error as { code?: string }).code === "ECONNREFUSED" },
+    );
     const failed = await Promise.allSettled([run(1), run(2), run(3)]);
     expect(failed.map((r) => r.status)).toEqual(["rejected", "rejected", "rejected"]);
     expect(statements).toBe(1);
@@ -73,5 +76,45 @@ describe("batched", () => {
     });
     await Promise.all(Array.from({ length: 600 }, (_, i) => run(i)));
     expect(sizes).toEqual([256, 256, 88]);
+  });
+
+  it("with a limit of two, two batches go out at once and the calls made meanwhile wait for one", async () => {
+    const batches: number[][] = [];
+    const gates: Array<() => void> = [];
+    const run = batched(
+      async (xs: readonly number[]) => {
+        batches.push([...xs]);
+        await new Promise<void>((resolve) => gates.push(resolve));
+        return xs;
+      },
+      { limit: 2 },
+    );
+    const turn = () => new Promise((resolve) => setImmediate(resolve));
+    const calls = [run(1)];
+    await turn();
+    calls.push(run(2));
+    await turn();
+    calls.push(run(3), run(4));
+    await turn();
+    expect(batches).toEqual([[1], [2]]);
+    gates.shift()!();
+    await calls[0];
+    await turn();
+    expect(batches).toEqual([[1], [2], [3, 4]]);
+    for (const open of gates.splice(0)) open();
+    expect(await Promise.all(calls)).toEqual([1, 2, 3, 4]);
+  });
+
+  it("calls with the same key never share a batch", async () => {
+    const batches: string[][] = [];
+    const run = batched(
+      async (xs: readonly string[]) => {
+        batches.push([...xs]);
+        return xs;
+      },
+      { key: (x) => x.split(":")[0]! },
+    );
+    await Promise.all([run("a:1"), run("b:1"), run("a:2"), run("c:1")]);
+    expect(batches).toEqual([["a:1", "b:1", "c:1"], ["a:2"]]);
   });
 });
