@@ -49,8 +49,9 @@ beforeAll(async () => {
       // Room for every VM of these scenarios on the one host (the default is this machine's 2 cores).
       MIKROM_HOST_VCPUS: "32",
       MIKROM_HOST_MEMORY_MB: "65536",
-      // Long enough to act while a boot is in flight.
-      MIKROM_FAKE_LATENCY_MS: "1500",
+      // Long enough to act while a boot is in flight, on a machine busy with the rest of the suite:
+      // seeing `provisioning` through the API and killing NATS must fit in it.
+      MIKROM_FAKE_LATENCY_MS: "4000",
       IPPOOL_DEFAULT_CIDR: "10.99.0.0/29",
       VM_DATABASE_URL: postgres.url(VM_DATABASE),
       // A command vm-service cannot answer is accepted (202) after this long.
@@ -104,32 +105,36 @@ describe("outages and exhaustion, end to end", () => {
     const before = e2e.lines.length;
 
     await nats.kill();
-    // Every service notices (its connection drops) before the server comes back.
-    await until(
-      "every service disconnected",
-      async () => servicesLogging(before, "disconnected from NATS, reconnecting"),
-      (s) => s.length === 5,
-    );
-    // The boot ends while NATS is away, and publishing its answer fails: logged with full context
-    // where it happens (the provisioner), the answer kept in its outbox.
-    const publishFailed = await until(
-      "the provisioner failing to publish the boot's answer",
-      async () =>
-        problemsOf(e2e, "provisioner", vmId, before).find(
-          (l) => l.message === "publish failed, retrying" && String(l.subject).endsWith(".VmBooted"),
-        ),
-      (line) => line !== undefined,
-    );
-    expect(publishFailed).toMatchObject({
-      level: "WARN",
-      error: expect.any(String),
-      error_type: expect.any(String),
-      vm_id: vmId,
-      trace_id: traceOfCreate(e2e, vmId),
-      user_id: String(me.id),
-      user_name: me.username,
-    });
-    await nats.start();
+    // Started again whatever happens here: a failure must not leave the next scenarios without NATS.
+    try {
+      // Every service notices (its connection drops) before the server comes back.
+      await until(
+        "every service disconnected",
+        async () => servicesLogging(before, "disconnected from NATS, reconnecting"),
+        (s) => s.length === 5,
+      );
+      // The boot ends while NATS is away, and publishing its answer fails: logged with full context
+      // where it happens (the provisioner), the answer kept in its outbox.
+      const publishFailed = await until(
+        "the provisioner failing to publish the boot's answer",
+        async () =>
+          problemsOf(e2e, "provisioner", vmId, before).find(
+            (l) => l.message === "publish failed, retrying" && String(l.subject).endsWith(".VmBooted"),
+          ),
+        (line) => line !== undefined,
+      );
+      expect(publishFailed).toMatchObject({
+        level: "WARN",
+        error: expect.any(String),
+        error_type: expect.any(String),
+        vm_id: vmId,
+        trace_id: traceOfCreate(e2e, vmId),
+        user_id: String(me.id),
+        user_name: me.username,
+      });
+    } finally {
+      await nats.start();
+    }
     await until(
       "every service reconnected",
       async () => servicesLogging(before, "reconnected to NATS"),
