@@ -276,7 +276,12 @@ describe("Mikrom end to end", () => {
       expect(created.status, JSON.stringify(created.body)).toBe(201);
       vmIds.push(created.body.vm_id);
     }
-    for (const vmId of vmIds) expect((await waitFor(leaving, vmId, "running")).reached).toBe(true);
+    for (const vmId of vmIds) {
+      const waited = await waitFor(leaving, vmId, "running");
+      // Not reached: say where the VM is and what happened to it, for whoever reads the failure.
+      const story = waited.reached ? [] : (await leaving.call("GET", `/api/v1/vms/${vmId}/events`)).body;
+      expect(waited.reached, JSON.stringify({ vm: waited.vm, events: story })).toBe(true);
+    }
     expect(await poolAllocated(admin)).toBe(before + 2);
 
     expect((await admin.call("DELETE", `/api/v1/users/${mine.id}`)).status).toBe(204);

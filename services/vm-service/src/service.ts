@@ -1,5 +1,6 @@
 import { type Envelope, PermanentFailure, queued } from "@mikrom/bus";
 import {
+  CommandRejected,
   HOST_CONTEXT,
   HostHeartbeat,
   HostRegistered,
@@ -120,7 +121,8 @@ export function vmService(
             stream: names.streams.events,
             durable: ippool,
             filterSubject: names.eventsOf(IPPOOL_SERVICE),
-            registry: new Registry(ippoolEvents),
+            // A refusal of an admin's pool command (CommandRejected) shares the subjects: taken, ignored.
+            registry: new Registry([...ippoolEvents, CommandRejected]),
             concurrency: lanes,
             handle: async (e) => {
               if (ALLOCATION_TYPES.has(e.type)) await onProcessEvent(ippool)(deps, delivery<ProcessInput>(e));

@@ -1,6 +1,7 @@
 import { DeadLetterHeader } from "@mikrom/bus";
 import {
   type Actor,
+  CommandRejected,
   CreateVm,
   DeleteVm,
   GetVm,
@@ -377,6 +378,36 @@ describe("VM operations after create", () => {
       expect((await w.until(vmId, "error", 30_000)).errorMessage).toMatch(
         /^host lost: no heartbeat from host host-a/,
       );
+    });
+  });
+
+  test("the IP pool's refusal of an admin's command, on the pool's subjects, is taken and ignored, not dead-lettered", async ({
+    db,
+    nats,
+  }) => {
+    const w = new World(nats);
+    await withService(testConfig(db, nats), async () => {
+      const subject = w.names.event("ippool", "pool-0000aaaa", "CommandRejected");
+      await w.publish(subject, CommandRejected, {
+        code: "conflict",
+        reason: 'pool "default" has 2 allocated address(es); release them before deleting it',
+        command: "DeletePool",
+        entityId: "pool-0000aaaa",
+      });
+      const { seq } = await nats.jsm.streams.getMessage(w.names.streams.events, { last_by_subj: subject });
+      // Handled (acknowledged, or terminated once dead-lettered) by vm-service's consumer of the pool's events.
+      await expect
+        .poll(
+          async () =>
+            (await nats.jsm.consumers.info(w.names.streams.events, "vm-service-ippool-events")).ack_floor
+              .stream_seq,
+          { timeout: 10_000 },
+        )
+        .toBeGreaterThanOrEqual(seq);
+      const letter = await nats.jsm.streams
+        .getMessage(w.names.streams.deadLetters, { last_by_subj: w.names.deadLetter(subject) })
+        .catch(() => null);
+      expect(letter?.header.get(DeadLetterHeader.Reason) ?? null).toBeNull();
     });
   });
 
