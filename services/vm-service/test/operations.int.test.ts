@@ -394,7 +394,8 @@ describe("VM operations after create", () => {
         command: "DeletePool",
         entityId: "pool-0000aaaa",
       });
-      const { seq } = await nats.jsm.streams.getMessage(w.names.streams.events, { last_by_subj: subject });
+      const stored = await nats.jsm.streams.getMessage(w.names.streams.events, { last_by_subj: subject });
+      const seq = stored!.seq;
       // Handled (acknowledged, or terminated once dead-lettered) by vm-service's consumer of the pool's events.
       await expect
         .poll(
