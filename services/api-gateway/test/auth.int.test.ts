@@ -275,6 +275,12 @@ describe("tokens", () => {
         [1, 2, 3].map(() => gw.post("/api/v1/auth/refresh", { refresh_token: ana.refresh })),
       );
       expect(results.map((r) => r.status).sort()).toEqual([200, 401, 401]);
+      // The copies that lost mean the token leaked: every session ended, the winner's new one too.
+      const won = (await results.find((r) => r.status === 200)!.json()) as { access_token: string };
+      const me = await gw.fetch("/api/v1/auth/me", {
+        headers: { authorization: `Bearer ${won.access_token}` },
+      });
+      expect(me.status).toBe(401);
     } finally {
       await gw.close();
     }

@@ -181,6 +181,10 @@ export class Accounts {
       if (error instanceof InvalidToken) throw unauthorized(error.message);
       throw error;
     }
+    // The user as the token is consumed, read first: the one caller that consumes it gets its tokens
+    // even when racing copies of it end every session meanwhile (they end the new tokens too, which
+    // carry the generation read here).
+    const user = await this.#users.byId(claims.userId);
     const consumed = await this.#refresh.consume(claims.jti, claims.userId);
     if (consumed !== "consumed") {
       // Reuse means the token leaked (or a client raced itself): every session of the user ends,
@@ -188,7 +192,6 @@ export class Accounts {
       if (consumed === "reused") await this.#users.endSessions(claims.userId);
       throw unauthorized("Refresh token has already been used or revoked");
     }
-    const user = await this.#users.byId(claims.userId);
     if (!user || claims.generation !== user.token_generation)
       throw unauthorized("Could not validate credentials");
     if (!user.is_active) throw new Problem(403, "Inactive user");
