@@ -67,9 +67,9 @@ describe("statements shared by the requests of one moment", () => {
         Array.from({ length: AT_ONCE }, (_, i) => create(gw, a.auth, i).then((r) => r.json())),
       );
       // One at a time each create is three: the caller's rate limit, its user, its command's record.
-      // Together they share them; how many share one depends on how the requests arrive (one CI run
-      // on a loaded machine took 27 for 24 creates, a quiet one 6), never three each.
-      expect(statements).toBeLessThan(2 * AT_ONCE);
+      // Together they share some; how many depends on how the requests arrive (a quiet machine: 6
+      // for 24 creates; CI runs on a loaded one: 27 and 54), so only "fewer than one at a time".
+      expect(statements).toBeLessThan(3 * AT_ONCE);
       expect(new Set(answers.map((vm) => vm.vm_id)).size).toBe(AT_ONCE);
       expect(answers.map((vm) => vm.name).sort()).toEqual(
         Array.from({ length: AT_ONCE }, (_, i) => `vm-${i}`).sort(),
