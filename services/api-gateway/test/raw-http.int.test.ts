@@ -81,3 +81,61 @@ describe("the HTTP server's own errors", () => {
     }
   });
 });
+
+/** Writes the whole request at once and never waits to read, as the fuzzer's client does; what came back. */
+function sendAtOnce(url: string, request: Buffer): Promise<{ text: string; error?: string }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    let text = "";
+    let error: string | undefined;
+    const socket = connect(Number(port), hostname);
+    socket.setEncoding("latin1");
+    socket.on("data", (d) => {
+      text += d;
+    });
+    socket.on("error", (e) => {
+      error = e.message;
+    });
+    socket.on("close", () => resolve({ text, ...(error && { error }) }));
+    socket.on("connect", () => socket.write(request));
+  });
+}
+
+describe("an answer given before the body is read", () => {
+  test("reaches a client still writing its body, which is not reset: the server reads on until the client is done", async ({
+    db,
+  }) => {
+    const gw = await startGateway(db.url, { config: { bodyLimitBytes: 1024 } });
+    try {
+      const body = Buffer.alloc(4_000_000, 0x61);
+      const post = (target: string) =>
+        Buffer.concat([
+          Buffer.from(
+            `POST ${target} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`,
+            "latin1",
+          ),
+          body,
+        ]);
+      // Refused on its declared length by the gateway, and for raw bytes in its target by Node's parser.
+      const cases = [
+        { request: post("/api/v1/vms"), status: "HTTP/1.1 413 Payload Too Large" },
+        { request: post("/api/v1/vms?page=\u00c0\u00af"), status: "HTTP/1.1 400 Bad Request" },
+      ];
+      // Closed both ways as soon as the answer is written, the connection is reset by the server's
+      // kernel while the client still writes: the write fails (EPIPE), and the answer is lost when
+      // the client had not read it yet.
+      for (let i = 0; i < 10; i++) {
+        for (const { request, status } of cases) {
+          const { text, error } = await sendAtOnce(gw.url, request);
+          expect({ attempt: i, status: text.split("\r\n")[0], error }).toEqual({
+            attempt: i,
+            status,
+            error: undefined,
+          });
+        }
+      }
+    } finally {
+      await gw.close();
+    }
+  });
+});
