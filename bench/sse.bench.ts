@@ -9,17 +9,24 @@
  *   2. `clients` clients (default 100), `users` users (default 10) holding `clients / users` streams each.
  * It prints p50/p99/max delivery per phase and phase 2's as a ratio to phase 1's (target: p99 < 100 ms).
  *
- * node_modules/.bin/node bench/sse.bench.ts [clients=100] [users=10] [vms=100]
+ * The clients stamp an event when their own event loop gets to it, on the machine the services load:
+ * each phase also prints how late that loop ran (p99/max of its delay) and how busy the machine's
+ * CPUs were (every process on it, /proc/stat). A delivery tail as long as the loop's own is time
+ * spent waiting for a CPU, not in the event path; `inFlight` 1 shows the path with the load light.
+ *
+ * node_modules/.bin/node bench/sse.bench.ts [clients=100] [users=10] [vms=100] [inFlight=8]
  *
  * Exits non-zero when the run breaks: a client missing an event, or shown another user's.
  */
+import { readFileSync } from "node:fs";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { openSse, type SseClient } from "../services/api-gateway/test/support/sse.ts";
 import { call, inBatches, openBenchInfra, percentile, userToken } from "./system.ts";
 
 const CLIENTS = Number(process.argv[2] ?? 100);
 const USERS = Number(process.argv[3] ?? 10);
 const VMS = Number(process.argv[4] ?? 100);
-const CREATES_IN_FLIGHT = 8;
+const CREATES_IN_FLIGHT = Number(process.argv[5] ?? 8);
 const DEADLINE_MS = 60_000;
 const out = (line = ""): void => void process.stdout.write(`${line}\n`);
 
@@ -27,6 +34,22 @@ interface Phase {
   label: string;
   delaysMs: number[];
   events: number;
+  /** How late the clients' event loop ran (ms): p99, max. */
+  loopLateMs: [number, number];
+  /** Share of the machine's CPU time busy during the phase, all processes; undefined off Linux. */
+  cpuBusy: number | undefined;
+}
+
+/** Busy and total CPU time of the whole machine so far (jiffies), or undefined without /proc/stat. */
+function machineCpu(): { busy: number; total: number } | undefined {
+  try {
+    const ticks = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const total = ticks.reduce((a, b) => a + b, 0);
+    // idle and iowait
+    return { busy: total - ticks[3]! - ticks[4]!, total };
+  } catch {
+    return undefined;
+  }
 }
 
 /** Reads a stream until it has seen every VM in `vms` reach `running`; the delay of each event. */
@@ -54,8 +77,12 @@ async function phase(api: string, label: string, tokens: string[], perUser: numb
       ),
     ),
   );
+  const loop = monitorEventLoopDelay({ resolution: 5 });
+  let cpuBefore: ReturnType<typeof machineCpu>;
   try {
     await Promise.all(streams.map((sse) => sse.comment("connected")));
+    loop.enable();
+    cpuBefore = machineCpu();
     const owned = tokens.map(() => new Set<string>());
     // Every user's VMs are known before any stream is read for them: ids come from the POSTs.
     const creates = Array.from({ length: VMS }, (_, i) => i);
@@ -74,7 +101,16 @@ async function phase(api: string, label: string, tokens: string[], perUser: numb
       reading.push(follow(sse, owned[Math.floor(n / perUser)]!, delays));
     });
     const counts = await Promise.all(reading);
-    return { label, delaysMs: delays, events: counts.reduce((a, b) => a + b, 0) };
+    loop.disable();
+    const cpuAfter = machineCpu();
+    const late = (ns: number): number => Math.max(0, ns / 1e6 - 5);
+    return {
+      label,
+      delaysMs: delays,
+      events: counts.reduce((a, b) => a + b, 0),
+      loopLateMs: [late(loop.percentile(99)), late(loop.max)],
+      cpuBusy: cpuBefore && cpuAfter && (cpuAfter.busy - cpuBefore.busy) / (cpuAfter.total - cpuBefore.total),
+    };
   } finally {
     for (const sse of streams) sse.close();
   }
@@ -108,7 +144,7 @@ try {
   const reference = await phase(bench.api, "reference", tokens.slice(0, 1), 1);
   const many = await phase(bench.api, "many", tokens, Math.ceil(CLIENTS / USERS));
   out(
-    `${VMS} VMs created 8 at a time in each phase; delay = stored in the events stream → parsed by the client`,
+    `${VMS} VMs created ${CREATES_IN_FLIGHT} at a time in each phase; delay = stored in the events stream → parsed by the client`,
   );
   out(
     `${"phase".padEnd(12)} ${"streams".padStart(7)} ${"events".padStart(7)} ${"p50".padStart(6)} ${"p99".padStart(6)} ${"max".padStart(6)}  (ms)`,
@@ -123,6 +159,10 @@ try {
   out(
     `p99 with ${CLIENTS} streams: ${p99(many).toFixed(0)} ms (target < 100), ${(p99(many) / p99(reference)).toFixed(2)}× the one-stream reference`,
   );
+  for (const p of [reference, many])
+    out(
+      `${p.label}: the clients' event loop ran late p99 ${p.loopLateMs[0].toFixed(0)} / max ${p.loopLateMs[1].toFixed(0)} ms; machine CPU busy ${p.cpuBusy === undefined ? "?" : `${(p.cpuBusy * 100).toFixed(0)} %`}`,
+    );
   if (bench.problems.length > 0) out(`service errors:\n${bench.problems.slice(0, 20).join("\n")}`);
 } finally {
   await bench.close();
