@@ -15,26 +15,44 @@ export interface PoolOptions {
   readonly applicationName?: string;
 }
 
-/** The store's own hot statements start with this comment; they run as named prepared statements. */
+/**
+ * Marks a statement to prepare though its text expands a `*` (the store's own, whose `*` is over
+ * unnest or a CTE, never over a table a migration could widen).
+ */
 export const PREPARED = "/* mikrom:prepared */";
 
-const names = new Map<string, string>();
+/** Distinct statements a process prepares at most; past it, statements run unnamed (a text built per call). */
+const MAX_PREPARED = 500;
 
-/** A statement's name is a hash of its text, so a different text can never reuse a name. */
-function statementName(text: string): string {
-  let name = names.get(text);
-  if (!name) {
-    name = `mikrom_${createHash("sha1").update(text).digest("hex").slice(0, 16)}`;
-    names.set(text, name);
-  }
-  return name;
+/** `*` or `"t".*` in a column list: a column a migration adds changes such a statement's result. */
+const STAR_COLUMNS = /(?:^|[\s,(])(?:"[^"]*"\.)?\*(?=[\s,]|$)/;
+
+/** Each text's statement name, or null for one that runs unnamed. */
+const names = new Map<string, string | null>();
+
+/**
+ * The name to prepare `text` under, or undefined to run it unnamed. Every statement with parameters
+ * is prepared, parsed and planned once per connection instead of on every call (half PostgreSQL's
+ * CPU for a one-row lookup or update here), unless it expands `*`: PostgreSQL refuses to run a
+ * prepared statement whose result columns changed ("cached plan must not change result type"), and
+ * a replica's migration can add one under another replica's statements.
+ */
+function statementName(text: string, parameters: number): string | undefined {
+  const known = names.get(text);
+  if (known !== undefined) return known ?? undefined;
+  if (parameters === 0) return undefined;
+  if (names.size >= MAX_PREPARED) return undefined;
+  const prepared = text.startsWith(PREPARED) || !STAR_COLUMNS.test(text);
+  // A statement name is a hash of its text, so a different text can never reuse a name.
+  const name = prepared ? `mikrom_${createHash("sha1").update(text).digest("hex").slice(0, 16)}` : null;
+  names.set(text, name);
+  return name ?? undefined;
 }
 
 /**
- * A pg pool whose connections run the store's marked statements as named prepared statements:
- * parsed and planned once per connection instead of on every append (twice the appends per second at
- * 64 streams here, and half the client CPU). Everything else, including the service's own queries
- * through kysely, goes through unchanged.
+ * A pg pool whose connections run statements with parameters as named prepared statements (see
+ * statementName): the store's appends went to twice the appends per second at 64 streams here, with
+ * half the client's CPU. Kysely's queries come through here too.
  */
 export function createPool(connectionString: string, options: PoolOptions = {}): PostgresPool {
   const pool = new pg.Pool({
@@ -65,9 +83,8 @@ export function createPool(connectionString: string, options: PoolOptions = {}):
     if (!wrapper) {
       wrapper = {
         query: ((text: unknown, parameters?: ReadonlyArray<unknown>) => {
-          if (typeof text === "string" && text.startsWith(PREPARED)) {
-            return client.query({ name: statementName(text), text, values: parameters as unknown[] });
-          }
+          const name = typeof text === "string" ? statementName(text, parameters?.length ?? 0) : undefined;
+          if (name) return client.query({ name, text: text as string, values: parameters as unknown[] });
           return (client.query as (t: unknown, p?: unknown) => unknown).call(client, text, parameters);
         }) as PostgresPoolClient["query"],
         release: (destroy?: boolean) => client.release(destroy),
