@@ -23,11 +23,13 @@ interface Figures {
   vmsPerSecond: number;
   p50: number;
   p99: number;
-  /** CPU ms per VM summed over every process (bench/costs.ts), without tracing. */
+  /** CPU ms per VM summed over every process (bench/costs.ts), the mean of the phases. */
   cpuMs: number;
+  /** PostgreSQL's share of it. */
+  pgMs: number;
 }
 
-/** One fake-driver e2e run in `tree`, read off its "fake" row. */
+/** One fake-driver e2e run in `tree`, read off its "fake" rows. */
 function run(tree: string): Figures {
   // The same Node.js for both trees, so that only the code differs.
   const bench = join(tree, "bench", "e2e.bench.ts");
@@ -35,24 +37,32 @@ function run(tree: string): Figures {
     cwd: tree,
     encoding: "utf8",
   });
-  // The last row of the table (seven figures after the label) for the fake driver: the run
-  // without tracing, in a tree whose benchmark also runs one traced.
-  const figures = out.stdout
+  // Every fake-driver row of the table (seven figures after the label), traced and not: the two
+  // trees run the same phases, so their means compare.
+  const rows = out.stdout
     .split("\n")
     .filter((line) => line.startsWith("fake"))
     .map((line) => line.slice(22).trim().split(/\s+/).map(Number))
-    .findLast((cells) => cells.length === 7 && cells.every(Number.isFinite));
-  if (out.status !== 0 || !figures)
+    .filter((cells) => cells.length === 7 && cells.every(Number.isFinite));
+  const cpuLines = [...out.stdout.matchAll(/^fake[^\n]*:\n\s+CPU ms per VM: ([^\n]+)/gm)].map((m) => m[1]!);
+  const cpu = cpuLines.map((line) => Number.parseFloat(line));
+  const pg = cpuLines.map((line) => Number(/postgresql ([\d.]+)/.exec(line)?.[1]));
+  if (out.status !== 0 || rows.length === 0 || cpu.length === 0 || !pg.every(Number.isFinite))
     throw new Error(`the benchmark failed in ${tree}:\n${out.stdout}${out.stderr}`);
   // clients, VMs, failed, seconds, VMs/s, p50, p99.
-  const [, , , , vmsPerSecond, p50, p99] = figures;
-  const cpuMs = Number(/fake, no tracing:\n\s+CPU ms per VM: ([\d.]+)/.exec(out.stdout)?.[1]);
-  return { vmsPerSecond: vmsPerSecond!, p50: p50!, p99: p99!, cpuMs };
+  const column = (i: number): number => mean(rows.map((cells) => cells[i]!));
+  return {
+    vmsPerSecond: column(4),
+    p50: Math.round(column(5)),
+    p99: Math.round(column(6)),
+    cpuMs: mean(cpu),
+    pgMs: mean(pg),
+  };
 }
 
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 const show = (f: Figures): string =>
-  `${f.vmsPerSecond.toFixed(1)} VMs/s (p50 ${f.p50}, p99 ${f.p99} ms, ${f.cpuMs} CPU ms/VM)`;
+  `${f.vmsPerSecond.toFixed(1)} VMs/s (p50 ${f.p50}, p99 ${f.p99} ms, ${f.cpuMs.toFixed(1)} CPU ms/VM, PostgreSQL ${f.pgMs.toFixed(1)})`;
 
 try {
   const commit = execFileSync("git", ["rev-parse", "--short", ref], { cwd: here, encoding: "utf8" }).trim();
@@ -73,9 +83,12 @@ try {
   const h = mean(heads.map((f) => f.vmsPerSecond));
   const rc = mean(refs.map((f) => f.cpuMs));
   const hc = mean(heads.map((f) => f.cpuMs));
+  const rp = mean(refs.map((f) => f.pgMs));
+  const hp = mean(heads.map((f) => f.pgMs));
   process.stdout.write(
     `mean of ${pairs} pairs, ${clients} clients, ${seconds} s: ${ref} ${r.toFixed(1)} VMs/s, ${rc.toFixed(1)} CPU ms/VM · ` +
-      `this tree ${h.toFixed(1)} VMs/s, ${hc.toFixed(1)} CPU ms/VM · ${(h / r).toFixed(2)}× the VMs/s, ${(hc / rc).toFixed(2)}× the CPU\n`,
+      `this tree ${h.toFixed(1)} VMs/s, ${hc.toFixed(1)} CPU ms/VM · ${(h / r).toFixed(2)}× the VMs/s, ${(hc / rc).toFixed(2)}× the CPU, ` +
+      `${(hp / rp).toFixed(2)}× PostgreSQL's (${rp.toFixed(1)} → ${hp.toFixed(1)} ms/VM)\n`,
   );
 } finally {
   spawnSync("git", ["worktree", "remove", "--force", there], { cwd: here, stdio: "ignore" });
